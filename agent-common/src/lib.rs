@@ -1,0 +1,187 @@
+//! `#[repr(C)]` records shared by the kernel programs (agent-ebpf) and the agent (userspace).
+//!
+//! Every record is `Copy`, made of fixed-width integers and byte arrays with explicit padding,
+//! and has a compile-time size assertion. `aya::Pod` is implemented behind the `user` feature.
+#![no_std]
+
+/// Largest number of payload bytes one record can carry (the runtime copy limit is ≤ this).
+pub const MAX_DATA: usize = 4096;
+/// Bytes copied from the end of a buffer, so userspace can see a chunked terminator.
+pub const TAIL_LEN: usize = 16;
+/// Default runtime copy limit (configurable down to 64 and up to `MAX_DATA`).
+pub const DEFAULT_COPY_LEN: u32 = 4096;
+
+/// What a record describes.
+pub mod kind {
+    /// Bytes the process read from a socket.
+    pub const READ: u8 = 1;
+    /// Bytes the process wrote to a socket.
+    pub const WRITE: u8 = 2;
+    /// A connection the process accepted (server side).
+    pub const ACCEPT: u8 = 3;
+    /// A connection the process opened (client side).
+    pub const CONNECT: u8 = 4;
+    /// The process closed a socket fd.
+    pub const CLOSE: u8 = 5;
+    /// The whole process exited.
+    pub const EXIT: u8 = 6;
+}
+
+/// Which syscall produced a data record (for diagnostics and the benchmark).
+pub mod syscall {
+    pub const READ: u8 = 1;
+    pub const WRITE: u8 = 2;
+    pub const READV: u8 = 3;
+    pub const WRITEV: u8 = 4;
+    pub const RECVFROM: u8 = 5;
+    pub const SENDTO: u8 = 6;
+    pub const RECVMSG: u8 = 7;
+    pub const SENDMSG: u8 = 8;
+    pub const SENDFILE: u8 = 9;
+    pub const ACCEPT: u8 = 10;
+    pub const CONNECT: u8 = 11;
+    pub const CLOSE: u8 = 12;
+    pub const EXIT: u8 = 13;
+}
+
+/// A connection's addresses as the traced process sees them (local = its own end).
+/// IPv4 addresses are stored as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Tuple {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// `AF_INET` (2), `AF_INET6` (10), or 0 when the fd was not an inet socket.
+    pub family: u16,
+    pub _pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
+
+/// Fixed header of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EventHeader {
+    /// Kernel monotonic time (`bpf_ktime_get_ns`) at syscall entry.
+    pub start_ns: u64,
+    /// Kernel monotonic time at syscall exit.
+    pub end_ns: u64,
+    /// Address of the kernel `struct sock`: tells a reused fd from the old connection.
+    pub sock_id: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub fd: i32,
+    /// Bytes the syscall moved (its return value), or 0 for non-data records.
+    pub len: u32,
+    /// Payload bytes copied into `data` (≤ copy limit).
+    pub copied: u32,
+    /// Bytes valid in `tail` (the last bytes of the buffer), 0 when not taken.
+    pub tail_len: u16,
+    /// One of [`kind`].
+    pub kind: u8,
+    /// One of [`syscall`].
+    pub syscall: u8,
+    pub tuple: Tuple,
+    pub tail: [u8; TAIL_LEN],
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 104);
+
+/// One ring-buffer record: header plus a bounded prefix of the buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    pub header: EventHeader,
+    pub data: [u8; MAX_DATA],
+}
+const _: () = assert!(core::mem::size_of::<Event>() == 104 + MAX_DATA);
+
+/// Selection modes written into [`Config::mode`].
+pub mod mode {
+    /// Trace every process except the excluded ones.
+    pub const ALL: u32 = 0;
+    /// Trace only pids in the PIDS map or sockets whose local port is in the PORTS map.
+    pub const SELECTED: u32 = 1;
+}
+
+/// Global configuration of the kernel programs, patched in with `override_global`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Config {
+    /// One of [`mode`].
+    pub mode: u32,
+    /// The agent's own tgid: never traced.
+    pub self_pid: u32,
+    /// Payload bytes to copy per record (≤ `MAX_DATA`).
+    pub copy_len: u32,
+    /// When the ring buffer holds more than this many bytes, wake the reader.
+    pub wakeup_bytes: u32,
+    /// Non-zero when the offsets below were read from BTF; 0 disables the fd walk.
+    pub offsets_ok: u32,
+    /// Capture client-side (connect) connections.
+    pub capture_client: u32,
+    /// Capture server-side (accept) connections.
+    pub capture_server: u32,
+    pub _pad: u32,
+    pub offsets: Offsets,
+}
+const _: () = assert!(core::mem::size_of::<Config>() == 32 + core::mem::size_of::<Offsets>());
+
+/// Kernel struct offsets read from `/sys/kernel/btf/vmlinux` at start-up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Offsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    pub file_private_data: u32,
+    pub inode_mode: u32,
+    pub socket_sk: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_family: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    /// `struct socket.type` (SOCK_STREAM = 1): only stream sockets are traced.
+    pub socket_type: u32,
+}
+const _: () = assert!(core::mem::size_of::<Offsets>() == 64);
+
+/// Value of the per-thread in-flight map between a syscall's entry and its exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct InFlight {
+    pub start_ns: u64,
+    /// User buffer, iovec array, msghdr or sockaddr pointer, depending on `syscall`.
+    pub ptr: u64,
+    pub fd: i32,
+    pub syscall: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<InFlight>() == 24);
+
+/// Counters kept in the kernel (a per-CPU array indexed by these).
+pub mod counter {
+    /// A record could not be reserved: the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// Records submitted.
+    pub const SUBMITTED: u32 = 1;
+    /// Number of counters.
+    pub const COUNT: u32 = 2;
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers and byte arrays with
+    // explicit padding, so any bit pattern is valid.
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Offsets {}
+    unsafe impl aya::Pod for super::InFlight {}
+    unsafe impl aya::Pod for super::Tuple {}
+}

@@ -1,0 +1,58 @@
+//! Every map and global of the kernel programs, in one place.
+use agent_common::{Config, InFlight};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+
+/// Patched at load time by the agent (`EbpfLoader::override_global`); read with
+/// `read_volatile`, or the compiler folds the zero initializer in.
+#[unsafe(no_mangle)]
+pub static CONFIG: Config = Config {
+    mode: 0,
+    self_pid: 0,
+    copy_len: 0,
+    wakeup_bytes: 0,
+    offsets_ok: 0,
+    capture_client: 0,
+    capture_server: 0,
+    _pad: 0,
+    offsets: agent_common::Offsets {
+        task_files: 0,
+        files_fdt: 0,
+        fdt_max_fds: 0,
+        fdt_fd: 0,
+        file_inode: 0,
+        file_private_data: 0,
+        inode_mode: 0,
+        socket_sk: 0,
+        skc_daddr: 0,
+        skc_rcv_saddr: 0,
+        skc_dport: 0,
+        skc_num: 0,
+        skc_family: 0,
+        skc_v6_daddr: 0,
+        skc_v6_rcv_saddr: 0,
+        socket_type: 0,
+    },
+};
+
+/// Records to userspace. Sized by the agent at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Syscall arguments kept between entry and exit, by thread (pid_tgid).
+#[map]
+pub static INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(16384, 0);
+
+/// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`.
+#[map]
+pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Sockets seen at accept/connect, so the sock tracepoint reports only their close.
+#[map]
+pub static LIVE_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// Kernel-side counters, indexed by `agent_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agent_common::counter::COUNT, 0);

@@ -1,0 +1,142 @@
+//! Shared kernel helpers: process selection, the fd → socket walk, and record emission.
+//! The hook entry points live in `syscalls.rs` (per syscall) and `sched.rs` (sock/sched).
+
+mod sched;
+mod syscalls;
+
+use agent_common::{Config, Event, Tuple, counter, mode};
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+};
+
+use crate::maps::{CONFIG, COUNTERS, EVENTS, PIDS};
+
+const S_IFMT: u16 = 0o170_000;
+const S_IFSOCK: u16 = 0o140_000;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const SOCK_STREAM: u16 = 1;
+/// BPF_RB_AVAIL_DATA for `bpf_ringbuf_query`.
+const RB_AVAIL_DATA: u64 = 0;
+
+#[inline(always)]
+pub fn config() -> Config {
+    // SAFETY: CONFIG is a plain static; read_volatile keeps the compiler from folding the
+    // zero initializer that the loader patches.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// Is this process one we trace? Never the agent itself.
+#[inline(always)]
+pub fn selected(cfg: &Config, tgid: u32) -> bool {
+    if tgid == cfg.self_pid {
+        return false;
+    }
+    if cfg.mode == mode::ALL {
+        return true;
+    }
+    // SAFETY: read-only lookup of a plain u8 value.
+    unsafe { PIDS.get(&tgid).is_some() }
+}
+
+/// The socket behind `fd` of the current task: `(struct sock *, tuple)`, or `None` when the
+/// fd is not an inet stream socket.
+#[inline(always)]
+pub fn socket_of_fd(cfg: &Config, fd: i32) -> Option<(u64, Tuple)> {
+    if cfg.offsets_ok == 0 || fd < 0 {
+        return None;
+    }
+    let o = &cfg.offsets;
+    // SAFETY: every read goes through bpf_probe_read_kernel, which tolerates bad pointers.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let files: *const u8 = read(task, o.task_files)?;
+        let fdt: *const u8 = read(files, o.files_fdt)?;
+        let max_fds: u32 = read(fdt, o.fdt_max_fds)?;
+        if fd as u32 >= max_fds {
+            return None;
+        }
+        let fd_array: *const u8 = read(fdt, o.fdt_fd)?;
+        let file: *const u8 = bpf_probe_read_kernel(fd_array.add(fd as usize * 8) as *const *const u8).ok()?;
+        if file.is_null() {
+            return None;
+        }
+        let inode: *const u8 = read(file, o.file_inode)?;
+        let imode: u16 = read(inode, o.inode_mode)?;
+        if imode & S_IFMT != S_IFSOCK {
+            return None;
+        }
+        let socket: *const u8 = read(file, o.file_private_data)?;
+        let stype: u16 = read(socket, o.socket_type)?;
+        if stype != SOCK_STREAM {
+            return None;
+        }
+        let sk: *const u8 = read(socket, o.socket_sk)?;
+        if sk.is_null() {
+            return None;
+        }
+        let family: u16 = read(sk, o.skc_family)?;
+        let mut t = Tuple { family, ..Tuple::default() };
+        t.local_port = read(sk, o.skc_num)?;
+        t.remote_port = u16::from_be(read(sk, o.skc_dport)?);
+        if family == AF_INET {
+            let l: [u8; 4] = read(sk, o.skc_rcv_saddr)?;
+            let r: [u8; 4] = read(sk, o.skc_daddr)?;
+            t.local_addr = mapped(l);
+            t.remote_addr = mapped(r);
+        } else if family == AF_INET6 {
+            t.local_addr = read(sk, o.skc_v6_rcv_saddr)?;
+            t.remote_addr = read(sk, o.skc_v6_daddr)?;
+        } else {
+            return None;
+        }
+        Some((sk as u64, t))
+    }
+}
+
+#[inline(always)]
+unsafe fn read<T>(base: *const u8, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address.
+    unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T).ok() }
+}
+
+#[inline(always)]
+fn mapped(v4: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[10] = 0xff;
+    a[11] = 0xff;
+    a[12] = v4[0];
+    a[13] = v4[1];
+    a[14] = v4[2];
+    a[15] = v4[3];
+    a
+}
+
+/// Reserve a record in place (it is too big for the 512-byte stack).
+#[inline(always)]
+pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<Event>> {
+    let entry = EVENTS.reserve::<Event>(0);
+    if entry.is_none() {
+        bump(counter::RINGBUF_FULL);
+    }
+    entry
+}
+
+/// Submit a record; wake the reader only when the buffer is filling up, otherwise it drains
+/// on its own short timer.
+#[inline(always)]
+pub fn submit(entry: aya_ebpf::maps::ring_buf::RingBufEntry<Event>, cfg: &Config) {
+    let avail = EVENTS.query(RB_AVAIL_DATA);
+    let flags = if avail > cfg.wakeup_bytes as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    entry.submit(flags as u64);
+    bump(counter::SUBMITTED);
+}
+
+#[inline(always)]
+pub fn bump(index: u32) {
+    if let Some(ptr) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *ptr += 1 };
+    }
+}

@@ -1,0 +1,83 @@
+//! Process exit (`sched:sched_process_exit`) and kernel-side connection close
+//! (`sock:inet_sock_set_state` → TCP_CLOSE), which also covers sockets a process never closed.
+
+use agent_common::{EventHeader, Tuple, kind, syscall};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+
+use super::{config, reserve, selected, submit};
+use crate::maps::{INFLIGHT, LIVE_SOCKS};
+
+const TCP_CLOSE: i32 = 7;
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    match try_process_exit(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let _ = INFLIGHT.remove(&pid_tgid);
+    // SAFETY: `group_dead` is at offset 32 in this tracepoint's format.
+    let group_dead: u8 = unsafe { ctx.read_at(32)? };
+    let cfg = config();
+    let tgid = (pid_tgid >> 32) as u32;
+    if group_dead == 0 || !selected(&cfg, tgid) {
+        return Ok(());
+    }
+    emit(&cfg, tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    match try_sock_state(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: offsets from events/sock/inet_sock_set_state/format.
+    let newstate: i32 = unsafe { ctx.read_at(20)? };
+    if newstate != TCP_CLOSE {
+        return Ok(());
+    }
+    let skaddr: u64 = unsafe { ctx.read_at(8)? };
+    // This runs in softirq context: the current task is unrelated, so the owner comes from
+    // the map filled at accept/connect.
+    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else { return Ok(()) };
+    let _ = LIVE_SOCKS.remove(&skaddr);
+    let cfg = config();
+    emit(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
+    Ok(())
+}
+
+fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
+    let Some(mut entry) = reserve() else { return };
+    let ev = entry.as_mut_ptr();
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: `ev` points at a reserved, exclusively owned record.
+    unsafe {
+        (*ev).header = EventHeader {
+            start_ns: now,
+            end_ns: now,
+            sock_id: sk,
+            pid,
+            tid,
+            fd,
+            len: 0,
+            copied: 0,
+            tail_len: 0,
+            kind: k,
+            syscall: sc,
+            tuple: Tuple::default(),
+            tail: [0; agent_common::TAIL_LEN],
+        };
+    }
+    submit(entry, cfg);
+}

@@ -1,0 +1,258 @@
+//! Syscall tracepoints: entry stashes the arguments per thread, exit classifies the fd as an
+//! inet stream socket and copies a bounded prefix (and a short tail) of the buffer.
+//! Argument offsets come from /sys/kernel/tracing/events/syscalls/*/format: args start at 16,
+//! 8 bytes each; `ret` is at 16.
+
+use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+
+use super::{config, reserve, selected, socket_of_fd, submit};
+use crate::maps::{INFLIGHT, LIVE_SOCKS};
+
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const RET: usize = 16;
+const EINPROGRESS: i64 = -115;
+
+/// How the second syscall argument points at the bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Buf {
+    /// A plain buffer (read, write, recvfrom, sendto).
+    Flat,
+    /// An iovec array (readv, writev).
+    Iov,
+    /// A msghdr (recvmsg, sendmsg).
+    Msg,
+    /// No user buffer to copy (sendfile).
+    None,
+}
+
+const fn buf_of(sc: u8) -> Buf {
+    match sc {
+        syscall::READ | syscall::WRITE | syscall::RECVFROM | syscall::SENDTO => Buf::Flat,
+        syscall::READV | syscall::WRITEV => Buf::Iov,
+        syscall::RECVMSG | syscall::SENDMSG => Buf::Msg,
+        _ => Buf::None,
+    }
+}
+
+const fn kind_of(sc: u8) -> u8 {
+    match sc {
+        syscall::READ | syscall::READV | syscall::RECVFROM | syscall::RECVMSG => kind::READ,
+        _ => kind::WRITE,
+    }
+}
+
+macro_rules! enter_exit {
+    ($enter:ident, $exit:ident, $sc:expr) => {
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            match try_enter(&ctx, $sc) {
+                Ok(()) | Err(_) => 0,
+            }
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            match try_exit(&ctx, $sc) {
+                Ok(()) | Err(_) => 0,
+            }
+        }
+    };
+}
+
+enter_exit!(sys_enter_read, sys_exit_read, syscall::READ);
+enter_exit!(sys_enter_write, sys_exit_write, syscall::WRITE);
+enter_exit!(sys_enter_readv, sys_exit_readv, syscall::READV);
+enter_exit!(sys_enter_writev, sys_exit_writev, syscall::WRITEV);
+enter_exit!(sys_enter_recvfrom, sys_exit_recvfrom, syscall::RECVFROM);
+enter_exit!(sys_enter_sendto, sys_exit_sendto, syscall::SENDTO);
+enter_exit!(sys_enter_recvmsg, sys_exit_recvmsg, syscall::RECVMSG);
+enter_exit!(sys_enter_sendmsg, sys_exit_sendmsg, syscall::SENDMSG);
+enter_exit!(sys_enter_sendfile64, sys_exit_sendfile64, syscall::SENDFILE);
+enter_exit!(sys_enter_accept, sys_exit_accept, syscall::ACCEPT);
+enter_exit!(sys_enter_accept4, sys_exit_accept4, syscall::ACCEPT);
+enter_exit!(sys_enter_connect, sys_exit_connect, syscall::CONNECT);
+
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    match try_close(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
+    let cfg = config();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !selected(&cfg, (pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    // SAFETY: offsets from the tracepoint format; read_at uses bpf_probe_read_kernel.
+    let fd: u64 = unsafe { ctx.read_at(ARG0)? };
+    let ptr: u64 = unsafe { ctx.read_at(ARG1)? };
+    let inflight = InFlight {
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        ptr,
+        fd: fd as i32,
+        syscall: sc,
+        _pad: [0; 3],
+    };
+    INFLIGHT.insert(&pid_tgid, &inflight, 0).map_err(i64::from)
+}
+
+fn try_exit(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let inflight = match unsafe { INFLIGHT.get(&pid_tgid) } {
+        Some(v) => *v,
+        None => return Ok(()),
+    };
+    let _ = INFLIGHT.remove(&pid_tgid);
+    if inflight.syscall != sc {
+        return Ok(());
+    }
+    let ret: i64 = unsafe { ctx.read_at(RET)? };
+    let cfg = config();
+    match sc {
+        syscall::ACCEPT => {
+            if ret < 0 || cfg.capture_server == 0 {
+                return Ok(());
+            }
+            lifecycle(&cfg, pid_tgid, ret as i32, &inflight, kind::ACCEPT);
+        }
+        syscall::CONNECT => {
+            if (ret != 0 && ret != EINPROGRESS) || cfg.capture_client == 0 {
+                return Ok(());
+            }
+            lifecycle(&cfg, pid_tgid, inflight.fd, &inflight, kind::CONNECT);
+        }
+        _ => {
+            if ret <= 0 {
+                return Ok(());
+            }
+            data(&cfg, pid_tgid, &inflight, ret as u64);
+        }
+    }
+    Ok(())
+}
+
+fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
+    let cfg = config();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !selected(&cfg, (pid_tgid >> 32) as u32) {
+        return Ok(());
+    }
+    let fd: u64 = unsafe { ctx.read_at(ARG0)? };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let inflight = InFlight { start_ns: now, ptr: 0, fd: fd as i32, syscall: syscall::CLOSE, _pad: [0; 3] };
+    lifecycle(&cfg, pid_tgid, fd as i32, &inflight, kind::CLOSE);
+    Ok(())
+}
+
+/// Accept, connect or close of an inet stream socket: a record with no payload.
+#[inline(always)]
+fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
+    let Some((sk, tuple)) = socket_of_fd(cfg, fd) else { return };
+    let tgid = (pid_tgid >> 32) as u32;
+    if k == kind::CLOSE {
+        let _ = LIVE_SOCKS.remove(&sk);
+    } else {
+        let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
+    }
+    let Some(mut entry) = reserve() else { return };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved, exclusively owned record.
+    unsafe {
+        (*ev).header = header(pid_tgid, fd, inflight, k, sk, tuple, 0, 0);
+    }
+    submit(entry, cfg);
+}
+
+/// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
+#[inline(always)]
+fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
+    let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else { return };
+    let (src, cap) = match source(inflight) {
+        Some(v) => v,
+        None => (0, 0),
+    };
+    let Some(mut entry) = reserve() else { return };
+    let ev = entry.as_mut_ptr();
+    let mut n = if len < cap { len } else { cap };
+    if n > cfg.copy_len as u64 {
+        n = cfg.copy_len as u64;
+    }
+    if n > MAX_DATA as u64 {
+        n = MAX_DATA as u64;
+    }
+    let n = n as usize;
+    // SAFETY: `ev` points at a reserved, exclusively owned record; user reads are checked.
+    unsafe {
+        let copied = if n > 0 && n <= MAX_DATA {
+            match bpf_probe_read_user_buf(src as *const u8, &mut (&mut (*ev).data)[..n]) {
+                Ok(()) => n as u32,
+                Err(_) => 0,
+            }
+        } else {
+            0
+        };
+        let mut tail_len = 0u16;
+        let mut tail = [0u8; TAIL_LEN];
+        if buf_of(inflight.syscall) == Buf::Flat && len > n as u64 && len >= TAIL_LEN as u64 {
+            if let Ok(t) = bpf_probe_read_user(((src + len) - TAIL_LEN as u64) as *const [u8; TAIL_LEN]) {
+                tail = t;
+                tail_len = TAIL_LEN as u16;
+            }
+        }
+        (*ev).header = header(pid_tgid, inflight.fd, inflight, kind_of(inflight.syscall), sk, tuple, len as u32, copied);
+        (*ev).header.tail = tail;
+        (*ev).header.tail_len = tail_len;
+    }
+    submit(entry, cfg);
+}
+
+/// Where the bytes are: (user address, bytes available there).
+#[inline(always)]
+fn source(inflight: &InFlight) -> Option<(u64, u64)> {
+    match buf_of(inflight.syscall) {
+        Buf::Flat => Some((inflight.ptr, u64::MAX)),
+        Buf::Iov => first_iov(inflight.ptr),
+        Buf::Msg => {
+            // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; ... }
+            // SAFETY: checked user read.
+            let iov: u64 = unsafe { bpf_probe_read_user((inflight.ptr + 16) as *const u64).ok()? };
+            first_iov(iov)
+        }
+        Buf::None => None,
+    }
+}
+
+#[inline(always)]
+fn first_iov(ptr: u64) -> Option<(u64, u64)> {
+    // SAFETY: checked user read of struct iovec { void *iov_base; size_t iov_len; }.
+    let v: [u64; 2] = unsafe { bpf_probe_read_user(ptr as *const [u64; 2]).ok()? };
+    Some((v[0], v[1]))
+}
+
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "a flat record header")]
+fn header(pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8, sk: u64, tuple: Tuple, len: u32, copied: u32) -> EventHeader {
+    EventHeader {
+        start_ns: inflight.start_ns,
+        end_ns: unsafe { bpf_ktime_get_ns() },
+        sock_id: sk,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        fd,
+        len,
+        copied,
+        tail_len: 0,
+        kind: k,
+        syscall: inflight.syscall,
+        tuple,
+        tail: [0; TAIL_LEN],
+    }
+}

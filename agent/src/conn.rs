@@ -1,0 +1,1 @@
+//! Per-connection state: turns a stream of records into complete HTTP exchanges.

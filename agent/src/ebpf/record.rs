@@ -1,0 +1,69 @@
+//! Records from the kernel, decoded into owned userspace form (wall-clock times, socket
+//! addresses). This is the input of `conn`; tests build these by hand.
+use std::net::SocketAddr;
+
+/// Which side of the connection the traced process is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The process accepted the connection: it serves requests.
+    Server,
+    /// The process opened the connection: it makes requests.
+    Client,
+}
+
+/// Direction of a data record, from the traced process's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The process read these bytes from the socket.
+    Read,
+    /// The process wrote these bytes to the socket.
+    Write,
+}
+
+/// The two ends of a TCP connection; `local` is the traced process's own end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Identity of one connection inside one process. `sock_id` (the kernel socket address)
+/// tells a reused fd number apart from the connection that held it before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub pid: u32,
+    pub fd: i32,
+    pub sock_id: u64,
+}
+
+/// Bytes moved by one read/write-family syscall on a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data {
+    pub key: ConnKey,
+    pub tid: u32,
+    pub direction: Direction,
+    pub tuple: Tuple,
+    /// Wall-clock time (Unix ns) when the syscall started and when it returned.
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    /// Bytes the syscall moved; `bytes` holds only a prefix of them when this is larger.
+    pub len: u32,
+    /// The copied prefix (at most the configured copy length).
+    pub bytes: Vec<u8>,
+    /// The last bytes of the buffer when they were not in the prefix.
+    pub tail: Option<[u8; agent_common::TAIL_LEN]>,
+}
+
+/// One decoded kernel record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A socket was read from or written to.
+    Data(Data),
+    /// A connection was accepted (`Role::Server`) or opened (`Role::Client`).
+    Open { key: ConnKey, role: Role, tuple: Tuple, unix_ns: u64 },
+    /// The process closed the fd (`key.fd >= 0`), or the kernel closed the socket
+    /// (`key.fd == -1`, matched by `key.sock_id`).
+    Close { key: ConnKey, unix_ns: u64 },
+    /// The whole process exited.
+    ProcessExit { pid: u32, unix_ns: u64 },
+}

@@ -1,0 +1,1 @@
+//! Exporting spans: OTLP conversion, batching, retry, bounded queue.

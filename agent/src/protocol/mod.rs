@@ -1,0 +1,1 @@
+//! Wire protocols Sonde understands; pure parsers over byte slices.

@@ -1,0 +1,1 @@
+//! RED metrics (rate, errors, duration) derived from spans, and route templating.

@@ -1,0 +1,55 @@
+//! `HttpSpan`, the one internal span type: what one HTTP exchange looked like on the wire.
+//! It becomes OTLP only at the export edge and storage form only at the store's ingest edge.
+use std::net::SocketAddr;
+
+/// OpenTelemetry span kind as seen from the traced process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    Server,
+    Client,
+}
+
+/// A link to another span (same-node stitching and batch fan-in use these later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanLink {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+/// One HTTP/1.x request/response exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSpan {
+    pub kind: SpanKind,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// Parent span (from an incoming `traceparent`, or in-process parenting later).
+    pub parent_span_id: Option<[u8; 8]>,
+    /// W3C `tracestate` that came with the parent, passed through unchanged.
+    pub trace_state: Option<String>,
+    pub links: Vec<SpanLink>,
+    /// First byte of the request seen, last byte of the response seen (Unix ns).
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// The query string (never exported unless configured).
+    pub query: Option<String>,
+    /// Low-cardinality route template (`/users/{id}`), when one could be derived.
+    pub route: Option<String>,
+    /// `1.0` or `1.1`.
+    pub protocol_version: String,
+    pub status_code: Option<u16>,
+    /// `Host` header value, if any.
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_body_size: Option<u64>,
+    pub response_body_size: Option<u64>,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    /// Why the exchange failed when there is no status code to say so
+    /// (e.g. `connection_closed`, `timeout`).
+    pub error_type: Option<String>,
+}

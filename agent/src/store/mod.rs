@@ -1,0 +1,1 @@
+//! The embedded Tempo-compatible trace store.

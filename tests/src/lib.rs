@@ -1,0 +1,1 @@
+//! Helpers shared by the privileged end-to-end tests.

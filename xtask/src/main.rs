@@ -1,0 +1,4 @@
+//! `cargo xtask …`: developer tasks (setup, test, bench).
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
