@@ -1,0 +1,21 @@
+//! Benchmarks: each prints its figures (ratios side by side, not pass/fail).
+use anyhow::Result;
+use clap::Subcommand;
+
+mod overhead;
+mod store;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Traced vs untraced throughput of nginx and python3 http.server under wrk.
+    Overhead(overhead::Args),
+    /// OTLP ingest, disk, by-id and search latency of the embedded store.
+    Store(store::Args),
+}
+
+pub fn run(bench: Bench) -> Result<()> {
+    match bench {
+        Bench::Overhead(args) => overhead::run(&args),
+        Bench::Store(args) => store::run(&args),
+    }
+}

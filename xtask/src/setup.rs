@@ -1,0 +1,6 @@
+//! `cargo xtask setup`: installs what a fresh machine lacks. Idempotent.
+use anyhow::Result;
+
+pub fn run() -> Result<()> {
+    Ok(())
+}
