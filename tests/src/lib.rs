@@ -6,7 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod agent;
 pub mod otlp;
+pub mod servers;
 
 /// Why the kernel tests cannot run here, if they cannot.
 pub fn kernel_unavailable() -> Option<String> {
@@ -37,7 +39,21 @@ pub fn free_port() -> u16 {
 pub struct Proc(pub Child);
 
 impl Drop for Proc {
+    /// SIGTERM first (nginx stops its workers on it), SIGKILL after 3 s.
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -58,3 +58,39 @@ pub async fn start_receiver() -> (SocketAddr, Received) {
     });
     (addr, received)
 }
+
+/// A span attribute as a string (ints are formatted), if present.
+pub fn attr(span: &Span, key: &str) -> Option<String> {
+    attr_in(&span.attributes, key)
+}
+
+/// An attribute from a list (span or resource), as a string.
+pub fn attr_in(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let kv = attrs.iter().find(|kv| kv.key == key)?;
+    match kv.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+impl Received {
+    /// Wait until `pred` holds for the spans received (or `timeout`); returns the spans.
+    pub async fn wait_for(
+        &self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&[(Vec<opentelemetry_proto::tonic::common::v1::KeyValue>, Span)]) -> bool,
+    ) -> Vec<(Vec<opentelemetry_proto::tonic::common::v1::KeyValue>, Span)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let spans = self.spans();
+            if pred(&spans) || tokio::time::Instant::now() >= deadline {
+                return spans;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -72,6 +72,8 @@ pub enum EbpfError {
     MissingMap { map: &'static str },
     #[error("program {program}: {source}")]
     Program { program: String, source: Box<aya::programs::ProgramError> },
+    #[error("cannot start the capture thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("map {map}: {source}")]
     Map { map: &'static str, source: Box<aya::maps::MapError> },
 }
