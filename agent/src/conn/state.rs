@@ -72,10 +72,13 @@ struct HeadBuf {
 
 /// Most requests queued on one connection without a response (pipelining depth); beyond
 /// this the oldest is dropped, which keeps memory bounded when responses are never seen.
-pub(super) const MAX_PIPELINE: usize = 64;
+pub(super) const MAX_PIPELINE: usize = 16;
 
 /// A head parse with the borrow of the input released.
-#[expect(clippy::large_enum_variant, reason = "transient: lives on the stack for one parse")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "transient: lives on the stack for one parse"
+)]
 enum Parsed {
     Complete(Exchange, Option<Body>, usize),
     Partial,
@@ -160,8 +163,9 @@ impl Conn {
         let role = match self.role {
             Some(role) => role,
             None => {
-                // Seen mid-life: the first request line decides which side we are on.
-                if !looks_like_request(known) {
+                // Seen mid-life: the first request head decides which side we are on.
+                let head = parse_request_head(known);
+                if !matches!(head, Parse::Complete(..) | Parse::Partial) || known.is_empty() {
                     ctx.stats.non_http_skipped += 1;
                     return;
                 }
@@ -226,7 +230,8 @@ impl Conn {
                     }
                     let truncated = known.len() < total;
                     match self.request_head(d, &known[pos..], pos == 0, truncated, role, ctx) {
-                        HeadStep::Consumed(n) => pos += n,
+                        HeadStep::Consumed(n) if n > 0 => pos += n,
+                        HeadStep::Consumed(_) => return,
                         HeadStep::Stop => return,
                     }
                 }

@@ -803,3 +803,95 @@ fn upgrade_makes_the_connection_opaque() {
     assert_eq!((spans.len(), spans[0].status_code), (1, Some(101)));
     assert_eq!(sim.stats().upgraded_connections, 1);
 }
+
+#[test]
+fn body_text_that_starts_like_a_method_does_not_decide_the_role() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 7, 1);
+    // A client reading a body that happens to start with "GET ": not a request head.
+    sim.read(k, b"GET me a coffee, said the response body\r\n");
+    sim.write(k, &get("/real"));
+    sim.read(k, &ok("x"));
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        (spans[0].kind, spans[0].path.as_str()),
+        (SpanKind::Client, "/real")
+    );
+}
+
+#[test]
+fn unanswered_pipeline_is_bounded() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    for i in 0..20 {
+        sim.read(k, &get(&format!("/p/{i}")));
+    }
+    assert_eq!(sim.tracker.pending(&k), Some(state::MAX_PIPELINE));
+    assert_eq!(
+        sim.stats().aborted_exchanges,
+        20 - state::MAX_PIPELINE as u64
+    );
+}
+
+#[test]
+fn client_span_times_and_ids_from_outgoing_traceparent() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 7, 1);
+    sim.open(k, Role::Client);
+    let req = b"GET /downstream HTTP/1.1\r\n\
+traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n";
+    let (start, _) = sim.write(k, req);
+    sim.read(k, b"HTTP/1.1 200 OK\r\nContent-Len");
+    let (_, end) = sim.read(k, b"gth: 2\r\n\r\nok");
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1);
+    let s = &spans[0];
+    assert_eq!(
+        (s.kind, s.start_unix_ns, s.end_unix_ns),
+        (SpanKind::Client, start, end)
+    );
+    assert_eq!(hex::encode(s.trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hex::encode(s.span_id), "b7ad6b7169203331");
+    assert_eq!(s.parent_span_id, None);
+}
+
+#[test]
+fn chunked_request_body_then_response() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    sim.read(
+        k,
+        b"POST /ingest HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n",
+    );
+    sim.read(k, b"3\r\nefg\r\n0\r\n\r\n");
+    sim.write(k, b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+    let spans = sim.take();
+    assert_eq!(
+        (
+            spans.len(),
+            spans[0].request_body_size,
+            spans[0].status_code
+        ),
+        (1, Some(7), Some(202))
+    );
+}
+
+#[test]
+fn garbage_response_drops_the_request() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 7, 1);
+    sim.open(k, Role::Client);
+    sim.write(k, &get("/a"));
+    sim.read(k, b"HTTP/1.1 abc\r\n\r\n");
+    assert!(sim.take().is_empty());
+    assert_eq!(
+        (sim.stats().parse_errors, sim.stats().aborted_exchanges),
+        (1, 1)
+    );
+    sim.write(k, &get("/b"));
+    sim.read(k, &ok(""));
+    assert_eq!(sim.take().len(), 1);
+}

@@ -11,7 +11,7 @@ const MAX_HOST: usize = 256;
 /// Longest `User-Agent` value kept.
 const MAX_USER_AGENT: usize = 512;
 /// Longest path or query kept (the head itself is already capped by the tracker).
-const MAX_TARGET: usize = 4096;
+const MAX_TARGET: usize = 2048;
 
 /// A request seen on a connection, waiting for (or receiving) its response. Holds only the
 /// attributes the span needs: never credentials, cookies or bodies.

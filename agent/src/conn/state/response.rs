@@ -53,7 +53,8 @@ impl Conn {
                         return;
                     }
                     match self.response_head(d, &known[pos..], known.len() < total, ctx) {
-                        HeadStep::Consumed(n) => pos += n,
+                        HeadStep::Consumed(n) if n > 0 => pos += n,
+                        HeadStep::Consumed(_) => return,
                         HeadStep::Stop => return,
                     }
                 }
