@@ -1,1 +1,5 @@
 //! Exporting spans: OTLP conversion, batching, retry, bounded queue.
+pub mod otlp;
+
+#[cfg(test)]
+mod testutil;
