@@ -18,4 +18,6 @@ pub use exporter::{ExportStats, Exporter, ExporterHandle, Item, StatsSnapshot};
 pub use otlp::{ConvertOptions, build_request};
 
 #[cfg(test)]
+mod e2e_tests;
+#[cfg(test)]
 mod testutil;
