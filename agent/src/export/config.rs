@@ -321,14 +321,14 @@ pub mod duration_str {
         }
     }
 
-    /// The shortest exact form.
+    /// The shortest exact form at millisecond precision.
     pub fn format(d: &Duration) -> String {
         let ms = d.as_millis();
-        if ms % 1000 != 0 || ms == 0 {
+        if !ms.is_multiple_of(1000) || ms == 0 {
             format!("{ms}ms")
-        } else if ms % 3_600_000 == 0 {
+        } else if ms.is_multiple_of(3_600_000) {
             format!("{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             format!("{}m", ms / 60_000)
         } else {
             format!("{}s", ms / 1000)

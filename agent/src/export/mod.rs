@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod exporter;
 pub mod otlp;
+pub mod print;
 mod ratelimit;
 
 pub use client::{
@@ -16,6 +17,7 @@ pub use client::{
 pub use config::{Compression, ExportConfig, ExportConfigError, Protocol};
 pub use exporter::{ExportStats, Exporter, ExporterHandle, Item, StatsSnapshot};
 pub use otlp::{ConvertOptions, build_request};
+pub use print::{PrintFormat, format_span};
 
 #[cfg(test)]
 mod e2e_tests;
