@@ -21,7 +21,10 @@ use crate::{
         record::Record,
         select::Selection,
     },
-    span::{HttpSpan, resource::{ProcessResource, ResourceCache}},
+    span::{
+        HttpSpan,
+        resource::{ProcessResource, ResourceCache},
+    },
 };
 
 /// Where finished spans go. `send` must never block.
@@ -58,32 +61,56 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<(std::thread::JoinHandle<()>, Arc<PipelineStats>), crate::ebpf::EbpfError> {
     let mut probes = Probes::load(&cfg.load)?;
+    // Select before reporting ready, so nothing a selected process does from now on is missed.
+    let selected = if cfg.selection.is_all() {
+        HashSet::new()
+    } else {
+        let now = cfg.selection.resolve(Path::new("/proc"));
+        probes.set_pids(&now.iter().copied().collect::<Vec<_>>(), &[]);
+        now
+    };
     let stats = Arc::new(PipelineStats::default());
     let thread_stats = stats.clone();
     let handle = std::thread::Builder::new()
         .name("sonde-capture".into())
         .spawn(move || {
-            run(&mut probes, &cfg, sink.as_mut(), &stop, &thread_stats);
+            run(
+                &mut probes,
+                &cfg,
+                selected,
+                sink.as_mut(),
+                &stop,
+                &thread_stats,
+            );
             sink.finish();
         })
         .map_err(crate::ebpf::EbpfError::Thread)?;
     Ok((handle, stats))
 }
 
-fn run(probes: &mut Probes, cfg: &PipelineConfig, sink: &mut dyn SpanSink, stop: &AtomicBool, stats: &PipelineStats) {
+fn run(
+    probes: &mut Probes,
+    cfg: &PipelineConfig,
+    mut selected: HashSet<u32>,
+    sink: &mut dyn SpanSink,
+    stop: &AtomicBool,
+    stats: &PipelineStats,
+) {
     let clock = Clock::now();
     let mut tracker = Tracker::new(cfg.tracker.clone());
-    let mut resources = ResourceCache::new(cfg.host_name.clone(), 4096);
+    let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
-    let mut selected: HashSet<u32> = HashSet::new();
     let mut last_sweep = Instant::now();
-    let mut last_select = Instant::now() - Duration::from_secs(60);
+    let mut last_select = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if !cfg.selection.is_all() && last_select.elapsed() >= Duration::from_secs(1) {
             let now = cfg.selection.resolve(Path::new("/proc"));
             let add: Vec<u32> = now.difference(&selected).copied().collect();
             let remove: Vec<u32> = selected.difference(&now).copied().collect();
+            if !add.is_empty() || !remove.is_empty() {
+                tracing::debug!(?add, ?remove, "selected processes changed");
+            }
             probes.set_pids(&add, &remove);
             selected = now;
             last_select = Instant::now();
@@ -91,6 +118,7 @@ fn run(probes: &mut Probes, cfg: &PipelineConfig, sink: &mut dyn SpanSink, stop:
         probes.wait(cfg.drain_interval);
         let n = probes.drain(|raw| match decode(raw, clock) {
             Ok(rec) => {
+                tracing::trace!(?rec, "record");
                 if let Record::ProcessExit { pid, .. } = rec {
                     exited.push(pid);
                 }
@@ -103,7 +131,9 @@ fn run(probes: &mut Probes, cfg: &PipelineConfig, sink: &mut dyn SpanSink, stop:
         stats.records.fetch_add(n as u64, Ordering::Relaxed);
         if last_sweep.elapsed() >= Duration::from_millis(500) {
             tracker.sweep(clock.to_unix(monotonic_ns()), &mut spans);
-            stats.kernel_lost.store(probes.counters().0, Ordering::Relaxed);
+            stats
+                .kernel_lost
+                .store(probes.counters().0, Ordering::Relaxed);
             last_sweep = Instant::now();
         }
         if !spans.is_empty() {
@@ -129,7 +159,10 @@ fn run(probes: &mut Probes, cfg: &PipelineConfig, sink: &mut dyn SpanSink, stop:
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);

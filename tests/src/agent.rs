@@ -10,13 +10,18 @@ use std::{
 
 use crate::Proc;
 
-/// The `sonde` binary built for these tests.
+/// The `sonde` binary built for these tests (`cargo xtask test` builds it first; when running
+/// these tests by hand, run `cargo build -p sonde` before).
 pub fn sonde_bin() -> PathBuf {
     // tests/ is a workspace member; the binary sits in the same target dir as this test.
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
     let bin = dir.join("sonde");
-    assert!(bin.exists(), "{} missing: build the sonde binary first (cargo build -p sonde)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: build the sonde binary first (cargo build -p sonde)",
+        bin.display()
+    );
     bin
 }
 
@@ -27,8 +32,19 @@ pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
         .args(args)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("SONDE_LOG", "info")
-        .stdout(Stdio::null())
+        .env(
+            "SONDE_LOG",
+            std::env::var("SONDE_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env(
+            "SONDE_PRINT",
+            std::env::var("SONDE_E2E_PRINT").unwrap_or_else(|_| "off".into()),
+        )
+        .stdout(if std::env::var("SONDE_E2E_PRINT").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sonde agent");
@@ -43,6 +59,7 @@ pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
         }
     });
     let proc = Proc(child);
-    rx.recv_timeout(Duration::from_secs(30)).expect("agent did not report it is capturing");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("agent did not report it is capturing");
     proc
 }

@@ -12,7 +12,9 @@ pub mod servers;
 
 /// Why the kernel tests cannot run here, if they cannot.
 pub fn kernel_unavailable() -> Option<String> {
-    sonde::ebpf::check_environment().err().map(|e| e.to_string())
+    sonde::ebpf::check_environment()
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Skip the calling test (return) when the kernel part cannot run, printing why; with
@@ -32,7 +34,10 @@ macro_rules! require_kernel {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A child process killed (and reaped) on drop.
@@ -80,7 +85,14 @@ pub fn wait_port(port: u16) {
 /// `python3 -m http.server` serving `dir` on 127.0.0.1:`port`.
 pub fn python_http_server(dir: &std::path::Path, port: u16) -> Proc {
     let child = Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -93,6 +105,13 @@ pub fn python_http_server(dir: &std::path::Path, port: u16) -> Proc {
 
 /// Run curl with `args`; returns (exit ok, stdout).
 pub fn curl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("curl").args(["-s", "--max-time", "10"]).args(args).output().expect("run curl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }

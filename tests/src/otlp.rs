@@ -22,7 +22,11 @@ impl Received {
         let guard = self.0.lock().expect("lock");
         let mut out = Vec::new();
         for rs in guard.iter() {
-            let attrs = rs.resource.as_ref().map(|r| r.attributes.clone()).unwrap_or_default();
+            let attrs = rs
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.clone())
+                .unwrap_or_default();
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
                     out.push((attrs.clone(), s.clone()));
@@ -41,20 +45,31 @@ impl TraceService for Service {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.0.lock().expect("lock").extend(request.into_inner().resource_spans);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        self.0
+            .0
+            .lock()
+            .expect("lock")
+            .extend(request.into_inner().resource_spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
 /// Start a receiver; returns its address and the shared store. Stops with the runtime.
 pub async fn start_receiver() -> (SocketAddr, Received) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let received = Received::default();
     let svc = TraceServiceServer::new(Service(received.clone()));
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let _ = tonic::transport::Server::builder().add_service(svc).serve_with_incoming(incoming).await;
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
     });
     (addr, received)
 }
@@ -65,7 +80,10 @@ pub fn attr(span: &Span, key: &str) -> Option<String> {
 }
 
 /// An attribute from a list (span or resource), as a string.
-pub fn attr_in(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+pub fn attr_in(
+    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     let kv = attrs.iter().find(|kv| kv.key == key)?;
     match kv.value.as_ref()?.value.as_ref()? {

@@ -1,5 +1,8 @@
 //! Real servers for the end-to-end tests: nginx (Debian package) and a Rust (axum) server.
-use std::{path::Path, process::{Command, Stdio}};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use crate::{Proc, wait_port};
 

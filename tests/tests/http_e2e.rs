@@ -15,11 +15,23 @@ use sonde_e2e::{
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn server_spans_on(spans: &[(Vec<opentelemetry_proto::tonic::common::v1::KeyValue>, Span)], port: u16) -> Vec<Span> {
+fn server_spans_on(
+    spans: &[(Vec<opentelemetry_proto::tonic::common::v1::KeyValue>, Span)],
+    port: u16,
+) -> Vec<Span> {
     spans
         .iter()
-        .filter(|(_, s)| s.kind == SpanKind::Server as i32 && attr(s, "server.port") == Some(port.to_string()))
+        .filter(|(_, s)| {
+            s.kind == SpanKind::Server as i32 && attr(s, "server.port") == Some(port.to_string())
+        })
         .map(|(_, s)| s.clone())
+        .collect()
+}
+
+fn names(spans: &[Span]) -> Vec<String> {
+    spans
+        .iter()
+        .map(|s| format!("{} {:?}", s.name, attr(s, "http.response.status_code")))
         .collect()
 }
 
@@ -50,10 +62,12 @@ async fn python_server_spans_match_requests_including_404() {
     for path in ["/hello.txt", "/hello.txt?secret=1", "/missing/123"] {
         client_latency.push(curl_timed(&format!("http://127.0.0.1:{port}{path}")));
     }
-    let spans = received.wait_for(WAIT, |s| server_spans_on(s, port).len() >= 3).await;
+    let spans = received
+        .wait_for(WAIT, |s| server_spans_on(s, port).len() >= 3)
+        .await;
     let mut got = server_spans_on(&spans, port);
     got.sort_by_key(|s| s.start_time_unix_nano);
-    assert_eq!(got.len(), 3, "one span per request: {got:#?}");
+    assert_eq!(got.len(), 3, "one span per request: {:?}", names(&got));
     for (span, want_path, want_status, (code, secs)) in [
         (&got[0], "/hello.txt", "200", client_latency[0]),
         (&got[1], "/hello.txt", "200", client_latency[1]),
@@ -61,23 +75,51 @@ async fn python_server_spans_match_requests_including_404() {
     ] {
         assert_eq!(attr(span, "http.request.method").as_deref(), Some("GET"));
         assert_eq!(attr(span, "url.path").as_deref(), Some(want_path));
-        assert_eq!(attr(span, "url.query"), None, "query strings are not exported by default");
-        assert_eq!(attr(span, "http.response.status_code").as_deref(), Some(want_status));
+        assert_eq!(
+            attr(span, "url.query"),
+            None,
+            "query strings are not exported by default"
+        );
+        assert_eq!(
+            attr(span, "http.response.status_code").as_deref(),
+            Some(want_status)
+        );
         assert_eq!(code.to_string(), want_status);
-        assert_eq!(attr(span, "network.peer.address").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            attr(span, "network.peer.address").as_deref(),
+            Some("127.0.0.1")
+        );
         assert_eq!(attr(span, "client.address").as_deref(), Some("127.0.0.1"));
         assert!(attr(span, "network.peer.port").is_some_and(|p| p != "0"));
-        assert_eq!(attr(span, "network.protocol.version").as_deref(), Some("1.1"));
+        assert_eq!(
+            attr(span, "network.protocol.version").as_deref(),
+            Some("1.1")
+        );
         assert!(attr(span, "user_agent.original").is_some_and(|ua| ua.starts_with("curl/")));
         let d = duration_ns(span);
-        assert!(d > 0 && (d as f64) <= secs * 1e9, "server span {d} ns must fit in the client's {secs} s");
+        assert!(
+            d > 0 && (d as f64) <= secs * 1e9,
+            "server span {d} ns must fit in the client's {secs} s"
+        );
     }
     // 404 on a server span is not an error; its name has the collapsed route.
     assert_eq!(got[2].status.as_ref().map(|s| s.code).unwrap_or(0), 0);
     assert_eq!(got[2].name, "GET /missing/{id}");
-    let resource = &spans.iter().find(|(_, s)| s.span_id == got[0].span_id).unwrap().0;
-    assert_eq!(attr_in(resource, "process.executable.name").as_deref().map(|n| n.starts_with("python")), Some(true));
-    assert_eq!(attr_in(resource, "process.pid"), Some(_server.pid().to_string()));
+    let resource = &spans
+        .iter()
+        .find(|(_, s)| s.span_id == got[0].span_id)
+        .unwrap()
+        .0;
+    assert_eq!(
+        attr_in(resource, "process.executable.name")
+            .as_deref()
+            .map(|n| n.starts_with("python")),
+        Some(true)
+    );
+    assert_eq!(
+        attr_in(resource, "process.pid"),
+        Some(_server.pid().to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,22 +135,59 @@ async fn nginx_keep_alive_200_requests_on_one_connection_and_a_500() {
     let _agent = start_agent(addr, &["--port", &port.to_string()]);
     let url = format!("http://127.0.0.1:{port}/index.html");
     let urls: Vec<&str> = std::iter::repeat_n(url.as_str(), 200).collect();
-    let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{num_connects}\n"]).args(&urls).output().unwrap();
-    let connects: u32 = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.parse::<u32>().ok()).sum();
-    assert_eq!(connects, 1, "curl must reuse one connection for the 200 requests");
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{num_connects}\n"])
+        .args(&urls)
+        .output()
+        .unwrap();
+    let connects: u32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.parse::<u32>().ok())
+        .sum();
+    assert_eq!(
+        connects, 1,
+        "curl must reuse one connection for the 200 requests"
+    );
     let (code, _) = curl_timed(&format!("http://127.0.0.1:{port}/fail"));
     assert_eq!(code, 500);
-    let spans = received.wait_for(WAIT, |s| server_spans_on(s, port).len() >= 201).await;
+    let spans = received
+        .wait_for(WAIT, |s| server_spans_on(s, port).len() >= 201)
+        .await;
     let got = server_spans_on(&spans, port);
-    assert_eq!(got.len(), 201, "200 keep-alive + 1 failing request");
-    let ok: Vec<_> = got.iter().filter(|s| attr(s, "http.response.status_code").as_deref() == Some("200")).collect();
+    assert_eq!(
+        got.len(),
+        201,
+        "200 keep-alive + 1 failing request: {:?}",
+        names(&got)
+            .iter()
+            .filter(|n| !n.contains("200"))
+            .collect::<Vec<_>>()
+    );
+    let ok: Vec<_> = got
+        .iter()
+        .filter(|s| attr(s, "http.response.status_code").as_deref() == Some("200"))
+        .collect();
     assert_eq!(ok.len(), 200);
-    assert!(ok.iter().all(|s| attr(s, "http.response.body.size").as_deref() == Some("695")));
-    let peers: std::collections::HashSet<_> = ok.iter().map(|s| attr(s, "network.peer.port")).collect();
+    assert!(
+        ok.iter()
+            .all(|s| attr(s, "http.response.body.size").as_deref() == Some("695"))
+    );
+    let peers: std::collections::HashSet<_> =
+        ok.iter().map(|s| attr(s, "network.peer.port")).collect();
     assert_eq!(peers.len(), 1, "all on one connection");
-    let fail = got.iter().find(|s| attr(s, "url.path").as_deref() == Some("/fail")).expect("500 span");
-    assert_eq!(attr(fail, "http.response.status_code").as_deref(), Some("500"));
-    assert_eq!(fail.status.as_ref().map(|s| s.code), Some(2), "5xx server span has status ERROR");
+    let fail = got
+        .iter()
+        .find(|s| attr(s, "url.path").as_deref() == Some("/fail"))
+        .expect("500 span");
+    assert_eq!(
+        attr(fail, "http.response.status_code").as_deref(),
+        Some("500")
+    );
+    assert_eq!(
+        fail.status.as_ref().map(|s| s.code),
+        Some(2),
+        "5xx server span has status ERROR"
+    );
     assert_eq!(attr(fail, "error.type").as_deref(), Some("500"));
 }
 
@@ -123,19 +202,42 @@ async fn nginx_50_concurrent_connections() {
     let _nginx = nginx(dir.path(), &root, port);
     let (addr, received) = start_receiver().await;
     let _agent = start_agent(addr, &["--port", &port.to_string()]);
-    let urls: Vec<String> = (0..50).map(|i| format!("http://127.0.0.1:{port}/a.txt?i={i}")).collect();
+    // `-o` applies to one URL, so each URL gets its own.
+    let urls: Vec<String> = (0..50)
+        .flat_map(|i| {
+            [
+                "-o".into(),
+                "/dev/null".into(),
+                format!("http://127.0.0.1:{port}/a.txt?i={i}"),
+            ]
+        })
+        .collect();
     let out = Command::new("curl")
-        .args(["-s", "--parallel", "--parallel-immediate", "--parallel-max", "50", "-o", "/dev/null", "-w", "%{http_code}\n"])
+        .args([
+            "-s",
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+            "50",
+            "-w",
+            "%{http_code}\n",
+        ])
         .args(&urls)
         .output()
         .unwrap();
-    let codes: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    let codes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(codes.len(), 50);
     assert!(codes.iter().all(|c| c == "200"), "{codes:?}");
-    let spans = received.wait_for(WAIT, |s| server_spans_on(s, port).len() >= 50).await;
+    let spans = received
+        .wait_for(WAIT, |s| server_spans_on(s, port).len() >= 50)
+        .await;
     let got = server_spans_on(&spans, port);
-    assert_eq!(got.len(), 50);
-    let peers: std::collections::HashSet<_> = got.iter().map(|s| attr(s, "network.peer.port")).collect();
+    assert_eq!(got.len(), 50, "{:?}", names(&got));
+    let peers: std::collections::HashSet<_> =
+        got.iter().map(|s| attr(s, "network.peer.port")).collect();
     assert!(peers.len() > 1, "several connections");
 }
 
@@ -146,21 +248,39 @@ async fn rust_axum_server_with_route_ids_and_500() {
     use axum::{Router, http::StatusCode, routing::get};
     let app = Router::new()
         .route("/users/{id}", get(|| async { "user" }))
-        .route("/boom", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }));
+        .route(
+            "/boom",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let (addr, received) = start_receiver().await;
     let _agent = start_agent(addr, &["--port", &port.to_string(), "--no-client"]);
-    let c1 = tokio::task::spawn_blocking(move || curl_timed(&format!("http://127.0.0.1:{port}/users/12345"))).await.unwrap();
-    let c2 = tokio::task::spawn_blocking(move || curl_timed(&format!("http://127.0.0.1:{port}/boom"))).await.unwrap();
+    let c1 = tokio::task::spawn_blocking(move || {
+        curl_timed(&format!("http://127.0.0.1:{port}/users/12345"))
+    })
+    .await
+    .unwrap();
+    let c2 =
+        tokio::task::spawn_blocking(move || curl_timed(&format!("http://127.0.0.1:{port}/boom")))
+            .await
+            .unwrap();
     assert_eq!((c1.0, c2.0), (200, 500));
-    let spans = received.wait_for(WAIT, |s| server_spans_on(s, port).len() >= 2).await;
+    let spans = received
+        .wait_for(WAIT, |s| server_spans_on(s, port).len() >= 2)
+        .await;
     let got = server_spans_on(&spans, port);
-    assert_eq!(got.len(), 2, "{got:#?}");
-    let user = got.iter().find(|s| attr(s, "url.path").as_deref() == Some("/users/12345")).expect("user span");
+    assert_eq!(got.len(), 2, "{:?}", names(&got));
+    let user = got
+        .iter()
+        .find(|s| attr(s, "url.path").as_deref() == Some("/users/12345"))
+        .expect("user span");
     assert_eq!(user.name, "GET /users/{id}");
-    let boom = got.iter().find(|s| attr(s, "url.path").as_deref() == Some("/boom")).expect("boom span");
+    let boom = got
+        .iter()
+        .find(|s| attr(s, "url.path").as_deref() == Some("/boom"))
+        .expect("boom span");
     assert_eq!(boom.status.as_ref().map(|s| s.code), Some(2));
 }
 
@@ -193,14 +313,36 @@ async fn client_only_capture_of_python_urllib() {
     let out = client.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("done"));
     let spans = received
-        .wait_for(WAIT, |s| s.iter().filter(|(_, s)| s.kind == SpanKind::Client as i32).count() >= 3)
+        .wait_for(WAIT, |s| {
+            s.iter()
+                .filter(|(_, s)| s.kind == SpanKind::Client as i32)
+                .count()
+                >= 3
+        })
         .await;
-    let clients: Vec<_> = spans.iter().filter(|(_, s)| s.kind == SpanKind::Client as i32).collect();
+    let clients: Vec<_> = spans
+        .iter()
+        .filter(|(_, s)| s.kind == SpanKind::Client as i32)
+        .collect();
     assert_eq!(clients.len(), 3);
-    assert!(spans.iter().all(|(_, s)| s.kind != SpanKind::Server as i32), "server side is off");
-    let nope = clients.iter().find(|(_, s)| attr(s, "url.path").as_deref() == Some("/nope")).expect("404 client span");
-    assert_eq!(nope.1.status.as_ref().map(|s| s.code), Some(2), "4xx client span is an error");
-    assert!(clients.iter().all(|(_, s)| attr(s, "server.port") == Some(port.to_string())));
+    assert!(
+        spans.iter().all(|(_, s)| s.kind != SpanKind::Server as i32),
+        "server side is off"
+    );
+    let nope = clients
+        .iter()
+        .find(|(_, s)| attr(s, "url.path").as_deref() == Some("/nope"))
+        .expect("404 client span");
+    assert_eq!(
+        nope.1.status.as_ref().map(|s| s.code),
+        Some(2),
+        "4xx client span is an error"
+    );
+    assert!(
+        clients
+            .iter()
+            .all(|(_, s)| attr(s, "server.port") == Some(port.to_string()))
+    );
 }
 
 /// A server process that dies in the middle of a request: earlier spans arrive, the agent
@@ -218,7 +360,12 @@ async fn server_process_exiting_mid_request() {
          \tdef log_message(self, *a): pass\n\
          http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
     );
-    let server = sonde_e2e::Proc(Command::new("python3").args(["-c", &script]).spawn().unwrap());
+    let server = sonde_e2e::Proc(
+        Command::new("python3")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap(),
+    );
     sonde_e2e::wait_port(port);
     let (addr, received) = start_receiver().await;
     let mut agent = start_agent(addr, &["--port", &port.to_string()]);
@@ -227,9 +374,19 @@ async fn server_process_exiting_mid_request() {
     let (ok, _) = curl(&[&format!("http://127.0.0.1:{port}/die")]);
     assert!(!ok, "the server died mid-request");
     drop(server);
-    let spans = received.wait_for(WAIT, |s| server_spans_on(s, port).len() >= 1).await;
+    let spans = received
+        .wait_for(WAIT, |s| server_spans_on(s, port).len() >= 1)
+        .await;
     let got = server_spans_on(&spans, port);
-    assert_eq!(got.len(), 1, "only the finished exchange is a server span: {got:#?}");
+    assert_eq!(
+        got.len(),
+        1,
+        "only the finished exchange is a server span: {:?}",
+        names(&got)
+    );
     assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/fine"));
-    assert!(agent.0.try_wait().unwrap().is_none(), "the agent survives a traced process's death");
+    assert!(
+        agent.0.try_wait().unwrap().is_none(),
+        "the agent survives a traced process's death"
+    );
 }

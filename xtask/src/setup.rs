@@ -61,7 +61,9 @@ fn apt() -> Result<()> {
         .iter()
         .copied()
         .filter(|p| {
-            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
             !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
         })
         .collect();
@@ -81,7 +83,13 @@ fn rust() -> Result<()> {
     // A script must not let rustup replace itself mid-run.
     let _ = ok(Command::new("rustup").args(["set", "auto-self-update", "disable"]));
     let installed = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", EBPF_TOOLCHAIN])
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ])
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("rust-src"));
     if !installed {
@@ -94,7 +102,13 @@ fn rust() -> Result<()> {
                 "minimal",
             ]))?;
         }
-        must(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))?;
+        must(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ]))?;
     }
     Ok(())
 }
@@ -106,7 +120,13 @@ fn bpf_linker() -> Result<()> {
     }
     must(
         Command::new("cargo")
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
     )
@@ -120,7 +140,11 @@ fn python() -> Result<()> {
     if have {
         return Ok(());
     }
-    must(Command::new("python3").args(["-m", "pip", "install", "--quiet"]).args(PIP_PACKAGES))
+    must(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PIP_PACKAGES),
+    )
 }
 
 fn tracefs() -> Result<()> {

@@ -20,6 +20,9 @@ pub fn run(args: &Args) -> Result<()> {
         crate::setup::run()?;
     }
     cargo(&["fmt", "--all", "--", "--check"], args)?;
+    // The end-to-end tests run the real `sonde` binary: build it first, so that they never
+    // test a stale one.
+    cargo(&["build", "-p", "sonde", "--bins"], args)?;
     cargo(&["test", "--workspace", "--no-fail-fast"], args)?;
     Ok(())
 }

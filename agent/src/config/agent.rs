@@ -86,7 +86,10 @@ impl AgentSection {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(64..=agent_common::MAX_DATA as u32).contains(&self.copy_bytes) {
-            return bad(format!("agent.copy_bytes must be 64..=4096, got {}", self.copy_bytes));
+            return bad(format!(
+                "agent.copy_bytes must be 64..=4096, got {}",
+                self.copy_bytes
+            ));
         }
         if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 65_536 {
             return bad(format!(
@@ -95,17 +98,24 @@ impl AgentSection {
             ));
         }
         if !(1..=1000).contains(&self.drain_interval_ms) {
-            return bad(format!("agent.drain_interval_ms must be 1..=1000, got {}", self.drain_interval_ms));
+            return bad(format!(
+                "agent.drain_interval_ms must be 1..=1000, got {}",
+                self.drain_interval_ms
+            ));
         }
         if !self.capture_server && !self.capture_client {
-            return bad("agent: capture_server and capture_client are both off: nothing to trace".into());
+            return bad(
+                "agent: capture_server and capture_client are both off: nothing to trace".into(),
+            );
         }
         if self.max_connections == 0 {
             return bad("agent.max_connections must be > 0".into());
         }
         Selection::new(vec![], vec![], &self.select.exe_globs)
             .map_err(|e| ConfigError::Invalid(format!("agent.select.exe_globs: {e}")))?;
-        self.export.validate().map_err(|e| ConfigError::Invalid(format!("agent.export: {e}")))?;
+        self.export
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("agent.export: {e}")))?;
         Ok(())
     }
 
@@ -201,7 +211,10 @@ impl AgentArgs {
 /// Load file → env → flags, validate. Errors are printed by the caller.
 pub(crate) fn load_agent(args: &AgentArgs) -> Result<Config, ConfigError> {
     let mut cfg = Config::load(args.config.as_deref())?;
-    cfg.agent.export.apply_env(&|k| std::env::var(k).ok());
+    cfg.agent
+        .export
+        .apply_env(&|k| std::env::var(k).ok())
+        .map_err(|e| ConfigError::Invalid(format!("OTEL_EXPORTER_OTLP_*: {e}")))?;
     args.apply(&mut cfg.agent);
     cfg.agent.validate()?;
     Ok(cfg)
@@ -216,7 +229,11 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sonde: cannot start the async runtime: {e}");
@@ -225,14 +242,14 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
     };
     runtime.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
-        let sink = match crate::sinks::agent_sink(&cfg.agent, args.no_export) {
+        let (sink, exporter) = match crate::sinks::agent_sink(&cfg.agent, args.no_export) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("sonde: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
-        match crate::sinks::run_capture(&cfg.agent, sink, stop).await {
+        match crate::sinks::run_capture(&cfg.agent, sink, exporter, stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sonde: {e}");

@@ -30,7 +30,10 @@ const KIND_ENUM64: u32 = 19;
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid BTF: {reason}")]
     Malformed { path: String, reason: &'static str },
     #[error("kernel BTF has no {what}")]
@@ -67,17 +70,23 @@ impl Btf {
     }
 
     pub fn from_path(path: &Path) -> Result<Self, BtfError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
-        Self::parse(&bytes)
-            .map_err(|reason| BtfError::Malformed { path: path.display().to_string(), reason })
+        let bytes = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&bytes).map_err(|reason| BtfError::Malformed {
+            path: path.display().to_string(),
+            reason,
+        })
     }
 
     /// Parse a raw BTF blob (little-endian, as on x86_64 and arm64).
     pub fn parse(b: &[u8]) -> Result<Self, &'static str> {
         let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-        let u32_at =
-            |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+        let u32_at = |o: usize| {
+            b.get(o..o + 4)
+                .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        };
         if u16_at(0) != Some(MAGIC) {
             return Err("bad magic");
         }
@@ -95,8 +104,12 @@ impl Btf {
         }
         let strings = b[s_start..s_end].to_vec();
         // Type id 0 is `void`.
-        let mut types =
-            vec![Type { kind: 0, name_off: 0, referenced: 0, members: Vec::new() }];
+        let mut types = vec![Type {
+            kind: 0,
+            name_off: 0,
+            referenced: 0,
+            members: Vec::new(),
+        }];
         let mut at = t_start;
         while at < t_end {
             let name_off = u32_at(at).ok_or("truncated type")?;
@@ -117,21 +130,34 @@ impl Btf {
                         members.push(Member {
                             name_off: u32_at(m).ok_or("truncated member")?,
                             type_id: u32_at(m + 4).ok_or("truncated member")?,
-                            bit_offset: if kind_flag { offset & 0x00ff_ffff } else { offset },
+                            bit_offset: if kind_flag {
+                                offset & 0x00ff_ffff
+                            } else {
+                                offset
+                            },
                         });
                     }
                     vlen * 12
                 }
                 KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
                 KIND_DATASEC | KIND_ENUM64 => vlen * 12,
-                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST
-                | KIND_RESTRICT | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
+                KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+                | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
                 _ => return Err("unknown type kind"),
             };
             at += extra;
-            types.push(Type { kind, name_off, referenced: size_or_type, members });
+            types.push(Type {
+                kind,
+                name_off,
+                referenced: size_or_type,
+                members,
+            });
         }
-        let mut btf = Self { types, strings, structs_by_name: HashMap::new() };
+        let mut btf = Self {
+            types,
+            strings,
+            structs_by_name: HashMap::new(),
+        };
         for (id, t) in btf.types.iter().enumerate() {
             if t.kind == KIND_STRUCT && t.name_off != 0 {
                 let name = btf.name(t.name_off).to_owned();
@@ -163,10 +189,14 @@ impl Btf {
 
     /// Byte offset of `member` in `struct name`, looking through anonymous structs/unions.
     pub fn offset(&self, name: &str, member: &str) -> Result<u32, BtfError> {
-        let missing = || BtfError::Missing { what: format!("{name}.{member}") };
+        let missing = || BtfError::Missing {
+            what: format!("{name}.{member}"),
+        };
         let id = *self.structs_by_name.get(name).ok_or_else(missing)?;
         let t = self.types.get(id as usize).ok_or_else(missing)?;
-        self.find(t, member, 0).map(|bits| bits / 8).ok_or_else(missing)
+        self.find(t, member, 0)
+            .map(|bits| bits / 8)
+            .ok_or_else(missing)
     }
 
     fn find(&self, t: &Type, member: &str, base_bits: u32) -> Option<u32> {
@@ -267,8 +297,14 @@ mod tests {
         let btf = Btf::parse(&blob).expect("parses");
         assert_eq!(btf.offset("outer", "a").expect("a"), 0);
         assert_eq!(btf.offset("outer", "c").expect("c"), 4);
-        assert!(matches!(btf.offset("outer", "zz"), Err(BtfError::Missing { .. })));
-        assert!(matches!(btf.offset("nope", "a"), Err(BtfError::Missing { .. })));
+        assert!(matches!(
+            btf.offset("outer", "zz"),
+            Err(BtfError::Missing { .. })
+        ));
+        assert!(matches!(
+            btf.offset("nope", "a"),
+            Err(BtfError::Missing { .. })
+        ));
     }
 
     /// The running kernel's BTF yields every offset, with the well-known fixed ones right.
@@ -276,7 +312,10 @@ mod tests {
     fn running_kernel_offsets() {
         let Ok(btf) = Btf::from_sys() else {
             eprintln!("SKIPPED: /sys/kernel/btf/vmlinux is not readable here");
-            assert!(std::env::var("SONDE_REQUIRE_KERNEL").is_err(), "kernel BTF required");
+            assert!(
+                std::env::var("SONDE_REQUIRE_KERNEL").is_err(),
+                "kernel BTF required"
+            );
             return;
         };
         let o = btf.offsets().expect("all offsets present");

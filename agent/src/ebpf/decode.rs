@@ -17,7 +17,9 @@ impl Clock {
     pub fn now() -> Self {
         let real = read_clock(libc::CLOCK_REALTIME);
         let mono = read_clock(libc::CLOCK_MONOTONIC);
-        Self { offset_ns: real - mono }
+        Self {
+            offset_ns: real - mono,
+        }
     }
 
     /// A fixed offset (tests).
@@ -31,7 +33,10 @@ impl Clock {
 }
 
 fn read_clock(id: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe {
         libc::clock_gettime(id, &mut ts);
@@ -58,7 +63,11 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
     // SAFETY: EventHeader is repr(C), made of integers and byte arrays: any bytes are valid,
     // and read_unaligned copes with the ring buffer's 8-byte alignment.
     let h: EventHeader = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<EventHeader>()) };
-    let key = ConnKey { pid: h.pid, fd: h.fd, sock_id: h.sock_id };
+    let key = ConnKey {
+        pid: h.pid,
+        fd: h.fd,
+        sock_id: h.sock_id,
+    };
     let tuple = tuple(&h);
     Ok(match h.kind {
         kind::READ | kind::WRITE => {
@@ -67,7 +76,11 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
             Record::Data(Data {
                 key,
                 tid: h.tid,
-                direction: if h.kind == kind::READ { Direction::Read } else { Direction::Write },
+                direction: if h.kind == kind::READ {
+                    Direction::Read
+                } else {
+                    Direction::Write
+                },
                 tuple,
                 start_unix_ns: clock.to_unix(h.start_ns),
                 end_unix_ns: clock.to_unix(h.end_ns),
@@ -78,12 +91,22 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
         }
         kind::ACCEPT | kind::CONNECT => Record::Open {
             key,
-            role: if h.kind == kind::ACCEPT { Role::Server } else { Role::Client },
+            role: if h.kind == kind::ACCEPT {
+                Role::Server
+            } else {
+                Role::Client
+            },
             tuple,
             unix_ns: clock.to_unix(h.end_ns),
         },
-        kind::CLOSE => Record::Close { key, unix_ns: clock.to_unix(h.end_ns) },
-        kind::EXIT => Record::ProcessExit { pid: h.pid, unix_ns: clock.to_unix(h.end_ns) },
+        kind::CLOSE => Record::Close {
+            key,
+            unix_ns: clock.to_unix(h.end_ns),
+        },
+        kind::EXIT => Record::ProcessExit {
+            pid: h.pid,
+            unix_ns: clock.to_unix(h.end_ns),
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -150,15 +173,28 @@ mod tests {
 
     #[test]
     fn data_record_round_trip() {
-        let rec = decode(&raw(header(kind::READ, 3), b"GET"), Clock::with_offset(1_000)).unwrap();
-        let Record::Data(d) = rec else { panic!("not data: {rec:?}") };
+        let rec = decode(
+            &raw(header(kind::READ, 3), b"GET"),
+            Clock::with_offset(1_000),
+        )
+        .unwrap();
+        let Record::Data(d) = rec else {
+            panic!("not data: {rec:?}")
+        };
         assert_eq!(d.bytes, b"GET");
         assert_eq!(d.len, 1000);
         assert_eq!((d.start_unix_ns, d.end_unix_ns), (1_100, 1_200));
         assert_eq!(d.direction, Direction::Read);
         assert_eq!(d.tuple.local, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(d.tuple.remote, "[::1]:50000".parse().unwrap());
-        assert_eq!(d.key, ConnKey { pid: 42, fd: 5, sock_id: 7 });
+        assert_eq!(
+            d.key,
+            ConnKey {
+                pid: 42,
+                fd: 5,
+                sock_id: 7
+            }
+        );
         assert_eq!(d.tail, None);
     }
 
@@ -166,12 +202,19 @@ mod tests {
     #[case::empty(vec![])]
     #[case::short(vec![0u8; HEADER - 1])]
     fn short_records_are_errors(#[case] bytes: Vec<u8>) {
-        assert!(matches!(decode(&bytes, Clock::with_offset(0)), Err(DecodeError::Short(_))));
+        assert!(matches!(
+            decode(&bytes, Clock::with_offset(0)),
+            Err(DecodeError::Short(_))
+        ));
     }
 
     #[test]
     fn copied_larger_than_record_is_clamped() {
-        let rec = decode(&raw(header(kind::WRITE, 4000), b"HTTP"), Clock::with_offset(0)).unwrap();
+        let rec = decode(
+            &raw(header(kind::WRITE, 4000), b"HTTP"),
+            Clock::with_offset(0),
+        )
+        .unwrap();
         let Record::Data(d) = rec else { panic!() };
         assert_eq!(d.bytes, b"HTTP");
     }
@@ -184,8 +227,18 @@ mod tests {
     fn lifecycle_records(#[case] k: u8) {
         let rec = decode(&raw(header(k, 0), &[]), Clock::with_offset(0)).unwrap();
         match (k, rec) {
-            (kind::ACCEPT, Record::Open { role: Role::Server, .. })
-            | (kind::CONNECT, Record::Open { role: Role::Client, .. })
+            (
+                kind::ACCEPT,
+                Record::Open {
+                    role: Role::Server, ..
+                },
+            )
+            | (
+                kind::CONNECT,
+                Record::Open {
+                    role: Role::Client, ..
+                },
+            )
             | (kind::CLOSE, Record::Close { .. })
             | (kind::EXIT, Record::ProcessExit { pid: 42, .. }) => {}
             (k, r) => panic!("kind {k} decoded as {r:?}"),
@@ -194,6 +247,9 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_error() {
-        assert_eq!(decode(&raw(header(99, 0), &[]), Clock::with_offset(0)), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&raw(header(99, 0), &[]), Clock::with_offset(0)),
+            Err(DecodeError::UnknownKind(99))
+        );
     }
 }

@@ -55,7 +55,9 @@ pub enum EbpfError {
          `cargo xtask setup && cargo build --release`"
     )]
     NotBuilt,
-    #[error("sonde agent needs root (or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH); run it with sudo")]
+    #[error(
+        "sonde agent needs root (or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH); run it with sudo"
+    )]
     NotPrivileged,
     #[error(
         "tracefs is not mounted at /sys/kernel/tracing; mount it with \
@@ -71,11 +73,17 @@ pub enum EbpfError {
     #[error("map {map} is missing from the eBPF object")]
     MissingMap { map: &'static str },
     #[error("program {program}: {source}")]
-    Program { program: String, source: Box<aya::programs::ProgramError> },
+    Program {
+        program: String,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("cannot start the capture thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("map {map}: {source}")]
-    Map { map: &'static str, source: Box<aya::maps::MapError> },
+    Map {
+        map: &'static str,
+        source: Box<aya::maps::MapError>,
+    },
 }
 
 /// What the kernel side is told at load time.
@@ -120,7 +128,11 @@ impl Probes {
         let offsets = btf::Btf::from_sys()?.offsets()?;
         let ring_bytes = opts.ring_bytes.next_power_of_two().max(4096 * 16);
         let config = Config {
-            mode: if opts.selected_only { agent_common::mode::SELECTED } else { agent_common::mode::ALL },
+            mode: if opts.selected_only {
+                agent_common::mode::SELECTED
+            } else {
+                agent_common::mode::ALL
+            },
             self_pid: std::process::id(),
             copy_len: opts.copy_len.clamp(64, agent_common::MAX_DATA as u32),
             wakeup_bytes: ring_bytes / 2,
@@ -138,19 +150,38 @@ impl Probes {
         for (category, name) in TRACEPOINTS {
             let program = ebpf
                 .program_mut(name)
-                .ok_or_else(|| EbpfError::MissingProgram { program: (*name).to_owned() })?;
+                .ok_or_else(|| EbpfError::MissingProgram {
+                    program: (*name).to_owned(),
+                })?;
             let tp: &mut TracePoint = program.try_into().map_err(|e| EbpfError::Program {
                 program: (*name).to_owned(),
                 source: Box::new(e),
             })?;
-            tp.load().map_err(|e| EbpfError::Program { program: (*name).to_owned(), source: Box::new(e) })?;
-            tp.attach(category, name)
-                .map_err(|e| EbpfError::Program { program: (*name).to_owned(), source: Box::new(e) })?;
+            tp.load().map_err(|e| EbpfError::Program {
+                program: (*name).to_owned(),
+                source: Box::new(e),
+            })?;
+            tp.attach(category, name).map_err(|e| EbpfError::Program {
+                program: (*name).to_owned(),
+                source: Box::new(e),
+            })?;
         }
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(EbpfError::MissingMap { map: "EVENTS" })?)
-            .map_err(|e| EbpfError::Map { map: "EVENTS", source: Box::new(e) })?;
-        let pids = BpfHashMap::try_from(ebpf.take_map("PIDS").ok_or(EbpfError::MissingMap { map: "PIDS" })?)
-            .map_err(|e| EbpfError::Map { map: "PIDS", source: Box::new(e) })?;
+        let ring = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or(EbpfError::MissingMap { map: "EVENTS" })?,
+        )
+        .map_err(|e| EbpfError::Map {
+            map: "EVENTS",
+            source: Box::new(e),
+        })?;
+        let pids = BpfHashMap::try_from(
+            ebpf.take_map("PIDS")
+                .ok_or(EbpfError::MissingMap { map: "PIDS" })?,
+        )
+        .map_err(|e| EbpfError::Map {
+            map: "PIDS",
+            source: Box::new(e),
+        })?;
         Ok(Self { ebpf, ring, pids })
     }
 
@@ -166,7 +197,11 @@ impl Probes {
 
     /// Wait until the kernel wakes us (the buffer is half full) or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
-        let mut fds = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut fds = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: one valid pollfd for the duration of the call.
         unsafe {
@@ -186,8 +221,12 @@ impl Probes {
 
     /// Kernel counters summed over CPUs: (records lost because the ring was full, submitted).
     pub fn counters(&self) -> (u64, u64) {
-        let Some(map) = self.ebpf.map("COUNTERS") else { return (0, 0) };
-        let Ok(arr) = PerCpuArray::<&MapData, u64>::try_from(map) else { return (0, 0) };
+        let Some(map) = self.ebpf.map("COUNTERS") else {
+            return (0, 0);
+        };
+        let Ok(arr) = PerCpuArray::<&MapData, u64>::try_from(map) else {
+            return (0, 0);
+        };
         let sum = |i: u32| arr.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
         (sum(counter::RINGBUF_FULL), sum(counter::SUBMITTED))
     }

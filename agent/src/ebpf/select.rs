@@ -30,11 +30,21 @@ impl Selection {
     pub fn new(pids: Vec<u32>, ports: Vec<u16>, globs: &[String]) -> Result<Self, GlobError> {
         let mut b = GlobSetBuilder::new();
         for g in globs {
-            b.add(Glob::new(g).map_err(|source| GlobError { glob: g.clone(), source })?);
+            b.add(Glob::new(g).map_err(|source| GlobError {
+                glob: g.clone(),
+                source,
+            })?);
         }
-        let exe_globs =
-            b.build().map_err(|source| GlobError { glob: globs.join(","), source })?;
-        Ok(Self { pids, ports, exe_globs, has_globs: !globs.is_empty() })
+        let exe_globs = b.build().map_err(|source| GlobError {
+            glob: globs.join(","),
+            source,
+        })?;
+        Ok(Self {
+            pids,
+            ports,
+            exe_globs,
+            has_globs: !globs.is_empty(),
+        })
     }
 
     /// No criterion: trace every process.
@@ -50,9 +60,15 @@ impl Selection {
         } else {
             listening_inodes(proc_root, &self.ports)
         };
-        let Ok(dir) = fs::read_dir(proc_root) else { return out };
+        let Ok(dir) = fs::read_dir(proc_root) else {
+            return out;
+        };
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if self.has_globs {
@@ -75,7 +91,9 @@ impl Selection {
 fn listening_inodes(proc_root: &Path, ports: &[u16]) -> HashSet<u64> {
     let mut out = HashSet::new();
     for file in ["net/tcp", "net/tcp6"] {
-        let Ok(text) = fs::read_to_string(proc_root.join(file)) else { continue };
+        let Ok(text) = fs::read_to_string(proc_root.join(file)) else {
+            continue;
+        };
         out.extend(parse_listeners(&text, ports));
     }
     out
@@ -95,14 +113,23 @@ fn parse_listeners(text: &str, ports: &[u16]) -> Vec<u64> {
 }
 
 fn owns_any_socket(proc_pid: &Path, inodes: &HashSet<u64>) -> bool {
-    let Ok(fds) = fs::read_dir(proc_pid.join("fd")) else { return false };
+    let Ok(fds) = fs::read_dir(proc_pid.join("fd")) else {
+        return false;
+    };
     fds.flatten().any(|fd| {
-        fs::read_link(fd.path()).ok().is_some_and(|target: PathBuf| {
-            target
-                .to_str()
-                .and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok())
-                .is_some_and(|inode| inodes.contains(&inode))
-        })
+        fs::read_link(fd.path())
+            .ok()
+            .is_some_and(|target: PathBuf| {
+                target
+                    .to_str()
+                    .and_then(|t| {
+                        t.strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .is_some_and(|inode| inodes.contains(&inode))
+            })
     })
 }
 
@@ -137,7 +164,11 @@ mod tests {
     #[test]
     fn default_selects_all_and_globs_do_not() {
         assert!(Selection::new(vec![], vec![], &[]).unwrap().is_all());
-        assert!(!Selection::new(vec![], vec![], &["**/python3*".into()]).unwrap().is_all());
+        assert!(
+            !Selection::new(vec![], vec![], &["**/python3*".into()])
+                .unwrap()
+                .is_all()
+        );
         assert!(Selection::new(vec![], vec![], &["[".into()]).is_err());
     }
 

@@ -60,7 +60,9 @@ fn stop(child: &mut Child) {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn wait_port(port: u16) -> Result<()> {
@@ -102,7 +104,17 @@ fn start_python(dir: &Path, port: u16) -> Result<Server> {
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("index.html"), "x".repeat(695))?;
     let child = Command::new("taskset")
-        .args(["-c", "1", "python3", "-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .args([
+            "-c",
+            "1",
+            "python3",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
         .arg(&www)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -115,18 +127,33 @@ fn start_python(dir: &Path, port: u16) -> Result<Server> {
 /// Run wrk; returns (requests completed, requests/s).
 fn wrk(port: u16, connections: u32, secs: u32) -> Result<(u64, f64)> {
     let out = Command::new("taskset")
-        .args(["-c", "0", "wrk", "-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
+        .args([
+            "-c",
+            "0",
+            "wrk",
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+        ])
         .arg(format!("http://127.0.0.1:{port}/index.html"))
         .output()
         .context("run wrk (apt install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let requests = text
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse::<u64>().ok()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+        })
         .with_context(|| format!("wrk output: {text}"))?;
     let rps = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse::<f64>().ok()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Requests/sec:")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
         .with_context(|| format!("wrk output: {text}"))?;
     Ok((requests, rps))
 }
@@ -170,13 +197,17 @@ fn agent_usage(pid: u32) -> Result<(f64, u64)> {
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields after the comm: state is index 0, utime 11, stime 12 (1-based 14 and 15).
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let hwm = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
         .unwrap_or(0);
     Ok((ticks as f64 / hz, hwm))
 }
@@ -189,11 +220,21 @@ struct Traced {
     hwm_kib: u64,
 }
 
-fn traced_run(bin: &Path, server: &Server, receiver: u16, spans: &AtomicU64, c: u32, secs: u32) -> Result<Traced> {
+fn traced_run(
+    bin: &Path,
+    server: &Server,
+    receiver: u16,
+    spans: &AtomicU64,
+    c: u32,
+    secs: u32,
+) -> Result<Traced> {
     spans.store(0, Ordering::Relaxed);
     let mut agent = Command::new(bin)
         .args(["agent", "--port", &server.port.to_string(), "--no-client"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{receiver}"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{receiver}"),
+        )
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         .env("SONDE_LOG", "warn")
         .stdout(Stdio::null())
@@ -212,15 +253,26 @@ fn traced_run(bin: &Path, server: &Server, receiver: u16, spans: &AtomicU64, c: 
     std::thread::sleep(Duration::from_millis(1200));
     let (cpu_after, hwm_kib) = agent_usage(agent.id())?;
     stop(&mut agent);
-    Ok(Traced { rps, requests, spans: spans.load(Ordering::Relaxed), cpu_s: cpu_after - cpu_before, hwm_kib })
+    Ok(Traced {
+        rps,
+        requests,
+        spans: spans.load(Ordering::Relaxed),
+        cpu_s: cpu_after - cpu_before,
+        hwm_kib,
+    })
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let bin = sonde_bin()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let spans = Arc::new(AtomicU64::new(0));
     let receiver = start_receiver(&rt, spans.clone())?;
-    println!("target  conns  untraced_rps  traced_rps  ratio  per-round(min-max)  completeness  agent_us/span  agent_peak_rss_MiB");
+    println!(
+        "target  conns  untraced_rps  traced_rps  ratio  per-round(min-max)  completeness  agent_us/span  agent_peak_rss_MiB"
+    );
     for target in &args.targets {
         for &c in &args.connections {
             let dir = tempfile::tempdir()?;
@@ -235,7 +287,10 @@ pub fn run(args: &Args) -> Result<()> {
                 // Alternate which goes first so drift does not favour one side.
                 let (b, t) = if round % 2 == 0 {
                     let b = wrk(port, c, args.duration)?;
-                    (b, traced_run(&bin, &server, receiver, &spans, c, args.duration)?)
+                    (
+                        b,
+                        traced_run(&bin, &server, receiver, &spans, c, args.duration)?,
+                    )
                 } else {
                     let t = traced_run(&bin, &server, receiver, &spans, c, args.duration)?;
                     (wrk(port, c, args.duration)?, t)
@@ -251,7 +306,9 @@ pub fn run(args: &Args) -> Result<()> {
             let reqs_total: u64 = traced.iter().map(|t| t.requests).sum();
             let cpu_total: f64 = traced.iter().map(|t| t.cpu_s).sum();
             let hwm = traced.iter().map(|t| t.hwm_kib).max().unwrap_or(0);
-            let (lo, hi) = ratios.iter().fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
             println!(
                 "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}",
                 t / b,
@@ -262,6 +319,8 @@ pub fn run(args: &Args) -> Result<()> {
             drop(server);
         }
     }
-    println!("completeness = spans received / requests wrk completed (wrk does not count requests still in flight when it stops, so it can exceed 1 slightly)");
+    println!(
+        "completeness = spans received / requests wrk completed (wrk does not count requests still in flight when it stops, so it can exceed 1 slightly)"
+    );
     Ok(())
 }
