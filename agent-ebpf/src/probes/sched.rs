@@ -3,7 +3,7 @@
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -87,6 +87,7 @@ fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8,
             syscall: sc,
             tuple: Tuple::default(),
             tail: [0; agent_common::TAIL_LEN],
+            comm: if tid == 0 { [0; 16] } else { bpf_get_current_comm().unwrap_or([0; 16]) },
         };
     }
     submit(entry, cfg);

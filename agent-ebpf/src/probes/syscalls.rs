@@ -286,5 +286,6 @@ fn header(
         syscall: inflight.syscall,
         tuple,
         tail: [0; TAIL_LEN],
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }
 }

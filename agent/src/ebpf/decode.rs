@@ -111,6 +111,17 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
     })
 }
 
+/// The command name in a raw record's header, when the kernel knew it.
+pub fn comm(raw: &[u8]) -> Option<String> {
+    if raw.len() < HEADER {
+        return None;
+    }
+    // SAFETY: as in `decode`.
+    let h: EventHeader = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<EventHeader>()) };
+    let end = h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len());
+    (end > 0).then(|| String::from_utf8_lossy(&h.comm[..end]).into_owned())
+}
+
 fn tuple(h: &EventHeader) -> Tuple {
     let ip = |a: [u8; 16]| -> IpAddr {
         let v6 = Ipv6Addr::from(a);
@@ -168,6 +179,7 @@ mod tests {
                 _pad: 0,
             },
             tail: [0; 16],
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
         }
     }
 
@@ -196,6 +208,8 @@ mod tests {
             }
         );
         assert_eq!(d.tail, None);
+        assert_eq!(comm(&raw(header(kind::READ, 0), &[])).as_deref(), Some("curl"));
+        assert_eq!(comm(&[0u8; 3]), None);
     }
 
     #[rstest]
