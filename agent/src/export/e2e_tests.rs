@@ -18,7 +18,7 @@ use crate::span::HttpSpan;
 
 mod receiver;
 
-use receiver::{Receiver, Reply, start_grpc, start_http, start_silent};
+use receiver::{Receiver, Reply, start_grpc, start_grpc_tls, start_http, start_silent, tls_dir};
 
 fn config(protocol: Protocol, addr: SocketAddr) -> ExportConfig {
     ExportConfig {
@@ -456,4 +456,80 @@ async fn shutdown_deadline_with_hanging_endpoint() {
         "{st:?}"
     );
     hang.abort();
+}
+
+/// gRPC over TLS, trusting the test CA through `certificate`; without it the handshake fails
+/// (the public roots do not know the test CA) and the spans are dropped, not sent in clear.
+#[tokio::test]
+async fn grpc_over_tls_with_custom_ca() {
+    let rx = Receiver::default();
+    let server = start_grpc_tls(rx.clone()).await;
+    let base = ExportConfig {
+        endpoint: Some(format!("https://127.0.0.1:{}", server.addr.port())),
+        ..config(Protocol::Grpc, server.addr)
+    };
+
+    let trusted = ExportConfig {
+        certificate: Some(tls_dir().join("ca.pem")),
+        ..base.clone()
+    };
+    let handle = exporter(&trusted);
+    handle.try_send(vec![(resource(1, "a"), span_n(7))]);
+    eventually("1 exported span over TLS", || {
+        handle.stats().exported_spans == 1
+    })
+    .await;
+    assert_eq!(rx.spans()[0].span_id, vec![7; 8]);
+    let header = rx.seen()[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-scope-orgid")
+        .cloned();
+    assert_eq!(header, Some(("x-scope-orgid".into(), "tenant-a".into())));
+    handle.shutdown(Duration::from_secs(1)).await;
+
+    let untrusted = ExportConfig {
+        retry_max_elapsed: Duration::from_millis(100),
+        ..base
+    };
+    let handle = exporter(&untrusted);
+    handle.try_send(vec![(resource(1, "a"), span_n(8))]);
+    eventually("the span to be dropped", || {
+        handle.stats().dropped_after_retries == 1
+    })
+    .await;
+    assert!(handle.stats().send_errors >= 1);
+    assert_eq!(
+        rx.seen().len(),
+        1,
+        "nothing reached the receiver without trust"
+    );
+    handle.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn http_transport_loads_the_ca_bundle() {
+    let cfg = ExportConfig {
+        endpoint: Some("https://127.0.0.1:1".into()),
+        protocol: Protocol::HttpProtobuf,
+        certificate: Some(tls_dir().join("ca.pem")),
+        ..ExportConfig::default()
+    };
+    cfg.validate().unwrap();
+    assert!(HttpTransport::new(&cfg).is_ok());
+    let missing = ExportConfig {
+        certificate: Some(tls_dir().join("nope.pem")),
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        HttpTransport::new(&missing),
+        Err(ExportError::Setup { .. })
+    ));
+    assert!(matches!(
+        GrpcTransport::new(&ExportConfig {
+            protocol: Protocol::Grpc,
+            ..missing
+        }),
+        Err(ExportError::Setup { .. })
+    ));
 }

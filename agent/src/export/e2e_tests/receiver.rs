@@ -176,6 +176,36 @@ pub(super) async fn http_export(
     }
 }
 
+/// Test PKI (100-year validity): a CA and a server certificate for `localhost` / `127.0.0.1`.
+pub(super) fn tls_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/export/e2e_tests/tls")
+}
+
+/// The gRPC receiver behind TLS with the test server certificate.
+pub(super) async fn start_grpc_tls(rx: Receiver) -> Running {
+    let dir = tls_dir();
+    let cert = std::fs::read(dir.join("server.pem")).expect("server.pem");
+    let key = std::fs::read(dir.join("server.key")).expect("server.key");
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key));
+    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind gRPC TLS receiver");
+    let addr = incoming.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let mut server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .expect("server TLS");
+    tokio::spawn(async move {
+        server
+            .add_service(TraceServiceServer::new(rx))
+            .serve_with_incoming_shutdown(incoming, signal.cancelled_owned())
+            .await
+            .expect("gRPC TLS receiver");
+    });
+    Running { addr, stop }
+}
+
 pub(super) async fn start_http(rx: Receiver) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
