@@ -7,7 +7,8 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    common::v1::any_value::Value, trace::v1::span::SpanKind as OtlpKind,
+    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value,
+    trace::v1::span::SpanKind as OtlpKind,
 };
 
 use super::{
@@ -532,4 +533,61 @@ async fn http_transport_loads_the_ca_bundle() {
         }),
         Err(ExportError::Setup { .. })
     ));
+}
+
+/// A transport written outside this module (like the lead's in-process hand-off to the store):
+/// the trait is object-safe and small enough to implement in a few lines.
+struct ChannelTransport(tokio::sync::mpsc::UnboundedSender<ExportTraceServiceRequest>);
+
+impl Transport for ChannelTransport {
+    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_> {
+        let sent = self.0.send(req);
+        Box::pin(async move {
+            sent.map(|()| SendOutcome::default())
+                .map_err(|e| ExportError::Network {
+                    endpoint: "in-process".into(),
+                    message: e.to_string(),
+                })
+        })
+    }
+    fn endpoint(&self) -> &str {
+        "in-process"
+    }
+}
+
+#[tokio::test]
+async fn custom_transport_and_prefix_admission() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cfg = ExportConfig {
+        batch_max_spans: 10,
+        queue_capacity: 10,
+        batch_interval: Duration::from_secs(3600),
+        ..ExportConfig::default()
+    };
+    let handle = Exporter::spawn(&cfg, Arc::new(ChannelTransport(tx)));
+    assert_eq!(handle.try_send(Vec::new()), 0);
+    assert_eq!(
+        handle.stats(),
+        StatsSnapshot::default(),
+        "an empty offer counts nothing"
+    );
+    let r = resource(1, "a");
+    // 15 offered into a queue of 10: the first 10 are kept, the last 5 dropped and counted.
+    let accepted = handle.try_send((0..15).map(|n| (r.clone(), span_n(n))).collect());
+    assert_eq!(accepted, 10);
+    assert_eq!(handle.stats().dropped_queue_full, 5);
+    let req = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(otlp::span_count(&req), 10, "a full batch leaves at once");
+    let ids: Vec<u8> = req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| s.span_id[0])
+        .collect();
+    assert_eq!(ids, (0..10).collect::<Vec<u8>>());
+    eventually("the queue to drain", || handle.stats().queued == 0).await;
+    assert_eq!(handle.stats().exported_spans, 10);
+    handle.shutdown(Duration::from_secs(1)).await;
 }
