@@ -236,9 +236,25 @@ fn grpc_error(endpoint: &str, status: &tonic::Status) -> ExportError {
     ExportError::Grpc {
         endpoint: endpoint.to_owned(),
         code: status.code(),
-        message: status.message().to_owned(),
+        message: grpc_message(status),
         retry_after: rpc::retry_delay(status.details()),
     }
+}
+
+/// The status message plus its causes (`tcp connect error: Connection refused (os error 111)`).
+fn grpc_message(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        // tonic repeats the message as the first cause; skip what we already say.
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    text
 }
 
 // === impl HttpTransport ===
