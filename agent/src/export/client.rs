@@ -9,10 +9,10 @@ use prost::Message;
 use tonic::{
     codec::CompressionEncoding,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
-    transport::Channel,
+    transport::{Certificate, Channel, ClientTlsConfig},
 };
 
-use super::config::{Compression, ExportConfig, Protocol};
+use super::config::{Compression, ExportConfig, Protocol, read_ca_certificate};
 
 /// What the endpoint said about an accepted request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -144,7 +144,7 @@ fn outcome_of(resp: ExportTraceServiceResponse) -> SendOutcome {
 // === impl GrpcTransport ===
 
 /// OTLP over gRPC (`TraceService/Export`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GrpcTransport {
     endpoint: String,
     client: TraceServiceClient<Channel>,
@@ -159,8 +159,19 @@ impl GrpcTransport {
             endpoint: endpoint.clone(),
             message,
         };
-        let channel = Channel::from_shared(endpoint.clone())
-            .map_err(|e| setup(e.to_string()))?
+        let mut channel =
+            Channel::from_shared(endpoint.clone()).map_err(|e| setup(e.to_string()))?;
+        if endpoint.starts_with("https:") {
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(path) = &cfg.certificate {
+                let pem = read_ca_certificate(path).map_err(|e| setup(e.to_string()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            channel = channel
+                .tls_config(tls)
+                .map_err(|e| setup(error_chain(&e)))?;
+        }
+        let channel = channel
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .tcp_nodelay(true)
@@ -185,6 +196,15 @@ impl GrpcTransport {
             metadata,
             timeout: cfg.timeout,
         })
+    }
+}
+
+/// Header values may be credentials: Debug shows the endpoint only.
+impl std::fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,15 +236,34 @@ fn grpc_error(endpoint: &str, status: &tonic::Status) -> ExportError {
     ExportError::Grpc {
         endpoint: endpoint.to_owned(),
         code: status.code(),
-        message: status.message().to_owned(),
+        message: grpc_message(status),
         retry_after: rpc::retry_delay(status.details()),
     }
 }
 
+/// The status message plus its causes (`tcp connect error: Connection refused (os error 111)`).
+fn grpc_message(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        // tonic repeats the message as the first cause; skip what we already say.
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    text
+}
+
 // === impl HttpTransport ===
 
+/// Longest reply body read from an HTTP endpoint.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
 /// OTLP over HTTP with a protobuf body (`POST …/v1/traces`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpTransport {
     endpoint: String,
     client: reqwest::Client,
@@ -252,7 +291,16 @@ impl HttpTransport {
             reqwest::header::CONTENT_TYPE,
             reqwest::header::HeaderValue::from_static("application/x-protobuf"),
         );
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &cfg.certificate {
+            let pem = read_ca_certificate(path).map_err(|e| setup(e.to_string()))?;
+            for cert in
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| setup(e.to_string()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .default_headers(headers)
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
@@ -288,7 +336,7 @@ impl HttpTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = resp.bytes().await.map_err(|e| self.reqwest_error(&e))?;
+        let bytes = self.read_reply(resp).await?;
         if (200..300).contains(&status) {
             let reply = ExportTraceServiceResponse::decode(bytes.as_ref()).map_err(|e| {
                 ExportError::Decode {
@@ -306,6 +354,20 @@ impl HttpTransport {
         })
     }
 
+    /// The reply body, at most [`MAX_REPLY_BYTES`] of it (a misbehaving endpoint cannot make
+    /// us buffer without limit).
+    async fn read_reply(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, ExportError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.reqwest_error(&e))? {
+            let room = MAX_REPLY_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= MAX_REPLY_BYTES {
+                break;
+            }
+        }
+        Ok(body)
+    }
+
     fn reqwest_error(&self, e: &reqwest::Error) -> ExportError {
         if e.is_timeout() {
             ExportError::Timeout {
@@ -318,6 +380,14 @@ impl HttpTransport {
                 message: error_chain(e),
             }
         }
+    }
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 

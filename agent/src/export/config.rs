@@ -1,6 +1,6 @@
 //! `ExportConfig`: where and how spans are shipped (OTLP endpoint, protocol, headers, batching,
 //! queue, retry), with the standard `OTEL_EXPORTER_OTLP_*` environment variables applied on top.
-use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
+use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -67,6 +67,8 @@ pub enum ExportConfigError {
     Endpoint { url: String, reason: String },
     #[error("invalid OTLP header {name:?}: {reason}")]
     Header { name: String, reason: String },
+    #[error("cannot use CA certificate {path}: {reason}")]
+    Certificate { path: String, reason: String },
     #[error("invalid value {value:?} for {name}: {reason}")]
     Value {
         name: String,
@@ -75,8 +77,8 @@ pub enum ExportConfigError {
     },
 }
 
-/// The `export:` settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The `export:` settings. `Debug` hides header values (they are often credentials).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportConfig {
     /// Base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`); defaults to `http://localhost:4317` for
@@ -87,6 +89,10 @@ pub struct ExportConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traces_endpoint: Option<String>,
     pub protocol: Protocol,
+    /// PEM file with the CA certificate(s) that sign an `https` endpoint's certificate, added
+    /// to the built-in public roots (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
     /// Extra request headers (e.g. `authorization`, `x-scope-orgid`).
     pub headers: BTreeMap<String, String>,
     pub compression: Compression,
@@ -118,6 +124,7 @@ impl Default for ExportConfig {
             endpoint: None,
             traces_endpoint: None,
             protocol: Protocol::Grpc,
+            certificate: None,
             headers: BTreeMap::new(),
             compression: Compression::None,
             timeout: Duration::from_secs(10),
@@ -129,6 +136,32 @@ impl Default for ExportConfig {
             retry_max_backoff: Duration::from_secs(5),
             export_query: false,
         }
+    }
+}
+
+impl fmt::Debug for ExportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("ExportConfig")
+            .field("endpoint", &self.endpoint)
+            .field("traces_endpoint", &self.traces_endpoint)
+            .field("protocol", &self.protocol)
+            .field("certificate", &self.certificate)
+            .field("headers", &headers)
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("batch_max_spans", &self.batch_max_spans)
+            .field("batch_interval", &self.batch_interval)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("retry_max_elapsed", &self.retry_max_elapsed)
+            .field("retry_initial_backoff", &self.retry_initial_backoff)
+            .field("retry_max_backoff", &self.retry_max_backoff)
+            .field("export_query", &self.export_query)
+            .finish()
     }
 }
 
@@ -146,6 +179,10 @@ const ENV_HEADERS: [&str; 2] = [
 const ENV_TIMEOUT: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
+];
+const ENV_CERTIFICATE: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
 ];
 const ENV_COMPRESSION: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
@@ -199,6 +236,9 @@ impl ExportConfig {
         if let Some((_, v)) = first(ENV_COMPRESSION) {
             self.compression = v.parse()?;
         }
+        if let Some((_, v)) = first(ENV_CERTIFICATE) {
+            self.certificate = Some(PathBuf::from(v));
+        }
         Ok(())
     }
 
@@ -229,18 +269,14 @@ impl ExportConfig {
             reason: reason.to_owned(),
         };
         let parsed = reqwest::Url::parse(&url).map_err(|e| bad(&e.to_string()))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" if self.protocol == Protocol::HttpProtobuf => {}
-            "https" => {
-                return Err(bad(
-                    "TLS for gRPC is not built in; use http/protobuf for https",
-                ));
-            }
-            _ => return Err(bad("the scheme must be http or https")),
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
         }
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(bad("no host"));
+        }
+        if let Some(path) = &self.certificate {
+            read_ca_certificate(path)?;
         }
         for (name, value) in &self.headers {
             let header = |reason: &str| ExportConfigError::Header {
@@ -300,6 +336,20 @@ impl ExportConfig {
         }
         Ok(())
     }
+}
+
+/// Read and check a CA certificate file: PEM with at least one certificate.
+pub fn read_ca_certificate(path: &std::path::Path) -> Result<Vec<u8>, ExportConfigError> {
+    let bad = |reason: String| ExportConfigError::Certificate {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in the file".to_owned()));
+    }
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(pem)
 }
 
 /// Durations written as `250ms`, `10s`, `2m` or `1h`.

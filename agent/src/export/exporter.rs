@@ -36,6 +36,7 @@ pub struct ExportStats {
     pub rejected_by_endpoint: AtomicU64,
     /// Failed send attempts (each retry counts).
     pub send_errors: AtomicU64,
+    /// Batches finished (exported, partly rejected, or given up on).
     pub batches_sent: AtomicU64,
 }
 
@@ -190,8 +191,12 @@ impl ExporterHandle {
         let mut items = items;
         items.truncate(usize::try_from(granted).unwrap_or(usize::MAX));
         if s.tx.send(items).is_err() {
-            // The task is gone (shut down); give the reservation back.
-            s.stats.queued.fetch_sub(granted, Relaxed);
+            // The task is gone (shut down); give the reservation back. Saturating: a shutdown
+            // that timed out may already have zeroed the gauge.
+            let _ = s
+                .stats
+                .queued
+                .fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(granted)));
             s.stats.dropped_shutdown.fetch_add(granted, Relaxed);
             return 0;
         }
@@ -219,7 +224,7 @@ impl ExporterHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let Some(mut task) = task else { return };
-        // Closing the channel tells the worker to flush and finish.
+        // The worker stops waiting (batch timer, retry sleep), sends what it holds once, and ends.
         s.cancel.cancel();
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             task.abort();
@@ -304,14 +309,15 @@ impl Worker {
                     if !e.retryable() || final_flush || self.cancel.is_cancelled() {
                         break Err(e);
                     }
-                    let delay = e.retry_after().unwrap_or_else(|| {
-                        backoff(
-                            attempt,
-                            self.settings.backoff_initial,
-                            self.settings.backoff_max,
-                            rand::random::<f64>(),
-                        )
-                    });
+                    // The endpoint's Retry-After / RetryInfo, but never faster than our backoff
+                    // (a `Retry-After: 0` must not become a tight loop).
+                    let ours = backoff(
+                        attempt,
+                        self.settings.backoff_initial,
+                        self.settings.backoff_max,
+                        rand::random::<f64>(),
+                    );
+                    let delay = e.retry_after().map_or(ours, |asked| asked.max(ours));
                     if started.elapsed() + delay > self.settings.retry_max_elapsed {
                         break Err(e);
                     }

@@ -4,6 +4,10 @@
 //! holds the `Transport` trait and the gRPC and HTTP/protobuf clients; `exporter` is the task
 //! with the bounded queue that batches, retries and drops-and-counts; `config` is the `export:`
 //! section with the `OTEL_EXPORTER_OTLP_*` rules; `print` formats spans for stdout.
+//!
+//! We build OTLP requests ourselves (with the `opentelemetry-proto` types) rather than use the
+//! OpenTelemetry SDK's span exporter: the SDK has one `Resource` per exporter, and one agent
+//! exports for many processes, each with its own resource (`service.name`, `process.pid`, …).
 pub mod client;
 pub mod config;
 pub mod exporter;

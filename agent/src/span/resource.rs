@@ -176,7 +176,6 @@ pub fn build_resource(pid: u32, host_name: &str, facts: &ProcFacts) -> ProcessRe
     attrs.push(ResourceAttr::str("host.name", host_name));
     attrs.push(ResourceAttr::str("telemetry.sdk.name", SDK_NAME));
     attrs.push(ResourceAttr::str("telemetry.sdk.version", SDK_VERSION));
-    attrs.push(ResourceAttr::str("telemetry.sdk.language", "unknown"));
     attrs.push(ResourceAttr::str("telemetry.distro.name", SDK_NAME));
     attrs.push(ResourceAttr::str("telemetry.distro.version", SDK_VERSION));
     for (key, value) in user_attrs {

@@ -1,5 +1,7 @@
 //! Table tests for error classification and reply parsing.
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest,
+};
 use rstest::rstest;
 
 use super::*;
@@ -125,4 +127,31 @@ async fn setup_rejects_bad_headers() {
         HttpTransport::new(&cfg),
         Err(ExportError::Setup { .. })
     ));
+}
+
+/// A closed port: both transports say why, and call it retryable.
+#[tokio::test]
+async fn connection_refused_is_explained_and_retryable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let cfg = ExportConfig {
+            endpoint: Some(format!("http://{closed}")),
+            protocol,
+            ..ExportConfig::default()
+        };
+        let t = transport_for(&cfg).unwrap();
+        let e = t
+            .send(ExportTraceServiceRequest::default())
+            .await
+            .unwrap_err();
+        assert!(e.retryable(), "{e}");
+        assert!(e.to_string().contains("refused"), "{protocol}: {e}");
+        assert!(
+            e.to_string().contains(&closed.to_string()),
+            "{protocol}: {e}"
+        );
+    }
 }

@@ -110,7 +110,11 @@ fn compression_from_env() {
 #[case::not_a_url(ExportConfig { endpoint: Some("localhost:4317".into()), ..Default::default() }, Some("scheme"))]
 #[case::garbage_url(ExportConfig { endpoint: Some("::::".into()), ..Default::default() }, Some("invalid OTLP endpoint"))]
 #[case::ftp(ExportConfig { endpoint: Some("ftp://x".into()), ..Default::default() }, Some("scheme"))]
-#[case::grpc_https(ExportConfig { endpoint: Some("https://x:4317".into()), ..Default::default() }, Some("TLS"))]
+#[case::grpc_https(ExportConfig { endpoint: Some("https://x:4317".into()), ..Default::default() }, None)]
+#[case::no_host(ExportConfig { endpoint: Some("http://:4317".into()), ..Default::default() }, Some("invalid OTLP endpoint"))]
+#[case::missing_certificate(ExportConfig { certificate: Some("/nonexistent/ca.pem".into()), ..Default::default() }, Some("/nonexistent/ca.pem"))]
+#[case::not_pem_certificate(ExportConfig { certificate: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml").into()), ..Default::default() }, Some("no PEM certificate"))]
+#[case::good_certificate(ExportConfig { certificate: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/export/e2e_tests/tls/ca.pem").into()), ..Default::default() }, None)]
 #[case::http_https(ExportConfig { endpoint: Some("https://x".into()), protocol: Protocol::HttpProtobuf, ..Default::default() }, None)]
 #[case::zero_batch(ExportConfig { batch_max_spans: 0, ..Default::default() }, Some("batch_max_spans"))]
 #[case::zero_queue(ExportConfig { queue_capacity: 0, ..Default::default() }, Some("queue_capacity"))]
@@ -166,4 +170,28 @@ fn yaml_round_trip_and_unknown_fields() {
     assert!(err.to_string().contains("endpont"), "{err}");
     let err = serde_yaml::from_str::<ExportConfig>("timeout: soon\n").unwrap_err();
     assert!(err.to_string().contains("invalid duration"), "{err}");
+}
+
+#[test]
+fn certificate_from_env() {
+    let mut cfg = ExportConfig::default();
+    cfg.apply_env(&env_of(&[
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/generic.pem"),
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/traces.pem"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        cfg.certificate,
+        Some(std::path::PathBuf::from("/etc/traces.pem"))
+    );
+}
+
+#[test]
+fn debug_hides_header_values() {
+    let mut cfg = ExportConfig::default();
+    cfg.headers
+        .insert("authorization".into(), "Bearer s3cret".into());
+    let text = format!("{cfg:?}");
+    assert!(text.contains("authorization"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
 }

@@ -145,7 +145,7 @@ fn service_name(#[case] facts: ProcFacts, #[case] want: &str) {
 #[test]
 fn attributes_of_a_full_process() {
     let mut f = facts(
-        "OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=prod,host.name=override,process.pid=1,telemetry.sdk.name=evil",
+        "OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=prod,host.name=override,process.pid=1,telemetry.sdk.name=evil,telemetry.sdk.language=python",
         Some("0::/system.slice/shop.service"),
         Some("/usr/bin/python3"),
         Some("python3"),
@@ -167,6 +167,8 @@ fn attributes_of_a_full_process() {
     assert_eq!(r.attr("telemetry.sdk.name"), Some(&owned("sonde")));
     assert_eq!(r.attr("telemetry.distro.name"), Some(&owned("sonde")));
     assert_eq!(r.attr("telemetry.sdk.version"), Some(&owned(SDK_VERSION)));
+    // The app's own SDK language does not describe the spans Sonde makes.
+    assert_eq!(r.attr("telemetry.sdk.language"), None);
     let keys: Vec<&str> = r.attributes.iter().map(|a| a.key.as_str()).collect();
     let mut dedup = keys.clone();
     dedup.sort_unstable();
