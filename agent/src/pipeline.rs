@@ -4,7 +4,7 @@
 //! slow the ring-buffer reader down; everything after it is a bounded queue that drops and
 //! counts.
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::Path,
     sync::{
         Arc,
@@ -17,7 +17,7 @@ use crate::{
     conn::{Tracker, TrackerConfig},
     ebpf::{
         LoadOptions, Probes,
-        decode::{Clock, decode},
+        decode::{self, Clock, decode},
         record::Record,
         select::Selection,
     },
@@ -26,6 +26,9 @@ use crate::{
         resource::{ProcessResource, ResourceCache},
     },
 };
+
+/// Command names remembered at most (a bound, not a target: cleared when reached).
+const MAX_NAMES: usize = 65_536;
 
 /// Where finished spans go. `send` must never block.
 pub trait SpanSink: Send {
@@ -101,6 +104,8 @@ fn run(
     let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
+    // Command names from the kernel, for processes that exit before /proc can be read.
+    let mut names: HashMap<u32, String> = HashMap::new();
     let mut last_sweep = Instant::now();
     let mut last_select = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -118,6 +123,18 @@ fn run(
         probes.wait(cfg.drain_interval);
         let n = probes.drain(|raw| match decode(raw, clock) {
             Ok(rec) => {
+                if let Record::Open { key, .. } = &rec {
+                    if !names.contains_key(&key.pid) {
+                        if names.len() >= MAX_NAMES {
+                            names.clear();
+                        }
+                        if let Some(comm) = decode::comm(raw) {
+                            names.insert(key.pid, comm);
+                        }
+                    }
+                    // Read the process's resource while it is surely alive.
+                    resources.get_named(key.pid, names.get(&key.pid).map(String::as_str));
+                }
                 tracing::trace!(?rec, "record");
                 if let Record::ProcessExit { pid, .. } = rec {
                     exited.push(pid);
@@ -138,12 +155,16 @@ fn run(
         }
         if !spans.is_empty() {
             stats.spans.fetch_add(spans.len() as u64, Ordering::Relaxed);
-            let batch = spans.drain(..).map(|s| (resources.get(s.pid), s)).collect();
+            let batch = spans
+                .drain(..)
+                .map(|s| (resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)), s))
+                .collect();
             sink.send(batch);
         }
         // Forget a process only after its last spans took its resource.
         for pid in exited.drain(..) {
             resources.forget(pid);
+            names.remove(&pid);
         }
     }
     // Final drain so that nothing already captured is lost on a clean stop.

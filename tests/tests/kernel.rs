@@ -105,3 +105,21 @@ fn files_and_pipes_are_not_reported() {
     let (lost, _) = probes.counters();
     assert_eq!(lost, 0);
 }
+
+/// Without privileges the agent says in one line what is missing and exits non-zero.
+#[test]
+fn unprivileged_agent_fails_with_one_clear_line() {
+    require_kernel!();
+    let bin = sonde_e2e::agent::sonde_bin();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(&bin)
+        .args(["agent", "--no-export"])
+        .output()
+        .expect("run setpriv");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("needs root"), "{stderr}");
+}

@@ -78,3 +78,33 @@ pub fn run_all(_args: AllArgs) -> ExitCode {
     eprintln!("sonde all: not available in this build yet");
     ExitCode::from(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// deploy/sonde.example.yaml is what `sonde gen-config` prints; regenerate it with
+    /// `cargo run -- gen-config > deploy/sonde.example.yaml` when the defaults change.
+    #[test]
+    fn example_config_is_in_sync_and_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sonde.example.yaml");
+        let committed = std::fs::read_to_string(path).expect("deploy/sonde.example.yaml");
+        assert_eq!(committed, example_yaml(), "regenerate deploy/sonde.example.yaml");
+        let cfg = Config::load(Some(Path::new(path))).expect("parses");
+        cfg.agent.validate().expect("valid agent section");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "agent:\n  copy_bytez: 10\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("copy_bytez") && e.contains(&p.display().to_string()), "{e}");
+        std::fs::write(&p, "agent:\n  copy_bytes: 10\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap().agent.validate().unwrap_err().to_string();
+        assert!(e.contains("copy_bytes"), "{e}");
+        let e = Config::load(Some(&dir.path().join("nope.yaml"))).unwrap_err().to_string();
+        assert!(e.contains("nope.yaml"), "{e}");
+    }
+}

@@ -334,11 +334,20 @@ impl ResourceCache {
 
     /// The resource of `pid`, read from `/proc` on first use.
     pub fn get(&self, pid: u32) -> Arc<ProcessResource> {
+        self.get_named(pid, None)
+    }
+
+    /// Like [`get`](Self::get), with the command name the kernel reported, used when the
+    /// process is already gone from `/proc` (short-lived clients such as curl).
+    pub fn get_named(&self, pid: u32, comm: Option<&str>) -> Arc<ProcessResource> {
         if let Some((_, r)) = self.lock().map.get(&pid) {
             return r.clone();
         }
         // Read /proc without holding the lock.
-        let facts = ProcFacts::read(&self.proc_root, pid);
+        let mut facts = ProcFacts::read(&self.proc_root, pid);
+        if facts.comm.is_none() {
+            facts.comm = comm.map(str::to_owned);
+        }
         let fresh = Arc::new(build_resource(pid, &self.host_name, &facts));
         let mut inner = self.lock();
         if let Some((_, r)) = inner.map.get(&pid) {
