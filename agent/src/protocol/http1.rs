@@ -168,9 +168,9 @@ pub fn parse_response_head(buf: &[u8]) -> Parse<ResponseHead<'_>> {
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut none: [httparse::Header<'_>; 0] = [];
     let mut resp = httparse::Response::new(&mut none);
-    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp, buf, &mut raw,
-    ) {
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut raw)
+    {
         Ok(httparse::Status::Partial) => Parse::Partial,
         Err(e) => Parse::Invalid(error_reason(e)),
         Ok(httparse::Status::Complete(consumed)) => {
