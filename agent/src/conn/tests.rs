@@ -547,6 +547,7 @@ fn fifty_interleaved_connections() {
 #[case::redis(b"*1\r\n$4\r\nPING\r\n".as_slice())]
 #[case::postgres(b"\x00\x00\x00\x08\x04\xd2\x16\x2f".as_slice())]
 #[case::lowercase(b"get / HTTP/1.1\r\n\r\n".as_slice())]
+#[case::http2_prior_knowledge(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice())]
 fn non_http_connection_is_skipped(#[case] first: &[u8]) {
     let mut sim = Sim::new();
     let k = key(CLIENT, 7, 1);
@@ -894,4 +895,16 @@ fn garbage_response_drops_the_request() {
     sim.write(k, &get("/b"));
     sim.read(k, &ok(""));
     assert_eq!(sim.take().len(), 1);
+}
+
+#[test]
+fn close_without_socket_id_matches_by_fd() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 7, 55);
+    sim.open(k, Role::Client);
+    sim.write(k, &get("/x"));
+    sim.close(key(CLIENT, 7, 0));
+    let spans = sim.take();
+    assert_eq!((spans.len(), sim.tracker.connections()), (1, 0));
+    assert_eq!(spans[0].error_type.as_deref(), Some("connection_closed"));
 }
