@@ -53,8 +53,18 @@ fn run_tracker(data: &[u8]) {
             sock_id: u64::from((op >> 3) & 3),
         };
         let rec = match op & 7 {
-            0 => Record::Open { key, role: Role::Server, tuple, unix_ns: now },
-            1 => Record::Open { key, role: Role::Client, tuple, unix_ns: now },
+            0 => Record::Open {
+                key,
+                role: Role::Server,
+                tuple,
+                unix_ns: now,
+            },
+            1 => Record::Open {
+                key,
+                role: Role::Client,
+                tuple,
+                unix_ns: now,
+            },
             2 | 3 => data_record(key, op & 1 == 0, chunk, chunk.len(), tuple, now),
             4 | 5 => {
                 // Only part of the buffer was copied: the rest is counted, with a tail.
@@ -63,14 +73,20 @@ fn run_tracker(data: &[u8]) {
             }
             6 => {
                 let fd = if op & 0x40 != 0 { -1 } else { key.fd };
-                Record::Close { key: ConnKey { fd, ..key }, unix_ns: now }
+                Record::Close {
+                    key: ConnKey { fd, ..key },
+                    unix_ns: now,
+                }
             }
             _ => {
                 if op & 0x40 != 0 {
                     tracker.sweep(now, &mut out);
                     continue;
                 }
-                Record::ProcessExit { pid: key.pid, unix_ns: now }
+                Record::ProcessExit {
+                    pid: key.pid,
+                    unix_ns: now,
+                }
             }
         };
         tracker.push(rec, &mut out);
@@ -101,7 +117,11 @@ fn data_record(
     Record::Data(Data {
         key,
         tid: 1,
-        direction: if read { Direction::Read } else { Direction::Write },
+        direction: if read {
+            Direction::Read
+        } else {
+            Direction::Write
+        },
         tuple,
         start_unix_ns: now,
         end_unix_ns: now + 10,

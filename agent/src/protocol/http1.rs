@@ -4,6 +4,8 @@
 //! credentials such as `Authorization` or `Cookie` are never looked at.
 pub mod chunked;
 
+use std::mem::MaybeUninit;
+
 /// Most headers a head may carry before it is treated as invalid.
 pub const MAX_HEADERS: usize = 100;
 
@@ -118,9 +120,11 @@ pub fn parse_request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
         None => return Parse::Partial,
         Some(true) => {}
     }
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut raw);
-    match req.parse(buf) {
+    // Uninitialised header slots: no 3 KiB memset on every parse.
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut none: [httparse::Header<'_>; 0] = [];
+    let mut req = httparse::Request::new(&mut none);
+    match req.parse_with_uninit_headers(buf, &mut raw) {
         Ok(httparse::Status::Partial) => Parse::Partial,
         Err(e) => Parse::Invalid(error_reason(e)),
         Ok(httparse::Status::Complete(consumed)) => {
@@ -161,9 +165,12 @@ pub fn parse_response_head(buf: &[u8]) -> Parse<ResponseHead<'_>> {
     if !buf.starts_with(RESPONSE_PREFIX) {
         return Parse::NotHttp;
     }
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut raw);
-    match resp.parse(buf) {
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut none: [httparse::Header<'_>; 0] = [];
+    let mut resp = httparse::Response::new(&mut none);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut raw)
+    {
         Ok(httparse::Status::Partial) => Parse::Partial,
         Err(e) => Parse::Invalid(error_reason(e)),
         Ok(httparse::Status::Complete(consumed)) => {
