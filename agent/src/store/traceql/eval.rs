@@ -1,0 +1,554 @@
+//! TraceQL evaluation over a [`TraceView`], and the pre-filter [`Condition`]s a store may use.
+
+use std::cell::OnceCell;
+use std::cmp::Ordering;
+
+use super::ast::{
+    AttrRef, BinaryOp, FieldExpr, Pipeline, Query, SpansetExpr, SpansetOp, Stage, UnaryOp,
+};
+use super::{AttrScope, Intrinsic, TraceView, Value};
+
+impl Query {
+    /// Indexes of the spans that the query selects in `trace`, ascending (empty = no match).
+    pub fn eval<T: TraceView + ?Sized>(&self, trace: &T) -> Vec<usize> {
+        let ctx = Ctx {
+            trace,
+            info: OnceCell::new(),
+        };
+        ctx.pipeline(&self.pipeline)
+    }
+
+    /// Necessary conditions a storage layer may use to skip whole traces before [`Query::eval`].
+    ///
+    /// Each condition reads: "some span of the trace (or that span's resource) has `field` with a
+    /// value for which [`Condition::matches`] holds". A trace failing any one of them cannot
+    /// match, so skipping it is safe; ignoring the list is always correct. Negations (`!=`,
+    /// `!~`, `!`), `nil` tests and the branches of `||` that differ produce no condition.
+    pub fn conditions(&self) -> Vec<Condition> {
+        pipeline_conditions(&self.pipeline)
+    }
+
+    /// `{}` or `{ true }`: every span of every trace.
+    pub fn is_match_all(&self) -> bool {
+        self.hints.is_empty()
+            && matches!(
+                self.pipeline.stages.as_slice(),
+                [Stage::Spanset(SpansetExpr::Filter(FieldExpr::Static(
+                    Value::Bool(true)
+                )))]
+            )
+    }
+}
+
+/// Comparison operators a [`Condition`] can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    /// Anchored regex match (`=~`).
+    Re,
+}
+
+/// The field a [`Condition`] tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConditionField {
+    /// `scope: None` is an unscoped `.name`: the span attribute, or the resource one if the span
+    /// has none.
+    Attribute {
+        scope: Option<AttrScope>,
+        name: String,
+    },
+    /// Span-level intrinsics, and trace-level ones (`rootServiceName`, `traceDuration`, ...),
+    /// which hold for the trace as a whole.
+    Intrinsic(Intrinsic),
+}
+
+/// A necessary condition for a trace to match; see [`Query::conditions`].
+#[derive(Clone, Debug)]
+pub struct Condition {
+    pub field: ConditionField,
+    pub op: CompareOp,
+    pub value: Value<'static>,
+    regex: Option<regex::Regex>,
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.field == other.field && self.op == other.op && self.value == other.value
+    }
+}
+
+impl Condition {
+    /// Whether a field value satisfies the condition, with exactly the evaluator's semantics.
+    pub fn matches(&self, value: &Value<'_>) -> bool {
+        let op = match self.op {
+            CompareOp::Eq => BinaryOp::Eq,
+            CompareOp::Lt => BinaryOp::Lt,
+            CompareOp::Lte => BinaryOp::Lte,
+            CompareOp::Gt => BinaryOp::Gt,
+            CompareOp::Gte => BinaryOp::Gte,
+            CompareOp::Re => BinaryOp::Re,
+        };
+        compare(op, value, &self.value, self.regex.as_ref())
+    }
+}
+
+/// Trace-wide facts computed once per evaluation when a query needs them.
+struct TraceInfo {
+    root: Option<usize>,
+    duration: u64,
+    child_counts: Vec<i64>,
+}
+
+struct Ctx<'t, T: ?Sized> {
+    trace: &'t T,
+    info: OnceCell<TraceInfo>,
+}
+
+impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
+    fn info(&self) -> &TraceInfo {
+        self.info.get_or_init(|| {
+            let n = self.trace.span_count();
+            let root = (0..n).find(|&s| self.trace.is_root(s));
+            let start = (0..n)
+                .map(|s| self.trace.start_unix_nanos(s))
+                .min()
+                .unwrap_or(0);
+            let end = (0..n)
+                .map(|s| self.trace.end_unix_nanos(s))
+                .max()
+                .unwrap_or(0);
+            let mut child_counts = vec![0; n];
+            for s in 0..n {
+                if let Some(p) = self.trace.parent_index(s) {
+                    if let Some(c) = child_counts.get_mut(p) {
+                        *c += 1;
+                    }
+                }
+            }
+            TraceInfo {
+                root,
+                duration: end.saturating_sub(start),
+                child_counts,
+            }
+        })
+    }
+
+    fn pipeline(&self, p: &Pipeline) -> Vec<usize> {
+        match p.stages.as_slice() {
+            [Stage::Spanset(e)] => self.spanset(e),
+            // Other stages are rejected by the parser until they are implemented.
+            _ => Vec::new(),
+        }
+    }
+
+    fn spanset(&self, e: &SpansetExpr) -> Vec<usize> {
+        match e {
+            SpansetExpr::Filter(f) => (0..self.trace.span_count())
+                .filter(|&s| matches!(self.field(f, s), Value::Bool(true)))
+                .collect(),
+            SpansetExpr::Pipeline(p) => self.pipeline(p),
+            SpansetExpr::Binary {
+                op: SpansetOp::And,
+                lhs,
+                rhs,
+            } => {
+                let l = self.spanset(lhs);
+                if l.is_empty() {
+                    return l;
+                }
+                let r = self.spanset(rhs);
+                if r.is_empty() {
+                    return r;
+                }
+                union(l, r)
+            }
+            SpansetExpr::Binary {
+                op: SpansetOp::Or,
+                lhs,
+                rhs,
+            } => union(self.spanset(lhs), self.spanset(rhs)),
+            // Structural operators are rejected by the parser until they are implemented.
+            SpansetExpr::Binary { .. } => Vec::new(),
+        }
+    }
+
+    fn attribute<'s>(&'s self, span: usize, scope: AttrRef, name: &str) -> Value<'s> {
+        let found = match scope {
+            AttrRef::Unscoped => self
+                .trace
+                .attribute(span, AttrScope::Span, name)
+                .or_else(|| self.trace.attribute(span, AttrScope::Resource, name)),
+            AttrRef::Scoped(scope) => self.trace.attribute(span, scope, name),
+            AttrRef::Event | AttrRef::Link | AttrRef::Instrumentation | AttrRef::Parent => None,
+        };
+        found.unwrap_or(Value::Nil)
+    }
+
+    fn intrinsic<'s>(&'s self, span: usize, which: Intrinsic) -> Value<'s> {
+        if let Some(v) = self.trace.intrinsic(span, which) {
+            return v;
+        }
+        match which {
+            Intrinsic::Duration => Value::Duration(
+                self.trace
+                    .end_unix_nanos(span)
+                    .saturating_sub(self.trace.start_unix_nanos(span)),
+            ),
+            Intrinsic::TraceDuration => Value::Duration(self.info().duration),
+            Intrinsic::RootName => match self.info().root {
+                Some(root) => self
+                    .trace
+                    .intrinsic(root, Intrinsic::Name)
+                    .unwrap_or(Value::Nil),
+                None => Value::Nil,
+            },
+            Intrinsic::RootServiceName => match self.info().root {
+                Some(root) => self
+                    .trace
+                    .attribute(root, AttrScope::Resource, "service.name")
+                    .unwrap_or(Value::Nil),
+                None => Value::Nil,
+            },
+            Intrinsic::ChildCount => {
+                Value::Int(self.info().child_counts.get(span).copied().unwrap_or(0))
+            }
+            Intrinsic::EventName => match self.trace.event_names(span).into_iter().next() {
+                Some(name) => Value::Str(name),
+                None => Value::Nil,
+            },
+            _ => Value::Nil,
+        }
+    }
+
+    fn field<'s>(&'s self, e: &'s FieldExpr, span: usize) -> Value<'s> {
+        match e {
+            FieldExpr::Static(v) => borrow_static(v),
+            FieldExpr::Attribute { scope, name } => self.attribute(span, *scope, name),
+            FieldExpr::Intrinsic(i) => self.intrinsic(span, *i),
+            FieldExpr::Unary {
+                op: UnaryOp::Not,
+                expr,
+            } => match self.field(expr, span) {
+                Value::Bool(b) => Value::Bool(!b),
+                _ => Value::Nil,
+            },
+            FieldExpr::Unary {
+                op: UnaryOp::Neg,
+                expr,
+            } => match self.field(expr, span) {
+                Value::Int(n) => Value::Int(n.wrapping_neg()),
+                Value::Float(f) => Value::Float(-f),
+                Value::Duration(d) => Value::Float(-(d as f64)),
+                _ => Value::Nil,
+            },
+            FieldExpr::Binary {
+                op: BinaryOp::And,
+                lhs,
+                rhs,
+                ..
+            } => Value::Bool(
+                matches!(self.field(lhs, span), Value::Bool(true))
+                    && matches!(self.field(rhs, span), Value::Bool(true)),
+            ),
+            FieldExpr::Binary {
+                op: BinaryOp::Or,
+                lhs,
+                rhs,
+                ..
+            } => Value::Bool(
+                matches!(self.field(lhs, span), Value::Bool(true))
+                    || matches!(self.field(rhs, span), Value::Bool(true)),
+            ),
+            FieldExpr::Binary {
+                op,
+                lhs,
+                rhs,
+                regex,
+            } if op.is_comparison() => {
+                let regex = regex.as_ref().map(|r| &r.0);
+                // `x = nil` tests absence, `x != nil` presence.
+                let nil_lhs = matches!(lhs.as_ref(), FieldExpr::Static(Value::Nil));
+                let nil_rhs = matches!(rhs.as_ref(), FieldExpr::Static(Value::Nil));
+                if nil_lhs || nil_rhs {
+                    let other = if nil_rhs { lhs } else { rhs };
+                    let absent = match other.as_ref() {
+                        FieldExpr::Intrinsic(Intrinsic::EventName) => {
+                            self.trace.event_names(span).is_empty()
+                        }
+                        e => matches!(self.field(e, span), Value::Nil),
+                    };
+                    return Value::Bool(match op {
+                        BinaryOp::Eq => absent,
+                        BinaryOp::Neq => !absent,
+                        _ => false,
+                    });
+                }
+                // `event:name` is multi-valued: the comparison holds if it holds for any event.
+                if let FieldExpr::Intrinsic(Intrinsic::EventName) = lhs.as_ref() {
+                    let other = self.field(rhs, span);
+                    return Value::Bool(self.any_event(span, *op, &other, regex, false));
+                }
+                if let FieldExpr::Intrinsic(Intrinsic::EventName) = rhs.as_ref() {
+                    let other = self.field(lhs, span);
+                    return Value::Bool(self.any_event(span, *op, &other, regex, true));
+                }
+                let l = self.field(lhs, span);
+                let r = self.field(rhs, span);
+                Value::Bool(compare(*op, &l, &r, regex))
+            }
+            FieldExpr::Binary { op, lhs, rhs, .. } => {
+                arithmetic(*op, &self.field(lhs, span), &self.field(rhs, span))
+            }
+        }
+    }
+
+    fn any_event(
+        &self,
+        span: usize,
+        op: BinaryOp,
+        other: &Value<'_>,
+        regex: Option<&regex::Regex>,
+        flipped: bool,
+    ) -> bool {
+        self.trace.event_names(span).into_iter().any(|name| {
+            let v = Value::Str(name);
+            if flipped {
+                compare(op, other, &v, regex)
+            } else {
+                compare(op, &v, other, regex)
+            }
+        })
+    }
+}
+
+fn borrow_static<'s>(v: &'s Value<'static>) -> Value<'s> {
+    match v {
+        Value::Str(s) => Value::Str(std::borrow::Cow::Borrowed(s.as_ref())),
+        other => other.clone(),
+    }
+}
+
+/// Sorted union of two ascending index lists.
+fn union(a: Vec<usize>, b: Vec<usize>) -> Vec<usize> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+fn as_f64(v: &Value<'_>) -> Option<f64> {
+    match v {
+        Value::Int(n) => Some(*n as f64),
+        Value::Float(f) => Some(*f),
+        Value::Duration(d) => Some(*d as f64),
+        _ => None,
+    }
+}
+
+fn ordering_holds(op: BinaryOp, ord: Option<Ordering>) -> bool {
+    let Some(ord) = ord else { return false };
+    match op {
+        BinaryOp::Eq => ord == Ordering::Equal,
+        BinaryOp::Neq => ord != Ordering::Equal,
+        BinaryOp::Lt => ord == Ordering::Less,
+        BinaryOp::Lte => ord != Ordering::Greater,
+        BinaryOp::Gt => ord == Ordering::Greater,
+        BinaryOp::Gte => ord != Ordering::Less,
+        _ => false,
+    }
+}
+
+/// Compares two values like Tempo: mismatched types are false (never an error), `nil` stands
+/// for "absent", numbers of different types compare as floats, strings byte-wise, and `=~`/`!~`
+/// use the query's anchored regex.
+pub(crate) fn compare(
+    op: BinaryOp,
+    l: &Value<'_>,
+    r: &Value<'_>,
+    regex: Option<&regex::Regex>,
+) -> bool {
+    match (l, r) {
+        // Absent on either side: nothing holds (`= nil` / `!= nil` are handled by the caller).
+        (Value::Nil, _) | (_, Value::Nil) => false,
+        (Value::Str(a), Value::Str(b)) => match op {
+            BinaryOp::Re => regex.is_some_and(|re| re.is_match(a)),
+            BinaryOp::Nre => regex.is_some_and(|re| !re.is_match(a)),
+            _ => ordering_holds(op, Some(a.as_ref().cmp(b.as_ref()))),
+        },
+        (Value::Int(a), Value::Int(b)) => ordering_holds(op, Some(a.cmp(b))),
+        (Value::Duration(a), Value::Duration(b)) => ordering_holds(op, Some(a.cmp(b))),
+        (Value::Bool(a), Value::Bool(b)) if matches!(op, BinaryOp::Eq | BinaryOp::Neq) => {
+            ordering_holds(op, Some(a.cmp(b)))
+        }
+        (Value::Status(a), Value::Status(b)) if matches!(op, BinaryOp::Eq | BinaryOp::Neq) => {
+            (a == b) == (op == BinaryOp::Eq)
+        }
+        (Value::Kind(a), Value::Kind(b)) if matches!(op, BinaryOp::Eq | BinaryOp::Neq) => {
+            (a == b) == (op == BinaryOp::Eq)
+        }
+        _ => match (as_f64(l), as_f64(r)) {
+            (Some(a), Some(b)) => ordering_holds(op, a.partial_cmp(&b)),
+            _ => false,
+        },
+    }
+}
+
+/// `+ - * / % ^`: ints stay ints (division by zero gives nil), anything else numeric is a float.
+fn arithmetic(op: BinaryOp, l: &Value<'_>, r: &Value<'_>) -> Value<'static> {
+    if let (Value::Int(a), Value::Int(b)) = (l, r) {
+        let (a, b) = (*a, *b);
+        return match op {
+            BinaryOp::Add => Value::Int(a.wrapping_add(b)),
+            BinaryOp::Sub => Value::Int(a.wrapping_sub(b)),
+            BinaryOp::Mul => Value::Int(a.wrapping_mul(b)),
+            BinaryOp::Div => a.checked_div(b).map_or(Value::Nil, Value::Int),
+            BinaryOp::Mod => a.checked_rem(b).map_or(Value::Nil, Value::Int),
+            BinaryOp::Pow => match u32::try_from(b) {
+                Ok(e) => Value::Int(a.wrapping_pow(e)),
+                Err(_) => Value::Float((a as f64).powf(b as f64)),
+            },
+            _ => Value::Nil,
+        };
+    }
+    let (Some(a), Some(b)) = (as_f64(l), as_f64(r)) else {
+        return Value::Nil;
+    };
+    Value::Float(match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Mod => a % b,
+        BinaryOp::Pow => a.powf(b),
+        _ => return Value::Nil,
+    })
+}
+
+// ----- conditions -----
+
+fn pipeline_conditions(p: &Pipeline) -> Vec<Condition> {
+    // Later stages only narrow what the first one selects.
+    match p.stages.first() {
+        Some(Stage::Spanset(e)) => spanset_conditions(e),
+        _ => Vec::new(),
+    }
+}
+
+fn spanset_conditions(e: &SpansetExpr) -> Vec<Condition> {
+    match e {
+        SpansetExpr::Filter(f) => field_conditions(f),
+        SpansetExpr::Pipeline(p) => pipeline_conditions(p),
+        SpansetExpr::Binary { op, lhs, rhs } => match op {
+            SpansetOp::Or => intersect(spanset_conditions(lhs), spanset_conditions(rhs)),
+            // The negated structural operators return right-hand spans whether or not the
+            // left side matched anything.
+            SpansetOp::NotChild
+            | SpansetOp::NotParent
+            | SpansetOp::NotDescendant
+            | SpansetOp::NotAncestor
+            | SpansetOp::NotSibling => spanset_conditions(rhs),
+            _ => {
+                let mut out = spanset_conditions(lhs);
+                out.extend(spanset_conditions(rhs));
+                out
+            }
+        },
+    }
+}
+
+fn intersect(a: Vec<Condition>, b: Vec<Condition>) -> Vec<Condition> {
+    a.into_iter().filter(|c| b.contains(c)).collect()
+}
+
+fn field_conditions(e: &FieldExpr) -> Vec<Condition> {
+    let FieldExpr::Binary {
+        op,
+        lhs,
+        rhs,
+        regex,
+    } = e
+    else {
+        return Vec::new();
+    };
+    match op {
+        BinaryOp::And => {
+            let mut out = field_conditions(lhs);
+            out.extend(field_conditions(rhs));
+            out
+        }
+        BinaryOp::Or => intersect(field_conditions(lhs), field_conditions(rhs)),
+        _ => {
+            let (field, value, flipped) = match (
+                condition_field(lhs),
+                rhs.as_ref(),
+                condition_field(rhs),
+                lhs.as_ref(),
+            ) {
+                (Some(f), FieldExpr::Static(v), _, _) => (f, v, false),
+                (_, _, Some(f), FieldExpr::Static(v)) => (f, v, true),
+                _ => return Vec::new(),
+            };
+            if matches!(value, Value::Nil) {
+                return Vec::new();
+            }
+            let op = match (op, flipped) {
+                (BinaryOp::Eq, _) => CompareOp::Eq,
+                (BinaryOp::Re, false) => CompareOp::Re,
+                (BinaryOp::Lt, false) | (BinaryOp::Gt, true) => CompareOp::Lt,
+                (BinaryOp::Lte, false) | (BinaryOp::Gte, true) => CompareOp::Lte,
+                (BinaryOp::Gt, false) | (BinaryOp::Lt, true) => CompareOp::Gt,
+                (BinaryOp::Gte, false) | (BinaryOp::Lte, true) => CompareOp::Gte,
+                _ => return Vec::new(),
+            };
+            vec![Condition {
+                field,
+                op,
+                value: value.clone(),
+                regex: regex.as_ref().map(|r| r.0.clone()),
+            }]
+        }
+    }
+}
+
+fn condition_field(e: &FieldExpr) -> Option<ConditionField> {
+    match e {
+        FieldExpr::Attribute {
+            scope: AttrRef::Unscoped,
+            name,
+        } => Some(ConditionField::Attribute {
+            scope: None,
+            name: name.clone(),
+        }),
+        FieldExpr::Attribute {
+            scope: AttrRef::Scoped(s),
+            name,
+        } => Some(ConditionField::Attribute {
+            scope: Some(*s),
+            name: name.clone(),
+        }),
+        FieldExpr::Intrinsic(i) => Some(ConditionField::Intrinsic(*i)),
+        _ => None,
+    }
+}

@@ -1,0 +1,316 @@
+//! TraceQL for the embedded store: lexer → parser → AST → evaluator over a [`TraceView`].
+//!
+//! Scope today: spanset filters `{ ... }` with scoped/unscoped attributes and intrinsics, every
+//! comparison and boolean operator, field arithmetic, and `&&` / `||` between spansets.
+//! Structural operators, pipelines, hints and metrics functions are parsed (so the AST has room
+//! for them) but rejected with [`ErrorKind::Unsupported`].
+//!
+//! Semantics follow Tempo: regexes are RE2 and fully anchored; comparing values of different
+//! types (a string attribute with an int literal) is false, not an error; a missing attribute
+//! makes every comparison false except `= nil`; unscoped `.foo` reads the span attribute first,
+//! then the resource attribute.
+
+pub mod ast;
+pub mod eval;
+pub mod lexer;
+pub mod parser;
+
+#[cfg(test)]
+mod examples_test;
+
+use std::borrow::Cow;
+use std::fmt;
+
+pub use ast::{Pipeline, Query, SpansetExpr, Stage};
+pub use eval::{CompareOp, Condition, ConditionField};
+
+/// Parses a TraceQL query. Syntax errors carry Tempo-style messages and positions.
+pub fn parse(query: &str) -> Result<Query, ParseError> {
+    parser::parse(query)
+}
+
+/// What kind of failure a [`ParseError`] is (maps to a 400 in the HTTP API either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not TraceQL: a lexer or grammar error.
+    Syntax,
+    /// Valid grammar but an invalid query (type mismatch, bad regex, `name = nil`).
+    Invalid,
+    /// Valid TraceQL that this store does not evaluate yet (structural operators, pipelines).
+    Unsupported,
+}
+
+/// A query that cannot be run, with a 1-based position (line, column in characters).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    pub message: String,
+    pub line: usize,
+    pub col: usize,
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "parse error at line {}, col {}: {}",
+            self.line, self.col, self.message
+        )
+    }
+}
+
+/// Where a scoped attribute lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttrScope {
+    Span,
+    Resource,
+}
+
+/// TraceQL intrinsics: fields of the span or trace rather than attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Intrinsic {
+    /// `name`, `span:name`.
+    Name,
+    /// `status`, `span:status`.
+    Status,
+    /// `statusMessage`, `span:statusMessage`.
+    StatusMessage,
+    /// `kind`, `span:kind`.
+    Kind,
+    /// `duration`, `span:duration`.
+    Duration,
+    /// `traceDuration`, `trace:duration`.
+    TraceDuration,
+    /// `rootName`, `trace:rootName`.
+    RootName,
+    /// `rootServiceName`, `trace:rootService`.
+    RootServiceName,
+    /// `event:name` (one value per event of the span).
+    EventName,
+    /// `trace:id` (lowercase hex).
+    TraceId,
+    /// `span:id` (lowercase hex).
+    SpanId,
+    /// `span:parentID` (lowercase hex; absent on roots).
+    ParentId,
+    /// `span:childCount`: computed by the evaluator from `parent_index`.
+    ChildCount,
+    /// `event:timeSinceStart` (parsed; not evaluated yet).
+    EventTimeSinceStart,
+    /// `link:traceID` (parsed; not evaluated yet).
+    LinkTraceId,
+    /// `link:spanID` (parsed; not evaluated yet).
+    LinkSpanId,
+    /// `instrumentation:name` (parsed; not evaluated yet).
+    InstrumentationName,
+    /// `instrumentation:version` (parsed; not evaluated yet).
+    InstrumentationVersion,
+}
+
+impl Intrinsic {
+    /// The canonical TraceQL spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intrinsic::Name => "name",
+            Intrinsic::Status => "status",
+            Intrinsic::StatusMessage => "statusMessage",
+            Intrinsic::Kind => "kind",
+            Intrinsic::Duration => "duration",
+            Intrinsic::TraceDuration => "traceDuration",
+            Intrinsic::RootName => "rootName",
+            Intrinsic::RootServiceName => "rootServiceName",
+            Intrinsic::EventName => "event:name",
+            Intrinsic::TraceId => "trace:id",
+            Intrinsic::SpanId => "span:id",
+            Intrinsic::ParentId => "span:parentID",
+            Intrinsic::ChildCount => "span:childCount",
+            Intrinsic::EventTimeSinceStart => "event:timeSinceStart",
+            Intrinsic::LinkTraceId => "link:traceID",
+            Intrinsic::LinkSpanId => "link:spanID",
+            Intrinsic::InstrumentationName => "instrumentation:name",
+            Intrinsic::InstrumentationVersion => "instrumentation:version",
+        }
+    }
+
+    /// Computed from the whole trace rather than read from one span.
+    pub fn is_trace_level(self) -> bool {
+        matches!(
+            self,
+            Intrinsic::TraceDuration | Intrinsic::RootName | Intrinsic::RootServiceName
+        )
+    }
+}
+
+/// Span status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusValue {
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusValue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusValue::Unset => "unset",
+            StatusValue::Ok => "ok",
+            StatusValue::Error => "error",
+        }
+    }
+}
+
+/// Span kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KindValue {
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl KindValue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindValue::Unspecified => "unspecified",
+            KindValue::Internal => "internal",
+            KindValue::Server => "server",
+            KindValue::Client => "client",
+            KindValue::Producer => "producer",
+            KindValue::Consumer => "consumer",
+        }
+    }
+}
+
+/// A TraceQL value: a literal in a query or a field read from a span.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// Nanoseconds.
+    Duration(u64),
+    Status(StatusValue),
+    Kind(KindValue),
+    Nil,
+}
+
+impl Value<'_> {
+    /// Detaches the value from the borrowed trace.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+            Value::Int(v) => Value::Int(v),
+            Value::Float(v) => Value::Float(v),
+            Value::Bool(v) => Value::Bool(v),
+            Value::Duration(v) => Value::Duration(v),
+            Value::Status(v) => Value::Status(v),
+            Value::Kind(v) => Value::Kind(v),
+            Value::Nil => Value::Nil,
+        }
+    }
+
+    /// A short name of the type, as used in error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Bool(_) => "bool",
+            Value::Duration(_) => "duration",
+            Value::Status(_) => "status",
+            Value::Kind(_) => "kind",
+            Value::Nil => "nil",
+        }
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    /// TraceQL literal syntax: quoted strings, Go-style durations (`1.5s`), keywords.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Duration(ns) => f.write_str(&format_duration(*ns)),
+            Value::Status(s) => f.write_str(s.as_str()),
+            Value::Kind(k) => f.write_str(k.as_str()),
+            Value::Nil => f.write_str("nil"),
+        }
+    }
+}
+
+/// Formats nanoseconds like Go's `time.Duration.String()` (`1h2m3.5s`, `1.5ms`, `0s`), which
+/// is how Tempo prints durations in search results.
+pub fn format_duration(ns: u64) -> String {
+    const US: u64 = 1_000;
+    const MS: u64 = 1_000_000;
+    const S: u64 = 1_000_000_000;
+    fn frac(whole: u64, rem: u64, digits: usize) -> String {
+        let mut s = whole.to_string();
+        if rem > 0 {
+            let f = format!("{rem:0digits$}");
+            s.push('.');
+            s.push_str(f.trim_end_matches('0'));
+        }
+        s
+    }
+    match ns {
+        0 => "0s".to_string(),
+        n if n < US => format!("{n}ns"),
+        n if n < MS => format!("{}µs", frac(n / US, n % US, 3)),
+        n if n < S => format!("{}ms", frac(n / MS, n % MS, 6)),
+        n => {
+            let (h, rest) = (n / (3600 * S), n % (3600 * S));
+            let (m, rest) = (rest / (60 * S), rest % (60 * S));
+            let secs = frac(rest / S, rest % S, 9);
+            match (h, m) {
+                (0, 0) => format!("{secs}s"),
+                (0, m) => format!("{m}m{secs}s"),
+                (h, m) => format!("{h}h{m}m{secs}s"),
+            }
+        }
+    }
+}
+
+/// What the store gives the evaluator: one trace, spans addressed by index `0..span_count()`.
+pub trait TraceView {
+    fn span_count(&self) -> usize;
+
+    /// A span attribute (scope Span) or its resource's attribute (scope Resource); None if absent.
+    fn attribute(&self, span: usize, scope: AttrScope, name: &str) -> Option<Value<'_>>;
+
+    /// Span-level intrinsics: Name, Status, StatusMessage, Kind, Duration, SpanId, TraceId,
+    /// ParentId. `Duration` falls back to `end - start` when this returns None.
+    ///
+    /// Trace-level ones (TraceDuration, RootName, RootServiceName) are computed by the evaluator
+    /// from the spans (root = span for which [`TraceView::is_root`] holds). A store may answer
+    /// them here as a shortcut: a `Some` from this method wins over the computed value.
+    /// `EventName` is read through [`TraceView::event_names`].
+    fn intrinsic(&self, span: usize, which: Intrinsic) -> Option<Value<'_>>;
+
+    /// Index of the span's parent within this trace (None for roots and orphans).
+    fn parent_index(&self, span: usize) -> Option<usize>;
+
+    fn start_unix_nanos(&self, span: usize) -> u64;
+
+    fn end_unix_nanos(&self, span: usize) -> u64;
+
+    /// Whether the span is the trace's root. The default treats any span without a parent in
+    /// the trace as a root; a store that knows the parent span id can say "no parent id" instead.
+    fn is_root(&self, span: usize) -> bool {
+        self.parent_index(span).is_none()
+    }
+
+    /// Names of the span's events, one per event (`event:name` matches if any of them does).
+    /// The default asks [`TraceView::intrinsic`] for a single `EventName`.
+    fn event_names(&self, span: usize) -> Vec<Cow<'_, str>> {
+        match self.intrinsic(span, Intrinsic::EventName) {
+            Some(Value::Str(s)) => vec![s],
+            _ => Vec::new(),
+        }
+    }
+}

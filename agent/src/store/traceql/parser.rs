@@ -1,0 +1,820 @@
+//! TraceQL parser: tokens → [`Query`], with Tempo's operator precedence and type checks.
+//!
+//! Precedence (lowest first), as in Tempo's grammar: `|`; `&&` `||` (same level, left
+//! associative); comparisons and structural operators; `+` `-`; prefix `!`; `*` `/` `%`;
+//! `^` (right associative). Semantic errors (type mismatches, bad regexes) and "not supported
+//! yet" errors are reported only when the whole query is syntactically valid, as Tempo
+//! validates after parsing.
+
+use super::ast::{
+    AggregateKind, AttrRef, BinaryOp, FieldExpr, MetricsFn, MetricsKind, Pipeline, Query,
+    RegexMatcher, ScalarExpr, SpansetExpr, SpansetOp, Stage, StaticType, UnaryOp,
+};
+use super::lexer::{Pos, ScopeColon, ScopeDot, Tok, Token, lex};
+use super::{AttrScope, ErrorKind, Intrinsic, KindValue, ParseError, StatusValue, Value};
+
+/// Parses and checks a query. See the module docs for the error order.
+pub fn parse(input: &str) -> Result<Query, ParseError> {
+    let tokens = lex(input)?;
+    let mut p = Parser {
+        tokens,
+        i: 0,
+        deferred: None,
+    };
+    let query = p.query()?;
+    match p.deferred {
+        Some(err) => Err(err),
+        None => Ok(query),
+    }
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    i: usize,
+    /// First semantic or "unsupported" error; reported if the syntax is fine.
+    deferred: Option<ParseError>,
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>, pos: Pos) -> ParseError {
+    ParseError {
+        message: message.into(),
+        line: pos.line,
+        col: pos.col,
+        kind,
+    }
+}
+
+/// Binding power of a binary operator inside a field expression.
+fn field_op(tok: &Tok) -> Option<(BinaryOp, u8)> {
+    Some(match tok {
+        Tok::And => (BinaryOp::And, 1),
+        Tok::Or => (BinaryOp::Or, 1),
+        Tok::Eq => (BinaryOp::Eq, 2),
+        Tok::Neq => (BinaryOp::Neq, 2),
+        Tok::Lt => (BinaryOp::Lt, 2),
+        Tok::Lte => (BinaryOp::Lte, 2),
+        Tok::Gt => (BinaryOp::Gt, 2),
+        Tok::Gte => (BinaryOp::Gte, 2),
+        Tok::Re => (BinaryOp::Re, 2),
+        Tok::Nre => (BinaryOp::Nre, 2),
+        Tok::Add => (BinaryOp::Add, 3),
+        Tok::Sub => (BinaryOp::Sub, 3),
+        Tok::Mul => (BinaryOp::Mul, 5),
+        Tok::Div => (BinaryOp::Div, 5),
+        Tok::Mod => (BinaryOp::Mod, 5),
+        Tok::Pow => (BinaryOp::Pow, 6),
+        _ => return None,
+    })
+}
+
+/// Operand precedence of prefix `-` and `!`: they take everything that binds tighter than `+`.
+const PREFIX_OPERAND: u8 = 5;
+
+fn spanset_op(tok: &Tok) -> Option<(SpansetOp, u8)> {
+    Some(match tok {
+        Tok::And => (SpansetOp::And, 1),
+        Tok::Or => (SpansetOp::Or, 1),
+        Tok::Gt => (SpansetOp::Child, 2),
+        Tok::Lt => (SpansetOp::Parent, 2),
+        Tok::Desc => (SpansetOp::Descendant, 2),
+        Tok::Ance => (SpansetOp::Ancestor, 2),
+        Tok::Sibl => (SpansetOp::Sibling, 2),
+        Tok::NotChild => (SpansetOp::NotChild, 2),
+        Tok::NotParent => (SpansetOp::NotParent, 2),
+        Tok::NotDesc => (SpansetOp::NotDescendant, 2),
+        Tok::NotAnce => (SpansetOp::NotAncestor, 2),
+        Tok::Nre => (SpansetOp::NotSibling, 2),
+        Tok::UnionChild => (SpansetOp::UnionChild, 2),
+        Tok::UnionParent => (SpansetOp::UnionParent, 2),
+        Tok::UnionDesc => (SpansetOp::UnionDescendant, 2),
+        Tok::UnionAnce => (SpansetOp::UnionAncestor, 2),
+        Tok::UnionSibl => (SpansetOp::UnionSibling, 2),
+        _ => return None,
+    })
+}
+
+fn scalar_cmp(tok: &Tok) -> Option<BinaryOp> {
+    Some(match tok {
+        Tok::Eq => BinaryOp::Eq,
+        Tok::Neq => BinaryOp::Neq,
+        Tok::Lt => BinaryOp::Lt,
+        Tok::Lte => BinaryOp::Lte,
+        Tok::Gt => BinaryOp::Gt,
+        Tok::Gte => BinaryOp::Gte,
+        _ => return None,
+    })
+}
+
+fn keyword_static(word: &str) -> Option<Value<'static>> {
+    Some(match word {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "nil" => Value::Nil,
+        "ok" => Value::Status(StatusValue::Ok),
+        "error" => Value::Status(StatusValue::Error),
+        "unset" => Value::Status(StatusValue::Unset),
+        "unspecified" => Value::Kind(KindValue::Unspecified),
+        "internal" => Value::Kind(KindValue::Internal),
+        "server" => Value::Kind(KindValue::Server),
+        "client" => Value::Kind(KindValue::Client),
+        "producer" => Value::Kind(KindValue::Producer),
+        "consumer" => Value::Kind(KindValue::Consumer),
+        _ => return None,
+    })
+}
+
+fn unscoped_intrinsic(word: &str) -> Option<Intrinsic> {
+    Some(match word {
+        "duration" => Intrinsic::Duration,
+        "name" => Intrinsic::Name,
+        "status" => Intrinsic::Status,
+        "statusMessage" => Intrinsic::StatusMessage,
+        "kind" => Intrinsic::Kind,
+        "rootName" => Intrinsic::RootName,
+        "rootServiceName" => Intrinsic::RootServiceName,
+        "traceDuration" => Intrinsic::TraceDuration,
+        "childCount" => Intrinsic::ChildCount,
+        _ => return None,
+    })
+}
+
+fn scoped_intrinsic(scope: ScopeColon, word: &str) -> Option<Intrinsic> {
+    Some(match (scope, word) {
+        (ScopeColon::Trace, "duration") => Intrinsic::TraceDuration,
+        (ScopeColon::Trace, "rootName") => Intrinsic::RootName,
+        (ScopeColon::Trace, "rootService") => Intrinsic::RootServiceName,
+        (ScopeColon::Trace, "id") => Intrinsic::TraceId,
+        (ScopeColon::Span, "duration") => Intrinsic::Duration,
+        (ScopeColon::Span, "name") => Intrinsic::Name,
+        (ScopeColon::Span, "kind") => Intrinsic::Kind,
+        (ScopeColon::Span, "status") => Intrinsic::Status,
+        (ScopeColon::Span, "statusMessage") => Intrinsic::StatusMessage,
+        (ScopeColon::Span, "id") => Intrinsic::SpanId,
+        (ScopeColon::Span, "parentID") => Intrinsic::ParentId,
+        (ScopeColon::Span, "childCount") => Intrinsic::ChildCount,
+        (ScopeColon::Event, "name") => Intrinsic::EventName,
+        (ScopeColon::Event, "timeSinceStart") => Intrinsic::EventTimeSinceStart,
+        (ScopeColon::Link, "traceID") => Intrinsic::LinkTraceId,
+        (ScopeColon::Link, "spanID") => Intrinsic::LinkSpanId,
+        (ScopeColon::Instrumentation, "name") => Intrinsic::InstrumentationName,
+        (ScopeColon::Instrumentation, "version") => Intrinsic::InstrumentationVersion,
+        _ => return None,
+    })
+}
+
+/// Whether the evaluator can compute this intrinsic today.
+fn intrinsic_supported(i: Intrinsic) -> bool {
+    !matches!(
+        i,
+        Intrinsic::EventTimeSinceStart
+            | Intrinsic::LinkTraceId
+            | Intrinsic::LinkSpanId
+            | Intrinsic::InstrumentationName
+            | Intrinsic::InstrumentationVersion
+    )
+}
+
+pub(crate) fn intrinsic_type(i: Intrinsic) -> StaticType {
+    match i {
+        Intrinsic::Duration | Intrinsic::TraceDuration | Intrinsic::EventTimeSinceStart => {
+            StaticType::Duration
+        }
+        Intrinsic::Status => StaticType::Status,
+        Intrinsic::Kind => StaticType::Kind,
+        Intrinsic::ChildCount => StaticType::Int,
+        Intrinsic::Name
+        | Intrinsic::StatusMessage
+        | Intrinsic::RootName
+        | Intrinsic::RootServiceName
+        | Intrinsic::EventName
+        | Intrinsic::TraceId
+        | Intrinsic::SpanId
+        | Intrinsic::ParentId
+        | Intrinsic::LinkTraceId
+        | Intrinsic::LinkSpanId
+        | Intrinsic::InstrumentationName
+        | Intrinsic::InstrumentationVersion => StaticType::Str,
+    }
+}
+
+fn value_type(v: &Value<'_>) -> StaticType {
+    match v {
+        Value::Str(_) => StaticType::Str,
+        Value::Int(_) => StaticType::Int,
+        Value::Float(_) => StaticType::Float,
+        Value::Bool(_) => StaticType::Bool,
+        Value::Duration(_) => StaticType::Duration,
+        Value::Status(_) => StaticType::Status,
+        Value::Kind(_) => StaticType::Kind,
+        Value::Nil => StaticType::Nil,
+    }
+}
+
+/// The type an expression has before looking at data.
+pub(crate) fn implied_type(e: &FieldExpr) -> StaticType {
+    match e {
+        FieldExpr::Static(v) => value_type(v),
+        FieldExpr::Attribute { .. } => StaticType::Attribute,
+        FieldExpr::Intrinsic(i) => intrinsic_type(*i),
+        FieldExpr::Binary { op, lhs, rhs, .. } => {
+            if op.is_arithmetic() {
+                match implied_type(lhs) {
+                    StaticType::Attribute => implied_type(rhs),
+                    t => t,
+                }
+            } else {
+                StaticType::Bool
+            }
+        }
+        FieldExpr::Unary {
+            op: UnaryOp::Not, ..
+        } => StaticType::Bool,
+        FieldExpr::Unary {
+            op: UnaryOp::Neg,
+            expr,
+        } => implied_type(expr),
+    }
+}
+
+fn operands_match(a: StaticType, b: StaticType) -> bool {
+    a == StaticType::Attribute
+        || b == StaticType::Attribute
+        || a == b
+        || (a.is_numeric() && b.is_numeric())
+        || a == StaticType::Nil
+        || b == StaticType::Nil
+}
+
+/// Which operators a statically typed operand allows (Tempo's `binaryTypeValid`).
+fn op_allowed(op: BinaryOp, t: StaticType) -> bool {
+    use BinaryOp as B;
+    match t {
+        StaticType::Attribute => true,
+        StaticType::Bool => matches!(op, B::And | B::Or | B::Eq | B::Neq),
+        StaticType::Int | StaticType::Float | StaticType::Duration => {
+            op.is_arithmetic() || matches!(op, B::Eq | B::Neq | B::Gt | B::Gte | B::Lt | B::Lte)
+        }
+        StaticType::Str => {
+            matches!(
+                op,
+                B::Eq | B::Neq | B::Re | B::Nre | B::Gt | B::Gte | B::Lt | B::Lte
+            )
+        }
+        StaticType::Nil | StaticType::Status | StaticType::Kind => matches!(op, B::Eq | B::Neq),
+    }
+}
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.tokens[self.i.min(self.tokens.len() - 1)].tok
+    }
+
+    fn peek_at(&self, ahead: usize) -> &Tok {
+        &self.tokens[(self.i + ahead).min(self.tokens.len() - 1)].tok
+    }
+
+    fn pos(&self) -> Pos {
+        self.tokens[self.i.min(self.tokens.len() - 1)].pos
+    }
+
+    fn advance(&mut self) -> Token {
+        let t = self.tokens[self.i.min(self.tokens.len() - 1)].clone();
+        if self.i < self.tokens.len() - 1 {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn is_word(&self, word: &str) -> bool {
+        matches!(self.peek(), Tok::Ident(w) if w == word)
+    }
+
+    /// `syntax error: unexpected X` at the current token.
+    fn unexpected(&self) -> ParseError {
+        error(
+            ErrorKind::Syntax,
+            format!("syntax error: unexpected {}", self.peek().describe()),
+            self.pos(),
+        )
+    }
+
+    fn expect(&mut self, tok: Tok) -> Result<Token, ParseError> {
+        if *self.peek() == tok {
+            Ok(self.advance())
+        } else {
+            Err(self.unexpected())
+        }
+    }
+
+    fn defer(&mut self, kind: ErrorKind, message: impl Into<String>, pos: Pos) {
+        if self.deferred.is_none() {
+            self.deferred = Some(error(kind, message, pos));
+        }
+    }
+
+    fn unsupported(&mut self, what: impl std::fmt::Display, pos: Pos) {
+        self.defer(
+            ErrorKind::Unsupported,
+            format!("{what} is not supported yet"),
+            pos,
+        );
+    }
+
+    // ----- root and pipelines -----
+
+    fn query(&mut self) -> Result<Query, ParseError> {
+        let pipeline = self.pipeline()?;
+        let mut hints = Vec::new();
+        if self.is_word("with") {
+            let pos = self.advance().pos;
+            hints = self.hints()?;
+            self.unsupported("query hints (with)", pos);
+        }
+        if *self.peek() != Tok::Eof {
+            return Err(self.unexpected());
+        }
+        Ok(Query { pipeline, hints })
+    }
+
+    fn hints(&mut self) -> Result<Vec<(String, Value<'static>)>, ParseError> {
+        self.expect(Tok::OpenParen)?;
+        let mut out = Vec::new();
+        loop {
+            let name = match self.peek().clone() {
+                Tok::Ident(w) if keyword_static(&w).is_none() => {
+                    self.advance();
+                    w
+                }
+                _ => return Err(self.unexpected()),
+            };
+            self.expect(Tok::Eq)?;
+            let value = self.static_value()?;
+            out.push((name, value));
+            match self.peek() {
+                Tok::Comma => {
+                    self.advance();
+                }
+                Tok::CloseParen => {
+                    self.advance();
+                    return Ok(out);
+                }
+                _ => return Err(self.unexpected()),
+            }
+        }
+    }
+
+    /// A literal, including a negated number (`-1`, `-1.5s` is rejected: durations are unsigned).
+    fn static_value(&mut self) -> Result<Value<'static>, ParseError> {
+        let negative = *self.peek() == Tok::Sub;
+        if negative {
+            self.advance();
+        }
+        let v = match self.peek().clone() {
+            Tok::Str(s) if !negative => Value::Str(s.into()),
+            Tok::Int(n) => Value::Int(if negative { -n } else { n }),
+            Tok::Float(f) => Value::Float(if negative { -f } else { f }),
+            Tok::Duration(d) if !negative => Value::Duration(d),
+            Tok::Ident(w) if !negative => keyword_static(&w).ok_or_else(|| self.unexpected())?,
+            _ => return Err(self.unexpected()),
+        };
+        self.advance();
+        Ok(v)
+    }
+
+    fn pipeline(&mut self) -> Result<Pipeline, ParseError> {
+        let mut stages = vec![self.stage(true)?];
+        while *self.peek() == Tok::Pipe {
+            let pos = self.advance().pos;
+            let stage = self.stage(false)?;
+            self.unsupported("pipelines (|)", pos);
+            stages.push(stage);
+        }
+        Ok(Pipeline { stages })
+    }
+
+    /// Whether the upcoming `(`... opens a spanset (`({`, `(({`) rather than a scalar.
+    fn parens_open_spanset(&self) -> bool {
+        let mut k = 0;
+        while *self.peek_at(k) == Tok::OpenParen {
+            k += 1;
+        }
+        *self.peek_at(k) == Tok::OpenBrace
+    }
+
+    fn stage(&mut self, first: bool) -> Result<Stage, ParseError> {
+        match self.peek().clone() {
+            Tok::OpenBrace => Ok(Stage::Spanset(self.spanset_expr(1)?)),
+            Tok::OpenParen if self.parens_open_spanset() => {
+                Ok(Stage::Spanset(self.spanset_expr(1)?))
+            }
+            Tok::Ident(w) if w == "by" => {
+                let pos = self.advance().pos;
+                self.expect(Tok::OpenParen)?;
+                let field = self.field_expr(1)?;
+                self.expect(Tok::CloseParen)?;
+                self.unsupported("by()", pos);
+                Ok(Stage::GroupBy(field))
+            }
+            Tok::Ident(w) if w == "coalesce" && !first => {
+                self.advance();
+                self.expect(Tok::OpenParen)?;
+                self.expect(Tok::CloseParen)?;
+                Ok(Stage::Coalesce)
+            }
+            Tok::Ident(w) if w == "select" && !first => {
+                self.advance();
+                self.expect(Tok::OpenParen)?;
+                let mut fields = vec![self.field_expr(1)?];
+                while *self.peek() == Tok::Comma {
+                    self.advance();
+                    fields.push(self.field_expr(1)?);
+                }
+                self.expect(Tok::CloseParen)?;
+                Ok(Stage::Select(fields))
+            }
+            Tok::Ident(w) if (w == "topk" || w == "bottomk") && !first => {
+                self.advance();
+                self.expect(Tok::OpenParen)?;
+                let k = match self.peek() {
+                    Tok::Int(k) => *k,
+                    _ => return Err(self.unexpected()),
+                };
+                self.advance();
+                self.expect(Tok::CloseParen)?;
+                Ok(Stage::TopK {
+                    bottom: w == "bottomk",
+                    k,
+                })
+            }
+            Tok::Ident(w) if metrics_kind(&w).is_some() && !first => {
+                Ok(Stage::Metrics(self.metrics_fn()?))
+            }
+            _ => {
+                let lhs = self.scalar_expr(1)?;
+                let Some(op) = scalar_cmp(self.peek()) else {
+                    return Err(self.unexpected());
+                };
+                self.advance();
+                let rhs = self.scalar_expr(1)?;
+                Ok(Stage::ScalarFilter { op, lhs, rhs })
+            }
+        }
+    }
+
+    fn metrics_fn(&mut self) -> Result<MetricsFn, ParseError> {
+        let Tok::Ident(word) = self.peek().clone() else {
+            return Err(self.unexpected());
+        };
+        let kind = metrics_kind(&word).ok_or_else(|| self.unexpected())?;
+        self.advance();
+        self.expect(Tok::OpenParen)?;
+        let mut f = MetricsFn {
+            kind,
+            field: None,
+            args: Vec::new(),
+            selector: None,
+            by: Vec::new(),
+        };
+        match kind {
+            MetricsKind::Rate | MetricsKind::CountOverTime => {}
+            MetricsKind::Compare => {
+                f.selector = Some(Box::new(self.spanset_expr(1)?));
+                while *self.peek() == Tok::Comma {
+                    self.advance();
+                    f.args.push(self.static_value()?);
+                }
+            }
+            _ => {
+                f.field = Some(self.field_expr(1)?);
+                if kind == MetricsKind::QuantileOverTime {
+                    while *self.peek() == Tok::Comma {
+                        self.advance();
+                        f.args.push(self.static_value()?);
+                    }
+                }
+            }
+        }
+        self.expect(Tok::CloseParen)?;
+        if self.is_word("by") {
+            self.advance();
+            self.expect(Tok::OpenParen)?;
+            f.by.push(self.field_expr(1)?);
+            while *self.peek() == Tok::Comma {
+                self.advance();
+                f.by.push(self.field_expr(1)?);
+            }
+            self.expect(Tok::CloseParen)?;
+        }
+        Ok(f)
+    }
+
+    // ----- spanset expressions -----
+
+    fn spanset_expr(&mut self, min: u8) -> Result<SpansetExpr, ParseError> {
+        let mut lhs = self.spanset_operand()?;
+        while let Some((op, prec)) = spanset_op(self.peek()) {
+            if prec < min {
+                break;
+            }
+            let pos = self.advance().pos;
+            let rhs = self.spanset_expr(prec + 1)?;
+            if !op.is_logical() {
+                self.unsupported(format_args!("structural operator {}", op.as_str()), pos);
+            }
+            lhs = SpansetExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
+        }
+        Ok(lhs)
+    }
+
+    fn spanset_operand(&mut self) -> Result<SpansetExpr, ParseError> {
+        match self.peek() {
+            Tok::OpenBrace => {
+                let open = self.advance().pos;
+                if *self.peek() == Tok::CloseBrace {
+                    self.advance();
+                    return Ok(SpansetExpr::Filter(FieldExpr::Static(Value::Bool(true))));
+                }
+                let expr = self.field_expr(1)?;
+                self.expect(Tok::CloseBrace)?;
+                let t = implied_type(&expr);
+                if t != StaticType::Attribute && t != StaticType::Bool {
+                    self.defer(
+                        ErrorKind::Invalid,
+                        format!(
+                            "span filter field expressions must resolve to a boolean: {{ {expr} }}"
+                        ),
+                        open,
+                    );
+                }
+                Ok(SpansetExpr::Filter(expr))
+            }
+            Tok::OpenParen => {
+                self.advance();
+                let mut inner = self.pipeline()?;
+                self.expect(Tok::CloseParen)?;
+                if inner.stages.len() == 1 {
+                    if let Some(Stage::Spanset(_)) = inner.stages.first() {
+                        if let Some(Stage::Spanset(e)) = inner.stages.pop() {
+                            return Ok(e);
+                        }
+                    }
+                }
+                Ok(SpansetExpr::Pipeline(Box::new(inner)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    // ----- scalar expressions (aggregates) -----
+
+    fn scalar_expr(&mut self, min: u8) -> Result<ScalarExpr, ParseError> {
+        let mut lhs = self.scalar_operand()?;
+        while let Some((op, prec)) = field_op(self.peek()) {
+            if !op.is_arithmetic() || prec < min {
+                break;
+            }
+            self.advance();
+            let next = if op == BinaryOp::Pow { prec } else { prec + 1 };
+            let rhs = self.scalar_expr(next)?;
+            lhs = ScalarExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
+        }
+        Ok(lhs)
+    }
+
+    fn scalar_operand(&mut self) -> Result<ScalarExpr, ParseError> {
+        match self.peek().clone() {
+            Tok::OpenParen if self.parens_open_spanset() => {
+                self.advance();
+                let inner = self.pipeline()?;
+                self.expect(Tok::CloseParen)?;
+                Ok(ScalarExpr::Pipeline(Box::new(inner)))
+            }
+            Tok::OpenParen => {
+                self.advance();
+                let e = self.scalar_expr(1)?;
+                self.expect(Tok::CloseParen)?;
+                Ok(e)
+            }
+            Tok::Ident(w) if aggregate_kind(&w).is_some() => {
+                let pos = self.advance().pos;
+                let kind = aggregate_kind(&w).ok_or_else(|| self.unexpected())?;
+                self.expect(Tok::OpenParen)?;
+                let field = if kind == AggregateKind::Count {
+                    None
+                } else {
+                    Some(self.field_expr(1)?)
+                };
+                self.expect(Tok::CloseParen)?;
+                self.unsupported(format_args!("aggregate {w}()"), pos);
+                Ok(ScalarExpr::Aggregate { kind, field })
+            }
+            _ => Ok(ScalarExpr::Static(self.static_value()?)),
+        }
+    }
+
+    // ----- field expressions -----
+
+    fn field_expr(&mut self, min: u8) -> Result<FieldExpr, ParseError> {
+        let mut lhs = self.field_unary()?;
+        while let Some((op, prec)) = field_op(self.peek()) {
+            if prec < min {
+                break;
+            }
+            let pos = self.advance().pos;
+            let next = if op == BinaryOp::Pow { prec } else { prec + 1 };
+            let rhs = self.field_expr(next)?;
+            lhs = self.binary(op, lhs, rhs, pos);
+        }
+        Ok(lhs)
+    }
+
+    fn field_unary(&mut self) -> Result<FieldExpr, ParseError> {
+        let op = match self.peek() {
+            Tok::Sub => UnaryOp::Neg,
+            Tok::Not => UnaryOp::Not,
+            _ => return self.field_primary(),
+        };
+        let pos = self.advance().pos;
+        let expr = self.field_expr(PREFIX_OPERAND)?;
+        // Fold negative number literals so `-1` is a static like in Tempo.
+        if op == UnaryOp::Neg {
+            match expr {
+                FieldExpr::Static(Value::Int(n)) => return Ok(FieldExpr::Static(Value::Int(-n))),
+                FieldExpr::Static(Value::Float(f)) => {
+                    return Ok(FieldExpr::Static(Value::Float(-f)));
+                }
+                _ => {}
+            }
+        }
+        let t = implied_type(&expr);
+        let ok = match op {
+            UnaryOp::Neg => t == StaticType::Attribute || t.is_numeric(),
+            UnaryOp::Not => t == StaticType::Attribute || t == StaticType::Bool,
+        };
+        let e = FieldExpr::Unary {
+            op,
+            expr: Box::new(expr),
+        };
+        if !ok {
+            self.defer(
+                ErrorKind::Invalid,
+                format!("illegal operation for the given type: {e}"),
+                pos,
+            );
+        }
+        Ok(e)
+    }
+
+    fn field_primary(&mut self) -> Result<FieldExpr, ParseError> {
+        let token = self.peek().clone();
+        let pos = self.pos();
+        let expr = match token {
+            Tok::OpenParen => {
+                self.advance();
+                let e = self.field_expr(1)?;
+                self.expect(Tok::CloseParen)?;
+                return Ok(e);
+            }
+            Tok::Str(s) => FieldExpr::Static(Value::Str(s.into())),
+            Tok::Int(n) => FieldExpr::Static(Value::Int(n)),
+            Tok::Float(f) => FieldExpr::Static(Value::Float(f)),
+            Tok::Duration(d) => FieldExpr::Static(Value::Duration(d)),
+            Tok::Attr(scope, name) => {
+                let scope = match scope {
+                    ScopeDot::None => AttrRef::Unscoped,
+                    ScopeDot::Span => AttrRef::Scoped(AttrScope::Span),
+                    ScopeDot::Resource => AttrRef::Scoped(AttrScope::Resource),
+                    ScopeDot::Event => AttrRef::Event,
+                    ScopeDot::Link => AttrRef::Link,
+                    ScopeDot::Instrumentation => AttrRef::Instrumentation,
+                    ScopeDot::Parent => AttrRef::Parent,
+                };
+                if !matches!(scope, AttrRef::Unscoped | AttrRef::Scoped(_)) {
+                    self.unsupported(format_args!("attribute scope of {name:?}"), pos);
+                }
+                FieldExpr::Attribute { scope, name }
+            }
+            Tok::Colon(scope) => {
+                self.advance();
+                let word = match self.peek() {
+                    Tok::Ident(w) => w.clone(),
+                    _ => return Err(self.unexpected()),
+                };
+                let Some(i) = scoped_intrinsic(scope, &word) else {
+                    return Err(self.unexpected());
+                };
+                if !intrinsic_supported(i) {
+                    self.unsupported(format_args!("intrinsic {}", i.as_str()), pos);
+                }
+                FieldExpr::Intrinsic(i)
+            }
+            Tok::Ident(w) => {
+                if let Some(v) = keyword_static(&w) {
+                    FieldExpr::Static(v)
+                } else if let Some(i) = unscoped_intrinsic(&w) {
+                    FieldExpr::Intrinsic(i)
+                } else if matches!(
+                    w.as_str(),
+                    "parent" | "nestedSetLeft" | "nestedSetRight" | "nestedSetParent"
+                ) {
+                    self.unsupported(format_args!("intrinsic {w}"), pos);
+                    FieldExpr::Static(Value::Nil)
+                } else {
+                    return Err(self.unexpected());
+                }
+            }
+            _ => return Err(self.unexpected()),
+        };
+        self.advance();
+        Ok(expr)
+    }
+
+    /// Builds a binary node, checking operand types and compiling regexes like Tempo does.
+    fn binary(&mut self, op: BinaryOp, lhs: FieldExpr, rhs: FieldExpr, pos: Pos) -> FieldExpr {
+        let (lt, rt) = (implied_type(&lhs), implied_type(&rhs));
+        let mut problem = None;
+        let mut regex = None;
+        if !operands_match(lt, rt) {
+            problem = Some("binary operations must operate on the same type");
+        } else if !op_allowed(op, lt) || !op_allowed(op, rt) {
+            problem = Some("illegal operation for the given types");
+        } else if matches!(op, BinaryOp::Re | BinaryOp::Nre) {
+            match &rhs {
+                FieldExpr::Static(Value::Str(pattern)) => {
+                    match regex::Regex::new(&format!("^(?s:{pattern})$")) {
+                        Ok(re) => regex = Some(RegexMatcher(re)),
+                        Err(_) => problem = Some("invalid regex"),
+                    }
+                }
+                _ => problem = Some("invalid type for =~ or !~"),
+            }
+        } else if op == BinaryOp::Eq && rt == StaticType::Nil {
+            match &lhs {
+                FieldExpr::Intrinsic(_) => {
+                    problem = Some("intrinsics cannot be nil");
+                }
+                FieldExpr::Attribute {
+                    scope: AttrRef::Scoped(AttrScope::Resource),
+                    name,
+                } if name == "service.name" => {
+                    problem = Some("resource.service.name cannot be nil");
+                }
+                _ => {}
+            }
+        }
+        let e = FieldExpr::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+            regex,
+        };
+        if let Some(problem) = problem {
+            let message = match problem {
+                "intrinsics cannot be nil" | "resource.service.name cannot be nil" => {
+                    format!("{e} is not valid because {problem}")
+                }
+                "invalid regex" | "invalid type for =~ or !~" => match &e {
+                    FieldExpr::Binary { rhs, .. } => format!("{problem}: {rhs}"),
+                    _ => problem.to_string(),
+                },
+                _ => format!("{problem}: {e}"),
+            };
+            self.defer(ErrorKind::Invalid, message, pos);
+        }
+        e
+    }
+}
+
+fn aggregate_kind(word: &str) -> Option<AggregateKind> {
+    Some(match word {
+        "count" => AggregateKind::Count,
+        "avg" => AggregateKind::Avg,
+        "max" => AggregateKind::Max,
+        "min" => AggregateKind::Min,
+        "sum" => AggregateKind::Sum,
+        _ => return None,
+    })
+}
+
+fn metrics_kind(word: &str) -> Option<MetricsKind> {
+    Some(match word {
+        "rate" => MetricsKind::Rate,
+        "count_over_time" => MetricsKind::CountOverTime,
+        "min_over_time" => MetricsKind::MinOverTime,
+        "max_over_time" => MetricsKind::MaxOverTime,
+        "avg_over_time" => MetricsKind::AvgOverTime,
+        "sum_over_time" => MetricsKind::SumOverTime,
+        "quantile_over_time" => MetricsKind::QuantileOverTime,
+        "histogram_over_time" => MetricsKind::HistogramOverTime,
+        "compare" => MetricsKind::Compare,
+        _ => return None,
+    })
+}
