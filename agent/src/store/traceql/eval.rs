@@ -4,7 +4,8 @@ use std::cell::OnceCell;
 use std::cmp::Ordering;
 
 use super::ast::{
-    AttrRef, BinaryOp, FieldExpr, Pipeline, Query, SpansetExpr, SpansetOp, Stage, UnaryOp,
+    AttrRef, BinaryOp, FieldExpr, MetricsExpr, Pipeline, Query, RootExpr, SpansetExpr, SpansetOp,
+    Stage, UnaryOp,
 };
 use super::{AttrScope, Intrinsic, TraceView, Value};
 
@@ -15,7 +16,10 @@ impl Query {
             trace,
             info: OnceCell::new(),
         };
-        ctx.pipeline(&self.pipeline)
+        match self.search_pipeline() {
+            Some(p) => ctx.pipeline(p),
+            None => Vec::new(),
+        }
     }
 
     /// Necessary conditions a storage layer may use to skip whole traces before [`Query::eval`].
@@ -25,18 +29,51 @@ impl Query {
     /// match, so skipping it is safe; ignoring the list is always correct. Negations (`!=`,
     /// `!~`, `!`), `nil` tests and the branches of `||` that differ produce no condition.
     pub fn conditions(&self) -> Vec<Condition> {
-        pipeline_conditions(&self.pipeline)
+        self.search_pipeline()
+            .map(pipeline_conditions)
+            .unwrap_or_default()
     }
 
-    /// `{}` or `{ true }`: every span of every trace.
+    /// `{}` or `{ true }` (hints aside): every span of every trace.
     pub fn is_match_all(&self) -> bool {
-        self.hints.is_empty()
-            && matches!(
-                self.pipeline.stages.as_slice(),
-                [Stage::Spanset(SpansetExpr::Filter(FieldExpr::Static(
-                    Value::Bool(true)
-                )))]
-            )
+        let RootExpr::Pipeline(p) = &self.root else {
+            return false;
+        };
+        matches!(
+            p.stages.as_slice(),
+            [Stage::Spanset(SpansetExpr::Filter(FieldExpr::Static(
+                Value::Bool(true)
+            )))]
+        )
+    }
+
+    /// The spanset pipeline the query's spans come from: the whole query for a search, the
+    /// leftmost input pipeline of a metrics query.
+    pub fn search_pipeline(&self) -> Option<&Pipeline> {
+        fn leftmost(m: &MetricsExpr) -> Option<&Pipeline> {
+            match m {
+                MetricsExpr::Function { pipeline, .. } => Some(pipeline),
+                MetricsExpr::Binary { lhs, rhs, .. } => leftmost(lhs).or_else(|| leftmost(rhs)),
+                MetricsExpr::SecondStage { expr, .. } => leftmost(expr),
+                MetricsExpr::Scalar(_) => None,
+            }
+        }
+        match &self.root {
+            RootExpr::Pipeline(p) => Some(p),
+            RootExpr::Metrics(m) => leftmost(m),
+        }
+    }
+
+    /// The boolean value of hint `name` (`with (most_recent=true)`), if given.
+    pub fn hint_bool(&self, name: &str) -> Option<bool> {
+        self.hints
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| match v {
+                Value::Bool(b) => Some(*b),
+                _ => None,
+            })
     }
 }
 
@@ -416,7 +453,7 @@ pub(crate) fn compare(
 }
 
 /// `+ - * / % ^`: ints stay ints (division by zero gives nil), anything else numeric is a float.
-fn arithmetic(op: BinaryOp, l: &Value<'_>, r: &Value<'_>) -> Value<'static> {
+pub(crate) fn arithmetic(op: BinaryOp, l: &Value<'_>, r: &Value<'_>) -> Value<'static> {
     if let (Value::Int(a), Value::Int(b)) = (l, r) {
         let (a, b) = (*a, *b);
         return match op {

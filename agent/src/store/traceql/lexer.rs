@@ -22,6 +22,20 @@ pub enum ScopeDot {
     Parent,
 }
 
+impl ScopeDot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeDot::None => ".",
+            ScopeDot::Span => "span.",
+            ScopeDot::Resource => "resource.",
+            ScopeDot::Event => "event.",
+            ScopeDot::Link => "link.",
+            ScopeDot::Instrumentation => "instrumentation.",
+            ScopeDot::Parent => "parent.",
+        }
+    }
+}
+
 /// Scope written before an intrinsic (`span:`, `trace:`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScopeColon {
@@ -141,7 +155,8 @@ impl Tok {
             Tok::Int(_) => "INTEGER",
             Tok::Float(_) => "FLOAT",
             Tok::Duration(_) => "DURATION",
-            Tok::Attr(..) => "IDENTIFIER",
+            // Tempo reports the scope token that starts the attribute.
+            Tok::Attr(scope, _) => scope.as_str(),
             Tok::Colon(c) => c.as_str(),
             Tok::Ident(word) => return describe_word(word).to_string(),
             Tok::Eof => "$end",
@@ -334,6 +349,12 @@ impl Lexer {
         self.skip_trivia()?;
         let pos = self.pos();
         let Some(c) = self.peek() else {
+            // Like Tempo, an empty query has no position at all.
+            let pos = if self.chars.is_empty() {
+                Pos { line: 0, col: 0 }
+            } else {
+                pos
+            };
             return Ok(Token { tok: Tok::Eof, pos });
         };
         let tok = match c {
@@ -470,7 +491,7 @@ impl Lexer {
         loop {
             match self.peek() {
                 Some('"') => {
-                    let quote_pos = self.pos();
+                    let quote_pos = pos;
                     self.bump();
                     loop {
                         match self.bump() {
@@ -878,8 +899,8 @@ mod tests {
     #[case::newline_in_string("\"a\nb\"", "literal not terminated", 1)]
     #[case::bad_escape(r#""\q""#, "invalid char escape", 1)]
     #[case::short_hex(r#""\x4""#, "invalid char escape", 1)]
-    #[case::unterminated_quoted_attr(r#"span."foo"#, r#"unexpected EOF, expecting ""#, 6)]
-    #[case::bad_attr_escape(r#"span."a\nb""#, "invalid escape sequence", 6)]
+    #[case::unterminated_quoted_attr(r#"span."foo"#, r#"unexpected EOF, expecting ""#, 1)]
+    #[case::bad_attr_escape(r#"span."a\nb""#, "invalid escape sequence", 1)]
     #[case::empty_attr("span. = 1", "unexpected END_ATTRIBUTE", 1)]
     #[case::int_overflow("99999999999999999999", "value out of range", 1)]
     #[case::open_comment("/* x", "comment not terminated", 1)]

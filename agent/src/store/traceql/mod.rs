@@ -51,6 +51,10 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 && self.col == 0 {
+            // Tempo's wording when there is no position (the empty query).
+            return write!(f, "parse error : {}", self.message);
+        }
         write!(
             f,
             "parse error at line {}, col {}: {}",
@@ -105,6 +109,10 @@ pub enum Intrinsic {
     InstrumentationName,
     /// `instrumentation:version` (parsed; not evaluated yet).
     InstrumentationVersion,
+    /// Tempo's hidden nested-set numbering (parsed; not evaluated yet).
+    NestedSetLeft,
+    NestedSetRight,
+    NestedSetParent,
 }
 
 impl Intrinsic {
@@ -129,6 +137,9 @@ impl Intrinsic {
             Intrinsic::LinkSpanId => "link:spanID",
             Intrinsic::InstrumentationName => "instrumentation:name",
             Intrinsic::InstrumentationVersion => "instrumentation:version",
+            Intrinsic::NestedSetLeft => "nestedSetLeft",
+            Intrinsic::NestedSetRight => "nestedSetRight",
+            Intrinsic::NestedSetParent => "nestedSetParent",
         }
     }
 

@@ -7,8 +7,9 @@
 //! validates after parsing.
 
 use super::ast::{
-    AggregateKind, AttrRef, BinaryOp, FieldExpr, MetricsFn, MetricsKind, Pipeline, Query,
-    RegexMatcher, ScalarExpr, SpansetExpr, SpansetOp, Stage, StaticType, UnaryOp,
+    AggregateKind, AttrRef, BinaryOp, FieldExpr, MetricsExpr, MetricsFn, MetricsKind, Pipeline,
+    Query, RegexMatcher, RootExpr, ScalarExpr, SecondStage, SpansetExpr, SpansetOp, Stage,
+    StaticType, UnaryOp,
 };
 use super::lexer::{Pos, ScopeColon, ScopeDot, Tok, Token, lex};
 use super::{AttrScope, ErrorKind, Intrinsic, KindValue, ParseError, StatusValue, Value};
@@ -25,6 +26,55 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
     match p.deferred {
         Some(err) => Err(err),
         None => Ok(query),
+    }
+}
+
+/// A whole-query operand before we know whether the query searches or computes metrics.
+enum Node {
+    /// `true` when the pipeline may be an operand of `&&`, `||` or a structural operator: a
+    /// plain spanset expression, or anything in parentheses.
+    Pipe(Pipeline, bool),
+    Scalar(ScalarExpr),
+    Metrics(MetricsExpr),
+}
+
+/// A pipeline used as a spanset operand: unwrapped when it is a single spanset expression.
+fn into_spanset(mut p: Pipeline) -> SpansetExpr {
+    if p.stages.len() == 1 {
+        if let Some(Stage::Spanset(e)) = p.stages.pop() {
+            return e;
+        }
+    }
+    SpansetExpr::Pipeline(Box::new(p))
+}
+
+fn has_aggregate(e: &ScalarExpr) -> bool {
+    match e {
+        ScalarExpr::Static(_) => false,
+        ScalarExpr::Aggregate { .. } | ScalarExpr::Pipeline { .. } => true,
+        ScalarExpr::Binary { lhs, rhs, .. } => has_aggregate(lhs) || has_aggregate(rhs),
+    }
+}
+
+fn negate(v: &Value<'static>) -> Option<Value<'static>> {
+    match v {
+        Value::Int(n) => Some(Value::Int(n.checked_neg()?)),
+        Value::Float(f) => Some(Value::Float(-f)),
+        // Durations are unsigned here; a negative one is only meaningful as a float.
+        Value::Duration(d) => Some(Value::Float(-(*d as f64))),
+        _ => None,
+    }
+}
+
+/// Folds a constant scalar expression (`1 / 2`, `-(3 * 2)`) into one value.
+fn fold_scalar(e: &ScalarExpr) -> Option<Value<'static>> {
+    match e {
+        ScalarExpr::Static(v) => Some(v.clone()),
+        ScalarExpr::Binary { op, lhs, rhs } => {
+            let v = super::eval::arithmetic(*op, &fold_scalar(lhs)?, &fold_scalar(rhs)?);
+            if v == Value::Nil { None } else { Some(v) }
+        }
+        _ => None,
     }
 }
 
@@ -134,6 +184,9 @@ fn unscoped_intrinsic(word: &str) -> Option<Intrinsic> {
         "rootServiceName" => Intrinsic::RootServiceName,
         "traceDuration" => Intrinsic::TraceDuration,
         "childCount" => Intrinsic::ChildCount,
+        "nestedSetLeft" => Intrinsic::NestedSetLeft,
+        "nestedSetRight" => Intrinsic::NestedSetRight,
+        "nestedSetParent" => Intrinsic::NestedSetParent,
         _ => return None,
     })
 }
@@ -171,6 +224,9 @@ fn intrinsic_supported(i: Intrinsic) -> bool {
             | Intrinsic::LinkSpanId
             | Intrinsic::InstrumentationName
             | Intrinsic::InstrumentationVersion
+            | Intrinsic::NestedSetLeft
+            | Intrinsic::NestedSetRight
+            | Intrinsic::NestedSetParent
     )
 }
 
@@ -181,7 +237,10 @@ pub(crate) fn intrinsic_type(i: Intrinsic) -> StaticType {
         }
         Intrinsic::Status => StaticType::Status,
         Intrinsic::Kind => StaticType::Kind,
-        Intrinsic::ChildCount => StaticType::Int,
+        Intrinsic::ChildCount
+        | Intrinsic::NestedSetLeft
+        | Intrinsic::NestedSetRight
+        | Intrinsic::NestedSetParent => StaticType::Int,
         Intrinsic::Name
         | Intrinsic::StatusMessage
         | Intrinsic::RootName
@@ -298,6 +357,22 @@ impl Parser {
         )
     }
 
+    /// `syntax error: unexpected X, expecting Y` where only Y can follow.
+    fn unexpected_expecting(&self, what: &str) -> ParseError {
+        let mut e = self.unexpected();
+        e.message = format!("{}, expecting {what}", e.message);
+        e
+    }
+
+    /// Like [`Parser::expect`] where `tok` is the only token the grammar allows.
+    fn expect_only(&mut self, tok: Tok) -> Result<Token, ParseError> {
+        if *self.peek() == tok {
+            Ok(self.advance())
+        } else {
+            Err(self.unexpected_expecting(&tok.describe()))
+        }
+    }
+
     fn expect(&mut self, tok: Tok) -> Result<Token, ParseError> {
         if *self.peek() == tok {
             Ok(self.advance())
@@ -320,20 +395,25 @@ impl Parser {
         );
     }
 
-    // ----- root and pipelines -----
+    // ----- root: pipelines, scalar filters, metrics -----
 
     fn query(&mut self) -> Result<Query, ParseError> {
-        let pipeline = self.pipeline()?;
+        let node = self.root_expr(0)?;
         let mut hints = Vec::new();
-        if self.is_word("with") {
-            let pos = self.advance().pos;
-            hints = self.hints()?;
-            self.unsupported("query hints (with)", pos);
+        while self.is_word("with") {
+            self.advance();
+            hints.extend(self.hints()?);
         }
         if *self.peek() != Tok::Eof {
             return Err(self.unexpected());
         }
-        Ok(Query { pipeline, hints })
+        let root = match node {
+            Node::Pipe(p, _) => RootExpr::Pipeline(p),
+            Node::Metrics(m) => RootExpr::Metrics(m),
+            // A bare number or `({ } | count())` without a comparison.
+            Node::Scalar(_) => return Err(self.unexpected()),
+        };
+        Ok(Query { root, hints })
     }
 
     fn hints(&mut self) -> Result<Vec<(String, Value<'static>)>, ParseError> {
@@ -341,7 +421,7 @@ impl Parser {
         let mut out = Vec::new();
         loop {
             let name = match self.peek().clone() {
-                Tok::Ident(w) if keyword_static(&w).is_none() => {
+                Tok::Ident(w) if Tok::Ident(w.clone()).describe() == "IDENTIFIER" => {
                     self.advance();
                     w
                 }
@@ -363,7 +443,7 @@ impl Parser {
         }
     }
 
-    /// A literal, including a negated number (`-1`, `-1.5s` is rejected: durations are unsigned).
+    /// A literal, including a negated number (`-1`, `-1.5`).
     fn static_value(&mut self) -> Result<Value<'static>, ParseError> {
         let negative = *self.peek() == Tok::Sub;
         if negative {
@@ -381,15 +461,266 @@ impl Parser {
         Ok(v)
     }
 
-    fn pipeline(&mut self) -> Result<Pipeline, ParseError> {
-        let mut stages = vec![self.stage(true)?];
-        while *self.peek() == Tok::Pipe {
-            let pos = self.advance().pos;
-            let stage = self.stage(false)?;
-            self.unsupported("pipelines (|)", pos);
-            stages.push(stage);
+    /// Precedence climbing over whole-query operands; what an operator means depends on the
+    /// operand kinds (`>` is "child" between spansets and "greater" between numbers).
+    fn root_expr(&mut self, min: u8) -> Result<Node, ParseError> {
+        let mut lhs = self.root_operand()?;
+        loop {
+            let pos = self.pos();
+            if *self.peek() == Tok::Pipe {
+                if min > 0 {
+                    break;
+                }
+                self.advance();
+                lhs = self.pipe_stage(lhs, pos)?;
+                continue;
+            }
+            if let Node::Pipe(_, combinable) = lhs {
+                let Some((op, prec)) = spanset_op(self.peek()) else {
+                    break;
+                };
+                if prec < min || !combinable {
+                    break;
+                }
+                self.advance();
+                if !matches!(self.peek(), Tok::OpenBrace | Tok::OpenParen) {
+                    return Err(self.unexpected_expecting("{ or ("));
+                }
+                let rhs_pos = self.pos();
+                let rhs = self.root_expr(prec + 1)?;
+                let (Node::Pipe(l, _), Node::Pipe(r, true)) = (lhs, rhs) else {
+                    return Err(error(
+                        ErrorKind::Syntax,
+                        "syntax error: unexpected (, expecting {",
+                        rhs_pos,
+                    ));
+                };
+                if !op.is_logical() {
+                    self.unsupported(format_args!("structural operator {}", op.as_str()), pos);
+                }
+                let expr = SpansetExpr::Binary {
+                    op,
+                    lhs: Box::new(into_spanset(l)),
+                    rhs: Box::new(into_spanset(r)),
+                };
+                lhs = Node::Pipe(
+                    Pipeline {
+                        stages: vec![Stage::Spanset(expr)],
+                    },
+                    true,
+                );
+                continue;
+            }
+            let Some((op, prec)) = field_op(self.peek()) else {
+                break;
+            };
+            let is_cmp = scalar_cmp(self.peek()).is_some();
+            if (!op.is_arithmetic() && !is_cmp) || prec < min {
+                break;
+            }
+            self.advance();
+            let rhs = self.root_expr(if op == BinaryOp::Pow { prec } else { prec + 1 })?;
+            lhs = self.combine(op, lhs, rhs, pos)?;
         }
-        Ok(Pipeline { stages })
+        Ok(lhs)
+    }
+
+    /// Applies an arithmetic or comparison operator to two numeric root operands.
+    fn combine(
+        &mut self,
+        op: BinaryOp,
+        lhs: Node,
+        rhs: Node,
+        pos: Pos,
+    ) -> Result<Node, ParseError> {
+        let unexpected = || {
+            error(
+                ErrorKind::Syntax,
+                format!("syntax error: unexpected {}", op.as_str()),
+                pos,
+            )
+        };
+        let metrics_op = matches!(
+            op,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div
+        );
+        Ok(match (lhs, rhs) {
+            (Node::Scalar(l), Node::Scalar(r)) if op.is_comparison() => {
+                if !has_aggregate(&l) && !has_aggregate(&r) {
+                    return Err(unexpected());
+                }
+                let stage = Stage::ScalarFilter { op, lhs: l, rhs: r };
+                Node::Pipe(
+                    Pipeline {
+                        stages: vec![stage],
+                    },
+                    false,
+                )
+            }
+            (Node::Scalar(l), Node::Scalar(r)) => Node::Scalar(ScalarExpr::Binary {
+                op,
+                lhs: Box::new(l),
+                rhs: Box::new(r),
+            }),
+            (Node::Metrics(m), Node::Scalar(s)) if op.is_comparison() => {
+                let value = fold_scalar(&s).ok_or_else(unexpected)?;
+                let stage = SecondStage::Filter { op, value };
+                Node::Metrics(MetricsExpr::SecondStage {
+                    expr: Box::new(m),
+                    stage,
+                })
+            }
+            (Node::Metrics(l), Node::Metrics(r)) if metrics_op => {
+                Node::Metrics(MetricsExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r),
+                })
+            }
+            (Node::Metrics(l), Node::Scalar(s)) if metrics_op => {
+                let r = MetricsExpr::Scalar(fold_scalar(&s).ok_or_else(unexpected)?);
+                Node::Metrics(MetricsExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r),
+                })
+            }
+            (Node::Scalar(s), Node::Metrics(r)) if metrics_op => {
+                let l = MetricsExpr::Scalar(fold_scalar(&s).ok_or_else(unexpected)?);
+                Node::Metrics(MetricsExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r),
+                })
+            }
+            _ => return Err(unexpected()),
+        })
+    }
+
+    fn root_operand(&mut self) -> Result<Node, ParseError> {
+        match self.peek().clone() {
+            Tok::OpenBrace => {
+                let filter = self.spanset_filter()?;
+                Ok(Node::Pipe(
+                    Pipeline {
+                        stages: vec![Stage::Spanset(filter)],
+                    },
+                    true,
+                ))
+            }
+            Tok::OpenParen => {
+                self.advance();
+                let inner = self.root_expr(0)?;
+                self.expect(Tok::CloseParen)?;
+                Ok(match inner {
+                    Node::Pipe(p, _) => Node::Pipe(p, true),
+                    other => other,
+                })
+            }
+            Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) => {
+                Ok(Node::Scalar(ScalarExpr::Static(self.static_value()?)))
+            }
+            Tok::Sub => {
+                self.advance();
+                match self.root_operand()? {
+                    Node::Scalar(ScalarExpr::Static(v)) => match negate(&v) {
+                        Some(v) => Ok(Node::Scalar(ScalarExpr::Static(v))),
+                        None => Err(self.unexpected()),
+                    },
+                    _ => Err(self.unexpected()),
+                }
+            }
+            Tok::Ident(w) if aggregate_kind(&w).is_some() => {
+                Ok(Node::Scalar(self.scalar_operand()?))
+            }
+            Tok::Ident(w) if w == "by" || w == "select" => {
+                let stage = self.stage()?;
+                Ok(Node::Pipe(
+                    Pipeline {
+                        stages: vec![stage],
+                    },
+                    false,
+                ))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// What follows a `|`: a stage, an aggregate, a metrics function or a second stage.
+    fn pipe_stage(&mut self, lhs: Node, pipe: Pos) -> Result<Node, ParseError> {
+        match lhs {
+            Node::Pipe(mut p, _) => match self.peek().clone() {
+                Tok::Ident(w) if metrics_kind(&w).is_some() => {
+                    let pos = self.pos();
+                    let function = self.metrics_fn()?;
+                    self.unsupported(format_args!("metrics function {w}()"), pos);
+                    Ok(Node::Metrics(MetricsExpr::Function {
+                        pipeline: p,
+                        function,
+                    }))
+                }
+                Tok::Ident(w) if w == "by" || w == "select" || w == "coalesce" => {
+                    p.stages.push(self.stage()?);
+                    Ok(Node::Pipe(p, false))
+                }
+                Tok::OpenBrace => {
+                    self.unsupported("a spanset filter after |", self.pos());
+                    p.stages.push(self.stage()?);
+                    Ok(Node::Pipe(p, false))
+                }
+                Tok::OpenParen if self.parens_open_spanset() => {
+                    self.unsupported("a spanset filter after |", self.pos());
+                    p.stages.push(self.stage()?);
+                    Ok(Node::Pipe(p, false))
+                }
+                _ => {
+                    let lhs = self.scalar_expr(1)?;
+                    if let Some(op) = scalar_cmp(self.peek()) {
+                        let op_pos = self.advance().pos;
+                        let rhs = self.scalar_expr(1)?;
+                        if !has_aggregate(&lhs) && !has_aggregate(&rhs) {
+                            return Err(error(
+                                ErrorKind::Syntax,
+                                format!("syntax error: unexpected {}", op.as_str()),
+                                op_pos,
+                            ));
+                        }
+                        p.stages.push(Stage::ScalarFilter { op, lhs, rhs });
+                        return Ok(Node::Pipe(p, false));
+                    }
+                    if matches!(lhs, ScalarExpr::Aggregate { .. }) {
+                        let aggregate = Box::new(lhs);
+                        return Ok(Node::Scalar(ScalarExpr::Pipeline {
+                            pipeline: Box::new(p),
+                            aggregate,
+                        }));
+                    }
+                    Err(self.unexpected())
+                }
+            },
+            Node::Metrics(m) => match self.peek().clone() {
+                Tok::Ident(w) if w == "topk" || w == "bottomk" => {
+                    self.advance();
+                    self.expect(Tok::OpenParen)?;
+                    let k = match self.peek() {
+                        Tok::Int(k) => *k,
+                        _ => return Err(self.unexpected()),
+                    };
+                    self.advance();
+                    self.expect(Tok::CloseParen)?;
+                    let stage = SecondStage::TopK {
+                        bottom: w == "bottomk",
+                        k,
+                    };
+                    Ok(Node::Metrics(MetricsExpr::SecondStage {
+                        expr: Box::new(m),
+                        stage,
+                    }))
+                }
+                _ => Err(self.unexpected()),
+            },
+            Node::Scalar(_) => Err(error(ErrorKind::Syntax, "syntax error: unexpected |", pipe)),
+        }
     }
 
     /// Whether the upcoming `(`... opens a spanset (`({`, `(({`) rather than a scalar.
@@ -401,63 +732,58 @@ impl Parser {
         *self.peek_at(k) == Tok::OpenBrace
     }
 
-    fn stage(&mut self, first: bool) -> Result<Stage, ParseError> {
+    /// A pipeline stage other than aggregates and metrics functions.
+    fn stage(&mut self) -> Result<Stage, ParseError> {
+        let pos = self.pos();
         match self.peek().clone() {
-            Tok::OpenBrace => Ok(Stage::Spanset(self.spanset_expr(1)?)),
-            Tok::OpenParen if self.parens_open_spanset() => {
-                Ok(Stage::Spanset(self.spanset_expr(1)?))
-            }
+            Tok::OpenBrace | Tok::OpenParen => Ok(Stage::Spanset(self.spanset_expr(1)?)),
             Tok::Ident(w) if w == "by" => {
-                let pos = self.advance().pos;
+                self.advance();
                 self.expect(Tok::OpenParen)?;
                 let field = self.field_expr(1)?;
                 self.expect(Tok::CloseParen)?;
                 self.unsupported("by()", pos);
                 Ok(Stage::GroupBy(field))
             }
-            Tok::Ident(w) if w == "coalesce" && !first => {
+            Tok::Ident(w) if w == "coalesce" => {
                 self.advance();
                 self.expect(Tok::OpenParen)?;
                 self.expect(Tok::CloseParen)?;
+                self.unsupported("coalesce()", pos);
                 Ok(Stage::Coalesce)
             }
-            Tok::Ident(w) if w == "select" && !first => {
+            Tok::Ident(w) if w == "select" => {
                 self.advance();
                 self.expect(Tok::OpenParen)?;
-                let mut fields = vec![self.field_expr(1)?];
-                while *self.peek() == Tok::Comma {
-                    self.advance();
-                    fields.push(self.field_expr(1)?);
-                }
+                let fields = self.attribute_list()?;
                 self.expect(Tok::CloseParen)?;
+                self.unsupported("select()", pos);
                 Ok(Stage::Select(fields))
             }
-            Tok::Ident(w) if (w == "topk" || w == "bottomk") && !first => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                let k = match self.peek() {
-                    Tok::Int(k) => *k,
-                    _ => return Err(self.unexpected()),
-                };
-                self.advance();
-                self.expect(Tok::CloseParen)?;
-                Ok(Stage::TopK {
-                    bottom: w == "bottomk",
-                    k,
-                })
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// An attribute or intrinsic (what `select`, `by` and metrics functions take).
+    fn attribute(&mut self) -> Result<FieldExpr, ParseError> {
+        let at = self.i;
+        let field = self.field_primary()?;
+        if !matches!(field, FieldExpr::Attribute { .. } | FieldExpr::Intrinsic(_)) {
+            self.i = at;
+            return Err(self.unexpected());
+        }
+        Ok(field)
+    }
+
+    /// `attr, attr, ...`.
+    fn attribute_list(&mut self) -> Result<Vec<FieldExpr>, ParseError> {
+        let mut fields = Vec::new();
+        loop {
+            fields.push(self.attribute()?);
+            if *self.peek() != Tok::Comma {
+                return Ok(fields);
             }
-            Tok::Ident(w) if metrics_kind(&w).is_some() && !first => {
-                Ok(Stage::Metrics(self.metrics_fn()?))
-            }
-            _ => {
-                let lhs = self.scalar_expr(1)?;
-                let Some(op) = scalar_cmp(self.peek()) else {
-                    return Err(self.unexpected());
-                };
-                self.advance();
-                let rhs = self.scalar_expr(1)?;
-                Ok(Stage::ScalarFilter { op, lhs, rhs })
-            }
+            self.advance();
         }
     }
 
@@ -478,18 +804,31 @@ impl Parser {
         match kind {
             MetricsKind::Rate | MetricsKind::CountOverTime => {}
             MetricsKind::Compare => {
-                f.selector = Some(Box::new(self.spanset_expr(1)?));
+                f.selector = Some(Box::new(self.spanset_filter()?));
                 while *self.peek() == Tok::Comma {
                     self.advance();
-                    f.args.push(self.static_value()?);
+                    match self.peek() {
+                        Tok::Int(n) => f.args.push(Value::Int(*n)),
+                        _ => return Err(self.unexpected()),
+                    }
+                    self.advance();
                 }
             }
             _ => {
-                f.field = Some(self.field_expr(1)?);
+                f.field = Some(self.attribute()?);
                 if kind == MetricsKind::QuantileOverTime {
-                    while *self.peek() == Tok::Comma {
+                    self.expect(Tok::Comma)?;
+                    loop {
+                        match self.peek() {
+                            Tok::Int(n) => f.args.push(Value::Float(*n as f64)),
+                            Tok::Float(x) => f.args.push(Value::Float(*x)),
+                            _ => return Err(self.unexpected()),
+                        }
                         self.advance();
-                        f.args.push(self.static_value()?);
+                        if *self.peek() != Tok::Comma {
+                            break;
+                        }
+                        self.advance();
                     }
                 }
             }
@@ -498,20 +837,24 @@ impl Parser {
         if self.is_word("by") {
             self.advance();
             self.expect(Tok::OpenParen)?;
-            f.by.push(self.field_expr(1)?);
-            while *self.peek() == Tok::Comma {
-                self.advance();
-                f.by.push(self.field_expr(1)?);
-            }
+            f.by = self.attribute_list()?;
             self.expect(Tok::CloseParen)?;
         }
         Ok(f)
     }
 
-    // ----- spanset expressions -----
+    // ----- spanset expressions (pipeline stages) -----
 
     fn spanset_expr(&mut self, min: u8) -> Result<SpansetExpr, ParseError> {
-        let mut lhs = self.spanset_operand()?;
+        let mut lhs = match self.peek() {
+            Tok::OpenParen => {
+                self.advance();
+                let e = self.spanset_expr(1)?;
+                self.expect(Tok::CloseParen)?;
+                e
+            }
+            _ => self.spanset_filter()?,
+        };
         while let Some((op, prec)) = spanset_op(self.peek()) {
             if prec < min {
                 break;
@@ -530,43 +873,24 @@ impl Parser {
         Ok(lhs)
     }
 
-    fn spanset_operand(&mut self) -> Result<SpansetExpr, ParseError> {
-        match self.peek() {
-            Tok::OpenBrace => {
-                let open = self.advance().pos;
-                if *self.peek() == Tok::CloseBrace {
-                    self.advance();
-                    return Ok(SpansetExpr::Filter(FieldExpr::Static(Value::Bool(true))));
-                }
-                let expr = self.field_expr(1)?;
-                self.expect(Tok::CloseBrace)?;
-                let t = implied_type(&expr);
-                if t != StaticType::Attribute && t != StaticType::Bool {
-                    self.defer(
-                        ErrorKind::Invalid,
-                        format!(
-                            "span filter field expressions must resolve to a boolean: {{ {expr} }}"
-                        ),
-                        open,
-                    );
-                }
-                Ok(SpansetExpr::Filter(expr))
-            }
-            Tok::OpenParen => {
-                self.advance();
-                let mut inner = self.pipeline()?;
-                self.expect(Tok::CloseParen)?;
-                if inner.stages.len() == 1 {
-                    if let Some(Stage::Spanset(_)) = inner.stages.first() {
-                        if let Some(Stage::Spanset(e)) = inner.stages.pop() {
-                            return Ok(e);
-                        }
-                    }
-                }
-                Ok(SpansetExpr::Pipeline(Box::new(inner)))
-            }
-            _ => Err(self.unexpected()),
+    /// `{ }` or `{ expr }`.
+    fn spanset_filter(&mut self) -> Result<SpansetExpr, ParseError> {
+        let open = self.expect(Tok::OpenBrace)?.pos;
+        if *self.peek() == Tok::CloseBrace {
+            self.advance();
+            return Ok(SpansetExpr::Filter(FieldExpr::Static(Value::Bool(true))));
         }
+        let expr = self.field_expr(1)?;
+        self.expect(Tok::CloseBrace)?;
+        let t = implied_type(&expr);
+        if t != StaticType::Attribute && t != StaticType::Bool {
+            self.defer(
+                ErrorKind::Invalid,
+                format!("span filter field expressions must resolve to a boolean: {{ {expr} }}"),
+                open,
+            );
+        }
+        Ok(SpansetExpr::Filter(expr))
     }
 
     // ----- scalar expressions (aggregates) -----
@@ -591,12 +915,6 @@ impl Parser {
 
     fn scalar_operand(&mut self) -> Result<ScalarExpr, ParseError> {
         match self.peek().clone() {
-            Tok::OpenParen if self.parens_open_spanset() => {
-                self.advance();
-                let inner = self.pipeline()?;
-                self.expect(Tok::CloseParen)?;
-                Ok(ScalarExpr::Pipeline(Box::new(inner)))
-            }
             Tok::OpenParen => {
                 self.advance();
                 let e = self.scalar_expr(1)?;
@@ -606,17 +924,24 @@ impl Parser {
             Tok::Ident(w) if aggregate_kind(&w).is_some() => {
                 let pos = self.advance().pos;
                 let kind = aggregate_kind(&w).ok_or_else(|| self.unexpected())?;
-                self.expect(Tok::OpenParen)?;
+                self.expect_only(Tok::OpenParen)?;
                 let field = if kind == AggregateKind::Count {
                     None
                 } else {
                     Some(self.field_expr(1)?)
                 };
-                self.expect(Tok::CloseParen)?;
+                if kind == AggregateKind::Count {
+                    self.expect_only(Tok::CloseParen)?;
+                } else {
+                    self.expect(Tok::CloseParen)?;
+                }
                 self.unsupported(format_args!("aggregate {w}()"), pos);
                 Ok(ScalarExpr::Aggregate { kind, field })
             }
-            _ => Ok(ScalarExpr::Static(self.static_value()?)),
+            Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub => {
+                Ok(ScalarExpr::Static(self.static_value()?))
+            }
+            _ => Err(self.unexpected()),
         }
     }
 
@@ -720,13 +1045,13 @@ impl Parser {
                 if let Some(v) = keyword_static(&w) {
                     FieldExpr::Static(v)
                 } else if let Some(i) = unscoped_intrinsic(&w) {
+                    if !intrinsic_supported(i) {
+                        self.unsupported(format_args!("intrinsic {}", i.as_str()), pos);
+                    }
                     FieldExpr::Intrinsic(i)
-                } else if matches!(
-                    w.as_str(),
-                    "parent" | "nestedSetLeft" | "nestedSetRight" | "nestedSetParent"
-                ) {
-                    self.unsupported(format_args!("intrinsic {w}"), pos);
-                    FieldExpr::Static(Value::Nil)
+                } else if w == "parent" {
+                    self.unsupported("intrinsic parent", pos);
+                    FieldExpr::Intrinsic(Intrinsic::ParentId)
                 } else {
                     return Err(self.unexpected());
                 }
@@ -756,8 +1081,8 @@ impl Parser {
                 }
                 _ => problem = Some("invalid type for =~ or !~"),
             }
-        } else if op == BinaryOp::Eq && rt == StaticType::Nil {
-            match &lhs {
+        } else if op == BinaryOp::Eq && (rt == StaticType::Nil || lt == StaticType::Nil) {
+            match if rt == StaticType::Nil { &lhs } else { &rhs } {
                 FieldExpr::Intrinsic(_) => {
                     problem = Some("intrinsics cannot be nil");
                 }
