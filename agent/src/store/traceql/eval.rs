@@ -585,6 +585,8 @@ fn condition_field(e: &FieldExpr) -> Option<ConditionField> {
             scope: Some(*s),
             name: name.clone(),
         }),
+        // `childCount` only exists as the evaluator computes it; stores cannot check it.
+        FieldExpr::Intrinsic(Intrinsic::ChildCount) => None,
         FieldExpr::Intrinsic(i) => Some(ConditionField::Intrinsic(*i)),
         _ => None,
     }

@@ -16,6 +16,8 @@ pub mod lexer;
 pub mod parser;
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod examples_test;
 
 use std::borrow::Cow;
