@@ -9,6 +9,9 @@ use super::ast::{
 };
 use super::{AttrScope, Intrinsic, TraceView, Value};
 
+#[cfg(test)]
+mod tests;
+
 impl Query {
     /// Indexes of the spans that the query selects in `trace`, ascending (empty = no match).
     pub fn eval<T: TraceView + ?Sized>(&self, trace: &T) -> Vec<usize> {
@@ -160,10 +163,10 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 .unwrap_or(0);
             let mut child_counts = vec![0; n];
             for s in 0..n {
-                if let Some(p) = self.trace.parent_index(s) {
-                    if let Some(c) = child_counts.get_mut(p) {
-                        *c += 1;
-                    }
+                if let Some(p) = self.trace.parent_index(s)
+                    && let Some(c) = child_counts.get_mut(p)
+                {
+                    *c += 1;
                 }
             }
             TraceInfo {

@@ -16,8 +16,6 @@ pub mod lexer;
 pub mod parser;
 
 #[cfg(test)]
-mod eval_tests;
-#[cfg(test)]
 mod examples_test;
 
 use std::borrow::Cow;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use rstest::rstest;
 
-use super::{
+use crate::store::traceql::{
     AttrScope, CompareOp, ConditionField, Intrinsic, KindValue, StatusValue, TraceView, Value,
     parse,
 };
@@ -543,4 +543,14 @@ fn empty_trace_matches_nothing() {
         let q = parse(query).expect("parses");
         assert!(q.eval(&empty).is_empty(), "{query}");
     }
+}
+
+#[rstest]
+#[case::long_and_chain(format!("{{ {} }}", vec!["span.retry = true"; 500].join(" && ")), &[1][..])]
+#[case::long_or_chain(format!("{{ {} }}", vec![".nope = 1"; 500].join(" || ")), &[][..])]
+#[case::deep_negation(format!("{{ {}(kind = client) }}", "!".repeat(250)), &[1][..])]
+#[case::deep_parens(format!("{{ {}kind = client{} }}", "(".repeat(250), ")".repeat(250)), &[1][..])]
+fn deepest_accepted_trees_evaluate(#[case] query: String, #[case] want: &[usize]) {
+    let q = parse(&query).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(q.eval(&shop()), want);
 }
