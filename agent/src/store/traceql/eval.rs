@@ -141,6 +141,47 @@ struct TraceInfo {
     root: Option<usize>,
     duration: u64,
     child_counts: Vec<i64>,
+    /// Nested-set numbering `(left, right, parent's left)` from a depth-first walk from the
+    /// roots, as Tempo stores it: roots have parent -1; spans not reachable from a root
+    /// (orphans) stay 0.
+    nested: Vec<(i64, i64, i64)>,
+}
+
+/// Numbers the span tree depth-first (iteratively, so deep traces cannot exhaust the stack).
+fn nested_set<T: TraceView + ?Sized>(trace: &T, children: &[Vec<usize>]) -> Vec<(i64, i64, i64)> {
+    let n = children.len();
+    let mut nested = vec![(0, 0, 0); n];
+    let mut visited = vec![false; n];
+    let mut counter = 0i64;
+    for root in (0..n).filter(|&s| trace.is_root(s)) {
+        // (span, next child to visit, parent's left)
+        let mut stack = vec![(root, 0usize, -1i64)];
+        visited[root] = true;
+        counter += 1;
+        nested[root] = (counter, 0, -1);
+        while let Some(top) = stack.last_mut() {
+            let (span, next, _) = *top;
+            match children[span].get(next) {
+                Some(&child) => {
+                    top.1 += 1;
+                    if visited[child] {
+                        continue; // a cycle in bad data: number each span once
+                    }
+                    visited[child] = true;
+                    counter += 1;
+                    let parent_left = nested[span].0;
+                    nested[child] = (counter, 0, parent_left);
+                    stack.push((child, 0, parent_left));
+                }
+                None => {
+                    counter += 1;
+                    nested[span].1 = counter;
+                    stack.pop();
+                }
+            }
+        }
+    }
+    nested
 }
 
 struct Ctx<'t, T: ?Sized> {
@@ -161,18 +202,21 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 .map(|s| self.trace.end_unix_nanos(s))
                 .max()
                 .unwrap_or(0);
-            let mut child_counts = vec![0; n];
+            let mut children = vec![Vec::new(); n];
             for s in 0..n {
                 if let Some(p) = self.trace.parent_index(s)
-                    && let Some(c) = child_counts.get_mut(p)
+                    && let Some(c) = children.get_mut(p)
                 {
-                    *c += 1;
+                    c.push(s);
                 }
             }
+            let child_counts = children.iter().map(|c| c.len() as i64).collect();
+            let nested = nested_set(self.trace, &children);
             TraceInfo {
                 root,
                 duration: end.saturating_sub(start),
                 child_counts,
+                nested,
             }
         })
     }
@@ -253,6 +297,15 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                     .unwrap_or(Value::Nil),
                 None => Value::Nil,
             },
+            Intrinsic::NestedSetLeft | Intrinsic::NestedSetRight | Intrinsic::NestedSetParent => {
+                let (left, right, parent) =
+                    self.info().nested.get(span).copied().unwrap_or_default();
+                Value::Int(match which {
+                    Intrinsic::NestedSetLeft => left,
+                    Intrinsic::NestedSetRight => right,
+                    _ => parent,
+                })
+            }
             Intrinsic::ChildCount => {
                 Value::Int(self.info().child_counts.get(span).copied().unwrap_or(0))
             }
@@ -588,8 +641,13 @@ fn condition_field(e: &FieldExpr) -> Option<ConditionField> {
             scope: Some(*s),
             name: name.clone(),
         }),
-        // `childCount` only exists as the evaluator computes it; stores cannot check it.
-        FieldExpr::Intrinsic(Intrinsic::ChildCount) => None,
+        // These only exist as the evaluator computes them; stores cannot check them.
+        FieldExpr::Intrinsic(
+            Intrinsic::ChildCount
+            | Intrinsic::NestedSetLeft
+            | Intrinsic::NestedSetRight
+            | Intrinsic::NestedSetParent,
+        ) => None,
         FieldExpr::Intrinsic(i) => Some(ConditionField::Intrinsic(*i)),
         _ => None,
     }

@@ -49,3 +49,28 @@ fn corpus(#[case] list: &str, #[case] want_error: Option<&[ErrorKind]>) {
         failures.join("\n")
     );
 }
+
+/// Printing a parsed filter and parsing the text again gives the same tree, so the printed
+/// form (used in error messages) says exactly what was understood.
+#[test]
+fn filters_print_and_reparse() {
+    use super::ast::{RootExpr, SpansetExpr, Stage};
+    let mut checked = 0;
+    for q in examples().valid {
+        let Ok(query) = parse(&q) else { continue };
+        let RootExpr::Pipeline(p) = &query.root else {
+            continue;
+        };
+        let [Stage::Spanset(SpansetExpr::Filter(f))] = p.stages.as_slice() else {
+            continue;
+        };
+        let printed = format!("{{ {f} }}");
+        let again = parse(&printed).unwrap_or_else(|e| panic!("{q:?} printed as {printed:?}: {e}"));
+        let RootExpr::Pipeline(p2) = &again.root else {
+            panic!("{printed}")
+        };
+        assert_eq!(p.stages, p2.stages, "{q:?} printed as {printed:?}");
+        checked += 1;
+    }
+    assert!(checked > 50, "only {checked} filters checked");
+}

@@ -101,9 +101,6 @@ pub(super) fn intrinsic_supported(i: Intrinsic) -> bool {
             | Intrinsic::LinkSpanId
             | Intrinsic::InstrumentationName
             | Intrinsic::InstrumentationVersion
-            | Intrinsic::NestedSetLeft
-            | Intrinsic::NestedSetRight
-            | Intrinsic::NestedSetParent
     )
 }
 
