@@ -559,3 +559,35 @@ fn deepest_accepted_trees_evaluate(#[case] query: String, #[case] want: &[usize]
     let q = parse(&query).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(q.eval(&shop()), want);
 }
+
+#[rstest]
+#[case::grafana_builder(
+    r#"{resource.service.name="frontend" && span.http.response.status_code>=500 && duration>100ms}"#,
+    &["resource.service.name", "span.http.response.status_code", "duration"]
+)]
+#[case::dedup_and_order(r#"{ .a = 1 || status = error } && { .a = 2 && name = "x" }"#, &[".a", "status", "name"])]
+#[case::inside_negation_and_math("{ !(.a + span.b = 1) }", &[".a", "span.b"])]
+#[case::match_all("{}", &[])]
+#[case::intrinsics_colon("{ span:kind = server && trace:rootService = \"x\" }", &["kind", "rootServiceName"])]
+fn referenced_fields(#[case] query: &str, #[case] want: &[&str]) {
+    let q = parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let got: Vec<String> = q
+        .referenced_fields()
+        .iter()
+        .map(|f| match f {
+            ConditionField::Attribute { scope: None, name } => format!(".{name}"),
+            ConditionField::Attribute {
+                scope: Some(AttrScope::Span),
+                name,
+            } => format!("span.{name}"),
+            ConditionField::Attribute {
+                scope: Some(AttrScope::Resource),
+                name,
+            } => {
+                format!("resource.{name}")
+            }
+            ConditionField::Intrinsic(i) => i.as_str().to_string(),
+        })
+        .collect();
+    assert_eq!(got, want, "{query}");
+}
