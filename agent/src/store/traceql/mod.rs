@@ -1,14 +1,30 @@
 //! TraceQL for the embedded store: lexer → parser → AST → evaluator over a [`TraceView`].
 //!
-//! Scope today: spanset filters `{ ... }` with scoped/unscoped attributes and intrinsics, every
-//! comparison and boolean operator, field arithmetic, and `&&` / `||` between spansets.
-//! Structural operators, pipelines, hints and metrics functions are parsed (so the AST has room
-//! for them) but rejected with [`ErrorKind::Unsupported`].
+//! Evaluated today: spanset filters `{ ... }` with scoped (`span.`, `resource.`), unscoped
+//! (`.foo`) and quoted attribute names, the span and trace intrinsics (both spellings, e.g.
+//! `rootServiceName` / `trace:rootService`), every comparison, `&&` `||` `!`, arithmetic, and
+//! `&&` / `||` between spansets. Hints (`with (most_recent=true)`) are kept in
+//! [`Query::hints`]. Structural operators, pipeline stages (`| count() > 2`, `| select(..)`,
+//! `| by(..)`) and metrics functions are parsed into the AST and then rejected with
+//! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
+//! query for its spanset part, as Tempo's search endpoint does.
 //!
-//! Semantics follow Tempo: regexes are RE2 and fully anchored; comparing values of different
-//! types (a string attribute with an int literal) is false, not an error; a missing attribute
-//! makes every comparison false except `= nil`; unscoped `.foo` reads the span attribute first,
-//! then the resource attribute.
+//! Semantics follow Tempo:
+//! * regexes are RE2 syntax, fully anchored and `.` matches newlines (`^(?s:re)$`);
+//! * comparing values of different types (a string attribute with an int literal) is false,
+//!   not an error; ints, floats and durations (as nanoseconds) compare numerically;
+//! * a missing attribute makes every comparison false, `!=` included; `= nil` tests absence
+//!   and `!= nil` presence;
+//! * unscoped `.foo` reads the span attribute, and the resource attribute only if the span has
+//!   none;
+//! * `&&` and `||` share one precedence level and associate left, inside a filter and between
+//!   spansets (`{a} || {b} && {c}` is `({a} || {b}) && {c}`);
+//! * `{a} && {b}` matches a trace where both match and returns the union of their spans;
+//! * `event:name` matches when any event of the span matches.
+//!
+//! Errors read like Tempo's (`parse error at line 1, col 14: syntax error: unexpected }`);
+//! grammar errors win over type errors, which win over "not supported yet". Queries are
+//! bounded (2048 tokens, 256 levels of nesting) so a hostile query cannot exhaust the stack.
 
 pub mod ast;
 pub mod eval;
@@ -28,6 +44,8 @@ pub use eval::{CompareOp, Condition, ConditionField};
 pub fn parse(query: &str) -> Result<Query, ParseError> {
     parser::parse(query)
 }
+
+pub use parser::parse_search;
 
 /// What kind of failure a [`ParseError`] is (maps to a 400 in the HTTP API either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

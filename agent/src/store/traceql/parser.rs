@@ -21,6 +21,17 @@ use super::{ErrorKind, ParseError, Value};
 
 /// Parses and checks a query. See the module docs for the error order.
 pub fn parse(input: &str) -> Result<Query, ParseError> {
+    parse_with(input, false)
+}
+
+/// Like [`parse`], but a metrics query is accepted for what its spanset part selects
+/// ([`Query::search_pipeline`]), as Tempo's `/api/search` answers `{ ... } | rate()` with the
+/// traces of `{ ... }`. Anything else unsupported is still an error.
+pub fn parse_search(input: &str) -> Result<Query, ParseError> {
+    parse_with(input, true)
+}
+
+fn parse_with(input: &str, allow_metrics: bool) -> Result<Query, ParseError> {
     let tokens = lex(input)?;
     if tokens.len() > MAX_TOKENS {
         let message = format!("query is too long: more than {MAX_TOKENS} tokens");
@@ -30,12 +41,14 @@ pub fn parse(input: &str) -> Result<Query, ParseError> {
         tokens,
         i: 0,
         deferred: None,
+        metrics: None,
         depth: 0,
     };
     let query = p.query()?;
-    match p.deferred {
-        Some(err) => Err(err),
-        None => Ok(query),
+    match (p.deferred, p.metrics) {
+        (Some(err), _) => Err(err),
+        (None, Some(err)) if !allow_metrics => Err(err),
+        _ => Ok(query),
     }
 }
 
@@ -99,6 +112,8 @@ struct Parser {
     i: usize,
     /// First semantic or "unsupported" error; reported if the syntax is fine.
     deferred: Option<ParseError>,
+    /// "Metrics functions are not supported yet", kept apart for [`parse_search`].
+    metrics: Option<ParseError>,
     /// Current recursion depth of the expression parsers.
     depth: usize,
 }
@@ -501,7 +516,10 @@ impl Parser {
                 Tok::Ident(w) if metrics_kind(&w).is_some() => {
                     let pos = self.pos();
                     let function = self.metrics_fn()?;
-                    self.unsupported(format_args!("metrics function {w}()"), pos);
+                    if self.metrics.is_none() {
+                        let message = format!("metrics function {w}() is not supported yet");
+                        self.metrics = Some(error(ErrorKind::Unsupported, message, pos));
+                    }
                     Ok(Node::Metrics(MetricsExpr::Function {
                         pipeline: p,
                         function,

@@ -297,10 +297,11 @@ fn parse_tree(query: &str) -> (Query, Option<crate::store::traceql::ParseError>)
         tokens: crate::store::traceql::lexer::lex(query).expect("lexes"),
         i: 0,
         deferred: None,
+        metrics: None,
         depth: 0,
     };
     let q = p.query().unwrap_or_else(|e| panic!("{query}: {e}"));
-    (q, p.deferred)
+    (q, p.deferred.or(p.metrics))
 }
 
 #[test]
@@ -456,4 +457,31 @@ fn long_chains_are_bounded_and_evaluate() {
     let too_long = vec![".a = 1"; 1000].join(" && ");
     let err = parse(&format!("{{ {too_long} }}")).expect_err("too long");
     assert!(err.message.contains("too long"), "{err}");
+}
+
+#[rstest]
+#[case::rate("{ .a = 1 } | rate()", true)]
+#[case::math("({ .a = 1 } | rate()) / ({} | rate())", true)]
+#[case::plain_search("{ .a = 1 }", true)]
+#[case::structural_still_unsupported("{ .a = 1 } >> { .b = 2 } | rate()", false)]
+#[case::syntax_still_an_error("{ .a = 1 } | rate(", false)]
+fn search_accepts_metrics_queries(#[case] query: &str, #[case] accepted: bool) {
+    use crate::store::traceql::parse_search;
+    if query.contains('|') {
+        assert!(
+            parse(query).is_err(),
+            "{query}: plain parse must reject metrics"
+        );
+    }
+    match parse_search(query) {
+        Ok(q) => {
+            assert!(accepted, "{query} should be rejected");
+            let p = q.search_pipeline().expect("has a spanset part");
+            assert!(matches!(
+                p.stages.as_slice(),
+                [Stage::Spanset(SpansetExpr::Filter(_))]
+            ));
+        }
+        Err(e) => assert!(!accepted, "{query}: {e}"),
+    }
 }
