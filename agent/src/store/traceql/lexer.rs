@@ -314,7 +314,8 @@ impl Lexer {
     fn skip_trivia(&mut self) -> Result<(), ParseError> {
         loop {
             match (self.peek(), self.peek_at(1)) {
-                (Some(c), _) if c.is_whitespace() => {
+                // Go's scanner skips only these; other Unicode spaces are stray characters.
+                (Some(' ' | '\t' | '\n' | '\r'), _) => {
                     self.bump();
                 }
                 (Some('/'), Some('/')) => {

@@ -58,7 +58,8 @@ enum Node {
     /// plain spanset expression, or anything in parentheses.
     Pipe(Pipeline, bool),
     Scalar(ScalarExpr),
-    Metrics(MetricsExpr),
+    /// `true` when parenthesised (or already math), so it may be an operand of metrics math.
+    Metrics(MetricsExpr, bool),
 }
 
 /// A pipeline used as a spanset operand: unwrapped when it is a single spanset expression.
@@ -87,6 +88,22 @@ fn negate(v: &Value<'static>) -> Option<Value<'static>> {
         Value::Duration(d) => Some(Value::Float(-(*d as f64))),
         _ => None,
     }
+}
+
+/// A constant operand of metrics math or a metrics filter: a number (durations are not allowed,
+/// as in Tempo).
+fn metrics_scalar(e: &ScalarExpr) -> Option<Value<'static>> {
+    fn has_duration(e: &ScalarExpr) -> bool {
+        match e {
+            ScalarExpr::Static(v) => matches!(v, Value::Duration(_)),
+            ScalarExpr::Binary { lhs, rhs, .. } => has_duration(lhs) || has_duration(rhs),
+            _ => false,
+        }
+    }
+    if has_duration(e) {
+        return None;
+    }
+    fold_scalar(e)
 }
 
 /// Folds a constant scalar expression (`1 / 2`, `-(3 * 2)`) into one value.
@@ -258,7 +275,22 @@ impl Parser {
         }
         let root = match node {
             Node::Pipe(p, _) => RootExpr::Pipeline(p),
-            Node::Metrics(m) => RootExpr::Metrics(m),
+            Node::Metrics(m, _) => {
+                let is_compare = |m: &MetricsExpr| {
+                    matches!(m, MetricsExpr::Function { function, .. }
+                        if function.kind == MetricsKind::Compare)
+                };
+                let compare_used_further = match &m {
+                    MetricsExpr::Binary { lhs, rhs, .. } => is_compare(lhs) || is_compare(rhs),
+                    MetricsExpr::SecondStage { expr, .. } => is_compare(expr),
+                    _ => false,
+                };
+                if compare_used_further {
+                    let message = "`compare()` cannot be used with second stage functions or math";
+                    self.defer(ErrorKind::Invalid, message, Pos { line: 1, col: 1 });
+                }
+                RootExpr::Metrics(m)
+            }
             // A bare number or `({ } | count())` without a comparison.
             Node::Scalar(_) => return Err(self.unexpected()),
         };
@@ -418,36 +450,45 @@ impl Parser {
                 lhs: Box::new(l),
                 rhs: Box::new(r),
             }),
-            (Node::Metrics(m), Node::Scalar(s)) if op.is_comparison() => {
-                let value = fold_scalar(&s).ok_or_else(unexpected)?;
+            (Node::Metrics(m, wrapped), Node::Scalar(s)) if op.is_comparison() => {
+                // A filter may compare with a plain duration, math may not use them.
+                let value = match s {
+                    ScalarExpr::Static(v @ Value::Duration(_)) => v,
+                    s => metrics_scalar(&s).ok_or_else(unexpected)?,
+                };
                 let stage = SecondStage::Filter { op, value };
-                Node::Metrics(MetricsExpr::SecondStage {
+                let expr = MetricsExpr::SecondStage {
                     expr: Box::new(m),
                     stage,
-                })
+                };
+                Node::Metrics(expr, wrapped)
             }
-            (Node::Metrics(l), Node::Metrics(r)) if metrics_op => {
-                Node::Metrics(MetricsExpr::Binary {
+            // Metrics math needs parenthesised operands: `({} | rate()) * 2`, not `{} | rate() * 2`.
+            (Node::Metrics(l, true), Node::Metrics(r, true)) if metrics_op => {
+                let expr = MetricsExpr::Binary {
                     op,
                     lhs: Box::new(l),
                     rhs: Box::new(r),
-                })
+                };
+                Node::Metrics(expr, true)
             }
-            (Node::Metrics(l), Node::Scalar(s)) if metrics_op => {
-                let r = MetricsExpr::Scalar(fold_scalar(&s).ok_or_else(unexpected)?);
-                Node::Metrics(MetricsExpr::Binary {
+            (Node::Metrics(l, true), Node::Scalar(s)) if metrics_op => {
+                let r = MetricsExpr::Scalar(metrics_scalar(&s).ok_or_else(unexpected)?);
+                let expr = MetricsExpr::Binary {
                     op,
                     lhs: Box::new(l),
                     rhs: Box::new(r),
-                })
+                };
+                Node::Metrics(expr, true)
             }
-            (Node::Scalar(s), Node::Metrics(r)) if metrics_op => {
-                let l = MetricsExpr::Scalar(fold_scalar(&s).ok_or_else(unexpected)?);
-                Node::Metrics(MetricsExpr::Binary {
+            (Node::Scalar(s), Node::Metrics(r, true)) if metrics_op => {
+                let l = MetricsExpr::Scalar(metrics_scalar(&s).ok_or_else(unexpected)?);
+                let expr = MetricsExpr::Binary {
                     op,
                     lhs: Box::new(l),
                     rhs: Box::new(r),
-                })
+                };
+                Node::Metrics(expr, true)
             }
             _ => return Err(unexpected()),
         })
@@ -477,6 +518,7 @@ impl Parser {
                 self.expect(Tok::CloseParen)?;
                 Ok(match inner {
                     Node::Pipe(p, _) => Node::Pipe(p, true),
+                    Node::Metrics(m, _) => Node::Metrics(m, true),
                     other => other,
                 })
             }
@@ -520,10 +562,11 @@ impl Parser {
                         let message = format!("metrics function {w}() is not supported yet");
                         self.metrics = Some(error(ErrorKind::Unsupported, message, pos));
                     }
-                    Ok(Node::Metrics(MetricsExpr::Function {
+                    let expr = MetricsExpr::Function {
                         pipeline: p,
                         function,
-                    }))
+                    };
+                    Ok(Node::Metrics(expr, false))
                 }
                 Tok::Ident(w) if w == "by" || w == "select" || w == "coalesce" => {
                     p.stages.push(self.stage()?);
@@ -564,24 +607,30 @@ impl Parser {
                     Err(self.unexpected())
                 }
             },
-            Node::Metrics(m) => match self.peek().clone() {
+            Node::Metrics(m, wrapped) => match self.peek().clone() {
                 Tok::Ident(w) if w == "topk" || w == "bottomk" => {
                     self.advance();
                     self.expect(Tok::OpenParen)?;
+                    let k_pos = self.pos();
                     let k = match self.peek() {
                         Tok::Int(k) => *k,
-                        _ => return Err(self.unexpected()),
+                        _ => return Err(self.unexpected_expecting("INTEGER")),
                     };
                     self.advance();
+                    if k <= 0 {
+                        let message = format!("{w}() needs a limit greater than 0, got {k}");
+                        self.defer(ErrorKind::Invalid, message, k_pos);
+                    }
                     self.expect(Tok::CloseParen)?;
                     let stage = SecondStage::TopK {
                         bottom: w == "bottomk",
                         k,
                     };
-                    Ok(Node::Metrics(MetricsExpr::SecondStage {
+                    let expr = MetricsExpr::SecondStage {
                         expr: Box::new(m),
                         stage,
-                    }))
+                    };
+                    Ok(Node::Metrics(expr, wrapped))
                 }
                 _ => Err(self.unexpected()),
             },

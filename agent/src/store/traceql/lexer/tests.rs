@@ -112,6 +112,8 @@ fn attributes(#[case] input: &str, #[case] scope: ScopeDot, #[case] name: &str) 
 #[case::empty("", vec![])]
 #[case::whitespace_only(" \t\r\n ", vec![])]
 #[case::unknown_char("@", vec![Tok::Ident("@".into())])]
+#[case::non_ascii_space_is_stray("\u{a0}", vec![Tok::Ident("\u{a0}".into())])]
+#[case::crlf("{\r\n}", vec![Tok::OpenBrace, Tok::CloseBrace])]
 fn sequences(#[case] input: &str, #[case] mut want: Vec<Tok>) {
     want.push(Tok::Eof);
     assert_eq!(toks(input), want);

@@ -71,6 +71,14 @@ fn spanset(q: &Query) -> &SpansetExpr {
 #[case::constant_scalar_filter("3 = 2", 1, 3, "syntax error: unexpected =")]
 #[case::topk_without_metrics("{} | topk(10)", 1, 6, "syntax error: unexpected topk")]
 #[case::grouped_then_and("by(.a) && { .b }", 1, 8, "syntax error: unexpected &&")]
+#[case::metrics_math_needs_parens("{} | rate() + 5", 1, 13, "syntax error: unexpected +")]
+#[case::metrics_duration_scalar("({} | rate()) * 10s", 1, 15, "syntax error: unexpected *")]
+#[case::topk_needs_int(
+    "{} | rate() | topk(-1)",
+    1,
+    20,
+    "syntax error: unexpected -, expecting INTEGER"
+)]
 fn syntax_errors(
     #[case] query: &str,
     #[case] line: usize,
@@ -172,6 +180,35 @@ fn unsupported(#[case] query: &str, #[case] col: usize, #[case] message: &str) {
 #[case::syntax_beats_invalid(r#"{ "a" = 1 } {"#)]
 fn syntax_errors_come_first(#[case] query: &str) {
     assert_eq!(parse(query).expect_err(query).kind, ErrorKind::Syntax);
+}
+
+#[rstest]
+#[case::filter("{} | compare({status=error}) > 10")]
+#[case::topk("{} | compare({status=error}) | topk(10)")]
+#[case::math("({} | compare({status=error})) * ({} | compare({status=error}))")]
+fn compare_stands_alone(#[case] query: &str) {
+    let err = crate::store::traceql::parse_search(query).expect_err(query);
+    assert_eq!(err.kind, ErrorKind::Invalid, "{query}: {err}");
+    assert!(err.message.contains("compare()"), "{err}");
+}
+
+#[rstest]
+#[case::filter_with_duration("({} | max_over_time(duration)) > 10s")]
+#[case::math_then_filter("({} | rate()) * 10 + 5 > 50 | topk(1)")]
+#[case::scalar_first("-1.5 * ({} | rate())")]
+#[case::chained_second_stages("{} | rate() | topk(5) > 20 | bottomk (10) <= 10")]
+fn metrics_queries_parse_for_search(#[case] query: &str) {
+    assert!(
+        crate::store::traceql::parse_search(query).is_ok(),
+        "{query}"
+    );
+    assert_eq!(parse(query).expect_err(query).kind, ErrorKind::Unsupported);
+}
+
+#[test]
+fn topk_limit_must_be_positive() {
+    let err = crate::store::traceql::parse_search("{} | rate() | topk(0)").expect_err("k = 0");
+    assert_eq!((err.kind, err.col), (ErrorKind::Invalid, 20), "{err}");
 }
 
 // Tempo's precedence: `&&` and `||` share a level (left associative); `!` binds tighter than
