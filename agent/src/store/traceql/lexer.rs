@@ -367,12 +367,12 @@ impl Lexer {
                 self.attribute(ScopeDot::None, pos)?
             }
             c if c.is_alphabetic() || c == '_' => self.word(pos)?,
-            _ => self.operator(pos),
+            _ => self.operator(),
         };
         Ok(Token { tok, pos })
     }
 
-    fn operator(&mut self, pos: Pos) -> Tok {
+    fn operator(&mut self) -> Tok {
         // Longest match first, as Tempo extends tokens while the longer text is still a token.
         const OPS: &[(&str, Tok)] = &[
             ("!>>", Tok::NotDesc),
@@ -425,7 +425,6 @@ impl Lexer {
         }
         // Unknown character: Tempo reports it as an IDENTIFIER.
         let c = self.bump().unwrap_or_default();
-        let _ = pos;
         Tok::Ident(c.to_string())
     }
 
@@ -472,10 +471,11 @@ impl Lexer {
     }
 
     /// Reads an attribute name after its scope: unquoted runs and `"quoted"` parts concatenate.
-    fn attribute(&mut self, mut scope: ScopeDot, pos: Pos) -> Result<Tok, ParseError> {
+    fn attribute(&mut self, scope: ScopeDot, pos: Pos) -> Result<Tok, ParseError> {
         if scope == ScopeDot::Parent {
-            // `parent.span.foo` / `parent.resource.foo`: the inner scope is part of the prefix.
-            for (prefix, _) in [("span.", ScopeDot::Span), ("resource.", ScopeDot::Resource)] {
+            // `parent.span.foo` / `parent.resource.foo`: the inner scope is part of the prefix
+            // (parent attributes are not evaluated yet, so it is not kept).
+            for prefix in ["span.", "resource."] {
                 if prefix
                     .chars()
                     .enumerate()
@@ -484,7 +484,6 @@ impl Lexer {
                     for _ in 0..prefix.len() {
                         self.bump();
                     }
-                    scope = ScopeDot::Parent;
                 }
             }
         }
