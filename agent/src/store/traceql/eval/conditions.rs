@@ -21,17 +21,21 @@ pub enum CompareOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConditionField {
     /// `scope: None` is an unscoped `.name`: the span attribute, or the resource one if the span
-    /// has none.
+    /// has none. A store may simply check both (that only lets more traces through).
     Attribute {
         scope: Option<AttrScope>,
         name: String,
     },
     /// Span-level intrinsics, and trace-level ones (`rootServiceName`, `traceDuration`, ...),
-    /// which hold for the trace as a whole.
+    /// which hold for the trace as a whole. Values must be computed as the evaluator does
+    /// (`duration` = end − start, `traceDuration` = last end − first start, ids as lowercase
+    /// hex); a store that cannot should ignore the condition. `childCount` and the nested-set
+    /// numbers never appear here.
     Intrinsic(Intrinsic),
 }
 
-/// A necessary condition for a trace to match; see [`Query::conditions`].
+/// A necessary condition for a trace to match; see
+/// [`Query::conditions`](crate::store::traceql::Query::conditions).
 #[derive(Clone, Debug)]
 pub struct Condition {
     pub field: ConditionField,
