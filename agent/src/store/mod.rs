@@ -1,1 +1,2 @@
 //! The embedded Tempo-compatible trace store.
+pub mod traceql;
