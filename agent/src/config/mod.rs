@@ -11,8 +11,8 @@ mod store;
 
 pub use agent::{AgentArgs, AgentSection, run_agent};
 pub use reconcile::{
-    BackendRef, BasicAuth, CorrelationConfig, GrafanaConfig, MetricsQuery, OperatorTarget,
-    ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig, EXIT_PENDING,
+    BackendRef, BasicAuth, CorrelationConfig, EXIT_PENDING, GrafanaConfig, MetricsQuery,
+    OperatorTarget, ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig,
     is_valid_uid, load_section, parse_duration, run_reconcile,
 };
 pub use store::{StoreArgs, StoreSection, run_store};

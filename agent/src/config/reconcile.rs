@@ -216,7 +216,9 @@ impl Default for CorrelationConfig {
 pub fn is_valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 40
-        && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Parse `500ms`, `30s`, `5m`, `1h` (a positive integer and a unit).
@@ -237,10 +239,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 impl SecretSource {
     fn check(&self, what: &str, allow_inline: bool, problems: &mut Vec<String>) {
-        let set = [self.value.is_some(), self.env.is_some(), self.file.is_some()];
+        let set = [
+            self.value.is_some(),
+            self.env.is_some(),
+            self.file.is_some(),
+        ];
         match set.iter().filter(|s| **s).count() {
             1 => {}
-            0 => problems.push(format!("{what}: set one of `env`, `file`{}", inline(allow_inline))),
+            0 => problems.push(format!(
+                "{what}: set one of `env`, `file`{}",
+                inline(allow_inline)
+            )),
             _ => problems.push(format!("{what}: set only one of `value`, `env`, `file`")),
         }
         if self.value.is_some() && !allow_inline {
@@ -258,7 +267,9 @@ fn inline(allow: bool) -> &'static str {
 impl BackendRef {
     fn check(&self, what: &str, grafana_ids: &[&str], problems: &mut Vec<String>) {
         if self.uid.is_none() && self.name.is_none() && self.kind.is_none() {
-            problems.push(format!("{what}: set `uid` (with `grafana`), `name` or `type`"));
+            problems.push(format!(
+                "{what}: set `uid` (with `grafana`), `name` or `type`"
+            ));
         }
         if self.uid.is_some() && self.name.is_some() {
             problems.push(format!("{what}: set either `uid` or `name`, not both"));
@@ -269,12 +280,16 @@ impl BackendRef {
         if let Some(uid) = &self.uid
             && !is_valid_uid(uid)
         {
-            problems.push(format!("{what}: uid {uid:?} is not a Grafana UID (1-40 of a-zA-Z0-9_-)"));
+            problems.push(format!(
+                "{what}: uid {uid:?} is not a Grafana UID (1-40 of a-zA-Z0-9_-)"
+            ));
         }
         if let Some(g) = &self.grafana
             && !grafana_ids.contains(&g.as_str())
         {
-            problems.push(format!("{what}: grafana {g:?} is not one of the `grafanas` ids"));
+            problems.push(format!(
+                "{what}: grafana {g:?} is not one of the `grafanas` ids"
+            ));
         }
     }
 }
@@ -309,7 +324,9 @@ impl ReconcileSection {
             }
             match &g.url {
                 Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                    problems.push(format!("{what}: url {url:?} must start with http:// or https://"))
+                    problems.push(format!(
+                        "{what}: url {url:?} must start with http:// or https://"
+                    ))
                 }
                 None if self.mode == Mode::Api => {
                     problems.push(format!("{what}: url is required in api mode"))
@@ -317,16 +334,21 @@ impl ReconcileSection {
                 _ => {}
             }
             if g.token.is_some() && g.basic_auth.is_some() {
-                problems.push(format!("{what}: set either `token` or `basic_auth`, not both"));
+                problems.push(format!(
+                    "{what}: set either `token` or `basic_auth`, not both"
+                ));
             }
             if g.url.is_some() && g.token.is_none() && g.basic_auth.is_none() {
-                problems.push(format!("{what}: set `token` or `basic_auth` to call the API"));
+                problems.push(format!(
+                    "{what}: set `token` or `basic_auth` to call the API"
+                ));
             }
             if let Some(t) = &g.token {
                 t.check(&format!("{what}.token"), false, &mut problems);
             }
             if let Some(b) = &g.basic_auth {
-                b.password.check(&format!("{what}.basic_auth.password"), false, &mut problems);
+                b.password
+                    .check(&format!("{what}.basic_auth.password"), false, &mut problems);
                 if b.user.is_empty() {
                     problems.push(format!("{what}.basic_auth.user: must not be empty"));
                 }
@@ -346,11 +368,16 @@ impl ReconcileSection {
                 problems.push(format!("{what}: name must not be empty"));
             }
             if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
-                problems.push(format!("{what}: url {:?} must start with http:// or https://", t.url));
+                problems.push(format!(
+                    "{what}: url {:?} must start with http:// or https://",
+                    t.url
+                ));
             }
             let uid = crate::reconcile::tempo_uid(t);
             if !is_valid_uid(&uid) {
-                problems.push(format!("{what}: uid {uid:?} is not a Grafana UID (1-40 of a-zA-Z0-9_-)"));
+                problems.push(format!(
+                    "{what}: uid {uid:?} is not a Grafana UID (1-40 of a-zA-Z0-9_-)"
+                ));
             }
             if uids.contains(&uid) {
                 problems.push(format!("{what}: uid {uid:?} is used twice"));
@@ -364,7 +391,8 @@ impl ReconcileSection {
                 s.check(&format!("{what}.tenant"), true, &mut problems);
             }
             if let Some(b) = &t.basic_auth {
-                b.password.check(&format!("{what}.basic_auth.password"), false, &mut problems);
+                b.password
+                    .check(&format!("{what}.basic_auth.password"), false, &mut problems);
             }
             if let Some(s) = &t.bearer_token {
                 s.check(&format!("{what}.bearer_token"), false, &mut problems);
@@ -374,7 +402,9 @@ impl ReconcileSection {
             }
             for g in &t.grafanas {
                 if !ids.contains(&g.as_str()) {
-                    problems.push(format!("{what}.grafanas: {g:?} is not one of the `grafanas` ids"));
+                    problems.push(format!(
+                        "{what}.grafanas: {g:?} is not one of the `grafanas` ids"
+                    ));
                 }
             }
             for (j, r) in t.metrics.iter().flatten().enumerate() {
@@ -404,7 +434,11 @@ impl ReconcileSection {
         if c.derived_field_name.is_empty() {
             problems.push("correlation.derived_field_name: must not be empty".into());
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 }
 
@@ -450,7 +484,9 @@ pub fn load_section(args: &ReconcileArgs) -> Result<ReconcileSection, String> {
     if let Some(interval) = &args.interval {
         section.interval = interval.clone();
     }
-    section.validate().map_err(|e| format!("invalid reconcile configuration:\n{e}"))?;
+    section
+        .validate()
+        .map_err(|e| format!("invalid reconcile configuration:\n{e}"))?;
     Ok(section)
 }
 
@@ -464,7 +500,10 @@ pub fn run_reconcile(args: ReconcileArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sonde reconcile: cannot start runtime: {e}");
@@ -474,4 +513,3 @@ pub fn run_reconcile(args: ReconcileArgs) -> ExitCode {
     let code = runtime.block_on(reconcile::run(args, section));
     ExitCode::from(code)
 }
-

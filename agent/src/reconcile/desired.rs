@@ -34,12 +34,19 @@ pub struct DsSummary {
 impl DsSummary {
     /// Summarise one list item; `None` when it has no uid.
     pub fn from_json(v: &Value) -> Option<Self> {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let uid = s("uid");
         if uid.is_empty() {
             return None;
         }
-        let owner = v.pointer(&format!("/jsonData/{MARKER}/owner")).and_then(Value::as_str);
+        let owner = v
+            .pointer(&format!("/jsonData/{MARKER}/owner"))
+            .and_then(Value::as_str);
         Some(Self {
             kind: s("type"),
             name: s("name"),
@@ -178,11 +185,18 @@ pub fn tempo_uid(name: &str, configured: Option<&str>) -> String {
     }
     let slug: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .to_ascii_lowercase();
     let slug = slug.trim_matches('-');
     let lossless = slug == name && !slug.is_empty();
+    let slug = slug.strip_prefix("sonde-").unwrap_or(slug);
     if lossless && slug.len() <= 34 {
         return format!("sonde-{slug}");
     }
@@ -190,12 +204,21 @@ pub fn tempo_uid(name: &str, configured: Option<&str>) -> String {
     let short: String = slug.chars().take(24).collect();
     let short = short.trim_end_matches('-');
     let hash = hex::encode(&digest.as_ref()[..3]);
-    if short.is_empty() { format!("sonde-{hash}") } else { format!("sonde-{short}-{hash}") }
+    if short.is_empty() {
+        format!("sonde-{hash}")
+    } else {
+        format!("sonde-{short}-{hash}")
+    }
 }
 
 /// The keyed hash of the secrets Sonde sends to one datasource. Keyed with the Grafana
 /// credential so that people who can read jsonData cannot test guesses of low-entropy values.
-pub fn secure_hash(key: &[u8], grafana: &str, uid: &str, secure: &BTreeMap<String, Secret>) -> String {
+pub fn secure_hash(
+    key: &[u8],
+    grafana: &str,
+    uid: &str,
+    secure: &BTreeMap<String, Secret>,
+) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let mut ctx = ring::hmac::Context::with_key(&key);
     for part in [grafana, uid] {
@@ -233,13 +256,37 @@ pub fn build(
     let mut tempo_ds = Vec::new();
     let mut logs_links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut metrics_links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for t in tempos.iter().filter(|t| t.config.grafanas.is_empty() || t.config.grafanas.iter().any(|g| g == grafana)) {
+    for t in tempos
+        .iter()
+        .filter(|t| t.config.grafanas.is_empty() || t.config.grafanas.iter().any(|g| g == grafana))
+    {
         let what = format!("tempo {:?}", t.config.name);
         let metrics_refs = t.config.metrics.as_deref().unwrap_or(&section.metrics);
         let logs_refs = t.config.logs.as_deref().unwrap_or(&section.logs);
-        let metrics = select(metrics_refs, grafana, inventory, METRICS_TYPES, &format!("{what} metrics"), &mut notes);
-        let logs = select(logs_refs, grafana, inventory, LOGS_TYPES, &format!("{what} logs"), &mut notes);
-        tempo_ds.push(tempo_datasource(t, c, grafana, metrics.as_ref(), logs.as_ref(), hash_key));
+        let metrics = select(
+            metrics_refs,
+            grafana,
+            inventory,
+            METRICS_TYPES,
+            &format!("{what} metrics"),
+            &mut notes,
+        );
+        let logs = select(
+            logs_refs,
+            grafana,
+            inventory,
+            LOGS_TYPES,
+            &format!("{what} logs"),
+            &mut notes,
+        );
+        tempo_ds.push(tempo_datasource(
+            t,
+            c,
+            grafana,
+            metrics.as_ref(),
+            logs.as_ref(),
+            hash_key,
+        ));
         if let Some(l) = logs {
             logs_links.entry(l).or_default().push(t.uid.clone());
         }
@@ -248,7 +295,13 @@ pub fn build(
         }
     }
     let mut managed: BTreeSet<String> = tempos.iter().map(|t| t.uid.clone()).collect();
-    managed.extend(inventory.into_iter().flatten().filter(|d| d.sonde_tempo).map(|d| d.uid.clone()));
+    managed.extend(
+        inventory
+            .into_iter()
+            .flatten()
+            .filter(|d| d.sonde_tempo)
+            .map(|d| d.uid.clone()),
+    );
     let mut datasources = tempo_ds;
     for ((uid, name), tempo_uids) in logs_links {
         let entries = tempo_uids
@@ -264,7 +317,15 @@ pub fn build(
                 m
             })
             .collect();
-        datasources.push(patch(uid, name, "loki", "derivedFields", &managed, entries, tempo_uids));
+        datasources.push(patch(
+            uid,
+            name,
+            "loki",
+            "derivedFields",
+            &managed,
+            entries,
+            tempo_uids,
+        ));
     }
     for ((uid, name), tempo_uids) in metrics_links {
         let entries = tempo_uids
@@ -276,12 +337,24 @@ pub fn build(
                 m
             })
             .collect();
-        datasources.push(patch(uid, name, "prometheus", "exemplarTraceIdDestinations", &managed, entries, tempo_uids));
+        datasources.push(patch(
+            uid,
+            name,
+            "prometheus",
+            "exemplarTraceIdDestinations",
+            &managed,
+            entries,
+            tempo_uids,
+        ));
     }
     for d in &mut datasources {
         stamp_spec_hash(d);
     }
-    DesiredGrafana { grafana: grafana.to_string(), datasources, notes }
+    DesiredGrafana {
+        grafana: grafana.to_string(),
+        datasources,
+        notes,
+    }
 }
 
 /// Record a hash of everything Sonde sets (secrets excluded) in the marker, so that a later
@@ -304,7 +377,11 @@ fn patch(
     tempo_uids: Vec<String>,
 ) -> DesiredDatasource {
     let mut sets = Vec::new();
-    set(&mut sets, &["jsonData", MARKER, "tempoUids"], json!(tempo_uids));
+    set(
+        &mut sets,
+        &["jsonData", MARKER, "tempoUids"],
+        json!(tempo_uids),
+    );
     DesiredDatasource {
         uid,
         name,
@@ -312,7 +389,11 @@ fn patch(
         role: Role::Patched,
         sets,
         unlink_if_dangling: Vec::new(),
-        lists: vec![ListOwnership { list: path(&["jsonData", list]), managed: managed.clone(), entries }],
+        lists: vec![ListOwnership {
+            list: path(&["jsonData", list]),
+            managed: managed.clone(),
+            entries,
+        }],
         secure: BTreeMap::new(),
         depends_on: tempo_uids,
     }
@@ -340,21 +421,33 @@ fn tempo_datasource(
             secure.insert("basicAuthPassword".to_string(), password.clone());
         }
         None => {
+            // Grafana stores an unset user as "".
             set(&mut sets, &["basicAuth"], json!(false));
-            sets.push((path(&["basicAuthUser"]), None));
+            set(&mut sets, &["basicAuthUser"], json!(""));
         }
     }
     match &t.tenant {
         Some(tenant) => {
-            set(&mut sets, &["jsonData", "httpHeaderName1"], json!("X-Scope-OrgID"));
+            set(
+                &mut sets,
+                &["jsonData", "httpHeaderName1"],
+                json!("X-Scope-OrgID"),
+            );
             secure.insert("httpHeaderValue1".to_string(), tenant.clone());
         }
         None => sets.push((path(&["jsonData", "httpHeaderName1"]), None)),
     }
     match &t.bearer {
         Some(token) => {
-            set(&mut sets, &["jsonData", "httpHeaderName2"], json!("Authorization"));
-            secure.insert("httpHeaderValue2".to_string(), Secret::new(format!("Bearer {}", token.expose())));
+            set(
+                &mut sets,
+                &["jsonData", "httpHeaderName2"],
+                json!("Authorization"),
+            );
+            secure.insert(
+                "httpHeaderValue2".to_string(),
+                Secret::new(format!("Bearer {}", token.expose())),
+            );
         }
         None => sets.push((path(&["jsonData", "httpHeaderName2"]), None)),
     }
@@ -363,12 +456,24 @@ fn tempo_datasource(
         let leaf = |k: &'static str| [base[0], base[1], k];
         set(&mut sets, &leaf("datasourceUid"), json!(logs_uid));
         set(&mut sets, &leaf("tags"), tags(&c.logs_tags));
-        set(&mut sets, &leaf("spanStartTimeShift"), json!(c.span_start_time_shift));
-        set(&mut sets, &leaf("spanEndTimeShift"), json!(c.span_end_time_shift));
+        set(
+            &mut sets,
+            &leaf("spanStartTimeShift"),
+            json!(c.span_start_time_shift),
+        );
+        set(
+            &mut sets,
+            &leaf("spanEndTimeShift"),
+            json!(c.span_end_time_shift),
+        );
         set(&mut sets, &leaf("filterByTraceID"), json!(true));
         set(&mut sets, &leaf("filterBySpanID"), json!(false));
         set(&mut sets, &leaf("customQuery"), json!(false));
-        set(&mut sets, &["jsonData", "lokiSearch", "datasourceUid"], json!(logs_uid));
+        set(
+            &mut sets,
+            &["jsonData", "lokiSearch", "datasourceUid"],
+            json!(logs_uid),
+        );
     } else {
         unlink.push(path(&["jsonData", "tracesToLogsV2", "datasourceUid"]));
         unlink.push(path(&["jsonData", "lokiSearch", "datasourceUid"]));
@@ -380,14 +485,30 @@ fn tempo_datasource(
         set(&mut sets, &leaf("tags"), tags(&c.metrics_tags));
         let queries = serde_json::to_value(&c.metrics_queries).unwrap_or(Value::Array(Vec::new()));
         set(&mut sets, &leaf("queries"), queries);
-        set(&mut sets, &leaf("spanStartTimeShift"), json!(c.span_start_time_shift));
-        set(&mut sets, &leaf("spanEndTimeShift"), json!(c.span_end_time_shift));
-        set(&mut sets, &["jsonData", "serviceMap", "datasourceUid"], json!(metrics_uid));
+        set(
+            &mut sets,
+            &leaf("spanStartTimeShift"),
+            json!(c.span_start_time_shift),
+        );
+        set(
+            &mut sets,
+            &leaf("spanEndTimeShift"),
+            json!(c.span_end_time_shift),
+        );
+        set(
+            &mut sets,
+            &["jsonData", "serviceMap", "datasourceUid"],
+            json!(metrics_uid),
+        );
     } else {
         unlink.push(path(&["jsonData", "tracesToMetrics", "datasourceUid"]));
         unlink.push(path(&["jsonData", "serviceMap", "datasourceUid"]));
     }
-    set(&mut sets, &["jsonData", "nodeGraph", "enabled"], json!(c.node_graph));
+    set(
+        &mut sets,
+        &["jsonData", "nodeGraph", "enabled"],
+        json!(c.node_graph),
+    );
     set(&mut sets, &["jsonData", "search", "hide"], json!(false));
     set(&mut sets, &["jsonData", MARKER, "owner"], json!("sonde"));
     set(&mut sets, &["jsonData", MARKER, "grafana"], json!(grafana));

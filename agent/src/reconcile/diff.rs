@@ -65,7 +65,9 @@ pub fn get<'a>(v: &'a Value, p: &[String]) -> Option<&'a Value> {
 
 /// Write (`Some`) or remove (`None`) the value at `p`, creating objects on the way.
 pub fn put(v: &mut Value, p: &[String], new: Option<Value>) {
-    let Some((last, parents)) = p.split_last() else { return };
+    let Some((last, parents)) = p.split_last() else {
+        return;
+    };
     let mut cur = v;
     for k in parents {
         if new.is_none() && cur.get(k).is_none() {
@@ -74,8 +76,12 @@ pub fn put(v: &mut Value, p: &[String], new: Option<Value>) {
         if !cur.is_object() {
             *cur = Value::Object(Map::new());
         }
-        let Some(obj) = cur.as_object_mut() else { return };
-        cur = obj.entry(k.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
+        cur = obj
+            .entry(k.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     if !cur.is_object() {
         if new.is_none() {
@@ -102,10 +108,17 @@ fn uid_of(entry: &Value) -> Option<&str> {
 /// Merge Sonde's list entries into the observed list: user entries keep their place, Sonde's
 /// entries are updated in place (keeping keys Sonde does not set), stale ones are dropped and
 /// new ones appended.
-pub fn merge_list(observed: Option<&Value>, own: &ListOwnership, recorded: &BTreeSet<String>) -> Value {
+pub fn merge_list(
+    observed: Option<&Value>,
+    own: &ListOwnership,
+    recorded: &BTreeSet<String>,
+) -> Value {
     let mut out = Vec::new();
     let mut used = BTreeSet::new();
-    let items = observed.and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = observed
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for item in items {
         let Some(uid) = uid_of(&item).map(str::to_string) else {
             out.push(item);
@@ -115,7 +128,10 @@ pub fn merge_list(observed: Option<&Value>, own: &ListOwnership, recorded: &BTre
             out.push(item);
             continue;
         }
-        let want = own.entries.iter().find(|e| e.get("datasourceUid").and_then(Value::as_str) == Some(&uid));
+        let want = own
+            .entries
+            .iter()
+            .find(|e| e.get("datasourceUid").and_then(Value::as_str) == Some(&uid));
         match want {
             Some(fields) if used.insert(uid.clone()) => {
                 let mut merged = item.as_object().cloned().unwrap_or_default();
@@ -128,7 +144,10 @@ pub fn merge_list(observed: Option<&Value>, own: &ListOwnership, recorded: &BTre
         }
     }
     for e in &own.entries {
-        let uid = e.get("datasourceUid").and_then(Value::as_str).unwrap_or_default();
+        let uid = e
+            .get("datasourceUid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !used.contains(uid) {
             out.push(Value::Object(e.clone()));
         }
@@ -137,11 +156,22 @@ pub fn merge_list(observed: Option<&Value>, own: &ListOwnership, recorded: &BTre
 }
 
 /// Append the leaf differences between `before` and `after` under `prefix`.
-pub fn diff_values(before: Option<&Value>, after: Option<&Value>, prefix: &str, out: &mut Vec<Change>) {
+pub fn diff_values(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    prefix: &str,
+    out: &mut Vec<Change>,
+) {
     if before == after {
         return;
     }
-    let join = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
     match (before, after) {
         (Some(Value::Object(b)), Some(Value::Object(a))) => {
             let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
@@ -172,16 +202,27 @@ fn recorded_tempos(observed: &Value) -> BTreeSet<String> {
     observed
         .pointer(&format!("/jsonData/{MARKER}/tempoUids"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn name_taken(inv: Option<&[DsSummary]>, name: &str, uid: &str) -> Option<String> {
-    inv?.iter().find(|d| d.name == name && d.uid != uid).map(|d| d.uid.clone())
+    inv?.iter()
+        .find(|d| d.name == name && d.uid != uid)
+        .map(|d| d.uid.clone())
 }
 
 /// Plan one datasource. `observed` is the full record from `GET /api/datasources/uid/…`.
-pub fn plan(desired: &DesiredDatasource, observed: Option<&Value>, inv: Option<&[DsSummary]>) -> Planned {
+pub fn plan(
+    desired: &DesiredDatasource,
+    observed: Option<&Value>,
+    inv: Option<&[DsSummary]>,
+) -> Planned {
     let mut planned = Planned {
         uid: desired.uid.clone(),
         name: desired.name.clone(),
@@ -190,7 +231,9 @@ pub fn plan(desired: &DesiredDatasource, observed: Option<&Value>, inv: Option<&
         action: Action::Noop,
         changes: Vec::new(),
         body: Value::Null,
-        version: observed.and_then(|o| o.get("version")).and_then(Value::as_i64),
+        version: observed
+            .and_then(|o| o.get("version"))
+            .and_then(Value::as_i64),
         drift: false,
     };
     let base = match (observed, desired.role) {
@@ -207,7 +250,11 @@ pub fn plan(desired: &DesiredDatasource, observed: Option<&Value>, inv: Option<&
                 return planned;
             }
             let mut v = Value::Object(Map::new());
-            put(&mut v, &["uid".to_string()], Some(Value::String(desired.uid.clone())));
+            put(
+                &mut v,
+                &["uid".to_string()],
+                Some(Value::String(desired.uid.clone())),
+            );
             v
         }
         (Some(o), _) => o.clone(),
@@ -261,7 +308,11 @@ pub fn plan(desired: &DesiredDatasource, observed: Option<&Value>, inv: Option<&
                 secret: true,
             });
         }
-        put(&mut body, &["secureJsonData".to_string()], Some(Value::Object(secure)));
+        put(
+            &mut body,
+            &["secureJsonData".to_string()],
+            Some(Value::Object(secure)),
+        );
     }
     planned.drift = observed.is_some()
         && !changes.is_empty()
@@ -295,7 +346,10 @@ fn secrets_stale(desired: &DesiredDatasource, base: &Value, body: &Value) -> boo
         return true;
     }
     desired.secure.keys().any(|k| {
-        base.get("secureJsonFields").and_then(|f| f.get(k)).and_then(Value::as_bool) != Some(true)
+        base.get("secureJsonFields")
+            .and_then(|f| f.get(k))
+            .and_then(Value::as_bool)
+            != Some(true)
     })
 }
 
@@ -321,7 +375,11 @@ pub fn read_only_message(desired: &DesiredDatasource) -> String {
             desired.kind,
             desired.name,
             desired.uid,
-            desired.lists.first().and_then(|l| l.list.last()).map_or("link", String::as_str)
+            desired
+                .lists
+                .first()
+                .and_then(|l| l.list.last())
+                .map_or("link", String::as_str)
         ),
     }
 }

@@ -74,12 +74,16 @@ fn err(status: StatusCode, message: &str) -> Response {
 fn valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 40
-        && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl FakeState {
     fn find(&self, uid: &str) -> Option<usize> {
-        self.stored.iter().position(|s| s.record.get("uid").and_then(Value::as_str) == Some(uid))
+        self.stored
+            .iter()
+            .position(|s| s.record.get("uid").and_then(Value::as_str) == Some(uid))
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -91,7 +95,9 @@ impl FakeState {
         }
         if let Some(b) = h.strip_prefix("Basic ") {
             use base64::Engine as _;
-            let decoded = base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default();
             return !self.basic.is_empty() && decoded == self.basic.as_bytes();
         }
         false
@@ -100,7 +106,8 @@ impl FakeState {
     /// The record as Grafana returns it: no secrets, `secureJsonFields` instead.
     fn view(s: &Stored) -> Value {
         let mut r = s.record.clone();
-        let fields: Map<String, Value> = s.secure.keys().map(|k| (k.clone(), json!(true))).collect();
+        let fields: Map<String, Value> =
+            s.secure.keys().map(|k| (k.clone(), json!(true))).collect();
         r.insert("secureJsonFields".into(), Value::Object(fields));
         Value::Object(r)
     }
@@ -117,7 +124,10 @@ impl FakeState {
             o.entry("access").or_insert(json!("proxy"));
         }
         let record = record.as_object().cloned().unwrap_or_default();
-        let secure = secure.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        let secure = secure
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
         self.stored.push(Stored { record, secure });
     }
 
@@ -150,11 +160,31 @@ async fn list(State(s): State<Shared>, headers: HeaderMap) -> Response {
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let keys = ["id", "uid", "orgId", "name", "type", "access", "url", "user", "database", "basicAuth", "isDefault", "jsonData", "readOnly"];
+    let keys = [
+        "id",
+        "uid",
+        "orgId",
+        "name",
+        "type",
+        "access",
+        "url",
+        "user",
+        "database",
+        "basicAuth",
+        "isDefault",
+        "jsonData",
+        "readOnly",
+    ];
     let items: Vec<Value> = st
         .stored
         .iter()
-        .map(|d| Value::Object(keys.iter().filter_map(|k| Some(((*k).to_string(), d.record.get(*k)?.clone()))).collect()))
+        .map(|d| {
+            Value::Object(
+                keys.iter()
+                    .filter_map(|k| Some(((*k).to_string(), d.record.get(*k)?.clone())))
+                    .collect(),
+            )
+        })
         .collect();
     Json(Value::Array(items)).into_response()
 }
@@ -170,12 +200,20 @@ async fn get_uid(State(s): State<Shared>, headers: HeaderMap, Path(uid): Path<St
     }
 }
 
-async fn get_name(State(s): State<Shared>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn get_name(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let st = lock(&s);
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    match st.stored.iter().find(|d| d.record.get("name").and_then(Value::as_str) == Some(&name)) {
+    match st
+        .stored
+        .iter()
+        .find(|d| d.record.get("name").and_then(Value::as_str) == Some(&name))
+    {
         Some(d) => Json(FakeState::view(d)).into_response(),
         None => err(StatusCode::NOT_FOUND, "Data source not found"),
     }
@@ -184,7 +222,11 @@ async fn get_name(State(s): State<Shared>, headers: HeaderMap, Path(name): Path<
 fn secure_of(body: &Value) -> BTreeMap<String, String> {
     body.get("secureJsonData")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -196,13 +238,25 @@ fn record_from(body: &Value, uid: &str, id: i64, version: i64) -> Map<String, Va
     r.insert("id".into(), json!(id));
     r.insert("uid".into(), json!(uid));
     r.insert("orgId".into(), json!(1));
-    for k in ["name", "type", "access", "url", "user", "database", "basicAuthUser"] {
+    for k in [
+        "name",
+        "type",
+        "access",
+        "url",
+        "user",
+        "database",
+        "basicAuthUser",
+    ] {
         r.insert(k.into(), s(k));
     }
     for k in ["basicAuth", "withCredentials", "isDefault"] {
         r.insert(k.into(), b(k));
     }
-    let jd = body.get("jsonData").filter(|v| v.is_object()).cloned().unwrap_or(json!({}));
+    let jd = body
+        .get("jsonData")
+        .filter(|v| v.is_object())
+        .cloned()
+        .unwrap_or(json!({}));
     r.insert("jsonData".into(), jd);
     r.insert("version".into(), json!(version));
     r.insert("readOnly".into(), json!(false));
@@ -215,9 +269,22 @@ async fn create(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Va
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    if name.is_empty() || body.get("type").and_then(Value::as_str).unwrap_or_default().is_empty() {
-        return err(StatusCode::BAD_REQUEST, "Validation error: name and type are required");
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty()
+        || body
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+    {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "Validation error: name and type are required",
+        );
     }
     st.next_id += 1;
     let id = st.next_id;
@@ -226,19 +293,36 @@ async fn create(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Va
         _ => format!("gen{id:05}"),
     };
     if !valid_uid(&uid) {
-        return err(StatusCode::BAD_REQUEST, "Failed to add datasource: invalid UID");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "Failed to add datasource: invalid UID",
+        );
     }
-    if st.stored.iter().any(|d| d.record.get("name").and_then(Value::as_str) == Some(&name)) {
-        return err(StatusCode::CONFLICT, "data source with the same name already exists");
+    if st
+        .stored
+        .iter()
+        .any(|d| d.record.get("name").and_then(Value::as_str) == Some(&name))
+    {
+        return err(
+            StatusCode::CONFLICT,
+            "data source with the same name already exists",
+        );
     }
     if st.find(&uid).is_some() {
-        return err(StatusCode::CONFLICT, "data source with the same uid already exists");
+        return err(
+            StatusCode::CONFLICT,
+            "data source with the same uid already exists",
+        );
     }
     let record = record_from(&body, &uid, id, 1);
-    let stored = Stored { record, secure: secure_of(&body) };
+    let stored = Stored {
+        record,
+        secure: secure_of(&body),
+    };
     let view = FakeState::view(&stored);
     st.stored.push(stored);
-    Json(json!({"datasource": view, "id": id, "message": "Datasource added", "name": name})).into_response()
+    Json(json!({"datasource": view, "id": id, "message": "Datasource added", "name": name}))
+        .into_response()
 }
 
 async fn update(
@@ -252,8 +336,14 @@ async fn update(
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let Some(i) = st.find(&uid) else { return err(StatusCode::NOT_FOUND, "Data source not found") };
-    if body.get("uid").and_then(Value::as_str).is_some_and(|u| u != uid) {
+    let Some(i) = st.find(&uid) else {
+        return err(StatusCode::NOT_FOUND, "Data source not found");
+    };
+    if body
+        .get("uid")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u != uid)
+    {
         return err(StatusCode::BAD_REQUEST, "UID mismatch");
     }
     if st.interfere_next_put {
@@ -266,18 +356,28 @@ async fn update(
     if current.get("readOnly").and_then(Value::as_bool) == Some(true) {
         return err(StatusCode::FORBIDDEN, "Cannot update read-only data source");
     }
-    let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let clash = st.stored.iter().any(|d| {
         d.record.get("name").and_then(Value::as_str) == Some(&name)
             && d.record.get("uid").and_then(Value::as_str) != Some(&uid)
     });
     if clash {
-        return err(StatusCode::CONFLICT, "data source with the same name already exists");
+        return err(
+            StatusCode::CONFLICT,
+            "data source with the same name already exists",
+        );
     }
     let sent = body.get("version").and_then(Value::as_i64).unwrap_or(0);
     let stored_v = current.get("version").and_then(Value::as_i64).unwrap_or(0);
     if sent != 0 && stored_v > sent {
-        return err(StatusCode::CONFLICT, "Datasource has already been updated by someone else");
+        return err(
+            StatusCode::CONFLICT,
+            "Datasource has already been updated by someone else",
+        );
     }
     let id = current.get("id").and_then(Value::as_i64).unwrap_or(0);
     let record = record_from(&body, &uid, id, sent + 1);
@@ -285,7 +385,8 @@ async fn update(
     secure.extend(secure_of(&body));
     st.stored[i] = Stored { record, secure };
     let view = FakeState::view(&st.stored[i]);
-    Json(json!({"datasource": view, "id": id, "message": "Datasource updated", "name": name})).into_response()
+    Json(json!({"datasource": view, "id": id, "message": "Datasource updated", "name": name}))
+        .into_response()
 }
 
 impl FakeGrafana {
@@ -302,7 +403,9 @@ impl FakeGrafana {
             .route("/api/datasources/uid/{uid}", get(get_uid).put(update))
             .route("/api/datasources/name/{name}", get(get_name))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -46,9 +46,15 @@ pub enum Error {
     #[error("cannot read secret {what}: {reason}")]
     Secret { what: String, reason: String },
     #[error("cannot read CA file {path}: {source}")]
-    CaFile { path: String, source: std::io::Error },
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Api(#[from] observed::grafana::ApiError),
 }
@@ -77,13 +83,26 @@ pub fn resolve_tempos(section: &ReconcileSection) -> Result<Vec<ResolvedTempo>, 
             let what = |s: &str| format!("tempos[{}].{s}", t.name);
             Ok(ResolvedTempo {
                 uid: tempo_uid(t),
-                tenant: t.tenant.as_ref().map(|s| secret::load(s, &what("tenant"))).transpose()?,
+                tenant: t
+                    .tenant
+                    .as_ref()
+                    .map(|s| secret::load(s, &what("tenant")))
+                    .transpose()?,
                 basic_auth: t
                     .basic_auth
                     .as_ref()
-                    .map(|b| Ok::<_, Error>((b.user.clone(), secret::load(&b.password, &what("basic_auth"))?)))
+                    .map(|b| {
+                        Ok::<_, Error>((
+                            b.user.clone(),
+                            secret::load(&b.password, &what("basic_auth"))?,
+                        ))
+                    })
                     .transpose()?,
-                bearer: t.bearer_token.as_ref().map(|s| secret::load(s, &what("bearer_token"))).transpose()?,
+                bearer: t
+                    .bearer_token
+                    .as_ref()
+                    .map(|s| secret::load(s, &what("bearer_token")))
+                    .transpose()?,
                 config: t.clone(),
             })
         })
@@ -150,18 +169,25 @@ pub struct GrafanaReport {
 
 impl GrafanaReport {
     pub fn new(grafana: &str) -> Self {
-        Self { grafana: grafana.into(), ..Default::default() }
+        Self {
+            grafana: grafana.into(),
+            ..Default::default()
+        }
     }
 
     /// Changes are pending (dry run) or were just made.
     pub fn pending(&self) -> bool {
-        self.items.iter().any(|i| i.outcome == Outcome::Planned) || self.files.iter().any(|f| f.changed)
+        self.items.iter().any(|i| i.outcome == Outcome::Planned)
+            || self.files.iter().any(|f| f.changed)
     }
 
     /// Something could not be done.
     pub fn failed(&self) -> bool {
         self.error.is_some()
-            || self.items.iter().any(|i| matches!(i.outcome, Outcome::Failed(_) | Outcome::Conflict(_)))
+            || self
+                .items
+                .iter()
+                .any(|i| matches!(i.outcome, Outcome::Failed(_) | Outcome::Conflict(_)))
     }
 }
 
@@ -173,7 +199,10 @@ pub async fn reconcile_once(section: &ReconcileSection, dry_run: bool) -> Vec<Gr
             return section
                 .grafanas
                 .iter()
-                .map(|g| GrafanaReport { error: Some(e.to_string()), ..GrafanaReport::new(&g.id) })
+                .map(|g| GrafanaReport {
+                    error: Some(e.to_string()),
+                    ..GrafanaReport::new(&g.id)
+                })
                 .collect();
         }
     };
@@ -183,7 +212,10 @@ pub async fn reconcile_once(section: &ReconcileSection, dry_run: bool) -> Vec<Gr
             (None, _) => None,
             (Some(_), Ok(c)) => c,
             (Some(_), Err(e)) => {
-                reports.push(GrafanaReport { error: Some(e.to_string()), ..GrafanaReport::new(&g.id) });
+                reports.push(GrafanaReport {
+                    error: Some(e.to_string()),
+                    ..GrafanaReport::new(&g.id)
+                });
                 continue;
             }
         };
@@ -193,7 +225,9 @@ pub async fn reconcile_once(section: &ReconcileSection, dry_run: bool) -> Vec<Gr
                 error: Some("api mode needs `url` and credentials".into()),
                 ..GrafanaReport::new(&g.id)
             },
-            (mode, client) => apply::files::reconcile(mode, g, client.as_ref(), section, &tempos, dry_run).await,
+            (mode, client) => {
+                apply::files::reconcile(mode, g, client.as_ref(), section, &tempos, dry_run).await
+            }
         };
         reports.push(report);
     }
@@ -246,7 +280,9 @@ pub async fn run(args: ReconcileArgs, mut section: ReconcileSection) -> u8 {
                         section = s;
                         break;
                     }
-                    Err(e) => tracing::warn!("config changed but is invalid; keeping the old one: {e}"),
+                    Err(e) => {
+                        tracing::warn!("config changed but is invalid; keeping the old one: {e}")
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {

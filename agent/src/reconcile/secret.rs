@@ -63,7 +63,10 @@ pub fn load(source: &SecretSource, what: &str) -> Result<Secret, Error> {
         }
         return Ok(Secret::new(value));
     }
-    Err(Error::Secret { what: what.into(), reason: "no source set".into() })
+    Err(Error::Secret {
+        what: what.into(),
+        reason: "no source set".into(),
+    })
 }
 
 #[cfg(test)]
@@ -83,19 +86,30 @@ mod tests {
     fn file_is_trimmed_and_empty_file_is_an_error() {
         let mut f = tempfile::NamedTempFile::new().expect("tempfile");
         writeln!(f, "tok-123").expect("write");
-        let src = SecretSource { file: Some(f.path().into()), ..Default::default() };
+        let src = SecretSource {
+            file: Some(f.path().into()),
+            ..Default::default()
+        };
         assert_eq!(load(&src, "t").expect("load").expose(), "tok-123");
         let empty = tempfile::NamedTempFile::new().expect("tempfile");
-        let src = SecretSource { file: Some(empty.path().into()), ..Default::default() };
+        let src = SecretSource {
+            file: Some(empty.path().into()),
+            ..Default::default()
+        };
         let err = load(&src, "grafana token").expect_err("empty");
         assert!(err.to_string().contains("grafana token"), "{err}");
     }
 
     #[test]
     fn missing_env_is_an_error_that_names_the_variable() {
-        let src =
-            SecretSource { env: Some("SONDE_TEST_SURELY_UNSET_VAR".into()), ..Default::default() };
+        let src = SecretSource {
+            env: Some("SONDE_TEST_SURELY_UNSET_VAR".into()),
+            ..Default::default()
+        };
         let err = load(&src, "tenant").expect_err("unset");
-        assert!(err.to_string().contains("SONDE_TEST_SURELY_UNSET_VAR"), "{err}");
+        assert!(
+            err.to_string().contains("SONDE_TEST_SURELY_UNSET_VAR"),
+            "{err}"
+        );
     }
 }

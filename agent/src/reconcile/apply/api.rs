@@ -68,16 +68,28 @@ pub async fn reconcile(
         }
     };
     let inventory: Vec<DsSummary> = listed.iter().filter_map(DsSummary::from_json).collect();
-    let want = desired::build(section, tempos, client.id(), Some(&inventory), Some(client.auth().key()));
+    let want = desired::build(
+        section,
+        tempos,
+        client.id(),
+        Some(&inventory),
+        Some(client.auth().key()),
+    );
     report.notes = want.notes.clone();
     let mut failed_tempos = BTreeSet::new();
     for ds in &want.datasources {
         if let Some(t) = ds.depends_on.iter().find(|t| failed_tempos.contains(*t)) {
-            report.items.push(Item::skipped(ds, format!("Tempo {t} was not written; not linking to it")));
+            report.items.push(Item::skipped(
+                ds,
+                format!("Tempo {t} was not written; not linking to it"),
+            ));
             continue;
         }
         let item = apply_one(client, ds, &inventory, dry_run, &mut report.writes).await;
-        let ok = matches!(item.outcome, Outcome::Applied | Outcome::Unchanged | Outcome::Planned);
+        let ok = matches!(
+            item.outcome,
+            Outcome::Applied | Outcome::Unchanged | Outcome::Planned
+        );
         if !ok && ds.role == desired::Role::Owned {
             failed_tempos.insert(ds.uid.clone());
         }
@@ -101,14 +113,26 @@ async fn apply_one(
         };
         let planned = diff::plan(ds, observed.as_ref(), Some(inventory));
         if dry_run {
-            let outcome = if planned.pending() { Outcome::Planned } else { Outcome::Unchanged };
+            let outcome = if planned.pending() {
+                Outcome::Planned
+            } else {
+                Outcome::Unchanged
+            };
             return Item { planned, outcome };
         }
         let result = match &planned.action {
-            Action::Noop => return Item { planned, outcome: Outcome::Unchanged },
+            Action::Noop => {
+                return Item {
+                    planned,
+                    outcome: Outcome::Unchanged,
+                };
+            }
             Action::Conflict(msg) => {
                 let msg = msg.clone();
-                return Item { planned, outcome: Outcome::Conflict(msg) };
+                return Item {
+                    planned,
+                    outcome: Outcome::Conflict(msg),
+                };
             }
             Action::Create => {
                 *writes += 1;
@@ -116,11 +140,18 @@ async fn apply_one(
             }
             Action::Update => {
                 *writes += 1;
-                client.update(&ds.uid, &write_body(&planned.body, planned.version)).await
+                client
+                    .update(&ds.uid, &write_body(&planned.body, planned.version))
+                    .await
             }
         };
         match result {
-            Ok(_) => return Item { planned, outcome: Outcome::Applied },
+            Ok(_) => {
+                return Item {
+                    planned,
+                    outcome: Outcome::Applied,
+                };
+            }
             // Someone wrote in between: read again and merge onto the new record.
             Err(ApiError::VersionConflict { .. }) => {
                 tracing::info!(grafana = client.id(), uid = %ds.uid, "version conflict; retrying");
@@ -136,20 +167,39 @@ async fn apply_one(
                          already uses this name: rename it or this Tempo",
                         ds.name, ds.uid
                     );
-                    return Item { planned, outcome: Outcome::Conflict(msg) };
+                    return Item {
+                        planned,
+                        outcome: Outcome::Conflict(msg),
+                    };
                 }
-                Err(e) => return Item { planned, outcome: Outcome::Failed(e.to_string()) },
+                Err(e) => {
+                    return Item {
+                        planned,
+                        outcome: Outcome::Failed(e.to_string()),
+                    };
+                }
             },
             Err(ApiError::ReadOnly { .. }) => {
                 let msg = diff::read_only_message(ds);
-                return Item { planned, outcome: Outcome::Conflict(msg) };
+                return Item {
+                    planned,
+                    outcome: Outcome::Conflict(msg),
+                };
             }
-            Err(e) => return Item { planned, outcome: Outcome::Failed(e.to_string()) },
+            Err(e) => {
+                return Item {
+                    planned,
+                    outcome: Outcome::Failed(e.to_string()),
+                };
+            }
         }
     }
     let msg = format!("gave up after {MAX_ATTEMPTS} version conflicts; someone keeps editing it");
     match last {
-        Some(planned) => Item { planned, outcome: Outcome::Failed(msg) },
+        Some(planned) => Item {
+            planned,
+            outcome: Outcome::Failed(msg),
+        },
         None => Item::failed(ds, msg),
     }
 }

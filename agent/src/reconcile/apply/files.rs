@@ -21,5 +21,8 @@ pub async fn reconcile(
     _tempos: &[ResolvedTempo],
     _dry_run: bool,
 ) -> GrafanaReport {
-    GrafanaReport { error: Some("file modes: not yet".into()), ..GrafanaReport::new(&g.id) }
+    GrafanaReport {
+        error: Some("file modes: not yet".into()),
+        ..GrafanaReport::new(&g.id)
+    }
 }

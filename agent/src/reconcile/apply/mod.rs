@@ -22,10 +22,17 @@ pub fn client_for(g: &GrafanaConfig) -> Result<Option<GrafanaClient>, Error> {
         (None, None) => return Ok(None),
     };
     let ca = match &g.ca_file {
-        Some(p) => Some(
-            std::fs::read(p).map_err(|source| Error::CaFile { path: p.display().to_string(), source })?,
-        ),
+        Some(p) => Some(std::fs::read(p).map_err(|source| Error::CaFile {
+            path: p.display().to_string(),
+            source,
+        })?),
         None => None,
     };
-    Ok(Some(GrafanaClient::new(&g.id, url, g.org_id, auth, ca.as_deref())?))
+    Ok(Some(GrafanaClient::new(
+        &g.id,
+        url,
+        g.org_id,
+        auth,
+        ca.as_deref(),
+    )?))
 }

@@ -33,17 +33,34 @@ impl Auth {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("grafana {grafana}: cannot reach {url}: {reason}")]
-    Transport { grafana: String, url: String, reason: String },
+    Transport {
+        grafana: String,
+        url: String,
+        reason: String,
+    },
     #[error("grafana {grafana}: authentication failed ({status}); check the token or password")]
     Unauthorized { grafana: String, status: u16 },
     #[error("grafana {grafana}: {what}: version conflict (changed by someone else meanwhile)")]
     VersionConflict { grafana: String, what: String },
     #[error("grafana {grafana}: {what}: already exists: {message}")]
-    Exists { grafana: String, what: String, message: String },
+    Exists {
+        grafana: String,
+        what: String,
+        message: String,
+    },
     #[error("grafana {grafana}: {what}: provisioned datasource is read-only: {message}")]
-    ReadOnly { grafana: String, what: String, message: String },
+    ReadOnly {
+        grafana: String,
+        what: String,
+        message: String,
+    },
     #[error("grafana {grafana}: {what}: HTTP {status}: {message}")]
-    Http { grafana: String, what: String, status: u16, message: String },
+    Http {
+        grafana: String,
+        what: String,
+        status: u16,
+        message: String,
+    },
 }
 
 /// A client for one Grafana org.
@@ -81,7 +98,13 @@ impl GrafanaClient {
             url: base.into(),
             reason: e.to_string(),
         })?;
-        Ok(Self { id: id.into(), base: base.trim_end_matches('/').into(), org_id, auth, http })
+        Ok(Self {
+            id: id.into(),
+            base: base.trim_end_matches('/').into(),
+            org_id,
+            auth,
+            http,
+        })
     }
 
     /// The Grafana id from the config.
@@ -102,7 +125,10 @@ impl GrafanaClient {
         what: &str,
     ) -> Result<(StatusCode, Value), ApiError> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url).header("Accept", "application/json");
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("Accept", "application/json");
         req = match &self.auth {
             Auth::Token(t) => req.bearer_auth(t.expose()),
             Auth::Basic { user, password } => req
@@ -130,21 +156,39 @@ impl GrafanaClient {
             .unwrap_or_else(|| text.chars().take(200).collect());
         let (grafana, what) = (self.id.clone(), what.to_string());
         Err(match status {
-            StatusCode::UNAUTHORIZED => ApiError::Unauthorized { grafana, status: 401 },
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized {
+                grafana,
+                status: 401,
+            },
             StatusCode::FORBIDDEN if message.to_ascii_lowercase().contains("read-only") => {
-                ApiError::ReadOnly { grafana, what, message }
+                ApiError::ReadOnly {
+                    grafana,
+                    what,
+                    message,
+                }
             }
             StatusCode::CONFLICT if message.contains("already been updated") => {
                 ApiError::VersionConflict { grafana, what }
             }
-            StatusCode::CONFLICT => ApiError::Exists { grafana, what, message },
-            s => ApiError::Http { grafana, what, status: s.as_u16(), message },
+            StatusCode::CONFLICT => ApiError::Exists {
+                grafana,
+                what,
+                message,
+            },
+            s => ApiError::Http {
+                grafana,
+                what,
+                status: s.as_u16(),
+                message,
+            },
         })
     }
 
     /// `GET /api/datasources`: every datasource in the org.
     pub async fn list(&self) -> Result<Vec<Value>, ApiError> {
-        let (status, v) = self.call(Method::GET, "/api/datasources", None, "list").await?;
+        let (status, v) = self
+            .call(Method::GET, "/api/datasources", None, "list")
+            .await?;
         match v {
             Value::Array(items) if status.is_success() => Ok(items),
             _ => Err(ApiError::Http {
@@ -159,8 +203,14 @@ impl GrafanaClient {
     /// `GET /api/datasources/uid/:uid`; `None` on 404.
     pub async fn get_by_uid(&self, uid: &str) -> Result<Option<Value>, ApiError> {
         let what = format!("get uid {uid}");
-        let (status, v) =
-            self.call(Method::GET, &format!("/api/datasources/uid/{uid}"), None, &what).await?;
+        let (status, v) = self
+            .call(
+                Method::GET,
+                &format!("/api/datasources/uid/{uid}"),
+                None,
+                &what,
+            )
+            .await?;
         Ok((status != StatusCode::NOT_FOUND).then_some(v))
     }
 
@@ -174,8 +224,13 @@ impl GrafanaClient {
 
     /// `POST /api/datasources`.
     pub async fn create(&self, body: &Value) -> Result<Value, ApiError> {
-        let what = format!("create uid {}", body.get("uid").and_then(Value::as_str).unwrap_or(""));
-        let (status, v) = self.call(Method::POST, "/api/datasources", Some(body), &what).await?;
+        let what = format!(
+            "create uid {}",
+            body.get("uid").and_then(Value::as_str).unwrap_or("")
+        );
+        let (status, v) = self
+            .call(Method::POST, "/api/datasources", Some(body), &what)
+            .await?;
         self.expect_found(status, v, &what)
     }
 
