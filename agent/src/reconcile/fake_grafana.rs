@@ -43,6 +43,8 @@ pub struct FakeState {
     pub writes: usize,
     /// Before the next PUT, bump the target's version as if another client had written.
     pub interfere_next_put: bool,
+    /// Provisioning reloads requested.
+    pub reloads: usize,
     /// Accepted credentials: the bearer token and the basic-auth `user:password`.
     pub token: String,
     pub basic: String,
@@ -389,6 +391,26 @@ async fn update(
         .into_response()
 }
 
+/// Reload needs a server admin: basic auth only (a service-account token gets 403).
+async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let mut st = lock(&s);
+    if !st.authorized(&headers) {
+        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| h.starts_with("Basic "));
+    if !basic {
+        return err(
+            StatusCode::FORBIDDEN,
+            "You'll need additional permissions to perform this action",
+        );
+    }
+    st.reloads += 1;
+    Json(json!({"message": "Datasources config reloaded"})).into_response()
+}
+
 impl FakeGrafana {
     /// Start on 127.0.0.1 with a port chosen by the kernel; accepts `token` as bearer token and
     /// `basic` (`user:password`) for basic auth.
@@ -402,6 +424,10 @@ impl FakeGrafana {
             .route("/api/datasources", get(list).post(create))
             .route("/api/datasources/uid/{uid}", get(get_uid).put(update))
             .route("/api/datasources/name/{name}", get(get_name))
+            .route(
+                "/api/admin/provisioning/datasources/reload",
+                axum::routing::post(reload),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -9,6 +9,8 @@ use super::{
 
 pub mod api;
 pub mod files;
+pub mod render_files;
+pub mod textdiff;
 
 /// Build the API client for a Grafana that has a `url`; `None` without one.
 pub fn client_for(g: &GrafanaConfig) -> Result<Option<GrafanaClient>, Error> {

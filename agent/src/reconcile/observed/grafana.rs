@@ -242,6 +242,16 @@ impl GrafanaClient {
         self.expect_found(status, v, &what)
     }
 
+    /// `POST /api/admin/provisioning/datasources/reload` (needs a server admin, basic auth).
+    pub async fn reload_provisioning(&self) -> Result<(), ApiError> {
+        let path = "/api/admin/provisioning/datasources/reload";
+        let (status, v) = self
+            .call(Method::POST, path, None, "reload provisioning")
+            .await?;
+        self.expect_found(status, v, "reload provisioning")
+            .map(|_| ())
+    }
+
     fn expect_found(&self, status: StatusCode, v: Value, what: &str) -> Result<Value, ApiError> {
         if status == StatusCode::NOT_FOUND {
             return Err(ApiError::Http {
