@@ -234,13 +234,29 @@ pub async fn reconcile_once(section: &ReconcileSection, dry_run: bool) -> Vec<Gr
     reports
 }
 
-fn mtime(path: Option<&Path>) -> Option<SystemTime> {
-    std::fs::metadata(path?).and_then(|m| m.modified()).ok()
+/// `sonde reconcile`: once (`--once`, `--dry-run`) or in a loop until Ctrl-C.
+pub async fn run(args: ReconcileArgs, section: ReconcileSection) -> u8 {
+    if args.once || args.dry_run {
+        let reports = reconcile_once(&section, args.dry_run).await;
+        print!("{}", render::reports(&reports, args.dry_run));
+        return exit_code(&reports, args.dry_run);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    run_loop(&args, section, &stop, |reports| {
+        print!("{}", render::reports(reports, false))
+    })
+    .await;
+    0
 }
 
-/// Print reports; return the exit code of this pass.
-fn finish(reports: &[GrafanaReport], dry_run: bool) -> u8 {
-    print!("{}", render::reports(reports, dry_run));
+/// The exit code of one pass: 1 when something failed or conflicted, 2 when a dry run found
+/// pending changes, else 0.
+pub fn exit_code(reports: &[GrafanaReport], dry_run: bool) -> u8 {
     if reports.iter().any(GrafanaReport::failed) {
         1
     } else if dry_run && reports.iter().any(GrafanaReport::pending) {
@@ -250,31 +266,38 @@ fn finish(reports: &[GrafanaReport], dry_run: bool) -> u8 {
     }
 }
 
-/// `sonde reconcile`: once (`--once`, `--dry-run`) or in a loop on an interval and whenever the
-/// config file changes (polled by mtime), until Ctrl-C.
-pub async fn run(args: ReconcileArgs, mut section: ReconcileSection) -> u8 {
-    if args.once || args.dry_run {
-        let reports = reconcile_once(&section, args.dry_run).await;
-        return finish(&reports, args.dry_run);
-    }
+/// What identifies a version of the config file (mtime and size, polled).
+fn stamp(path: Option<&Path>) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path?).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reconcile every `interval` and whenever the config file changes (an invalid new config is
+/// logged and the previous one kept), until `stop` is cancelled.
+pub async fn run_loop(
+    args: &ReconcileArgs,
+    mut section: ReconcileSection,
+    stop: &tokio_util::sync::CancellationToken,
+    mut on_pass: impl FnMut(&[GrafanaReport]),
+) {
     let path = args.config.clone();
-    let mut seen = mtime(path.as_deref());
+    let mut seen = stamp(path.as_deref());
     loop {
         let reports = reconcile_once(&section, false).await;
-        finish(&reports, false);
+        on_pass(&reports);
         let interval = crate::config::parse_duration(&section.interval)
             .unwrap_or(std::time::Duration::from_secs(300));
         let deadline = tokio::time::Instant::now() + interval;
         loop {
-            let tick = tokio::time::sleep(std::time::Duration::from_secs(1));
+            let poll = tokio::time::sleep(CONFIG_POLL.min(interval));
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return 0,
-                _ = tick => {}
+                () = stop.cancelled() => return,
+                () = poll => {}
             }
-            let now = mtime(path.as_deref());
+            let now = stamp(path.as_deref());
             if now != seen {
                 seen = now;
-                match crate::config::load_section(&args) {
+                match crate::config::load_section(args) {
                     Ok(s) => {
                         tracing::info!("config changed; reconciling");
                         section = s;
@@ -291,3 +314,10 @@ pub async fn run(args: ReconcileArgs, mut section: ReconcileSection) -> u8 {
         }
     }
 }
+
+/// How often the config file is checked for changes.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+#[cfg(test)]
+#[path = "loop_tests.rs"]
+mod loop_tests;
