@@ -391,6 +391,31 @@ async fn update(
         .into_response()
 }
 
+/// `GET /api/org`: the caller's org. Tokens are bound to org 1; basic auth follows
+/// `X-Grafana-Org-Id` (the fake admin is a member of orgs 1 and 2).
+async fn org(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let st = lock(&s);
+    if !st.authorized(&headers) {
+        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| h.starts_with("Bearer "));
+    let wanted = headers
+        .get("x-grafana-org-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let id = if bearer { 1 } else { wanted.unwrap_or(1) };
+    if !(1..=2).contains(&id) {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "User does not belong to the organization",
+        );
+    }
+    Json(json!({"id": id, "name": format!("Org {id}")})).into_response()
+}
+
 /// Reload needs a server admin: basic auth only (a service-account token gets 403).
 async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
     let mut st = lock(&s);
@@ -424,6 +449,7 @@ impl FakeGrafana {
             .route("/api/datasources", get(list).post(create))
             .route("/api/datasources/uid/{uid}", get(get_uid).put(update))
             .route("/api/datasources/name/{name}", get(get_name))
+            .route("/api/org", get(org))
             .route(
                 "/api/admin/provisioning/datasources/reload",
                 axum::routing::post(reload),

@@ -22,7 +22,7 @@ fn value(v: &Value) -> String {
 /// One change line, e.g. `~ jsonData.serviceMap.datasourceUid: "a" → "b"`.
 pub fn change(c: &Change) -> String {
     if c.secret || c.path.starts_with("secureJsonData") {
-        return format!("~ {} = {MASK} (re-sent)", c.path);
+        return format!("~ {} = {MASK} (write-only, sent)", c.path);
     }
     match (&c.before, &c.after) {
         (None, Some(a)) => format!("+ {} = {}", c.path, value(a)),
@@ -124,11 +124,11 @@ mod tests {
     #[case::changed(c("url", Some(json!("a")), Some(json!("b")), false), "~ url: \"a\" → \"b\"")]
     #[case::secret(
         c("secureJsonData.k", None, None, true),
-        "~ secureJsonData.k = ****** (re-sent)"
+        "~ secureJsonData.k = ****** (write-only, sent)"
     )]
     #[case::secret_path_even_with_value(
         c("secureJsonData.k", None, Some(json!("hunter2")), false),
-        "~ secureJsonData.k = ****** (re-sent)"
+        "~ secureJsonData.k = ****** (write-only, sent)"
     )]
     #[case::long_value_truncated(
         c("x", None, Some(json!("é".repeat(200))), false),

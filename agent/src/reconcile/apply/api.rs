@@ -60,6 +60,10 @@ pub async fn reconcile(
     dry_run: bool,
 ) -> GrafanaReport {
     let mut report = GrafanaReport::new(client.id());
+    if let Err(e) = client.check_org().await {
+        report.error = Some(e.to_string());
+        return report;
+    }
     let listed = match client.list().await {
         Ok(l) => l,
         Err(e) => {
@@ -76,6 +80,15 @@ pub async fn reconcile(
         Some(client.auth().key()),
     );
     report.notes = want.notes.clone();
+    for d in inventory.iter().filter(|d| d.sonde_tempo) {
+        if !want.datasources.iter().any(|w| w.uid == d.uid) {
+            report.notes.push(format!(
+                "tempo datasource {:?} (uid {}) was created by Sonde but is no longer configured \
+                 for this Grafana; Sonde leaves it alone: delete it in Grafana if unused",
+                d.name, d.uid
+            ));
+        }
+    }
     let mut failed_tempos = BTreeSet::new();
     for ds in &want.datasources {
         if let Some(t) = ds.depends_on.iter().find(|t| failed_tempos.contains(*t)) {
@@ -86,6 +99,15 @@ pub async fn reconcile(
             continue;
         }
         let item = apply_one(client, ds, &inventory, dry_run, &mut report.writes).await;
+        if item.planned.drift {
+            let paths: Vec<_> = item
+                .planned
+                .changes
+                .iter()
+                .map(|c| c.path.as_str())
+                .collect();
+            tracing::warn!(grafana = client.id(), uid = %ds.uid, ?paths, "drift: changed outside Sonde");
+        }
         let ok = matches!(
             item.outcome,
             Outcome::Applied | Outcome::Unchanged | Outcome::Planned

@@ -168,6 +168,7 @@ async fn first_run_creates_and_links_second_run_writes_nothing() {
 async fn dry_run_plans_without_writing() {
     let s = setup().await;
     let plan = run(&s.section, true).await;
+    assert_eq!(plan.error, None);
     assert!(plan.pending());
     assert_eq!(s.fake.state().writes, 0);
     assert_eq!(plan.items[0].planned.action, Action::Create);
@@ -384,6 +385,7 @@ async fn basic_auth_works_and_recreated_backend_is_relinked() {
     let report = run(&section, false).await;
     assert_eq!(report.error, None);
     let tempo_uid = report.items[0].planned.uid.clone();
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
     let (tempo, _) = s.fake.state().get(&tempo_uid).expect("tempo");
     assert_eq!(
         tempo["jsonData"]["tracesToLogsV2"]["datasourceUid"],
@@ -394,4 +396,49 @@ async fn basic_auth_works_and_recreated_backend_is_relinked() {
         loki["jsonData"]["derivedFields"][0]["datasourceUid"],
         Value::from(tempo_uid)
     );
+}
+
+#[tokio::test]
+async fn a_sonde_tempo_no_longer_configured_is_reported_not_deleted() {
+    let mut s = setup().await;
+    let first = run(&s.section, false).await;
+    let old_uid = first.items[0].planned.uid.clone();
+    s.section.tempos[0].name = "Renamed traces".into();
+    let report = run(&s.section, false).await;
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains(&old_uid) && n.contains("no longer configured"))
+    );
+    assert!(s.fake.state().get(&old_uid).is_some(), "never deleted");
+    // The Loki entry pointing at the old Tempo is Sonde's (marker) and is replaced.
+    let (loki, _) = s.fake.state().get("loki-a").expect("loki");
+    let uids: Vec<_> = loki["jsonData"]["derivedFields"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["datasourceUid"].clone())
+        .collect();
+    assert_eq!(
+        uids,
+        [
+            Value::Null,
+            Value::from(report.items[0].planned.uid.clone())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_another_org_is_refused_before_any_write() {
+    let s = setup().await;
+    let mut section = s.section.clone();
+    section.grafanas[0].org_id = 2;
+    let report = run(&section, false).await;
+    let err = report.error.expect("error");
+    assert!(
+        err.contains("act in org 1") && err.contains("org_id 2"),
+        "{err}"
+    );
+    assert_eq!(s.fake.state().writes, 0);
 }

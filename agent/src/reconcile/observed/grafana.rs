@@ -184,6 +184,29 @@ impl GrafanaClient {
         })
     }
 
+    /// `GET /api/org`: check that the credentials act in the configured org (a service-account
+    /// token is bound to one org; basic auth selects it with `X-Grafana-Org-Id`).
+    pub async fn check_org(&self) -> Result<(), ApiError> {
+        let (status, v) = self
+            .call(Method::GET, "/api/org", None, "current org")
+            .await?;
+        let id = v.get("id").and_then(Value::as_u64);
+        match id {
+            Some(id) if id == self.org_id => Ok(()),
+            _ => Err(ApiError::Http {
+                grafana: self.id.clone(),
+                what: "current org".into(),
+                status: status.as_u16(),
+                message: format!(
+                    "the credentials act in org {}, but the config says org_id {}; use a token \
+                     of that org or fix org_id",
+                    id.map_or_else(|| "?".to_string(), |i| i.to_string()),
+                    self.org_id
+                ),
+            }),
+        }
+    }
+
     /// `GET /api/datasources`: every datasource in the org.
     pub async fn list(&self) -> Result<Vec<Value>, ApiError> {
         let (status, v) = self
