@@ -3,6 +3,20 @@
 //!
 //! Each Grafana is handled on its own, so one failing Grafana never blocks the others. Links
 //! are only made to datasources of the same Grafana, chosen deterministically.
+//!
+//! Ownership: Sonde owns only the fields it sets (see `desired`); a datasource record is always
+//! read, merged and written whole, so user changes elsewhere survive, and an unchanged run
+//! writes nothing. Drift is a difference in an owned field while the hash of the desired
+//! fields recorded in the `jsonData` marker still matches: the change came from outside.
+//!
+//! Secrets (`secureJsonData`: tenant header, Tempo basic-auth password or token) are
+//! write-only in Grafana and cannot be diffed. Sonde sends them on create, and otherwise only
+//! when (a) the keyed hash of the desired secrets stored in the marker differs — the config or
+//! the secret file/env changed; the HMAC key is the Grafana credential, so the hash does not
+//! help someone who can read `jsonData` guess a low-entropy value — or (b) Grafana's
+//! `secureJsonFields` no longer lists a key (reset in the UI). A secret overwritten with
+//! another value in the UI cannot be detected; provisioning files, which replace the whole
+//! secure set on every load, are the mode for users who need that guarantee.
 use std::{path::Path, time::SystemTime};
 
 use serde::{Deserialize, Serialize};

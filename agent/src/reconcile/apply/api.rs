@@ -108,11 +108,14 @@ pub async fn reconcile(
                 .collect();
             tracing::warn!(grafana = client.id(), uid = %ds.uid, ?paths, "drift: changed outside Sonde");
         }
+        // A Tempo that could not be written is linked to only if it exists anyway (e.g. a
+        // read-only one): never leave a link to a UID that is not there.
         let ok = matches!(
             item.outcome,
             Outcome::Applied | Outcome::Unchanged | Outcome::Planned
         );
-        if !ok && ds.role == desired::Role::Owned {
+        let exists = inventory.iter().any(|d| d.uid == ds.uid);
+        if !ok && !exists && ds.role == desired::Role::Owned {
             failed_tempos.insert(ds.uid.clone());
         }
         report.items.push(item);

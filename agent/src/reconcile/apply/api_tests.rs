@@ -442,3 +442,29 @@ async fn a_token_of_another_org_is_refused_before_any_write() {
     );
     assert_eq!(s.fake.state().writes, 0);
 }
+
+#[tokio::test]
+async fn a_provisioned_tempo_is_reported_and_still_linked_back() {
+    let s = setup().await;
+    let uid = crate::reconcile::tempo_uid(&s.section.tempos[0]);
+    s.fake.state().seed(
+        json!({"uid": uid, "name": "Sonde traces", "type": "tempo", "readOnly": true}),
+        &[],
+    );
+    let report = run(&s.section, false).await;
+    match &report.items[0].outcome {
+        Outcome::Conflict(m) => assert!(m.contains("--mode provisioning"), "{m}"),
+        o => panic!("expected a conflict, got {o:?}"),
+    }
+    assert_eq!(
+        report.writes,
+        2,
+        "links to the existing Tempo: {:?}",
+        outcomes(&report)
+    );
+    let (loki, _) = s.fake.state().get("loki-a").expect("loki");
+    assert_eq!(
+        loki["jsonData"]["derivedFields"][1]["datasourceUid"],
+        Value::from(uid)
+    );
+}
