@@ -213,10 +213,20 @@ impl Default for CorrelationConfig {
             metrics_tags: vec![tag("service.name", Some("service"))],
             span_start_time_shift: "-5m".into(),
             span_end_time_shift: "5m".into(),
-            metrics_queries: vec![MetricsQuery {
-                name: "Request rate".into(),
-                query: "sum(rate(traces_spanmetrics_calls_total{$__tags}[5m]))".into(),
-            }],
+            // Series of Tempo's metrics-generator (span-metrics), whose `service` label carries
+            // `service.name` and whose latency exemplars carry `traceID`.
+            metrics_queries: vec![
+                MetricsQuery {
+                    name: "Request rate".into(),
+                    query: "sum(rate(traces_spanmetrics_calls_total{$__tags}[5m]))".into(),
+                },
+                MetricsQuery {
+                    name: "p90 latency".into(),
+                    query: "histogram_quantile(0.9, sum by (le) \
+                            (rate(traces_spanmetrics_latency_bucket{$__tags}[5m])))"
+                        .into(),
+                },
+            ],
             exemplar_label: "traceID".into(),
             derived_field_name: "traceID".into(),
             derived_field_regex: r"(?:traceID|trace_id|tid)=(\w+)".into(),
