@@ -12,6 +12,8 @@
 //!   "Cannot update read-only data source" for provisioned (`readOnly`) datasources.
 //! - Reads never return `secureJsonData`, only `secureJsonFields: {key: true}`.
 //! - Basic auth or a bearer token is required (401 otherwise).
+//! - Orgs: a token acts in org 1; basic auth picks org 1 or 2 with `X-Grafana-Org-Id`. Names
+//!   and UIDs are unique per org only.
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -81,11 +83,38 @@ fn valid_uid(uid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+fn org_of_record(s: &Stored) -> u64 {
+    s.record.get("orgId").and_then(Value::as_u64).unwrap_or(1)
+}
+
+fn name_of(s: &Stored) -> Option<&str> {
+    s.record.get("name").and_then(Value::as_str)
+}
+
+/// The caller's org: a token is bound to org 1; basic auth selects one with
+/// `X-Grafana-Org-Id` (default 1).
+fn caller_org(headers: &HeaderMap) -> u64 {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| h.starts_with("Bearer "));
+    let wanted = headers
+        .get("x-grafana-org-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if bearer { 1 } else { wanted.unwrap_or(1) }
+}
+
 impl FakeState {
     fn find(&self, uid: &str) -> Option<usize> {
-        self.stored
-            .iter()
-            .position(|s| s.record.get("uid").and_then(Value::as_str) == Some(uid))
+        self.find_in(1, uid)
+    }
+
+    /// UIDs (and names) are unique per org only.
+    fn find_in(&self, org: u64, uid: &str) -> Option<usize> {
+        self.stored.iter().position(|s| {
+            s.record.get("uid").and_then(Value::as_str) == Some(uid) && org_of_record(s) == org
+        })
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -115,11 +144,16 @@ impl FakeState {
     }
 
     /// Insert a datasource directly (test setup, e.g. a provisioned one), bypassing the API.
-    pub fn seed(&mut self, mut record: Value, secure: &[(&str, &str)]) {
+    pub fn seed(&mut self, record: Value, secure: &[(&str, &str)]) {
+        self.seed_in(1, record, secure);
+    }
+
+    /// Insert a datasource directly into `org`.
+    pub fn seed_in(&mut self, org: u64, mut record: Value, secure: &[(&str, &str)]) {
         self.next_id += 1;
         if let Some(o) = record.as_object_mut() {
             o.insert("id".into(), json!(self.next_id));
-            o.insert("orgId".into(), json!(1));
+            o.insert("orgId".into(), json!(org));
             o.entry("version").or_insert(json!(1));
             o.entry("readOnly").or_insert(json!(false));
             o.entry("jsonData").or_insert(json!({}));
@@ -133,9 +167,14 @@ impl FakeState {
         self.stored.push(Stored { record, secure });
     }
 
-    /// The record with its secrets (test assertions only).
+    /// The record with its secrets, in org 1 (test assertions only).
     pub fn get(&self, uid: &str) -> Option<(Value, BTreeMap<String, String>)> {
-        let s = &self.stored[self.find(uid)?];
+        self.get_in(1, uid)
+    }
+
+    /// The record with its secrets, in `org`.
+    pub fn get_in(&self, org: u64, uid: &str) -> Option<(Value, BTreeMap<String, String>)> {
+        let s = &self.stored[self.find_in(org, uid)?];
         Some((Self::view(s), s.secure.clone()))
     }
 
@@ -177,9 +216,11 @@ async fn list(State(s): State<Shared>, headers: HeaderMap) -> Response {
         "jsonData",
         "readOnly",
     ];
+    let org = caller_org(&headers);
     let items: Vec<Value> = st
         .stored
         .iter()
+        .filter(|d| org_of_record(d) == org)
         .map(|d| {
             Value::Object(
                 keys.iter()
@@ -196,7 +237,7 @@ async fn get_uid(State(s): State<Shared>, headers: HeaderMap, Path(uid): Path<St
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    match st.find(&uid) {
+    match st.find_in(caller_org(&headers), &uid) {
         Some(i) => Json(FakeState::view(&st.stored[i])).into_response(),
         None => err(StatusCode::NOT_FOUND, "Data source not found"),
     }
@@ -211,10 +252,11 @@ async fn get_name(
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
+    let org = caller_org(&headers);
     match st
         .stored
         .iter()
-        .find(|d| d.record.get("name").and_then(Value::as_str) == Some(&name))
+        .find(|d| name_of(d) == Some(&name) && org_of_record(d) == org)
     {
         Some(d) => Json(FakeState::view(d)).into_response(),
         None => err(StatusCode::NOT_FOUND, "Data source not found"),
@@ -233,13 +275,13 @@ fn secure_of(body: &Value) -> BTreeMap<String, String> {
 }
 
 /// The record fields a write sets (whole-record semantics).
-fn record_from(body: &Value, uid: &str, id: i64, version: i64) -> Map<String, Value> {
+fn record_from(body: &Value, uid: &str, org: u64, id: i64, version: i64) -> Map<String, Value> {
     let s = |k: &str| body.get(k).cloned().unwrap_or(json!(""));
     let b = |k: &str| body.get(k).cloned().unwrap_or(json!(false));
     let mut r = Map::new();
     r.insert("id".into(), json!(id));
     r.insert("uid".into(), json!(uid));
-    r.insert("orgId".into(), json!(1));
+    r.insert("orgId".into(), json!(org));
     for k in [
         "name",
         "type",
@@ -300,23 +342,24 @@ async fn create(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Va
             "Failed to add datasource: invalid UID",
         );
     }
+    let org = caller_org(&headers);
     if st
         .stored
         .iter()
-        .any(|d| d.record.get("name").and_then(Value::as_str) == Some(&name))
+        .any(|d| name_of(d) == Some(&name) && org_of_record(d) == org)
     {
         return err(
             StatusCode::CONFLICT,
             "data source with the same name already exists",
         );
     }
-    if st.find(&uid).is_some() {
+    if st.find_in(org, &uid).is_some() {
         return err(
             StatusCode::CONFLICT,
             "data source with the same uid already exists",
         );
     }
-    let record = record_from(&body, &uid, id, 1);
+    let record = record_from(&body, &uid, org, id, 1);
     let stored = Stored {
         record,
         secure: secure_of(&body),
@@ -338,7 +381,8 @@ async fn update(
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let Some(i) = st.find(&uid) else {
+    let org = caller_org(&headers);
+    let Some(i) = st.find_in(org, &uid) else {
         return err(StatusCode::NOT_FOUND, "Data source not found");
     };
     if body
@@ -364,7 +408,8 @@ async fn update(
         .unwrap_or_default()
         .to_string();
     let clash = st.stored.iter().any(|d| {
-        d.record.get("name").and_then(Value::as_str) == Some(&name)
+        name_of(d) == Some(&name)
+            && org_of_record(d) == org
             && d.record.get("uid").and_then(Value::as_str) != Some(&uid)
     });
     if clash {
@@ -382,7 +427,7 @@ async fn update(
         );
     }
     let id = current.get("id").and_then(Value::as_i64).unwrap_or(0);
-    let record = record_from(&body, &uid, id, sent + 1);
+    let record = record_from(&body, &uid, org, id, sent + 1);
     let mut secure = st.stored[i].secure.clone();
     secure.extend(secure_of(&body));
     st.stored[i] = Stored { record, secure };
@@ -398,15 +443,7 @@ async fn org(State(s): State<Shared>, headers: HeaderMap) -> Response {
     if !st.authorized(&headers) {
         return err(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|h| h.starts_with("Bearer "));
-    let wanted = headers
-        .get("x-grafana-org-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let id = if bearer { 1 } else { wanted.unwrap_or(1) };
+    let id = caller_org(&headers);
     if !(1..=2).contains(&id) {
         return err(
             StatusCode::UNAUTHORIZED,

@@ -468,3 +468,60 @@ async fn a_provisioned_tempo_is_reported_and_still_linked_back() {
         Value::from(uid)
     );
 }
+
+#[tokio::test]
+async fn two_orgs_of_one_grafana_get_their_own_datasources() {
+    let s = setup().await;
+    // Org 2 (reached with basic auth and X-Grafana-Org-Id) holds its own Prometheus with the
+    // same UID as org 1's: UIDs are unique per org only.
+    s.fake.state().seed_in(
+        2,
+        json!({"uid": "prom-a", "name": "Prometheus", "type": "prometheus"}),
+        &[],
+    );
+    let mut pw = tempfile::NamedTempFile::new().expect("tempfile");
+    writeln!(pw, "pw").expect("write");
+    let mut org2 = s.section.grafanas[0].clone();
+    org2.id = "g1-org2".into();
+    org2.org_id = 2;
+    org2.token = None;
+    org2.basic_auth = Some(crate::config::BasicAuth {
+        user: "admin".into(),
+        password: SecretSource {
+            file: Some(pw.path().into()),
+            ..Default::default()
+        },
+    });
+    let mut section = s.section.clone();
+    section.grafanas.push(org2);
+    section.validate().expect("valid");
+    let tempos = resolve_tempos(&section).expect("tempos");
+    let c1 = client_for(&section.grafanas[0]).expect("c").expect("url");
+    let c2 = client_for(&section.grafanas[1]).expect("c").expect("url");
+    let r1 = reconcile(&c1, &section, &tempos, false).await;
+    let r2 = reconcile(&c2, &section, &tempos, false).await;
+    assert_eq!((r1.error.clone(), r2.error.clone()), (None, None));
+    let uid = r1.items[0].planned.uid.clone();
+    let st = s.fake.state();
+    assert!(
+        st.get_in(1, &uid).is_some() && st.get_in(2, &uid).is_some(),
+        "one Tempo per org"
+    );
+    // Org 2 has no Loki: no logs link there, nothing dangling; its own Prometheus is linked.
+    let (t2, _) = st.get_in(2, &uid).expect("org 2 tempo");
+    assert!(t2["jsonData"].get("tracesToLogsV2").is_none(), "{t2}");
+    assert_eq!(t2["jsonData"]["serviceMap"]["datasourceUid"], "prom-a");
+    assert_eq!(t2["orgId"], 2);
+    let (p2, _) = st.get_in(2, "prom-a").expect("org 2 prom");
+    assert_eq!(
+        p2["jsonData"]["exemplarTraceIdDestinations"][0]["datasourceUid"],
+        Value::from(uid)
+    );
+    let (l1, _) = st.get_in(1, "loki-a").expect("org 1 loki");
+    assert_eq!(
+        l1["jsonData"]["derivedFields"].as_array().map(Vec::len),
+        Some(2),
+        "org 1 only"
+    );
+    assert_eq!(r2.items.len(), 2, "the Tempo and the Prometheus of org 2");
+}
