@@ -261,8 +261,18 @@ pub async fn run(args: ReconcileArgs, section: ReconcileSection) -> u8 {
         let _ = tokio::signal::ctrl_c().await;
         on_signal.cancel();
     });
+    // In the loop, print passes that wrote or failed; a quiet pass is one log line.
     run_loop(&args, section, &stop, |reports| {
-        print!("{}", render::reports(reports, false))
+        let (loud, quiet): (Vec<_>, Vec<_>) = reports
+            .iter()
+            .cloned()
+            .partition(|r| r.writes > 0 || r.failed());
+        if !loud.is_empty() {
+            print!("{}", render::reports(&loud, false));
+        }
+        for r in quiet {
+            tracing::info!(grafana = %r.grafana, "in sync, nothing written");
+        }
     })
     .await;
     0

@@ -39,16 +39,13 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
         let count = |f: &dyn Fn(&Outcome) -> bool| r.items.iter().filter(|i| f(&i.outcome)).count();
         let pending = count(&|o| matches!(o, Outcome::Planned | Outcome::Applied));
         let same = count(&|o| *o == Outcome::Unchanged);
-        let trouble = count(&|o| {
-            matches!(
-                o,
-                Outcome::Conflict(_) | Outcome::Failed(_) | Outcome::Skipped(_)
-            )
-        });
+        let trouble = count(&|o| matches!(o, Outcome::Conflict(_) | Outcome::Failed(_)));
+        let manual = count(&|o| matches!(o, Outcome::Skipped(_)));
         let verb = if dry_run { "to change" } else { "changed" };
         let _ = writeln!(
             out,
-            "grafana {}: {pending} {verb}, {same} unchanged, {trouble} not done, {} write(s)",
+            "grafana {}: {pending} {verb}, {same} unchanged, {trouble} failed or in conflict, \
+             {manual} skipped, {} write(s)",
             r.grafana, r.writes
         );
         if let Some(e) = &r.error {
@@ -75,10 +72,13 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
                 (Outcome::Failed(m), _) => format!("  ! failed {what}: {m}"),
             };
             let _ = writeln!(out, "{head}");
-            if matches!(
-                item.outcome,
-                Outcome::Planned | Outcome::Applied | Outcome::Conflict(_)
-            ) {
+            // In file modes the file diff below shows the changes.
+            if r.files.is_empty()
+                && matches!(
+                    item.outcome,
+                    Outcome::Planned | Outcome::Applied | Outcome::Conflict(_)
+                )
+            {
                 for c in &p.changes {
                     let _ = writeln!(out, "      {}", change(c));
                 }
