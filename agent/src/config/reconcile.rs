@@ -24,6 +24,9 @@ pub struct ReconcileSection {
     /// Prometheus/Mimir datasources for traces-to-metrics, the service map and exemplars,
     /// in order of preference.
     pub metrics: Vec<BackendRef>,
+    /// Prometheus holding the service-graph series (where Tempo's metrics-generator
+    /// remote-writes), if not the `metrics` one.
+    pub service_map: Vec<BackendRef>,
     /// Loki datasources for traces-to-logs and derived fields, in order of preference.
     pub logs: Vec<BackendRef>,
     /// What the links look like.
@@ -39,6 +42,7 @@ impl Default for ReconcileSection {
             grafanas: Vec::new(),
             tempos: Vec::new(),
             metrics: Vec::new(),
+            service_map: Vec::new(),
             logs: Vec::new(),
             correlation: CorrelationConfig::default(),
         }
@@ -142,6 +146,8 @@ pub struct TempoConfig {
     pub grafanas: Vec<String>,
     /// Overrides the top-level `metrics` list for this Tempo.
     pub metrics: Option<Vec<BackendRef>>,
+    /// Overrides the top-level `service_map` list for this Tempo.
+    pub service_map: Option<Vec<BackendRef>>,
     /// Overrides the top-level `logs` list for this Tempo.
     pub logs: Option<Vec<BackendRef>>,
 }
@@ -434,12 +440,18 @@ impl ReconcileSection {
             for (j, r) in t.metrics.iter().flatten().enumerate() {
                 r.check(&format!("{what}.metrics[{j}]"), &ids, &mut problems);
             }
+            for (j, r) in t.service_map.iter().flatten().enumerate() {
+                r.check(&format!("{what}.service_map[{j}]"), &ids, &mut problems);
+            }
             for (j, r) in t.logs.iter().flatten().enumerate() {
                 r.check(&format!("{what}.logs[{j}]"), &ids, &mut problems);
             }
         }
         for (j, r) in self.metrics.iter().enumerate() {
             r.check(&format!("metrics[{j}]"), &ids, &mut problems);
+        }
+        for (j, r) in self.service_map.iter().enumerate() {
+            r.check(&format!("service_map[{j}]"), &ids, &mut problems);
         }
         for (j, r) in self.logs.iter().enumerate() {
             r.check(&format!("logs[{j}]"), &ids, &mut problems);
@@ -472,7 +484,7 @@ pub struct ReconcileArgs {
     /// Config file with a `reconcile:` section.
     #[arg(long, env = "SONDE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Print the plan as a diff and write nothing; exit 2 when changes are pending.
+    /// Print the plan as a diff, write nothing and exit (2 when changes are pending).
     #[arg(long)]
     pub dry_run: bool,
     /// Reconcile once and exit (default: keep reconciling on an interval and on config change).

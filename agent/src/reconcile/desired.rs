@@ -279,19 +279,35 @@ pub fn build(
             &format!("{what} logs"),
             &mut notes,
         );
-        tempo_ds.push(tempo_datasource(
-            t,
-            c,
-            grafana,
-            metrics.as_ref(),
-            logs.as_ref(),
-            hash_key,
-        ));
+        let own_map = t.config.service_map.as_deref();
+        let map_refs =
+            own_map.or((!section.service_map.is_empty()).then_some(&section.service_map[..]));
+        let service_map = match map_refs {
+            Some(refs) => select(
+                refs,
+                grafana,
+                inventory,
+                METRICS_TYPES,
+                &format!("{what} service map"),
+                &mut notes,
+            ),
+            None => metrics.clone(),
+        };
+        let links = Links {
+            metrics: metrics.as_ref(),
+            service_map: service_map.as_ref(),
+            logs: logs.as_ref(),
+        };
+        tempo_ds.push(tempo_datasource(t, c, grafana, &links, hash_key));
         if let Some(l) = logs {
             logs_links.entry(l).or_default().push(t.uid.clone());
         }
-        if let Some(m) = metrics {
-            metrics_links.entry(m).or_default().push(t.uid.clone());
+        // Exemplars link back from whichever Prometheus holds the span metrics.
+        for m in metrics.into_iter().chain(service_map) {
+            let tempos = metrics_links.entry(m).or_default();
+            if !tempos.contains(&t.uid) {
+                tempos.push(t.uid.clone());
+            }
         }
     }
     let mut managed: BTreeSet<String> = tempos.iter().map(|t| t.uid.clone()).collect();
@@ -399,14 +415,21 @@ fn patch(
     }
 }
 
+/// The datasources one Tempo links to in one Grafana: (uid, name).
+struct Links<'a> {
+    metrics: Option<&'a (String, String)>,
+    service_map: Option<&'a (String, String)>,
+    logs: Option<&'a (String, String)>,
+}
+
 fn tempo_datasource(
     t: &ResolvedTempo,
     c: &CorrelationConfig,
     grafana: &str,
-    metrics: Option<&(String, String)>,
-    logs: Option<&(String, String)>,
+    links: &Links<'_>,
     hash_key: Option<&[u8]>,
 ) -> DesiredDatasource {
+    let (metrics, logs) = (links.metrics, links.logs);
     let mut sets = Vec::new();
     let mut unlink = Vec::new();
     let mut secure = BTreeMap::new();
@@ -495,14 +518,13 @@ fn tempo_datasource(
             &leaf("spanEndTimeShift"),
             json!(c.span_end_time_shift),
         );
-        set(
-            &mut sets,
-            &["jsonData", "serviceMap", "datasourceUid"],
-            json!(metrics_uid),
-        );
     } else {
         unlink.push(path(&["jsonData", "tracesToMetrics", "datasourceUid"]));
-        unlink.push(path(&["jsonData", "serviceMap", "datasourceUid"]));
+    }
+    let map = ["jsonData", "serviceMap", "datasourceUid"];
+    match links.service_map {
+        Some((uid, _)) => set(&mut sets, &map, json!(uid)),
+        None => unlink.push(path(&map)),
     }
     set(
         &mut sets,

@@ -257,3 +257,37 @@ fn list_summary_reads_marker_and_skips_garbage() {
     assert_eq!(DsSummary::from_json(&json!({"name": "no uid"})), None);
     assert_eq!(DsSummary::from_json(&json!("garbage")), None);
 }
+
+#[test]
+fn service_map_can_use_another_prometheus_and_both_get_exemplar_links() {
+    let mut s = section(&["g1"]);
+    s.service_map = vec![by_name("Generator")];
+    let tempos = resolve_tempos(&s).expect("tempos");
+    let inv = vec![
+        ds("prom-1", "Prom", "prometheus"),
+        ds("gen-1", "Generator", "prometheus"),
+    ];
+    let d = build(&s, &tempos, "g1", Some(&inv), None);
+    let tempo = &d.datasources[0];
+    let uid_at = |p: &[&str]| value_at(tempo, p).cloned();
+    assert_eq!(
+        uid_at(&["jsonData", "serviceMap", "datasourceUid"]),
+        Some(json!("gen-1"))
+    );
+    assert_eq!(
+        uid_at(&["jsonData", "tracesToMetrics", "datasourceUid"]),
+        Some(json!("prom-1"))
+    );
+    let patched: Vec<_> = d.datasources[1..].iter().map(|d| d.uid.as_str()).collect();
+    assert_eq!(patched, ["gen-1", "prom-1"]);
+    // Without that Prometheus in this Grafana, no service map link (no fallback to another).
+    let inv = vec![ds("prom-1", "Prom", "prometheus")];
+    let d = build(&s, &tempos, "g1", Some(&inv), None);
+    assert_eq!(
+        value_at(
+            &d.datasources[0],
+            &["jsonData", "serviceMap", "datasourceUid"]
+        ),
+        None
+    );
+}
