@@ -30,7 +30,15 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if group_dead == 0 || !selected(&cfg, tgid) {
         return Ok(());
     }
-    emit(&cfg, tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
+    emit(
+        &cfg,
+        tgid,
+        pid_tgid as u32,
+        -1,
+        0,
+        kind::EXIT,
+        syscall::EXIT,
+    );
     Ok(())
 }
 
@@ -50,7 +58,9 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     let skaddr: u64 = unsafe { ctx.read_at(8)? };
     // This runs in softirq context: the current task is unrelated, so the owner comes from
     // the map filled at accept/connect.
-    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else { return Ok(()) };
+    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else {
+        return Ok(());
+    };
     let _ = LIVE_SOCKS.remove(&skaddr);
     let cfg = config();
     emit(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);

@@ -9,7 +9,7 @@ mod agent;
 mod reconcile;
 mod store;
 
-pub use agent::{AgentArgs, AgentSection, run_agent};
+pub use agent::{AgentArgs, AgentSection, PrintMode, SelectSection, run_agent};
 pub use reconcile::{
     BackendRef, BasicAuth, CorrelationConfig, EXIT_PENDING, GrafanaConfig, MetricsQuery,
     OperatorTarget, ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig,
@@ -33,9 +33,15 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: serde_yaml::Error },
+    Parse {
+        path: String,
+        source: serde_yaml::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -43,11 +49,17 @@ pub enum ConfigError {
 impl Config {
     /// Load the file at `path` (or defaults when `None`).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-        serde_yaml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 
