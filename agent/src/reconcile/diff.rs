@@ -179,9 +179,10 @@ pub fn diff_values(
                 diff_values(b.get(k), a.get(k), &join(k), out);
             }
         }
-        (Some(Value::Array(b)), Some(Value::Array(a))) if b.len() == a.len() => {
-            for (i, (x, y)) in b.iter().zip(a).enumerate() {
-                diff_values(Some(x), Some(y), &format!("{prefix}[{i}]"), out);
+        // Element by element: a grown list shows its new entries, a shrunk one its removals.
+        (Some(Value::Array(b)), Some(Value::Array(a))) => {
+            for i in 0..b.len().max(a.len()) {
+                diff_values(b.get(i), a.get(i), &format!("{prefix}[{i}]"), out);
             }
         }
         (None, Some(Value::Object(a))) if !a.is_empty() => {

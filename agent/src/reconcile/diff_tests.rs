@@ -194,7 +194,10 @@ fn patched_missing_datasource_is_a_conflict_and_change_values_hold_no_secret() {
 #[case::equal(json!({"a": 1}), json!({"a": 1}), &[])]
 #[case::nested(json!({"a": {"b": 1}}), json!({"a": {"b": 2}}), &["a.b"])]
 #[case::array_same_len(json!({"l": [1, 2]}), json!({"l": [1, 3]}), &["l[1]"])]
-#[case::array_grown(json!({"l": [1]}), json!({"l": [1, 2]}), &["l"])]
+#[case::array_grown(json!({"l": [1]}), json!({"l": [1, 2]}), &["l[1]"])]
+#[case::array_shrunk(json!({"l": [1, 2]}), json!({"l": [2]}), &["l[0]", "l[1]"])]
+#[case::object_appended(json!({"l": []}), json!({"l": [{"a": 1, "b": 2}]}), &["l[0].a", "l[0].b"])]
+#[case::array_to_scalar(json!({"l": [1]}), json!({"l": 1}), &["l"])]
 #[case::key_removed(json!({"a": 1, "b": 2}), json!({"a": 1}), &["b"])]
 #[case::type_changed(json!({"a": {}}), json!({"a": 1}), &["a"])]
 fn value_diffs(#[case] before: Value, #[case] after: Value, #[case] want: &[&str]) {

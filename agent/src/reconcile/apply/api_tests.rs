@@ -191,6 +191,14 @@ async fn dry_run_plans_without_writing() {
         !text.contains("team-a") && !text.contains(TOKEN),
         "secrets masked: {text}"
     );
+    assert!(
+        text.contains("~ update loki \"Loki\" (uid loki-a)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ jsonData.derivedFields[1].datasourceUid = \"sonde-"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
