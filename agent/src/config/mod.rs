@@ -10,7 +10,11 @@ mod reconcile;
 mod store;
 
 pub use agent::{AgentArgs, AgentSection, PrintMode, SelectSection, run_agent};
-pub use reconcile::{ReconcileArgs, ReconcileSection, run_reconcile};
+pub use reconcile::{
+    BackendRef, BasicAuth, CorrelationConfig, EXIT_PENDING, GrafanaConfig, MetricsQuery,
+    OperatorTarget, ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig,
+    is_valid_uid, load_section, parse_duration, run_reconcile,
+};
 pub use store::{StoreArgs, StoreSection, run_store};
 
 /// Exit code for invalid configuration (EX_USAGE).
