@@ -157,7 +157,12 @@ fn run(
             stats.spans.fetch_add(spans.len() as u64, Ordering::Relaxed);
             let batch = spans
                 .drain(..)
-                .map(|s| (resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)), s))
+                .map(|s| {
+                    (
+                        resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)),
+                        s,
+                    )
+                })
                 .collect();
             sink.send(batch);
         }

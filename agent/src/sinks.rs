@@ -46,6 +46,26 @@ pub struct PrintSink {
     opts: ConvertOptions,
 }
 
+impl PrintSink {
+    /// The print sink `cfg.print` asks for, if any.
+    pub fn for_mode(cfg: &AgentSection) -> Option<Self> {
+        let opts = ConvertOptions {
+            export_query: cfg.export.export_query,
+        };
+        match cfg.print {
+            PrintMode::Off => None,
+            PrintMode::Text => Some(Self {
+                format: PrintFormat::Text,
+                opts,
+            }),
+            PrintMode::Json => Some(Self {
+                format: PrintFormat::Json,
+                opts,
+            }),
+        }
+    }
+}
+
 impl SpanSink for PrintSink {
     fn send(&mut self, batch: Vec<Item>) {
         let mut out = std::io::stdout().lock();

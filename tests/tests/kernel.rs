@@ -112,7 +112,12 @@ fn unprivileged_agent_fails_with_one_clear_line() {
     require_kernel!();
     let bin = sonde_e2e::agent::sonde_bin();
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(&bin)
         .args(["agent", "--no-export"])
         .output()

@@ -87,7 +87,11 @@ fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8,
             syscall: sc,
             tuple: Tuple::default(),
             tail: [0; agent_common::TAIL_LEN],
-            comm: if tid == 0 { [0; 16] } else { bpf_get_current_comm().unwrap_or([0; 16]) },
+            comm: if tid == 0 {
+                [0; 16]
+            } else {
+                bpf_get_current_comm().unwrap_or([0; 16])
+            },
         };
     }
     submit(entry, cfg);

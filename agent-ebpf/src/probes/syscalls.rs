@@ -6,7 +6,8 @@
 use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_buf,
     },
     macros::tracepoint,
     programs::TracePointContext,

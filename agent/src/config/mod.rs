@@ -1,15 +1,17 @@
 //! Configuration: one YAML file with a section per job (`agent:`, `store:`, `reconcile:`),
 //! overridden by environment, then by flags. Each job's section, flags and `run` live in their
 //! own file here; this file holds the root and the `all` composition.
-use std::{path::Path, process::ExitCode};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 mod agent;
+mod all;
 mod reconcile;
 mod store;
 
 pub use agent::{AgentArgs, AgentSection, PrintMode, SelectSection, run_agent};
+pub use all::{AllArgs, run_all};
 pub use reconcile::{
     BackendRef, BasicAuth, CorrelationConfig, EXIT_PENDING, GrafanaConfig, MetricsQuery,
     OperatorTarget, ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig,
@@ -68,21 +70,6 @@ pub fn example_yaml() -> String {
     serde_yaml::to_string(&Config::default()).unwrap_or_default()
 }
 
-/// Flags of `sonde all`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct AllArgs {
-    #[command(flatten)]
-    pub agent: AgentArgs,
-    #[command(flatten)]
-    pub store: StoreArgs,
-}
-
-/// Run agent and store in one process.
-pub fn run_all(_args: AllArgs) -> ExitCode {
-    eprintln!("sonde all: not available in this build yet");
-    ExitCode::from(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,7 +80,11 @@ mod tests {
     fn example_config_is_in_sync_and_valid() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sonde.example.yaml");
         let committed = std::fs::read_to_string(path).expect("deploy/sonde.example.yaml");
-        assert_eq!(committed, example_yaml(), "regenerate deploy/sonde.example.yaml");
+        assert_eq!(
+            committed,
+            example_yaml(),
+            "regenerate deploy/sonde.example.yaml"
+        );
         let cfg = Config::load(Some(Path::new(path))).expect("parses");
         cfg.agent.validate().expect("valid agent section");
     }
@@ -104,11 +95,21 @@ mod tests {
         let p = dir.path().join("c.yaml");
         std::fs::write(&p, "agent:\n  copy_bytez: 10\n").unwrap();
         let e = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(e.contains("copy_bytez") && e.contains(&p.display().to_string()), "{e}");
+        assert!(
+            e.contains("copy_bytez") && e.contains(&p.display().to_string()),
+            "{e}"
+        );
         std::fs::write(&p, "agent:\n  copy_bytes: 10\n").unwrap();
-        let e = Config::load(Some(&p)).unwrap().agent.validate().unwrap_err().to_string();
+        let e = Config::load(Some(&p))
+            .unwrap()
+            .agent
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("copy_bytes"), "{e}");
-        let e = Config::load(Some(&dir.path().join("nope.yaml"))).unwrap_err().to_string();
+        let e = Config::load(Some(&dir.path().join("nope.yaml")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope.yaml"), "{e}");
     }
 }

@@ -208,7 +208,10 @@ mod tests {
             }
         );
         assert_eq!(d.tail, None);
-        assert_eq!(comm(&raw(header(kind::READ, 0), &[])).as_deref(), Some("curl"));
+        assert_eq!(
+            comm(&raw(header(kind::READ, 0), &[])).as_deref(),
+            Some("curl")
+        );
         assert_eq!(comm(&[0u8; 3]), None);
     }
 
