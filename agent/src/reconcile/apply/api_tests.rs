@@ -533,3 +533,70 @@ async fn two_orgs_of_one_grafana_get_their_own_datasources() {
     );
     assert_eq!(r2.items.len(), 2, "the Tempo and the Prometheus of org 2");
 }
+
+/// The Grafana semantics the reconciler relies on, as the client sees them through the fake.
+#[tokio::test]
+async fn client_maps_grafana_datasource_api_semantics() {
+    let s = setup().await;
+    let c = client_for(&s.section.grafanas[0])
+        .expect("client")
+        .expect("url");
+    let create = |uid: &str, name: &str| json!({"uid": uid, "name": name, "type": "tempo"});
+    for bad in ["has space", "x".repeat(41).as_str(), "dot.ted"] {
+        match c.create(&create(bad, "n")).await {
+            Err(ApiError::Http { status: 400, .. }) => {}
+            r => panic!("uid {bad:?}: expected 400, got {r:?}"),
+        }
+    }
+    let ok_uid = "A_b-1".to_string() + &"x".repeat(35);
+    c.create(
+        &json!({"uid": ok_uid, "name": "t", "type": "tempo", "jsonData": {"keep": 1},
+                     "secureJsonData": {"httpHeaderValue1": "s"}}),
+    )
+    .await
+    .expect("40-character uid of [a-zA-Z0-9_-] is accepted");
+    assert!(matches!(
+        c.create(&create("other", "t")).await,
+        Err(ApiError::Exists { .. })
+    ));
+    assert!(matches!(
+        c.create(&create(&ok_uid, "t2")).await,
+        Err(ApiError::Exists { .. })
+    ));
+    let stored = c.get_by_uid(&ok_uid).await.expect("get").expect("exists");
+    assert_eq!(stored["secureJsonFields"]["httpHeaderValue1"], true);
+    assert!(
+        stored.get("secureJsonData").is_none(),
+        "secrets are never returned"
+    );
+    let mismatch = json!({"uid": "else", "name": "t", "type": "tempo", "version": 1});
+    assert!(matches!(
+        c.update(&ok_uid, &mismatch).await,
+        Err(ApiError::Http { status: 400, .. })
+    ));
+    // Whole-record PUT: no jsonData means an empty one; secrets not sent are kept.
+    let put = json!({"name": "t", "type": "tempo", "version": 1});
+    c.update(&ok_uid, &put).await.expect("put");
+    let (after, secure) = s.fake.state().get(&ok_uid).expect("stored");
+    assert_eq!(
+        (after["jsonData"].clone(), after["version"].clone()),
+        (json!({}), json!(2))
+    );
+    assert_eq!(secure["httpHeaderValue1"], "s");
+    // A stale version is refused; version 0 forces the write.
+    assert!(matches!(
+        c.update(&ok_uid, &put).await,
+        Err(ApiError::VersionConflict { .. })
+    ));
+    c.update(
+        &ok_uid,
+        &json!({"name": "t", "type": "tempo", "version": 0}),
+    )
+    .await
+    .expect("forced");
+    assert!(c.get_by_uid("missing").await.expect("get").is_none());
+    assert_eq!(
+        c.get_by_name("t").await.expect("by name").expect("found")["uid"],
+        Value::from(ok_uid)
+    );
+}
