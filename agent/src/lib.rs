@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod reconcile;
 pub mod red;
+pub mod selfmetrics;
 pub mod sinks;
 pub mod span;
 pub mod store;

@@ -54,6 +54,8 @@ pub struct PipelineStats {
     pub decode_errors: AtomicU64,
     pub spans: AtomicU64,
     pub kernel_lost: AtomicU64,
+    /// The connection tracker's counters, copied at each sweep.
+    pub conn: std::sync::Mutex<crate::conn::Stats>,
 }
 
 /// Load the probes (on the caller's thread, so that a failure is reported before anything

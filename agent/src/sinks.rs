@@ -147,6 +147,17 @@ pub async fn run_capture(
         client = cfg.capture_client,
         "capturing HTTP/1.x"
     );
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    if let Ok(addr) = cfg.metrics_listen_address.parse::<std::net::SocketAddr>() {
+        let sources = crate::selfmetrics::Sources { pipeline: stats.clone(), exporter: exporter.clone() };
+        let token = metrics_stop.clone();
+        tokio::spawn(async move {
+            // A taken port must not stop the capture: say so and go on without /metrics.
+            if let Err(e) = crate::selfmetrics::serve(addr, sources, token).await {
+                tracing::warn!(%addr, error = %e, "agent /metrics is off: cannot listen");
+            }
+        });
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(AgentError::Signal)?;
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -160,6 +171,7 @@ pub async fn run_capture(
         }
     }
     stop.store(true, Ordering::Relaxed);
+    metrics_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     if let Some(h) = &exporter {
         h.shutdown(Duration::from_secs(5)).await;

@@ -375,7 +375,7 @@ async fn server_process_exiting_mid_request() {
     assert!(!ok, "the server died mid-request");
     drop(server);
     let spans = received
-        .wait_for(WAIT, |s| server_spans_on(s, port).len() >= 1)
+        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
         .await;
     let got = server_spans_on(&spans, port);
     assert_eq!(

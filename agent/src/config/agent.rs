@@ -60,6 +60,8 @@ pub struct AgentSection {
     pub idle_timeout_secs: u64,
     /// Print spans on stdout instead of (off: in addition to nothing) exporting them.
     pub print: PrintMode,
+    /// Where the agent serves its own counters on `/metrics` (empty: off).
+    pub metrics_listen_address: String,
     /// Where and how spans are exported.
     pub export: ExportConfig,
 }
@@ -76,6 +78,7 @@ impl Default for AgentSection {
             max_connections: 65_536,
             idle_timeout_secs: 30,
             print: PrintMode::Off,
+            metrics_listen_address: "127.0.0.1:9464".into(),
             export: ExportConfig::default(),
         }
     }
@@ -107,6 +110,14 @@ impl AgentSection {
             return bad(
                 "agent: capture_server and capture_client are both off: nothing to trace".into(),
             );
+        }
+        if !self.metrics_listen_address.is_empty()
+            && self.metrics_listen_address.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(format!(
+                "agent.metrics_listen_address must be host:port (an IP address), got {:?}",
+                self.metrics_listen_address
+            ));
         }
         if self.max_connections == 0 {
             return bad("agent.max_connections must be > 0".into());
@@ -179,6 +190,9 @@ pub struct AgentArgs {
     /// Print spans on stdout (text or json). [default: off]
     #[arg(long, env = "SONDE_PRINT")]
     pub print: Option<PrintMode>,
+    /// Serve the agent's own counters on this address (`""` turns it off). [default: 127.0.0.1:9464]
+    #[arg(long, env = "SONDE_METRICS_LISTEN_ADDRESS")]
+    pub metrics_listen_address: Option<String>,
     /// Do not export over OTLP (useful with --print).
     #[arg(long)]
     pub no_export: bool,
@@ -204,6 +218,9 @@ impl AgentArgs {
         }
         if let Some(p) = self.print {
             s.print = p;
+        }
+        if let Some(a) = &self.metrics_listen_address {
+            s.metrics_listen_address.clone_from(a);
         }
     }
 }

@@ -207,10 +207,10 @@ impl Btf {
         }
         for m in t.members.iter().filter(|m| m.name_off == 0) {
             let inner = self.resolve(m.type_id)?;
-            if matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
-                if let Some(found) = self.find(inner, member, base_bits + m.bit_offset) {
-                    return Some(found);
-                }
+            if matches!(inner.kind, KIND_STRUCT | KIND_UNION)
+                && let Some(found) = self.find(inner, member, base_bits + m.bit_offset)
+            {
+                return Some(found);
             }
         }
         None

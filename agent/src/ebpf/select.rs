@@ -71,13 +71,12 @@ impl Selection {
             else {
                 continue;
             };
-            if self.has_globs {
-                if let Ok(exe) = fs::read_link(entry.path().join("exe")) {
-                    if self.exe_globs.is_match(&exe) {
-                        out.insert(pid);
-                        continue;
-                    }
-                }
+            if self.has_globs
+                && let Ok(exe) = fs::read_link(entry.path().join("exe"))
+                && self.exe_globs.is_match(&exe)
+            {
+                out.insert(pid);
+                continue;
             }
             if !listening.is_empty() && owns_any_socket(&entry.path(), &listening) {
                 out.insert(pid);
