@@ -127,7 +127,9 @@ pub struct Config {
     pub capture_client: u32,
     /// Capture server-side (accept) connections.
     pub capture_server: u32,
-    pub _pad: u32,
+    /// Non-zero when the PORTS map selects processes: a process that accepts a connection on
+    /// one of those local ports is added to PIDS by the kernel at that moment.
+    pub port_select: u32,
     pub offsets: Offsets,
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 32 + core::mem::size_of::<Offsets>());

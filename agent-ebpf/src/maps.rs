@@ -16,7 +16,7 @@ pub static CONFIG: Config = Config {
     offsets_ok: 0,
     capture_client: 0,
     capture_server: 0,
-    _pad: 0,
+    port_select: 0,
     offsets: agent_common::Offsets {
         task_files: 0,
         files_fdt: 0,
@@ -48,6 +48,10 @@ pub static INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(16
 /// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`.
 #[map]
 pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Local ports whose accepting processes get selected (`CONFIG.port_select`).
+#[map]
+pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
 
 /// Sockets seen at accept/connect, so the sock tracepoint reports only their close.
 #[map]

@@ -70,7 +70,7 @@ pub fn start(
     let selected = if cfg.selection.is_all() {
         HashSet::new()
     } else {
-        let now = cfg.selection.resolve(Path::new("/proc"));
+        let now = cfg.selection.resolve(Path::new("/proc"), true);
         probes.set_pids(&now.iter().copied().collect::<Vec<_>>(), &[]);
         now
     };
@@ -111,8 +111,11 @@ fn run(
     let mut last_sweep = Instant::now();
     let mut last_select = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if !cfg.selection.is_all() && last_select.elapsed() >= Duration::from_secs(1) {
-            let now = cfg.selection.resolve(Path::new("/proc"));
+        if cfg.selection.needs_rescan() && last_select.elapsed() >= Duration::from_secs(1) {
+            let mut now = cfg.selection.resolve(Path::new("/proc"), false);
+            // Keep what was selected before (start-up port lookup included); exits remove
+            // pids below.
+            now.extend(selected.iter().copied());
             let add: Vec<u32> = now.difference(&selected).copied().collect();
             let remove: Vec<u32> = selected.difference(&now).copied().collect();
             if !add.is_empty() || !remove.is_empty() {
@@ -153,6 +156,9 @@ fn run(
             stats
                 .kernel_lost
                 .store(probes.counters().0, Ordering::Relaxed);
+            if let Ok(mut c) = stats.conn.lock() {
+                c.clone_from(tracker.stats());
+            }
             last_sweep = Instant::now();
         }
         if !spans.is_empty() {
@@ -169,6 +175,12 @@ fn run(
             sink.send(batch);
         }
         // Forget a process only after its last spans took its resource.
+        if !exited.is_empty() && !cfg.selection.is_all() {
+            probes.set_pids(&[], &exited);
+            for pid in &exited {
+                selected.remove(pid);
+            }
+        }
         for pid in exited.drain(..) {
             resources.forget(pid);
             names.remove(&pid);

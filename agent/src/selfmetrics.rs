@@ -13,9 +13,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{export::ExporterHandle, pipeline::PipelineStats};
 #[cfg(test)]
 use crate::conn::Stats as ConnStats;
+use crate::{export::ExporterHandle, pipeline::PipelineStats};
 
 /// Everything the collector reads.
 #[derive(Debug, Clone)]
@@ -33,7 +33,12 @@ impl std::fmt::Debug for ExporterHandle {
 #[derive(Debug)]
 struct AgentCollector(Sources);
 
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
     ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
@@ -41,31 +46,119 @@ impl Collector for AgentCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let p = &self.0.pipeline;
         let e = &mut enc;
-        counter(e, "sonde_agent_kernel_lost_records", "Records the kernel could not queue because the ring buffer was full.", p.kernel_lost.load(Ordering::Relaxed))?;
-        counter(e, "sonde_agent_records", "Kernel records read from the ring buffer.", p.records.load(Ordering::Relaxed))?;
-        counter(e, "sonde_agent_decode_errors", "Kernel records that could not be decoded.", p.decode_errors.load(Ordering::Relaxed))?;
-        counter(e, "sonde_agent_spans", "HTTP spans produced.", p.spans.load(Ordering::Relaxed))?;
-        let c = self.0.pipeline.conn.lock().map(|g| g.clone()).unwrap_or_default();
+        counter(
+            e,
+            "sonde_agent_kernel_lost_records",
+            "Records the kernel could not queue because the ring buffer was full.",
+            p.kernel_lost.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "sonde_agent_records",
+            "Kernel records read from the ring buffer.",
+            p.records.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "sonde_agent_decode_errors",
+            "Kernel records that could not be decoded.",
+            p.decode_errors.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "sonde_agent_spans",
+            "HTTP spans produced.",
+            p.spans.load(Ordering::Relaxed),
+        )?;
+        let c = self
+            .0
+            .pipeline
+            .conn
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
         for (name, help, v) in [
-            ("sonde_agent_http_requests", "HTTP request heads parsed.", c.requests),
-            ("sonde_agent_non_http_skipped_records", "Socket records skipped because they were not HTTP/1.x.", c.non_http_skipped),
-            ("sonde_agent_non_http_connections", "Connections recognised as another protocol.", c.non_http_connections),
-            ("sonde_agent_http_parse_errors", "Heads that started like HTTP but broke its grammar.", c.parse_errors),
-            ("sonde_agent_http_oversized_heads", "Heads longer than the configured limit.", c.oversized_heads),
-            ("sonde_agent_evicted_connections", "Connections evicted because the table was full.", c.evicted_connections),
-            ("sonde_agent_aborted_exchanges", "Requests dropped without a span.", c.aborted_exchanges),
-            ("sonde_agent_orphan_responses", "Responses with no request to pair with.", c.orphan_responses),
+            (
+                "sonde_agent_http_requests",
+                "HTTP request heads parsed.",
+                c.requests,
+            ),
+            (
+                "sonde_agent_non_http_skipped_records",
+                "Socket records skipped because they were not HTTP/1.x.",
+                c.non_http_skipped,
+            ),
+            (
+                "sonde_agent_non_http_connections",
+                "Connections recognised as another protocol.",
+                c.non_http_connections,
+            ),
+            (
+                "sonde_agent_http_parse_errors",
+                "Heads that started like HTTP but broke its grammar.",
+                c.parse_errors,
+            ),
+            (
+                "sonde_agent_http_oversized_heads",
+                "Heads longer than the configured limit.",
+                c.oversized_heads,
+            ),
+            (
+                "sonde_agent_evicted_connections",
+                "Connections evicted because the table was full.",
+                c.evicted_connections,
+            ),
+            (
+                "sonde_agent_aborted_exchanges",
+                "Requests dropped without a span.",
+                c.aborted_exchanges,
+            ),
+            (
+                "sonde_agent_orphan_responses",
+                "Responses with no request to pair with.",
+                c.orphan_responses,
+            ),
         ] {
             counter(e, name, help, v)?;
         }
         if let Some(x) = &self.0.exporter {
             let s = x.stats();
-            counter(e, "sonde_export_spans", "Spans the endpoint accepted.", s.exported_spans)?;
-            counter(e, "sonde_export_dropped_queue_full_spans", "Spans dropped because the export queue was full.", s.dropped_queue_full)?;
-            counter(e, "sonde_export_dropped_after_retries_spans", "Spans dropped after retries ran out.", s.dropped_after_retries)?;
-            counter(e, "sonde_export_rejected_spans", "Spans the endpoint rejected (partial success).", s.rejected_by_endpoint)?;
-            counter(e, "sonde_export_send_errors", "Failed export attempts.", s.send_errors)?;
-            let g = e.encode_descriptor("sonde_export_queued_spans", "Spans waiting in the export queue.", None, MetricType::Gauge)?;
+            counter(
+                e,
+                "sonde_export_spans",
+                "Spans the endpoint accepted.",
+                s.exported_spans,
+            )?;
+            counter(
+                e,
+                "sonde_export_dropped_queue_full_spans",
+                "Spans dropped because the export queue was full.",
+                s.dropped_queue_full,
+            )?;
+            counter(
+                e,
+                "sonde_export_dropped_after_retries_spans",
+                "Spans dropped after retries ran out.",
+                s.dropped_after_retries,
+            )?;
+            counter(
+                e,
+                "sonde_export_rejected_spans",
+                "Spans the endpoint rejected (partial success).",
+                s.rejected_by_endpoint,
+            )?;
+            counter(
+                e,
+                "sonde_export_send_errors",
+                "Failed export attempts.",
+                s.send_errors,
+            )?;
+            let g = e.encode_descriptor(
+                "sonde_export_queued_spans",
+                "Spans waiting in the export queue.",
+                None,
+                MetricType::Gauge,
+            )?;
             ConstGauge::new(i64::try_from(s.queued).unwrap_or(i64::MAX)).encode(g)?;
         }
         Ok(())
@@ -94,11 +187,19 @@ pub async fn serve(
         axum::routing::get(move || {
             let s = sources.clone();
             async move {
-                ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], render(&s))
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    render(&s),
+                )
             }
         }),
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 #[cfg(test)]
@@ -110,12 +211,27 @@ mod tests {
         let pipeline = Arc::new(PipelineStats::default());
         pipeline.kernel_lost.store(7, Ordering::Relaxed);
         pipeline.spans.store(42, Ordering::Relaxed);
-        *pipeline.conn.lock().unwrap() = ConnStats { non_http_skipped: 3, ..ConnStats::default() };
-        let text = render(&Sources { pipeline, exporter: None });
-        assert!(text.contains("sonde_agent_kernel_lost_records_total 7"), "{text}");
+        *pipeline.conn.lock().unwrap() = ConnStats {
+            non_http_skipped: 3,
+            ..ConnStats::default()
+        };
+        let text = render(&Sources {
+            pipeline,
+            exporter: None,
+        });
+        assert!(
+            text.contains("sonde_agent_kernel_lost_records_total 7"),
+            "{text}"
+        );
         assert!(text.contains("sonde_agent_spans_total 42"), "{text}");
-        assert!(text.contains("sonde_agent_non_http_skipped_records_total 3"), "{text}");
-        assert!(text.contains("# TYPE sonde_agent_records counter"), "{text}");
+        assert!(
+            text.contains("sonde_agent_non_http_skipped_records_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sonde_agent_records counter"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

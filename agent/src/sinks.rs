@@ -149,7 +149,10 @@ pub async fn run_capture(
     );
     let metrics_stop = tokio_util::sync::CancellationToken::new();
     if let Ok(addr) = cfg.metrics_listen_address.parse::<std::net::SocketAddr>() {
-        let sources = crate::selfmetrics::Sources { pipeline: stats.clone(), exporter: exporter.clone() };
+        let sources = crate::selfmetrics::Sources {
+            pipeline: stats.clone(),
+            exporter: exporter.clone(),
+        };
         let token = metrics_stop.clone();
         tokio::spawn(async move {
             // A taken port must not stop the capture: say so and go on without /metrics.

@@ -390,3 +390,24 @@ async fn server_process_exiting_mid_request() {
         "the agent survives a traced process's death"
     );
 }
+
+/// A server that starts listening after the agent: selected by the kernel at its first
+/// accept on the configured port, without waiting for a /proc rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_started_after_the_agent_is_selected_by_port() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("late.txt"), "late").unwrap();
+    let port = free_port();
+    let (addr, received) = start_receiver().await;
+    let _agent = start_agent(addr, &["--port", &port.to_string()]);
+    let _server = python_http_server(dir.path(), port);
+    let (code, _) = curl_timed(&format!("http://127.0.0.1:{port}/late.txt"));
+    assert_eq!(code, 200);
+    let spans = received
+        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
+        .await;
+    let got = server_spans_on(&spans, port);
+    assert_eq!(got.len(), 1, "{:?}", names(&got));
+    assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/late.txt"));
+}

@@ -16,6 +16,7 @@ fn load() -> Probes {
         ring_bytes: 8 << 20,
         capture_server: true,
         capture_client: true,
+        ports: vec![],
     })
     .expect("load and attach")
 }

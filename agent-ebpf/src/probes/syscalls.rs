@@ -5,16 +5,16 @@
 
 use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
 use aya_ebpf::{
+    helpers::generated as gen_helpers,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        bpf_probe_read_user_buf,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
 use super::{config, reserve, selected, socket_of_fd, submit};
-use crate::maps::{INFLIGHT, LIVE_SOCKS};
+use crate::maps::{INFLIGHT, LIVE_SOCKS, PIDS, PORTS};
 
 const ARG0: usize = 16;
 const ARG1: usize = 24;
@@ -90,7 +90,9 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
     let cfg = config();
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !selected(&cfg, (pid_tgid >> 32) as u32) {
+    // An accept by an unselected process may select it (by its local port, at exit).
+    let may_select = sc == syscall::ACCEPT && cfg.port_select != 0;
+    if !may_select && !selected(&cfg, (pid_tgid >> 32) as u32) {
         return Ok(());
     }
     // SAFETY: offsets from the tracepoint format; read_at uses bpf_probe_read_kernel.
@@ -162,12 +164,20 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 /// Accept, connect or close of an inet stream socket: a record with no payload.
-#[inline(always)]
+/// Not inlined: its stack frame must not add to the caller's (512 bytes in all).
+#[inline(never)]
 fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
     let Some((sk, tuple)) = socket_of_fd(cfg, fd) else {
         return;
     };
     let tgid = (pid_tgid >> 32) as u32;
+    if k == kind::ACCEPT && cfg.port_select != 0 && !selected(cfg, tgid) {
+        // SAFETY: read-only lookup of a plain u8 value.
+        if unsafe { PORTS.get(&tuple.local_port) }.is_none() {
+            return;
+        }
+        let _ = PIDS.insert(&tgid, &1, 0);
+    }
     if k == kind::CLOSE {
         let _ = LIVE_SOCKS.remove(&sk);
     } else {
@@ -177,13 +187,23 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved, exclusively owned record.
     unsafe {
-        (*ev).header = header(pid_tgid, fd, inflight, k, sk, tuple, 0, 0);
+        fill_header(
+            core::ptr::addr_of_mut!((*ev).header),
+            pid_tgid,
+            fd,
+            inflight,
+            k,
+            sk,
+            &tuple,
+            0,
+            0,
+        );
     }
     submit(entry, cfg);
 }
 
 /// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
-#[inline(always)]
+#[inline(never)]
 fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
     let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else {
         return;
@@ -212,28 +232,25 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         } else {
             0
         };
-        let mut tail_len = 0u16;
-        let mut tail = [0u8; TAIL_LEN];
-        if buf_of(inflight.syscall) == Buf::Flat && len > n as u64 && len >= TAIL_LEN as u64 {
-            if let Ok(t) =
-                bpf_probe_read_user(((src + len) - TAIL_LEN as u64) as *const [u8; TAIL_LEN])
-            {
-                tail = t;
-                tail_len = TAIL_LEN as u16;
-            }
-        }
-        (*ev).header = header(
+        let h = core::ptr::addr_of_mut!((*ev).header);
+        fill_header(
+            h,
             pid_tgid,
             inflight.fd,
             inflight,
             kind_of(inflight.syscall),
             sk,
-            tuple,
+            &tuple,
             len as u32,
             copied,
         );
-        (*ev).header.tail = tail;
-        (*ev).header.tail_len = tail_len;
+        (*h).tail = [0; TAIL_LEN];
+        if buf_of(inflight.syscall) == Buf::Flat && len > n as u64 && len >= TAIL_LEN as u64 {
+            let from = ((src + len) - TAIL_LEN as u64) as *const u8;
+            if bpf_probe_read_user_buf(from, &mut (*h).tail).is_ok() {
+                (*h).tail_len = TAIL_LEN as u16;
+            }
+        }
     }
     submit(entry, cfg);
 }
@@ -261,32 +278,36 @@ fn first_iov(ptr: u64) -> Option<(u64, u64)> {
     Some((v[0], v[1]))
 }
 
+/// Write a record header in place (building it on the stack would blow the 512-byte limit).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "a flat record header")]
-fn header(
+unsafe fn fill_header(
+    h: *mut EventHeader,
     pid_tgid: u64,
     fd: i32,
     inflight: &InFlight,
     k: u8,
     sk: u64,
-    tuple: Tuple,
+    tuple: &Tuple,
     len: u32,
     copied: u32,
-) -> EventHeader {
-    EventHeader {
-        start_ns: inflight.start_ns,
-        end_ns: unsafe { bpf_ktime_get_ns() },
-        sock_id: sk,
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        fd,
-        len,
-        copied,
-        tail_len: 0,
-        kind: k,
-        syscall: inflight.syscall,
-        tuple,
-        tail: [0; TAIL_LEN],
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+) {
+    // SAFETY: the caller owns `h`, a reserved ring-buffer record.
+    unsafe {
+        (*h).start_ns = inflight.start_ns;
+        (*h).end_ns = bpf_ktime_get_ns();
+        (*h).sock_id = sk;
+        (*h).pid = (pid_tgid >> 32) as u32;
+        (*h).tid = pid_tgid as u32;
+        (*h).fd = fd;
+        (*h).len = len;
+        (*h).copied = copied;
+        (*h).tail_len = 0;
+        (*h).kind = k;
+        (*h).syscall = inflight.syscall;
+        (*h).tuple = *tuple;
+        if gen_helpers::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), 16) != 0 {
+            (*h).comm = [0; 16];
+        }
     }
 }

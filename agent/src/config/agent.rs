@@ -112,7 +112,10 @@ impl AgentSection {
             );
         }
         if !self.metrics_listen_address.is_empty()
-            && self.metrics_listen_address.parse::<std::net::SocketAddr>().is_err()
+            && self
+                .metrics_listen_address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
         {
             return bad(format!(
                 "agent.metrics_listen_address must be host:port (an IP address), got {:?}",
@@ -144,6 +147,7 @@ impl AgentSection {
                 ring_bytes: self.ring_buffer_bytes,
                 capture_server: self.capture_server,
                 capture_client: self.capture_client,
+                ports: self.select.ports.clone(),
             },
             selection,
             tracker: TrackerConfig {

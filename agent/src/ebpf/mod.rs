@@ -94,6 +94,9 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     pub capture_server: bool,
     pub capture_client: bool,
+    /// Processes accepting connections on these local ports are selected by the kernel at
+    /// their first accept (no /proc scan on the hot path).
+    pub ports: Vec<u16>,
 }
 
 /// Say what is missing before trying to load, in one clear line.
@@ -139,7 +142,7 @@ impl Probes {
             offsets_ok: 1,
             capture_client: u32::from(opts.capture_client),
             capture_server: u32::from(opts.capture_server),
-            _pad: 0,
+            port_select: u32::from(opts.selected_only && !opts.ports.is_empty()),
             offsets,
         };
         let mut ebpf = EbpfLoader::new()
@@ -182,6 +185,20 @@ impl Probes {
             map: "PIDS",
             source: Box::new(e),
         })?;
+        let mut ports: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(
+            ebpf.take_map("PORTS")
+                .ok_or(EbpfError::MissingMap { map: "PORTS" })?,
+        )
+        .map_err(|e| EbpfError::Map {
+            map: "PORTS",
+            source: Box::new(e),
+        })?;
+        for port in &opts.ports {
+            ports.insert(port, 1, 0).map_err(|e| EbpfError::Map {
+                map: "PORTS",
+                source: Box::new(e),
+            })?;
+        }
         Ok(Self { ebpf, ring, pids })
     }
 

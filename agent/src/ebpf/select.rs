@@ -47,15 +47,24 @@ impl Selection {
         })
     }
 
+    /// Whether any periodic /proc rescan is worth doing (pids and globs; ports are selected by
+    /// the kernel).
+    pub fn needs_rescan(&self) -> bool {
+        self.has_globs
+    }
+
     /// No criterion: trace every process.
     pub fn is_all(&self) -> bool {
         self.pids.is_empty() && self.ports.is_empty() && !self.has_globs
     }
 
-    /// The pids selected right now, read from `proc_root` (normally `/proc`).
-    pub fn resolve(&self, proc_root: &Path) -> HashSet<u32> {
+    /// The pids selected right now, read from `proc_root` (normally `/proc`). Listening ports
+    /// are looked up only when `with_ports` is set: reading `net/tcp` costs a lot on a busy
+    /// host (every TIME_WAIT socket is listed), so the agent does it once at start and lets the
+    /// kernel select later listeners at their first accept.
+    pub fn resolve(&self, proc_root: &Path, with_ports: bool) -> HashSet<u32> {
         let mut out: HashSet<u32> = self.pids.iter().copied().collect();
-        let listening = if self.ports.is_empty() {
+        let listening = if self.ports.is_empty() || !with_ports {
             HashSet::new()
         } else {
             listening_inodes(proc_root, &self.ports)
@@ -176,8 +185,11 @@ mod tests {
         let me = std::process::id();
         let exe = fs::read_link("/proc/self/exe").unwrap();
         let sel = Selection::new(vec![], vec![], &[exe.display().to_string()]).unwrap();
-        assert!(sel.resolve(Path::new("/proc")).contains(&me));
+        assert!(sel.resolve(Path::new("/proc"), true).contains(&me));
         let sel = Selection::new(vec![1], vec![], &[]).unwrap();
-        assert_eq!(sel.resolve(Path::new("/nonexistent")), HashSet::from([1]));
+        assert_eq!(
+            sel.resolve(Path::new("/nonexistent"), true),
+            HashSet::from([1])
+        );
     }
 }
