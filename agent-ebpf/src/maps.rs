@@ -1,5 +1,5 @@
 //! Every map and global of the kernel programs, in one place.
-use agent_common::{Config, InFlight};
+use agent_common::{Config, Event, InFlight};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -40,6 +40,10 @@ pub static CONFIG: Config = Config {
 /// Records to userspace. Sized by the agent at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// One record under construction per CPU (see `probes::scratch`).
+#[map]
+pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
 
 /// Syscall arguments kept between entry and exit, by thread (pid_tgid).
 #[map]

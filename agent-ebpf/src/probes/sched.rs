@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use super::{config, reserve, selected, submit};
+use super::{config, emit, record_size, scratch, selected};
 use crate::maps::{INFLIGHT, LIVE_SOCKS};
 
 const TCP_CLOSE: i32 = 7;
@@ -30,7 +30,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if group_dead == 0 || !selected(&cfg, tgid) {
         return Ok(());
     }
-    emit(
+    emit_lifecycle(
         &cfg,
         tgid,
         pid_tgid as u32,
@@ -63,15 +63,14 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let _ = LIVE_SOCKS.remove(&skaddr);
     let cfg = config();
-    emit(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
+    emit_lifecycle(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
     Ok(())
 }
 
-fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
-    let Some(mut entry) = reserve() else { return };
-    let ev = entry.as_mut_ptr();
+fn emit_lifecycle(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
+    let Some(ev) = scratch() else { return };
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: `ev` points at a reserved, exclusively owned record.
+    // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
     unsafe {
         (*ev).header = EventHeader {
             start_ns: now,
@@ -94,5 +93,5 @@ fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8,
             },
         };
     }
-    submit(entry, cfg);
+    emit(ev, record_size(0), cfg);
 }

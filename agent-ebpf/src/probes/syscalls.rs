@@ -13,7 +13,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use super::{config, reserve, selected, socket_of_fd, submit};
+use super::{config, emit, record_size, scratch, selected, socket_of_fd};
 use crate::maps::{INFLIGHT, LIVE_SOCKS, PIDS, PORTS};
 
 const ARG0: usize = 16;
@@ -183,9 +183,8 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
     } else {
         let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
     }
-    let Some(mut entry) = reserve() else { return };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` points at a reserved, exclusively owned record.
+    let Some(ev) = scratch() else { return };
+    // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
     unsafe {
         fill_header(
             core::ptr::addr_of_mut!((*ev).header),
@@ -199,7 +198,7 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
             0,
         );
     }
-    submit(entry, cfg);
+    emit(ev, record_size(0), cfg);
 }
 
 /// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
@@ -212,8 +211,7 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         Some(v) => v,
         None => (0, 0),
     };
-    let Some(mut entry) = reserve() else { return };
-    let ev = entry.as_mut_ptr();
+    let Some(ev) = scratch() else { return };
     let mut n = if len < cap { len } else { cap };
     if n > cfg.copy_len as u64 {
         n = cfg.copy_len as u64;
@@ -222,8 +220,8 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         n = MAX_DATA as u64;
     }
     let n = n as usize;
-    // SAFETY: `ev` points at a reserved, exclusively owned record; user reads are checked.
-    unsafe {
+    // SAFETY: `ev` is this CPU's scratch record; user reads are checked.
+    let copied = unsafe {
         let copied = if n > 0 && n <= MAX_DATA {
             match bpf_probe_read_user_buf(src as *const u8, &mut (&mut (*ev).data)[..n]) {
                 Ok(()) => n as u32,
@@ -251,8 +249,9 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
                 (*h).tail_len = TAIL_LEN as u16;
             }
         }
-    }
-    submit(entry, cfg);
+        copied
+    };
+    emit(ev, record_size(copied as usize), cfg);
 }
 
 /// Where the bytes are: (user address, bytes available there).
@@ -292,7 +291,7 @@ unsafe fn fill_header(
     len: u32,
     copied: u32,
 ) {
-    // SAFETY: the caller owns `h`, a reserved ring-buffer record.
+    // SAFETY: the caller owns `h`, inside this CPU's scratch record.
     unsafe {
         (*h).start_ns = inflight.start_ns;
         (*h).end_ns = bpf_ktime_get_ns();

@@ -73,7 +73,7 @@ impl Default for AgentSection {
             capture_server: true,
             capture_client: true,
             copy_bytes: agent_common::DEFAULT_COPY_LEN,
-            ring_buffer_bytes: 8 << 20,
+            ring_buffer_bytes: 4 << 20,
             drain_interval_ms: 10,
             max_connections: 65_536,
             idle_timeout_secs: 30,
