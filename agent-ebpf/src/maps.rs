@@ -45,9 +45,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 #[map]
 pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
 
-/// Syscall arguments kept between entry and exit, by thread (pid_tgid).
+/// Syscall arguments kept between entry and exit, by thread (pid_tgid). A plain hash map: an
+/// LRU map's insert takes a shared lock on every syscall entry. Entries leave at syscall exit
+/// or thread exit, so the bound is the number of threads inside a traced syscall at once.
 #[map]
-pub static INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(16384, 0);
+pub static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(65536, 0);
 
 /// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`.
 #[map]
