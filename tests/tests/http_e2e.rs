@@ -411,3 +411,65 @@ async fn server_started_after_the_agent_is_selected_by_port() {
     assert_eq!(got.len(), 1, "{:?}", names(&got));
     assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/late.txt"));
 }
+
+/// Garbage, a TLS ClientHello and a half-sent request on a traced port: the agent skips them,
+/// counts them on its /metrics, and still traces the next real request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_skipped_and_counted() {
+    require_kernel!();
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.txt"), "ok").unwrap();
+    let port = free_port();
+    let _server = python_http_server(dir.path(), port);
+    let metrics = free_port();
+    let (addr, received) = start_receiver().await;
+    let mut agent = start_agent(
+        addr,
+        &[
+            "--port",
+            &port.to_string(),
+            "--metrics-listen-address",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    );
+    for junk in [
+        &b"\x00\xff\xfe garbage \r\n\r\n"[..],
+        &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"[..],
+        &b"GET /half HTTP/1.1\r\nHost: x"[..],
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(junk).unwrap();
+        drop(s);
+    }
+    let (code, _) = curl_timed(&format!("http://127.0.0.1:{port}/ok.txt"));
+    assert_eq!(code, 200);
+    let spans = received
+        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
+        .await;
+    let got = server_spans_on(&spans, port);
+    assert_eq!(
+        got.len(),
+        1,
+        "only the real request is a span: {:?}",
+        names(&got)
+    );
+    assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/ok.txt"));
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent is alive");
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing in {text}"))
+    };
+    assert!(
+        value("sonde_agent_non_http_skipped_records_total") >= 1,
+        "{text}"
+    );
+    assert_eq!(value("sonde_agent_decode_errors_total"), 0);
+}
