@@ -94,6 +94,36 @@ pub struct Stats {
     pub lost_sync: u64,
 }
 
+impl Stats {
+    /// Every counter with a stable snake_case name, for export as metrics.
+    pub fn counters(&self) -> [(&'static str, u64); 22] {
+        [
+            ("records", self.records),
+            ("requests", self.requests),
+            ("spans", self.spans),
+            ("non_http_skipped", self.non_http_skipped),
+            ("non_http_connections", self.non_http_connections),
+            ("parse_errors", self.parse_errors),
+            ("oversized_heads", self.oversized_heads),
+            ("truncated_heads", self.truncated_heads),
+            ("evicted_connections", self.evicted_connections),
+            ("expired_connections", self.expired_connections),
+            ("replaced_connections", self.replaced_connections),
+            ("aborted_exchanges", self.aborted_exchanges),
+            ("orphan_responses", self.orphan_responses),
+            ("role_filtered", self.role_filtered),
+            ("interim_responses", self.interim_responses),
+            ("upgraded_connections", self.upgraded_connections),
+            ("chunk_framing_lost", self.chunk_framing_lost),
+            ("ended_by_last_chunk", self.ended_by_last_chunk),
+            ("ended_by_next_request", self.ended_by_next_request),
+            ("ended_by_close", self.ended_by_close),
+            ("ended_by_timeout", self.ended_by_timeout),
+            ("lost_sync", self.lost_sync),
+        ]
+    }
+}
+
 /// Connection table: records in, spans out.
 #[derive(Debug)]
 pub struct Tracker {
