@@ -55,4 +55,5 @@ pub static LIVE_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536
 
 /// Kernel-side counters, indexed by `agent_common::counter`.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agent_common::counter::COUNT, 0);
+pub static COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(agent_common::counter::COUNT, 0);

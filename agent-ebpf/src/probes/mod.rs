@@ -58,7 +58,8 @@ pub fn socket_of_fd(cfg: &Config, fd: i32) -> Option<(u64, Tuple)> {
             return None;
         }
         let fd_array: *const u8 = read(fdt, o.fdt_fd)?;
-        let file: *const u8 = bpf_probe_read_kernel(fd_array.add(fd as usize * 8) as *const *const u8).ok()?;
+        let file: *const u8 =
+            bpf_probe_read_kernel(fd_array.add(fd as usize * 8) as *const *const u8).ok()?;
         if file.is_null() {
             return None;
         }
@@ -77,7 +78,10 @@ pub fn socket_of_fd(cfg: &Config, fd: i32) -> Option<(u64, Tuple)> {
             return None;
         }
         let family: u16 = read(sk, o.skc_family)?;
-        let mut t = Tuple { family, ..Tuple::default() };
+        let mut t = Tuple {
+            family,
+            ..Tuple::default()
+        };
         t.local_port = read(sk, o.skc_num)?;
         t.remote_port = u16::from_be(read(sk, o.skc_dport)?);
         if family == AF_INET {
@@ -128,7 +132,11 @@ pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<Event>> {
 #[inline(always)]
 pub fn submit(entry: aya_ebpf::maps::ring_buf::RingBufEntry<Event>, cfg: &Config) {
     let avail = EVENTS.query(RB_AVAIL_DATA);
-    let flags = if avail > cfg.wakeup_bytes as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    let flags = if avail > cfg.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
     entry.submit(flags as u64);
     bump(counter::SUBMITTED);
 }

@@ -3,7 +3,7 @@
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -30,7 +30,15 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if group_dead == 0 || !selected(&cfg, tgid) {
         return Ok(());
     }
-    emit(&cfg, tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
+    emit(
+        &cfg,
+        tgid,
+        pid_tgid as u32,
+        -1,
+        0,
+        kind::EXIT,
+        syscall::EXIT,
+    );
     Ok(())
 }
 
@@ -50,7 +58,9 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     let skaddr: u64 = unsafe { ctx.read_at(8)? };
     // This runs in softirq context: the current task is unrelated, so the owner comes from
     // the map filled at accept/connect.
-    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else { return Ok(()) };
+    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else {
+        return Ok(());
+    };
     let _ = LIVE_SOCKS.remove(&skaddr);
     let cfg = config();
     emit(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
@@ -77,6 +87,11 @@ fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8,
             syscall: sc,
             tuple: Tuple::default(),
             tail: [0; agent_common::TAIL_LEN],
+            comm: if tid == 0 {
+                [0; 16]
+            } else {
+                bpf_get_current_comm().unwrap_or([0; 16])
+            },
         };
     }
     submit(entry, cfg);

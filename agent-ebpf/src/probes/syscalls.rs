@@ -5,7 +5,10 @@
 
 use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_buf,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -147,7 +150,13 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let fd: u64 = unsafe { ctx.read_at(ARG0)? };
     let now = unsafe { bpf_ktime_get_ns() };
-    let inflight = InFlight { start_ns: now, ptr: 0, fd: fd as i32, syscall: syscall::CLOSE, _pad: [0; 3] };
+    let inflight = InFlight {
+        start_ns: now,
+        ptr: 0,
+        fd: fd as i32,
+        syscall: syscall::CLOSE,
+        _pad: [0; 3],
+    };
     lifecycle(&cfg, pid_tgid, fd as i32, &inflight, kind::CLOSE);
     Ok(())
 }
@@ -155,7 +164,9 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
 /// Accept, connect or close of an inet stream socket: a record with no payload.
 #[inline(always)]
 fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, fd) else { return };
+    let Some((sk, tuple)) = socket_of_fd(cfg, fd) else {
+        return;
+    };
     let tgid = (pid_tgid >> 32) as u32;
     if k == kind::CLOSE {
         let _ = LIVE_SOCKS.remove(&sk);
@@ -174,7 +185,9 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
 /// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
 #[inline(always)]
 fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else { return };
+    let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else {
+        return;
+    };
     let (src, cap) = match source(inflight) {
         Some(v) => v,
         None => (0, 0),
@@ -202,12 +215,23 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         let mut tail_len = 0u16;
         let mut tail = [0u8; TAIL_LEN];
         if buf_of(inflight.syscall) == Buf::Flat && len > n as u64 && len >= TAIL_LEN as u64 {
-            if let Ok(t) = bpf_probe_read_user(((src + len) - TAIL_LEN as u64) as *const [u8; TAIL_LEN]) {
+            if let Ok(t) =
+                bpf_probe_read_user(((src + len) - TAIL_LEN as u64) as *const [u8; TAIL_LEN])
+            {
                 tail = t;
                 tail_len = TAIL_LEN as u16;
             }
         }
-        (*ev).header = header(pid_tgid, inflight.fd, inflight, kind_of(inflight.syscall), sk, tuple, len as u32, copied);
+        (*ev).header = header(
+            pid_tgid,
+            inflight.fd,
+            inflight,
+            kind_of(inflight.syscall),
+            sk,
+            tuple,
+            len as u32,
+            copied,
+        );
         (*ev).header.tail = tail;
         (*ev).header.tail_len = tail_len;
     }
@@ -239,7 +263,16 @@ fn first_iov(ptr: u64) -> Option<(u64, u64)> {
 
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "a flat record header")]
-fn header(pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8, sk: u64, tuple: Tuple, len: u32, copied: u32) -> EventHeader {
+fn header(
+    pid_tgid: u64,
+    fd: i32,
+    inflight: &InFlight,
+    k: u8,
+    sk: u64,
+    tuple: Tuple,
+    len: u32,
+    copied: u32,
+) -> EventHeader {
     EventHeader {
         start_ns: inflight.start_ns,
         end_ns: unsafe { bpf_ktime_get_ns() },
@@ -254,5 +287,6 @@ fn header(pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8, sk: u64, tuple: Tu
         syscall: inflight.syscall,
         tuple,
         tail: [0; TAIL_LEN],
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 pub mod assemble;
 pub mod context;
+pub mod resource;
 
 /// OpenTelemetry span kind as seen from the traced process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,234 @@
+//! Background work on a tenant: write pending traces as blocks, compact small blocks into
+//! bigger ones, and delete blocks past retention. Each step is a plain function so tests can
+//! drive it with an injected clock.
+use std::sync::{Arc, PoisonError};
+
+use super::{
+    block::{Block, BlockMeta, BlockWriter, WriteOptions, group::Group},
+    error::StoreError,
+    fsio::Io,
+    ids::TraceId,
+    model::{SpanRow, Table},
+    tenant::{Pending, Tenant},
+};
+
+/// A block id that sorts by creation time.
+pub fn new_block_id(now_ns: u64) -> String {
+    format!("{now_ns:020}-{:08x}", rand::random::<u32>())
+}
+
+/// Write one pending cut as a block and publish it; then drop it from pending and free WAL
+/// segments nobody needs. On failure the pending data stays in memory and in the WAL.
+pub fn write_pending(
+    t: &Tenant,
+    p: &Arc<Pending>,
+    io: &Io,
+    opts: WriteOptions,
+    now_ns: u64,
+) -> Result<BlockMeta, StoreError> {
+    let blocks_dir = t.dir.join("blocks");
+    let id = new_block_id(now_ns);
+    let mut w = BlockWriter::create(&blocks_dir, &id, 0, io.clone(), opts)?;
+    for (tid, lt) in &p.traces {
+        let parts: [(&Table, &[SpanRow]); 1] = [(&p.table, &lt.spans)];
+        if let Err(e) = w.add(*tid, &lt.payload, &parts) {
+            let _ = std::fs::remove_dir_all(blocks_dir.join(format!(".tmp-{id}")));
+            return Err(e);
+        }
+    }
+    let meta = w.finish(now_ns)?;
+    let block = Arc::new(Block::open(&blocks_dir.join(&id))?);
+    t.blocks
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(block);
+    t.pending
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|x| !Arc::ptr_eq(x, p));
+    free_wal(t)?;
+    Ok(meta)
+}
+
+/// Delete WAL segments whose data is all in blocks.
+pub fn free_wal(t: &Tenant) -> Result<(), StoreError> {
+    let needed = t.wal_needed_from();
+    let st = t.lock_state();
+    st.wal
+        .remove_below(needed)
+        .map_err(|e| StoreError::io(t.dir.join("wal"), e))
+}
+
+/// A streaming cursor over one block's traces in id order (one page and one group in memory).
+struct Cursor<'a> {
+    block: &'a Block,
+    page: usize,
+    recs: Vec<(TraceId, Vec<u8>)>,
+    rec: usize,
+    group_idx: usize,
+    group: Arc<Group>,
+    ti: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(block: &'a Block) -> Result<Self, StoreError> {
+        let mut c = Self {
+            block,
+            page: 0,
+            recs: Vec::new(),
+            rec: 0,
+            group_idx: 0,
+            group: Arc::default(),
+            ti: 0,
+        };
+        c.fill()?;
+        Ok(c)
+    }
+
+    fn fill(&mut self) -> Result<(), StoreError> {
+        while self.rec >= self.recs.len() && self.page < self.block.page_count() {
+            self.recs = self.block.page_records(self.page)?;
+            self.page += 1;
+            self.rec = 0;
+        }
+        if self.rec < self.recs.len() {
+            while self.ti >= self.group.traces.len() {
+                if self.group_idx >= self.block.groups.len() {
+                    return Err(StoreError::corrupt(
+                        &self.block.dir,
+                        "fewer rows than payloads",
+                    ));
+                }
+                self.group = Arc::new(self.block.read_group(self.group_idx)?);
+                self.group_idx += 1;
+                self.ti = 0;
+            }
+            if self.group.traces[self.ti].id != self.recs[self.rec].0 {
+                return Err(StoreError::corrupt(
+                    &self.block.dir,
+                    "rows out of step with payloads",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn peek(&self) -> Option<&TraceId> {
+        self.recs.get(self.rec).map(|r| &r.0)
+    }
+
+    /// Take the current trace: payload, its group and index in the group.
+    fn next(&mut self) -> Result<(Vec<u8>, Arc<Group>, usize), StoreError> {
+        let payload = std::mem::take(&mut self.recs[self.rec].1);
+        let out = (payload, self.group.clone(), self.ti);
+        self.rec += 1;
+        self.ti += 1;
+        self.fill()?;
+        Ok(out)
+    }
+}
+
+/// Merge `inputs` (blocks of `t`) into one new block, publish it, and delete the inputs.
+pub fn compact(
+    t: &Tenant,
+    inputs: &[Arc<Block>],
+    io: &Io,
+    opts: WriteOptions,
+    now_ns: u64,
+) -> Result<BlockMeta, StoreError> {
+    let blocks_dir = t.dir.join("blocks");
+    let id = new_block_id(now_ns);
+    let level = inputs.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
+    let mut cursors = Vec::with_capacity(inputs.len());
+    for b in inputs {
+        cursors.push(Cursor::new(b)?);
+    }
+    let mut w = BlockWriter::create(&blocks_dir, &id, level, io.clone(), opts)?;
+    let res = (|| {
+        while let Some(min) = cursors.iter().filter_map(Cursor::peek).min().copied() {
+            let mut payload = Vec::new();
+            let mut groups: Vec<(Arc<Group>, usize)> = Vec::new();
+            for c in &mut cursors {
+                while c.peek() == Some(&min) {
+                    let (p, g, ti) = c.next()?;
+                    payload.extend_from_slice(&p);
+                    groups.push((g, ti));
+                }
+            }
+            let parts: Vec<(&Table, &[SpanRow])> = groups
+                .iter()
+                .map(|(g, ti)| (&g.table, &g.spans[g.traces[*ti].spans.range()]))
+                .collect();
+            w.add(min, &payload, &parts)?;
+        }
+        Ok::<(), StoreError>(())
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_dir_all(blocks_dir.join(format!(".tmp-{id}")));
+        return Err(e);
+    }
+    let meta = w.finish(now_ns)?;
+    let block = Arc::new(Block::open(&blocks_dir.join(&id))?);
+    {
+        let mut list = t.blocks.write().unwrap_or_else(PoisonError::into_inner);
+        list.push(block);
+        list.retain(|b| !inputs.iter().any(|i| Arc::ptr_eq(i, b)));
+    }
+    for b in inputs {
+        if let Err(e) = std::fs::remove_dir_all(&b.dir) {
+            tracing::warn!(block = %b.dir.display(), error = %e, "cannot delete compacted block");
+        }
+    }
+    Ok(meta)
+}
+
+/// Which blocks to compact next: the oldest run of small blocks, if there are enough.
+pub fn pick_compaction(
+    blocks: &[Arc<Block>],
+    min_inputs: usize,
+    max_inputs: usize,
+    max_bytes: u64,
+) -> Vec<Arc<Block>> {
+    let mut small: Vec<Arc<Block>> = blocks
+        .iter()
+        .filter(|b| b.meta.total_bytes() < max_bytes / 2)
+        .cloned()
+        .collect();
+    small.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+    if small.len() < min_inputs.max(2) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut total = 0;
+    for b in small {
+        if out.len() >= max_inputs || (total + b.meta.total_bytes() > max_bytes && out.len() >= 2) {
+            break;
+        }
+        total += b.meta.total_bytes();
+        out.push(b);
+    }
+    if out.len() < 2 { Vec::new() } else { out }
+}
+
+/// Delete blocks whose newest span ended before `now - retention`. Returns how many.
+pub fn apply_retention(t: &Tenant, now_ns: u64, retention_ns: u64) -> usize {
+    let cutoff = now_ns.saturating_sub(retention_ns);
+    let expired: Vec<Arc<Block>> = t
+        .blocks()
+        .into_iter()
+        .filter(|b| b.meta.max_end_ns < cutoff)
+        .collect();
+    if expired.is_empty() {
+        return 0;
+    }
+    t.blocks
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|b| !expired.iter().any(|e| Arc::ptr_eq(e, b)));
+    for b in &expired {
+        if let Err(e) = std::fs::remove_dir_all(&b.dir) {
+            tracing::warn!(block = %b.dir.display(), error = %e, "cannot delete expired block");
+        }
+    }
+    expired.len()
+}

@@ -1,0 +1,119 @@
+//! Runs the store's three listeners (Tempo API, OTLP gRPC, OTLP HTTP) and its background
+//! loops (block cutting/compaction/retention, WAL fsync) until the shutdown token fires.
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Store, StoreError, api, otlp};
+use crate::config::StoreSection;
+
+async fn bind(addr: &str, what: &'static str) -> Result<tokio::net::TcpListener, StoreError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StoreError::Listen {
+            addr: addr.to_string(),
+            what,
+            source,
+        })
+}
+
+/// Serve the Tempo API, OTLP gRPC and OTLP HTTP on the configured addresses.
+pub async fn serve(
+    store: Store,
+    cfg: &StoreSection,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    let api_l = bind(&cfg.http_listen_address, "Tempo HTTP API").await?;
+    let grpc_l = bind(&cfg.otlp_grpc_listen_address, "OTLP gRPC").await?;
+    let http_l = bind(&cfg.otlp_http_listen_address, "OTLP HTTP").await?;
+    serve_on(store, api_l, grpc_l, http_l, shutdown).await
+}
+
+/// Serve on already bound listeners (tests bind port 0).
+pub async fn serve_on(
+    store: Store,
+    api_l: tokio::net::TcpListener,
+    grpc_l: tokio::net::TcpListener,
+    http_l: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    tracing::info!(
+        api = ?api_l.local_addr().ok(),
+        otlp_grpc = ?grpc_l.local_addr().ok(),
+        otlp_http = ?http_l.local_addr().ok(),
+        data_dir = %store.config().data_dir.display(),
+        "store listening"
+    );
+    let bg = background(store.clone(), shutdown.clone());
+    let sd = shutdown.clone();
+    let api = axum::serve(api_l, api::router(store.clone()))
+        .with_graceful_shutdown(async move { sd.cancelled().await });
+    let sd = shutdown.clone();
+    let http = axum::serve(http_l, otlp::http_router(store.clone()))
+        .with_graceful_shutdown(async move { sd.cancelled().await });
+    let sd = shutdown.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(otlp::grpc_service(store.clone()))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_l).with_nodelay(Some(true)),
+            async move { sd.cancelled().await },
+        );
+    let (a, h, g, ()) = tokio::join!(
+        async {
+            api.await.map_err(|e| StoreError::Serve {
+                what: "Tempo HTTP API",
+                detail: e.to_string(),
+            })
+        },
+        async {
+            http.await.map_err(|e| StoreError::Serve {
+                what: "OTLP HTTP",
+                detail: e.to_string(),
+            })
+        },
+        async {
+            grpc.await.map_err(|e| StoreError::Serve {
+                what: "OTLP gRPC",
+                detail: e.to_string(),
+            })
+        },
+        bg,
+    );
+    store.sync_wal();
+    a.and(h).and(g)
+}
+
+/// Maintenance every 250 ms; WAL fsync at the configured interval.
+async fn background(store: Store, shutdown: CancellationToken) {
+    let fsync_ns = store.config().wal_fsync_interval_ns();
+    let s2 = store.clone();
+    let sd = shutdown.clone();
+    let fsync = async move {
+        if fsync_ns == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_nanos(fsync_ns));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let s = s2.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.sync_wal()).await;
+                }
+                () = sd.cancelled() => return,
+            }
+        }
+    };
+    let maint = async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let s = store.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.maintain(false)).await;
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    };
+    tokio::join!(fsync, maint);
+}
