@@ -88,6 +88,8 @@ pub struct Stats {
     /// the next request, the close (or EOF), the idle timeout (or eviction).
     pub ended_by_last_chunk: u64,
     pub ended_by_next_request: u64,
+    /// ... the next pipelined response's head (framing lost, more requests queued).
+    pub ended_by_next_response: u64,
     pub ended_by_close: u64,
     pub ended_by_timeout: u64,
     /// A side lost sync because uncopied bytes hid where the next head starts.
@@ -96,7 +98,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with a stable snake_case name, for export as metrics.
-    pub fn counters(&self) -> [(&'static str, u64); 22] {
+    pub fn counters(&self) -> [(&'static str, u64); 23] {
         [
             ("records", self.records),
             ("requests", self.requests),
@@ -117,6 +119,7 @@ impl Stats {
             ("chunk_framing_lost", self.chunk_framing_lost),
             ("ended_by_last_chunk", self.ended_by_last_chunk),
             ("ended_by_next_request", self.ended_by_next_request),
+            ("ended_by_next_response", self.ended_by_next_response),
             ("ended_by_close", self.ended_by_close),
             ("ended_by_timeout", self.ended_by_timeout),
             ("lost_sync", self.lost_sync),

@@ -47,7 +47,13 @@ impl Conn {
                 Side::Head => {
                     if pos >= known.len() {
                         if pos < total {
+                            // Uncopied bytes after a complete response can only hold
+                            // further (pipelined) responses: which requests they answered
+                            // is unknown, so drop those rather than mispair them.
                             ctx.stats.lost_sync += 1;
+                            ctx.stats.aborted_exchanges += self.pending.len() as u64;
+                            self.pending.clear();
+                            self.req_body_pending = false;
                             self.resp = Side::Lost;
                         }
                         return;
@@ -59,10 +65,12 @@ impl Conn {
                     }
                 }
                 Side::Body(body) => {
+                    let queued = self.pending.len();
                     let Some(front) = self.pending.front_mut() else {
                         self.resp = Side::Lost;
                         return;
                     };
+                    let prev_last = front.response_last_unix_ns;
                     front.response_last_unix_ns = d.end_unix_ns;
                     match body {
                         Body::Length(left) => {
@@ -93,6 +101,17 @@ impl Conn {
                         }
                         Body::Unframed(why) => {
                             let why = *why;
+                            if why != Unframed::UntilClose
+                                && pos == 0
+                                && queued >= 2
+                                && matches!(parse_response_head(known), Parse::Complete(..))
+                            {
+                                // Pipelined: the next response's head ends this one.
+                                ctx.stats.ended_by_next_response += 1;
+                                self.finish_front(prev_last, None, ctx);
+                                self.resp = Side::Head;
+                                continue;
+                            }
                             if why == Unframed::UntilClose {
                                 let size = front.response_body_size.unwrap_or(0);
                                 front.response_body_size = Some(size + (total - pos) as u64);
