@@ -9,6 +9,15 @@
 //! - a response without usable framing (no length, lost chunk framing, truncated head)
 //!   ends at the next request, the close, or the idle timeout (`ended_by_*`), and its end
 //!   time is the last response byte seen.
+//! - a connection whose Open was seen but whose first bytes are not HTTP/1.x (TLS, h2c
+//!   prior knowledge, Redis, Postgres, a PROXY-protocol preamble) is marked opaque until
+//!   it closes; one first seen mid-life is only tracked from the first record that parses
+//!   as a request head (a READ request makes it a server, a WRITE request a client);
+//! - a 101 or a 2xx to CONNECT ends parsing of that connection (upgraded or tunnelled).
+//!
+//! Memory: at most `max_connections` entries, each with at most `MAX_PIPELINE` queued
+//! requests (attributes only, bounded strings) and two head buffers of at most
+//! `max_head_bytes` plus one copied prefix.
 use std::collections::HashMap;
 
 use crate::ebpf::record::{ConnKey, Record, Role, Tuple};
