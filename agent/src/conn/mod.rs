@@ -8,7 +8,8 @@
 //!   `error_type = "connection_closed"` (or `"timeout"` when the connection went idle);
 //! - a response without usable framing (no length, lost chunk framing, truncated head)
 //!   ends at the next request, the close, or the idle timeout (`ended_by_*`), and its end
-//!   time is the last response byte seen.
+//!   time is the last response byte seen; one with lost chunk framing or a truncated head
+//!   also ends once its connection has been quiet for `QUIET_FLUSH_NS` (at a `sweep`).
 //! - a connection whose Open was seen but whose first bytes are not HTTP/1.x (TLS, h2c
 //!   prior knowledge, Redis, Postgres, a PROXY-protocol preamble) is marked opaque until
 //!   it closes; one first seen mid-life is only tracked from the first record that parses
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use crate::ebpf::record::{ConnKey, Record, Role, Tuple};
 use crate::protocol::http1::looks_like_request;
 use crate::span::HttpSpan;
+pub use state::QUIET_FLUSH_NS;
 use state::{Conn, Ctx, EndReason, Mode, allowed};
 
 mod state;
@@ -250,6 +252,17 @@ impl Tracker {
         for k in keys {
             self.stats.expired_connections += 1;
             self.end(k, now_unix_ns, EndReason::Timeout, out);
+        }
+        // A response whose chunk framing was lost (writev bodies) would otherwise wait for
+        // the next request or the close; after a quiet spell it is surely complete enough.
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            out,
+            scratch: &mut self.scratch,
+        };
+        for conn in self.conns.values_mut() {
+            conn.flush_quiet(now_unix_ns, &mut ctx);
         }
     }
 

@@ -74,6 +74,10 @@ struct HeadBuf {
 /// this the oldest is dropped, which keeps memory bounded when responses are never seen.
 pub(super) const MAX_PIPELINE: usize = 16;
 
+/// How long a connection must be quiet before a response with lost framing is taken as
+/// finished (its end time is still its last byte).
+pub const QUIET_FLUSH_NS: u64 = 2_000_000_000;
+
 /// A head parse with the borrow of the input released.
 #[expect(
     clippy::large_enum_variant,

@@ -296,6 +296,20 @@ impl Conn {
         }
     }
 
+    /// Ends a response with lost framing (not one delimited by the close) once the
+    /// connection has been quiet for `QUIET_FLUSH_NS`.
+    pub(in crate::conn) fn flush_quiet(&mut self, now_unix_ns: u64, ctx: &mut Ctx<'_>) {
+        let lost = matches!(
+            self.resp,
+            Side::Body(Body::Unframed(
+                Unframed::LostFraming | Unframed::TruncatedHead
+            ))
+        );
+        if lost && now_unix_ns.saturating_sub(self.last_unix_ns) > super::QUIET_FLUSH_NS {
+            self.finish_unframed(EndReason::Timeout, ctx);
+        }
+    }
+
     /// Ends a response whose body had no usable framing (close-delimited, lost chunk
     /// framing, truncated head), if one is in progress. Its end is the last response byte.
     pub(super) fn finish_unframed(&mut self, reason: EndReason, ctx: &mut Ctx<'_>) {

@@ -569,3 +569,29 @@ fn response_head_cut_in_pipelined_write_is_salvaged() {
         (1, 1, 0)
     );
 }
+
+/// node.js writes chunks with writev (no tail): the response is flushed by a sweep after a
+/// quiet spell instead of waiting for the next request; the connection stays.
+#[test]
+fn lost_framing_flushed_after_quiet_spell() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    sim.read(k, &get("/stream"));
+    let (_, end) = sim.io_copied(
+        k,
+        Direction::Write,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        20,
+        false,
+    );
+    let mut out = Vec::new();
+    sim.tracker.sweep(end + QUIET_FLUSH_NS / 2, &mut out);
+    assert!(out.is_empty());
+    sim.tracker.sweep(end + QUIET_FLUSH_NS + 1, &mut out);
+    assert_eq!((out.len(), out[0].end_unix_ns), (1, end));
+    assert_eq!(sim.tracker.connections(), 1);
+    sim.read(k, &get("/again"));
+    sim.write(k, &ok("x"));
+    assert_eq!(sim.take().len(), 1);
+}
