@@ -312,3 +312,16 @@ fn stats_counters_name_every_field() {
     assert_eq!(names.len(), fields);
     assert!(counters.contains(&("spans", 7)) && counters.contains(&("lost_sync", 3)));
 }
+
+#[test]
+fn a_lone_method_prefix_does_not_decide_the_role() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 7, 1);
+    // A client reads a one-byte body record "P", then makes a real request.
+    sim.read(k, b"P");
+    sim.write(k, &get("/real"));
+    sim.read(k, &ok("x"));
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].kind, SpanKind::Client);
+}
