@@ -8,12 +8,23 @@
 //!   `error_type = "connection_closed"` (or `"timeout"` when the connection went idle);
 //! - a response without usable framing (no length, lost chunk framing, truncated head)
 //!   ends at the next request, the close, or the idle timeout (`ended_by_*`), and its end
-//!   time is the last response byte seen.
+//!   time is the last response byte seen; one with lost chunk framing or a truncated head
+//!   also ends once its connection has been quiet for `QUIET_FLUSH_NS` (at a `sweep`).
+//! - a connection whose Open was seen but whose first bytes are not HTTP/1.x (TLS, h2c
+//!   prior knowledge, Redis, Postgres, a PROXY-protocol preamble) is marked opaque until
+//!   it closes; one first seen mid-life is only tracked from the first record that parses
+//!   as a request head (a READ request makes it a server, a WRITE request a client);
+//! - a 101 or a 2xx to CONNECT ends parsing of that connection (upgraded or tunnelled).
+//!
+//! Memory: at most `max_connections` entries, each with at most `MAX_PIPELINE` queued
+//! requests (attributes only, bounded strings) and two head buffers of at most
+//! `max_head_bytes` plus one copied prefix.
 use std::collections::HashMap;
 
 use crate::ebpf::record::{ConnKey, Record, Role, Tuple};
 use crate::protocol::http1::looks_like_request;
 use crate::span::HttpSpan;
+pub use state::QUIET_FLUSH_NS;
 use state::{Conn, Ctx, EndReason, Mode, allowed};
 
 mod state;
@@ -88,10 +99,43 @@ pub struct Stats {
     /// the next request, the close (or EOF), the idle timeout (or eviction).
     pub ended_by_last_chunk: u64,
     pub ended_by_next_request: u64,
+    /// ... the next pipelined response's head (framing lost, more requests queued).
+    pub ended_by_next_response: u64,
     pub ended_by_close: u64,
     pub ended_by_timeout: u64,
     /// A side lost sync because uncopied bytes hid where the next head starts.
     pub lost_sync: u64,
+}
+
+impl Stats {
+    /// Every counter with a stable snake_case name, for export as metrics.
+    pub fn counters(&self) -> [(&'static str, u64); 23] {
+        [
+            ("records", self.records),
+            ("requests", self.requests),
+            ("spans", self.spans),
+            ("non_http_skipped", self.non_http_skipped),
+            ("non_http_connections", self.non_http_connections),
+            ("parse_errors", self.parse_errors),
+            ("oversized_heads", self.oversized_heads),
+            ("truncated_heads", self.truncated_heads),
+            ("evicted_connections", self.evicted_connections),
+            ("expired_connections", self.expired_connections),
+            ("replaced_connections", self.replaced_connections),
+            ("aborted_exchanges", self.aborted_exchanges),
+            ("orphan_responses", self.orphan_responses),
+            ("role_filtered", self.role_filtered),
+            ("interim_responses", self.interim_responses),
+            ("upgraded_connections", self.upgraded_connections),
+            ("chunk_framing_lost", self.chunk_framing_lost),
+            ("ended_by_last_chunk", self.ended_by_last_chunk),
+            ("ended_by_next_request", self.ended_by_next_request),
+            ("ended_by_next_response", self.ended_by_next_response),
+            ("ended_by_close", self.ended_by_close),
+            ("ended_by_timeout", self.ended_by_timeout),
+            ("lost_sync", self.lost_sync),
+        ]
+    }
 }
 
 /// Connection table: records in, spans out.
@@ -208,6 +252,17 @@ impl Tracker {
         for k in keys {
             self.stats.expired_connections += 1;
             self.end(k, now_unix_ns, EndReason::Timeout, out);
+        }
+        // A response whose chunk framing was lost (writev bodies) would otherwise wait for
+        // the next request or the close; after a quiet spell it is surely complete enough.
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            out,
+            scratch: &mut self.scratch,
+        };
+        for conn in self.conns.values_mut() {
+            conn.flush_quiet(now_unix_ns, &mut ctx);
         }
     }
 

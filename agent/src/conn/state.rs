@@ -8,7 +8,10 @@ use std::collections::VecDeque;
 use super::{Stats, TrackerConfig};
 use crate::ebpf::record::{Data, Direction, Role, Tuple};
 use crate::protocol::http1::chunked::{Chunked, Step, ends_with_last_chunk};
-use crate::protocol::http1::{Parse, close_truncated_head, looks_like_request, parse_request_head};
+use crate::protocol::http1::{
+    Parse, close_truncated_head, looks_like_request, parse_request_head,
+    starts_with_method_and_space,
+};
 use crate::span::assemble::Exchange;
 use crate::span::{HttpSpan, SpanKind};
 
@@ -73,6 +76,10 @@ struct HeadBuf {
 /// Most requests queued on one connection without a response (pipelining depth); beyond
 /// this the oldest is dropped, which keeps memory bounded when responses are never seen.
 pub(super) const MAX_PIPELINE: usize = 16;
+
+/// How long a connection must be quiet before a response with lost framing is taken as
+/// finished (its end time is still its last byte).
+pub const QUIET_FLUSH_NS: u64 = 2_000_000_000;
 
 /// A head parse with the borrow of the input released.
 #[expect(
@@ -165,7 +172,12 @@ impl Conn {
             None => {
                 // Seen mid-life: the first request head decides which side we are on.
                 let head = parse_request_head(known);
-                if !matches!(head, Parse::Complete(..) | Parse::Partial) || known.is_empty() {
+                let plausible = match head {
+                    Parse::Complete(..) => true,
+                    Parse::Partial => starts_with_method_and_space(known),
+                    Parse::NotHttp | Parse::Invalid(_) => false,
+                };
+                if !plausible {
                     ctx.stats.non_http_skipped += 1;
                     return;
                 }

@@ -105,6 +105,12 @@ pub fn looks_like_request(buf: &[u8]) -> bool {
     !buf.is_empty() && starts_with_method(buf) != Some(false)
 }
 
+/// Whether `buf` starts with a whole known method and a space (stricter than
+/// `looks_like_request`: a lone `G` does not qualify).
+pub fn starts_with_method_and_space(buf: &[u8]) -> bool {
+    starts_with_method(buf) == Some(true)
+}
+
 const RESPONSE_PREFIX: &[u8] = b"HTTP/1.";
 
 /// Cheap test: does `buf` start (or could it start) a status line?

@@ -95,7 +95,11 @@ impl Exchange {
             (SpanKind::Client, Some(p)) => (p.trace_id, p.parent_id, None),
             (_, None) => (new_trace_id(), new_span_id(), None),
         };
-        let route = Some(route::template(&self.path));
+        // `*` (OPTIONS *) and authorities (CONNECT host:port) have no route.
+        let route = self
+            .path
+            .starts_with('/')
+            .then(|| route::template(&self.path));
         HttpSpan {
             kind: self.kind,
             trace_id,
@@ -222,6 +226,15 @@ Authorization: Basic c2VjcmV0\r\nCookie: s=secret\r\nContent-Length: 5\r\n\r\n";
                 assert_eq!((span.parent_span_id, span.trace_state), (None, None));
             }
         }
+    }
+
+    #[rstest]
+    #[case::origin(b"GET /a/1 HTTP/1.1\r\n\r\n".as_slice(), Some("/a/{id}"))]
+    #[case::connect(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n".as_slice(), None)]
+    #[case::asterisk(b"OPTIONS * HTTP/1.1\r\n\r\n".as_slice(), None)]
+    fn route_only_for_paths(#[case] head: &[u8], #[case] route: Option<&str>) {
+        let span = exchange(head, SpanKind::Client).into_span(1, &tuple(), None);
+        assert_eq!(span.route.as_deref(), route);
     }
 
     #[test]

@@ -47,7 +47,13 @@ impl Conn {
                 Side::Head => {
                     if pos >= known.len() {
                         if pos < total {
+                            // Uncopied bytes after a complete response can only hold
+                            // further (pipelined) responses: which requests they answered
+                            // is unknown, so drop those rather than mispair them.
                             ctx.stats.lost_sync += 1;
+                            ctx.stats.aborted_exchanges += self.pending.len() as u64;
+                            self.pending.clear();
+                            self.req_body_pending = false;
                             self.resp = Side::Lost;
                         }
                         return;
@@ -59,10 +65,12 @@ impl Conn {
                     }
                 }
                 Side::Body(body) => {
+                    let queued = self.pending.len();
                     let Some(front) = self.pending.front_mut() else {
                         self.resp = Side::Lost;
                         return;
                     };
+                    let prev_last = front.response_last_unix_ns;
                     front.response_last_unix_ns = d.end_unix_ns;
                     match body {
                         Body::Length(left) => {
@@ -93,6 +101,17 @@ impl Conn {
                         }
                         Body::Unframed(why) => {
                             let why = *why;
+                            if why != Unframed::UntilClose
+                                && pos == 0
+                                && queued >= 2
+                                && matches!(parse_response_head(known), Parse::Complete(..))
+                            {
+                                // Pipelined: the next response's head ends this one.
+                                ctx.stats.ended_by_next_response += 1;
+                                self.finish_front(prev_last, None, ctx);
+                                self.resp = Side::Head;
+                                continue;
+                            }
                             if why == Unframed::UntilClose {
                                 let size = front.response_body_size.unwrap_or(0);
                                 front.response_body_size = Some(size + (total - pos) as u64);
@@ -274,6 +293,20 @@ impl Conn {
         if let Some(ex) = self.pending.pop_front() {
             ctx.out.push(ex.into_span(end_unix_ns, &self.tuple, error));
             ctx.stats.spans += 1;
+        }
+    }
+
+    /// Ends a response with lost framing (not one delimited by the close) once the
+    /// connection has been quiet for `QUIET_FLUSH_NS`.
+    pub(in crate::conn) fn flush_quiet(&mut self, now_unix_ns: u64, ctx: &mut Ctx<'_>) {
+        let lost = matches!(
+            self.resp,
+            Side::Body(Body::Unframed(
+                Unframed::LostFraming | Unframed::TruncatedHead
+            ))
+        );
+        if lost && now_unix_ns.saturating_sub(self.last_unix_ns) > super::QUIET_FLUSH_NS {
+            self.finish_unframed(EndReason::Timeout, ctx);
         }
     }
 

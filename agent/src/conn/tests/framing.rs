@@ -486,3 +486,112 @@ fn chunked_request_body_then_response() {
         (1, Some(7), Some(202))
     );
 }
+
+/// Pipelined requests, first response's chunk framing lost without a tail: the second
+/// response's head (at a record start) ends the first.
+#[test]
+fn pipelined_lost_framing_ends_at_next_response() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    let mut reqs = get("/one");
+    reqs.extend(get("/two"));
+    sim.read(k, &reqs);
+    let mut body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..30 {
+        body.extend(b"64\r\n");
+        body.extend(std::iter::repeat_n(b'z', 100));
+        body.extend(b"\r\n");
+    }
+    body.extend(b"0\r\n\r\n");
+    let (_, first_end) = sim.io_copied(k, Direction::Write, &body, 500, false);
+    let (_, second_end) = sim.write(k, &ok("2"));
+    let spans = sim.take();
+    let got: Vec<_> = spans
+        .iter()
+        .map(|s| (s.path.as_str(), s.end_unix_ns))
+        .collect();
+    assert_eq!(got, [("/one", first_end), ("/two", second_end)]);
+    assert_eq!(sim.stats().ended_by_next_response, 1);
+}
+
+/// Two pipelined responses in one write whose second lies beyond the copied prefix: the
+/// second request cannot be paired, and is dropped rather than mispaired later.
+#[test]
+fn response_lost_after_pipelined_write_drops_unpaired_requests() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    let mut reqs = get("/one");
+    reqs.extend(get("/two"));
+    sim.read(k, &reqs);
+    let first = ok("1");
+    let mut both = first.clone();
+    both.extend(ok(&"2".repeat(300)));
+    // The copied prefix ends exactly where the second response starts.
+    sim.io_copied(k, Direction::Write, &both, first.len(), false);
+    sim.read(k, &get("/three"));
+    sim.write(k, &ok("3"));
+    let paths: Vec<_> = sim.take().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/one", "/three"]);
+    assert_eq!(
+        (sim.stats().lost_sync, sim.stats().aborted_exchanges),
+        (1, 1)
+    );
+}
+
+/// Same, but the prefix ends inside the second head: its status line is salvaged and its
+/// body (framing unknown) ends at the next request.
+#[test]
+fn response_head_cut_in_pipelined_write_is_salvaged() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    let mut reqs = get("/one");
+    reqs.extend(get("/two"));
+    sim.read(k, &reqs);
+    let mut both = ok("1");
+    both.extend(b"HTTP/1.1 503 Busy\r\nContent-Length: 300\r\n\r\n");
+    both.extend([b'2'; 300]);
+    let (_, end) = sim.io_copied(k, Direction::Write, &both, ok("1").len() + 25, false);
+    sim.read(k, &get("/three"));
+    sim.write(k, &ok("3"));
+    let got: Vec<_> = sim
+        .take()
+        .into_iter()
+        .map(|s| (s.path, s.status_code, s.end_unix_ns))
+        .collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1], ("/two".to_owned(), Some(503), end));
+    let st = sim.stats();
+    assert_eq!(
+        (st.truncated_heads, st.ended_by_next_request, st.lost_sync),
+        (1, 1, 0)
+    );
+}
+
+/// node.js writes chunks with writev (no tail): the response is flushed by a sweep after a
+/// quiet spell instead of waiting for the next request; the connection stays.
+#[test]
+fn lost_framing_flushed_after_quiet_spell() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    sim.read(k, &get("/stream"));
+    let (_, end) = sim.io_copied(
+        k,
+        Direction::Write,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        20,
+        false,
+    );
+    let mut out = Vec::new();
+    sim.tracker.sweep(end + QUIET_FLUSH_NS / 2, &mut out);
+    assert!(out.is_empty());
+    sim.tracker.sweep(end + QUIET_FLUSH_NS + 1, &mut out);
+    assert_eq!((out.len(), out[0].end_unix_ns), (1, end));
+    assert_eq!(sim.tracker.connections(), 1);
+    sim.read(k, &get("/again"));
+    sim.write(k, &ok("x"));
+    assert_eq!(sim.take().len(), 1);
+}

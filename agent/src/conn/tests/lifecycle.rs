@@ -297,3 +297,31 @@ fn close_without_socket_id_matches_by_fd() {
     assert_eq!((spans.len(), sim.tracker.connections()), (1, 0));
     assert_eq!(spans[0].error_type.as_deref(), Some("connection_closed"));
 }
+
+#[test]
+fn stats_counters_name_every_field() {
+    let stats = Stats {
+        spans: 7,
+        lost_sync: 3,
+        ..Default::default()
+    };
+    let fields = format!("{:?}", Stats::default()).matches(": 0").count();
+    let counters = stats.counters();
+    assert_eq!(counters.len(), fields);
+    let names: std::collections::HashSet<_> = counters.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), fields);
+    assert!(counters.contains(&("spans", 7)) && counters.contains(&("lost_sync", 3)));
+}
+
+#[test]
+fn a_lone_method_prefix_does_not_decide_the_role() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 7, 1);
+    // A client reads a one-byte body record "P", then makes a real request.
+    sim.read(k, b"P");
+    sim.write(k, &get("/real"));
+    sim.read(k, &ok("x"));
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].kind, SpanKind::Client);
+}

@@ -6,6 +6,7 @@ use crate::span::SpanKind;
 
 mod framing;
 mod lifecycle;
+mod real;
 
 const COPY: usize = 4096;
 const SERVER: u32 = 100;

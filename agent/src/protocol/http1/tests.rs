@@ -247,3 +247,12 @@ fn truncated_head_salvage(#[case] input: &[u8], #[case] ok: bool, #[case] host: 
 fn request_lookalike(#[case] input: &[u8], #[case] expected: bool) {
     assert_eq!(looks_like_request(input), expected);
 }
+
+#[rstest]
+#[case::full(b"GET /", true)]
+#[case::method_only(b"GET", false)]
+#[case::prefix(b"G", false)]
+#[case::lowercase(b"get /", false)]
+fn method_and_space(#[case] input: &[u8], #[case] expected: bool) {
+    assert_eq!(starts_with_method_and_space(input), expected);
+}
