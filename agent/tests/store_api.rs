@@ -117,7 +117,7 @@ fn check_trace_json(batches: &Value, t: &Value, service: &str, i: usize) {
     );
     assert_eq!(
         attr(&root["attributes"], "cached"),
-        &serde_json::json!({"boolValue": i % 2 == 0})
+        &serde_json::json!({"boolValue": i.is_multiple_of(2)})
     );
     assert_eq!(child["parentSpanId"], b64_of_hex(root_id));
     assert_eq!(child["kind"], "SPAN_KIND_CLIENT");

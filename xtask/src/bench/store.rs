@@ -255,8 +255,14 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         }));
     }
     let mut rss_samples = Vec::new();
+    let mut live_max: f64 = 0.0;
     while !tasks.iter().all(|t| t.is_finished()) {
         rss_samples.push(status_kb(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0);
+        if let Ok(r) = client.get(format!("{api}/metrics")).send().await
+            && let Ok(text) = r.text().await
+        {
+            live_max = live_max.max(metric(&text, "sonde_store_live_bytes{"));
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for t in tasks {
@@ -295,6 +301,7 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         pct(&mut rss_samples.clone(), 50.0),
         pct(&mut rss_samples, 100.0)
     );
+    println!("  live traces in memory, max .. {:.0} MiB (sampled)", live_max / 1_048_576.0);
 
     // 2. Until every trace is in blocks.
     let t_wait = Instant::now();
