@@ -11,9 +11,18 @@ use super::{AttrScope, Intrinsic, Value};
 /// A parsed query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Query {
-    pub pipeline: Pipeline,
+    pub root: RootExpr,
     /// `with (name = value, ...)`.
     pub hints: Vec<(String, Value<'static>)>,
+}
+
+/// What a query computes: spansets (search) or time series (metrics).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RootExpr {
+    /// A spanset pipeline, including `({ a } | count()) > 2` style scalar filters.
+    Pipeline(Pipeline),
+    /// `{ ... } | rate() by (...)`, metrics math and second stages.
+    Metrics(MetricsExpr),
 }
 
 /// `stage | stage | ...`; spans flow left to right.
@@ -38,10 +47,38 @@ pub enum Stage {
     Coalesce,
     /// `select(field, ...)`.
     Select(Vec<FieldExpr>),
-    /// `rate()`, `quantile_over_time(duration, .9)`, ... optionally `by (...)`.
-    Metrics(MetricsFn),
-    /// `topk(n)` / `bottomk(n)` after a metrics function.
+}
+
+/// A metrics query: a pipeline feeding a metrics function, combined arithmetically.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricsExpr {
+    /// `pipeline | rate() ...`
+    Function {
+        pipeline: Pipeline,
+        function: MetricsFn,
+    },
+    /// `(a) + (b)`, `(a) * 100`.
+    Binary {
+        op: BinaryOp,
+        lhs: Box<MetricsExpr>,
+        rhs: Box<MetricsExpr>,
+    },
+    /// A constant operand of metrics math.
+    Scalar(Value<'static>),
+    /// `expr | topk(5) > 10`.
+    SecondStage {
+        expr: Box<MetricsExpr>,
+        stage: SecondStage,
+    },
+}
+
+/// What may follow a metrics function.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SecondStage {
+    /// `topk(n)` / `bottomk(n)`.
     TopK { bottom: bool, k: i64 },
+    /// `> 10`: keeps series whose values satisfy the comparison.
+    Filter { op: BinaryOp, value: Value<'static> },
 }
 
 /// Operators between spansets.
@@ -295,8 +332,11 @@ pub enum ScalarExpr {
         lhs: Box<ScalarExpr>,
         rhs: Box<ScalarExpr>,
     },
-    /// `({ ... } | count())` used as an operand.
-    Pipeline(Box<Pipeline>),
+    /// `({ ... } | count())`: a pipeline reduced to one number per spanset.
+    Pipeline {
+        pipeline: Box<Pipeline>,
+        aggregate: Box<ScalarExpr>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,9 +4,17 @@ use std::cell::OnceCell;
 use std::cmp::Ordering;
 
 use super::ast::{
-    AttrRef, BinaryOp, FieldExpr, Pipeline, Query, SpansetExpr, SpansetOp, Stage, UnaryOp,
+    AttrRef, BinaryOp, FieldExpr, MetricsExpr, Pipeline, Query, RootExpr, SpansetExpr, SpansetOp,
+    Stage, UnaryOp,
 };
 use super::{AttrScope, Intrinsic, TraceView, Value};
+
+mod conditions;
+#[cfg(test)]
+mod tests;
+
+pub use conditions::{CompareOp, Condition, ConditionField};
+use conditions::{pipeline_conditions, pipeline_fields};
 
 impl Query {
     /// Indexes of the spans that the query selects in `trace`, ascending (empty = no match).
@@ -15,7 +23,10 @@ impl Query {
             trace,
             info: OnceCell::new(),
         };
-        ctx.pipeline(&self.pipeline)
+        match self.search_pipeline() {
+            Some(p) => ctx.pipeline(p),
+            None => Vec::new(),
+        }
     }
 
     /// Necessary conditions a storage layer may use to skip whole traces before [`Query::eval`].
@@ -25,74 +36,61 @@ impl Query {
     /// match, so skipping it is safe; ignoring the list is always correct. Negations (`!=`,
     /// `!~`, `!`), `nil` tests and the branches of `||` that differ produce no condition.
     pub fn conditions(&self) -> Vec<Condition> {
-        pipeline_conditions(&self.pipeline)
+        self.search_pipeline()
+            .map(pipeline_conditions)
+            .unwrap_or_default()
     }
 
-    /// `{}` or `{ true }`: every span of every trace.
+    /// `{}` or `{ true }` (hints aside): every span of every trace.
     pub fn is_match_all(&self) -> bool {
-        self.hints.is_empty()
-            && matches!(
-                self.pipeline.stages.as_slice(),
-                [Stage::Spanset(SpansetExpr::Filter(FieldExpr::Static(
-                    Value::Bool(true)
-                )))]
-            )
-    }
-}
-
-/// Comparison operators a [`Condition`] can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompareOp {
-    Eq,
-    Lt,
-    Lte,
-    Gt,
-    Gte,
-    /// Anchored regex match (`=~`).
-    Re,
-}
-
-/// The field a [`Condition`] tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConditionField {
-    /// `scope: None` is an unscoped `.name`: the span attribute, or the resource one if the span
-    /// has none.
-    Attribute {
-        scope: Option<AttrScope>,
-        name: String,
-    },
-    /// Span-level intrinsics, and trace-level ones (`rootServiceName`, `traceDuration`, ...),
-    /// which hold for the trace as a whole.
-    Intrinsic(Intrinsic),
-}
-
-/// A necessary condition for a trace to match; see [`Query::conditions`].
-#[derive(Clone, Debug)]
-pub struct Condition {
-    pub field: ConditionField,
-    pub op: CompareOp,
-    pub value: Value<'static>,
-    regex: Option<regex::Regex>,
-}
-
-impl PartialEq for Condition {
-    fn eq(&self, other: &Self) -> bool {
-        self.field == other.field && self.op == other.op && self.value == other.value
-    }
-}
-
-impl Condition {
-    /// Whether a field value satisfies the condition, with exactly the evaluator's semantics.
-    pub fn matches(&self, value: &Value<'_>) -> bool {
-        let op = match self.op {
-            CompareOp::Eq => BinaryOp::Eq,
-            CompareOp::Lt => BinaryOp::Lt,
-            CompareOp::Lte => BinaryOp::Lte,
-            CompareOp::Gt => BinaryOp::Gt,
-            CompareOp::Gte => BinaryOp::Gte,
-            CompareOp::Re => BinaryOp::Re,
+        let RootExpr::Pipeline(p) = &self.root else {
+            return false;
         };
-        compare(op, value, &self.value, self.regex.as_ref())
+        matches!(
+            p.stages.as_slice(),
+            [Stage::Spanset(SpansetExpr::Filter(FieldExpr::Static(
+                Value::Bool(true)
+            )))]
+        )
+    }
+
+    /// The spanset pipeline the query's spans come from: the whole query for a search, the
+    /// leftmost input pipeline of a metrics query.
+    pub fn search_pipeline(&self) -> Option<&Pipeline> {
+        fn leftmost(m: &MetricsExpr) -> Option<&Pipeline> {
+            match m {
+                MetricsExpr::Function { pipeline, .. } => Some(pipeline),
+                MetricsExpr::Binary { lhs, rhs, .. } => leftmost(lhs).or_else(|| leftmost(rhs)),
+                MetricsExpr::SecondStage { expr, .. } => leftmost(expr),
+                MetricsExpr::Scalar(_) => None,
+            }
+        }
+        match &self.root {
+            RootExpr::Pipeline(p) => Some(p),
+            RootExpr::Metrics(m) => leftmost(m),
+        }
+    }
+
+    /// Every attribute and intrinsic the query mentions (filters, `select`, `by`), in order of
+    /// first appearance, without duplicates: what a search result shows for each matched span.
+    pub fn referenced_fields(&self) -> Vec<ConditionField> {
+        let mut out = Vec::new();
+        if let Some(p) = self.search_pipeline() {
+            pipeline_fields(p, &mut out);
+        }
+        out
+    }
+
+    /// The boolean value of hint `name` (`with (most_recent=true)`), if given.
+    pub fn hint_bool(&self, name: &str) -> Option<bool> {
+        self.hints
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| match v {
+                Value::Bool(b) => Some(*b),
+                _ => None,
+            })
     }
 }
 
@@ -101,6 +99,47 @@ struct TraceInfo {
     root: Option<usize>,
     duration: u64,
     child_counts: Vec<i64>,
+    /// Nested-set numbering `(left, right, parent's left)` from a depth-first walk from the
+    /// roots, as Tempo stores it: roots have parent -1; spans not reachable from a root
+    /// (orphans) stay 0.
+    nested: Vec<(i64, i64, i64)>,
+}
+
+/// Numbers the span tree depth-first (iteratively, so deep traces cannot exhaust the stack).
+fn nested_set<T: TraceView + ?Sized>(trace: &T, children: &[Vec<usize>]) -> Vec<(i64, i64, i64)> {
+    let n = children.len();
+    let mut nested = vec![(0, 0, 0); n];
+    let mut visited = vec![false; n];
+    let mut counter = 0i64;
+    for root in (0..n).filter(|&s| trace.is_root(s)) {
+        // (span, next child to visit, parent's left)
+        let mut stack = vec![(root, 0usize, -1i64)];
+        visited[root] = true;
+        counter += 1;
+        nested[root] = (counter, 0, -1);
+        while let Some(top) = stack.last_mut() {
+            let (span, next, _) = *top;
+            match children[span].get(next) {
+                Some(&child) => {
+                    top.1 += 1;
+                    if visited[child] {
+                        continue; // a cycle in bad data: number each span once
+                    }
+                    visited[child] = true;
+                    counter += 1;
+                    let parent_left = nested[span].0;
+                    nested[child] = (counter, 0, parent_left);
+                    stack.push((child, 0, parent_left));
+                }
+                None => {
+                    counter += 1;
+                    nested[span].1 = counter;
+                    stack.pop();
+                }
+            }
+        }
+    }
+    nested
 }
 
 struct Ctx<'t, T: ?Sized> {
@@ -121,18 +160,21 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 .map(|s| self.trace.end_unix_nanos(s))
                 .max()
                 .unwrap_or(0);
-            let mut child_counts = vec![0; n];
+            let mut children = vec![Vec::new(); n];
             for s in 0..n {
-                if let Some(p) = self.trace.parent_index(s) {
-                    if let Some(c) = child_counts.get_mut(p) {
-                        *c += 1;
-                    }
+                if let Some(p) = self.trace.parent_index(s)
+                    && let Some(c) = children.get_mut(p)
+                {
+                    c.push(s);
                 }
             }
+            let child_counts = children.iter().map(|c| c.len() as i64).collect();
+            let nested = nested_set(self.trace, &children);
             TraceInfo {
                 root,
                 duration: end.saturating_sub(start),
                 child_counts,
+                nested,
             }
         })
     }
@@ -213,6 +255,15 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                     .unwrap_or(Value::Nil),
                 None => Value::Nil,
             },
+            Intrinsic::NestedSetLeft | Intrinsic::NestedSetRight | Intrinsic::NestedSetParent => {
+                let (left, right, parent) =
+                    self.info().nested.get(span).copied().unwrap_or_default();
+                Value::Int(match which {
+                    Intrinsic::NestedSetLeft => left,
+                    Intrinsic::NestedSetRight => right,
+                    _ => parent,
+                })
+            }
             Intrinsic::ChildCount => {
                 Value::Int(self.info().child_counts.get(span).copied().unwrap_or(0))
             }
@@ -416,7 +467,7 @@ pub(crate) fn compare(
 }
 
 /// `+ - * / % ^`: ints stay ints (division by zero gives nil), anything else numeric is a float.
-fn arithmetic(op: BinaryOp, l: &Value<'_>, r: &Value<'_>) -> Value<'static> {
+pub(crate) fn arithmetic(op: BinaryOp, l: &Value<'_>, r: &Value<'_>) -> Value<'static> {
     if let (Value::Int(a), Value::Int(b)) = (l, r) {
         let (a, b) = (*a, *b);
         return match op {
@@ -444,111 +495,4 @@ fn arithmetic(op: BinaryOp, l: &Value<'_>, r: &Value<'_>) -> Value<'static> {
         BinaryOp::Pow => a.powf(b),
         _ => return Value::Nil,
     })
-}
-
-// ----- conditions -----
-
-fn pipeline_conditions(p: &Pipeline) -> Vec<Condition> {
-    // Later stages only narrow what the first one selects.
-    match p.stages.first() {
-        Some(Stage::Spanset(e)) => spanset_conditions(e),
-        _ => Vec::new(),
-    }
-}
-
-fn spanset_conditions(e: &SpansetExpr) -> Vec<Condition> {
-    match e {
-        SpansetExpr::Filter(f) => field_conditions(f),
-        SpansetExpr::Pipeline(p) => pipeline_conditions(p),
-        SpansetExpr::Binary { op, lhs, rhs } => match op {
-            SpansetOp::Or => intersect(spanset_conditions(lhs), spanset_conditions(rhs)),
-            // The negated structural operators return right-hand spans whether or not the
-            // left side matched anything.
-            SpansetOp::NotChild
-            | SpansetOp::NotParent
-            | SpansetOp::NotDescendant
-            | SpansetOp::NotAncestor
-            | SpansetOp::NotSibling => spanset_conditions(rhs),
-            _ => {
-                let mut out = spanset_conditions(lhs);
-                out.extend(spanset_conditions(rhs));
-                out
-            }
-        },
-    }
-}
-
-fn intersect(a: Vec<Condition>, b: Vec<Condition>) -> Vec<Condition> {
-    a.into_iter().filter(|c| b.contains(c)).collect()
-}
-
-fn field_conditions(e: &FieldExpr) -> Vec<Condition> {
-    let FieldExpr::Binary {
-        op,
-        lhs,
-        rhs,
-        regex,
-    } = e
-    else {
-        return Vec::new();
-    };
-    match op {
-        BinaryOp::And => {
-            let mut out = field_conditions(lhs);
-            out.extend(field_conditions(rhs));
-            out
-        }
-        BinaryOp::Or => intersect(field_conditions(lhs), field_conditions(rhs)),
-        _ => {
-            let (field, value, flipped) = match (
-                condition_field(lhs),
-                rhs.as_ref(),
-                condition_field(rhs),
-                lhs.as_ref(),
-            ) {
-                (Some(f), FieldExpr::Static(v), _, _) => (f, v, false),
-                (_, _, Some(f), FieldExpr::Static(v)) => (f, v, true),
-                _ => return Vec::new(),
-            };
-            if matches!(value, Value::Nil) {
-                return Vec::new();
-            }
-            let op = match (op, flipped) {
-                (BinaryOp::Eq, _) => CompareOp::Eq,
-                (BinaryOp::Re, false) => CompareOp::Re,
-                (BinaryOp::Lt, false) | (BinaryOp::Gt, true) => CompareOp::Lt,
-                (BinaryOp::Lte, false) | (BinaryOp::Gte, true) => CompareOp::Lte,
-                (BinaryOp::Gt, false) | (BinaryOp::Lt, true) => CompareOp::Gt,
-                (BinaryOp::Gte, false) | (BinaryOp::Lte, true) => CompareOp::Gte,
-                _ => return Vec::new(),
-            };
-            vec![Condition {
-                field,
-                op,
-                value: value.clone(),
-                regex: regex.as_ref().map(|r| r.0.clone()),
-            }]
-        }
-    }
-}
-
-fn condition_field(e: &FieldExpr) -> Option<ConditionField> {
-    match e {
-        FieldExpr::Attribute {
-            scope: AttrRef::Unscoped,
-            name,
-        } => Some(ConditionField::Attribute {
-            scope: None,
-            name: name.clone(),
-        }),
-        FieldExpr::Attribute {
-            scope: AttrRef::Scoped(s),
-            name,
-        } => Some(ConditionField::Attribute {
-            scope: Some(*s),
-            name: name.clone(),
-        }),
-        FieldExpr::Intrinsic(i) => Some(ConditionField::Intrinsic(*i)),
-        _ => None,
-    }
 }

@@ -1,14 +1,30 @@
 //! TraceQL for the embedded store: lexer → parser → AST → evaluator over a [`TraceView`].
 //!
-//! Scope today: spanset filters `{ ... }` with scoped/unscoped attributes and intrinsics, every
-//! comparison and boolean operator, field arithmetic, and `&&` / `||` between spansets.
-//! Structural operators, pipelines, hints and metrics functions are parsed (so the AST has room
-//! for them) but rejected with [`ErrorKind::Unsupported`].
+//! Evaluated today: spanset filters `{ ... }` with scoped (`span.`, `resource.`), unscoped
+//! (`.foo`) and quoted attribute names, the span and trace intrinsics (both spellings, e.g.
+//! `rootServiceName` / `trace:rootService`), every comparison, `&&` `||` `!`, arithmetic, and
+//! `&&` / `||` between spansets. Hints (`with (most_recent=true)`) are kept in
+//! [`Query::hints`]. Structural operators, pipeline stages (`| count() > 2`, `| select(..)`,
+//! `| by(..)`) and metrics functions are parsed into the AST and then rejected with
+//! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
+//! query for its spanset part, as Tempo's search endpoint does.
 //!
-//! Semantics follow Tempo: regexes are RE2 and fully anchored; comparing values of different
-//! types (a string attribute with an int literal) is false, not an error; a missing attribute
-//! makes every comparison false except `= nil`; unscoped `.foo` reads the span attribute first,
-//! then the resource attribute.
+//! Semantics follow Tempo:
+//! * regexes are RE2 syntax, fully anchored and `.` matches newlines (`^(?s:re)$`);
+//! * comparing values of different types (a string attribute with an int literal) is false,
+//!   not an error; ints, floats and durations (as nanoseconds) compare numerically;
+//! * a missing attribute makes every comparison false, `!=` included; `= nil` tests absence
+//!   and `!= nil` presence;
+//! * unscoped `.foo` reads the span attribute, and the resource attribute only if the span has
+//!   none;
+//! * `&&` and `||` share one precedence level and associate left, inside a filter and between
+//!   spansets (`{a} || {b} && {c}` is `({a} || {b}) && {c}`);
+//! * `{a} && {b}` matches a trace where both match and returns the union of their spans;
+//! * `event:name` matches when any event of the span matches.
+//!
+//! Errors read like Tempo's (`parse error at line 1, col 14: syntax error: unexpected }`);
+//! grammar errors win over type errors, which win over "not supported yet". Queries are
+//! bounded (2048 tokens, 256 levels of nesting) so a hostile query cannot exhaust the stack.
 
 pub mod ast;
 pub mod eval;
@@ -28,6 +44,8 @@ pub use eval::{CompareOp, Condition, ConditionField};
 pub fn parse(query: &str) -> Result<Query, ParseError> {
     parser::parse(query)
 }
+
+pub use parser::parse_search;
 
 /// What kind of failure a [`ParseError`] is (maps to a 400 in the HTTP API either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +69,10 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 && self.col == 0 {
+            // Tempo's wording when there is no position (the empty query).
+            return write!(f, "parse error : {}", self.message);
+        }
         write!(
             f,
             "parse error at line {}, col {}: {}",
@@ -105,6 +127,11 @@ pub enum Intrinsic {
     InstrumentationName,
     /// `instrumentation:version` (parsed; not evaluated yet).
     InstrumentationVersion,
+    /// Tempo's hidden nested-set numbering, computed by the evaluator from `parent_index`
+    /// (Grafana's Traces Drilldown asks for root spans with `nestedSetParent < 0`).
+    NestedSetLeft,
+    NestedSetRight,
+    NestedSetParent,
 }
 
 impl Intrinsic {
@@ -129,6 +156,9 @@ impl Intrinsic {
             Intrinsic::LinkSpanId => "link:spanID",
             Intrinsic::InstrumentationName => "instrumentation:name",
             Intrinsic::InstrumentationVersion => "instrumentation:version",
+            Intrinsic::NestedSetLeft => "nestedSetLeft",
+            Intrinsic::NestedSetRight => "nestedSetRight",
+            Intrinsic::NestedSetParent => "nestedSetParent",
         }
     }
 
@@ -231,9 +261,10 @@ impl fmt::Display for Value<'_> {
     /// TraceQL literal syntax: quoted strings, Go-style durations (`1.5s`), keywords.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Str(s) => f.write_str(&quote(s)),
             Value::Int(n) => write!(f, "{n}"),
-            Value::Float(x) => write!(f, "{x}"),
+            // Debug keeps the decimal point (`1000.0`), so the text reads back as a float.
+            Value::Float(x) => write!(f, "{x:?}"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Duration(ns) => f.write_str(&format_duration(*ns)),
             Value::Status(s) => f.write_str(s.as_str()),
@@ -241,6 +272,28 @@ impl fmt::Display for Value<'_> {
             Value::Nil => f.write_str("nil"),
         }
     }
+}
+
+/// Quotes a string as a TraceQL (Go) string literal that the lexer reads back unchanged.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) <= 0xffff => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\U{:08x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Formats nanoseconds like Go's `time.Duration.String()` (`1h2m3.5s`, `1.5ms`, `0s`), which
@@ -312,5 +365,45 @@ pub trait TraceView {
             Some(Value::Str(s)) => vec![s],
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::zero(0, "0s")]
+    #[case::nanos(999, "999ns")]
+    #[case::micros(1_500, "1.5µs")]
+    #[case::millis(100_000_000, "100ms")]
+    #[case::fractional_millis(1_250_000, "1.25ms")]
+    #[case::seconds(1_406_666_666, "1.406666666s")]
+    #[case::minutes(90_000_000_000, "1m30s")]
+    #[case::hours(5_400_000_000_000, "1h30m0s")]
+    #[case::hours_fraction(3_600_000_000_001, "1h0m0.000000001s")]
+    fn durations_print_like_go(#[case] ns: u64, #[case] want: &str) {
+        assert_eq!(format_duration(ns), want);
+    }
+
+    #[rstest]
+    #[case::plain("abc", r#""abc""#)]
+    #[case::empty("", r#""""#)]
+    #[case::quote_and_backslash(r#"a"b\c"#, r#""a\"b\\c""#)]
+    #[case::controls("\t\n\r\u{1}", r#""\t\n\r\u0001""#)]
+    #[case::unicode("é 世界", r#""é 世界""#)]
+    fn strings_quote_for_the_lexer(#[case] raw: &str, #[case] want: &str) {
+        let quoted = quote(raw);
+        assert_eq!(quoted, want);
+        let tokens = lexer::lex(&quoted).expect("lexes");
+        assert_eq!(tokens[0].tok, lexer::Tok::Str(raw.to_string()));
+    }
+
+    #[rstest]
+    #[case::positioned(ParseError { message: "m".into(), line: 2, col: 5, kind: ErrorKind::Syntax }, "parse error at line 2, col 5: m")]
+    #[case::unpositioned(ParseError { message: "m".into(), line: 0, col: 0, kind: ErrorKind::Syntax }, "parse error : m")]
+    fn parse_error_display(#[case] err: ParseError, #[case] want: &str) {
+        assert_eq!(err.to_string(), want);
     }
 }

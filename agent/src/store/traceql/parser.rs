@@ -6,33 +6,99 @@
 //! yet" errors are reported only when the whole query is syntactically valid, as Tempo
 //! validates after parsing.
 
+mod field;
+mod stages;
+#[cfg(test)]
+mod tests;
+
+use field::{field_op, implied_type, keyword_static};
+use stages::{aggregate_kind, has_aggregate, metrics_kind, metrics_scalar};
+
 use super::ast::{
-    AggregateKind, AttrRef, BinaryOp, FieldExpr, MetricsFn, MetricsKind, Pipeline, Query,
-    RegexMatcher, ScalarExpr, SpansetExpr, SpansetOp, Stage, StaticType, UnaryOp,
+    BinaryOp, FieldExpr, MetricsExpr, MetricsKind, Pipeline, Query, RootExpr, ScalarExpr,
+    SecondStage, SpansetExpr, SpansetOp, Stage, StaticType,
 };
-use super::lexer::{Pos, ScopeColon, ScopeDot, Tok, Token, lex};
-use super::{AttrScope, ErrorKind, Intrinsic, KindValue, ParseError, StatusValue, Value};
+use super::lexer::{Pos, Tok, Token, lex};
+use super::{ErrorKind, ParseError, Value};
 
 /// Parses and checks a query. See the module docs for the error order.
 pub fn parse(input: &str) -> Result<Query, ParseError> {
+    parse_with(input, false)
+}
+
+/// Like [`parse`], but a metrics query is accepted for what its spanset part selects
+/// ([`Query::search_pipeline`]), as Tempo's `/api/search` answers `{ ... } | rate()` with the
+/// traces of `{ ... }`. Anything else unsupported is still an error.
+pub fn parse_search(input: &str) -> Result<Query, ParseError> {
+    parse_with(input, true)
+}
+
+fn parse_with(input: &str, allow_metrics: bool) -> Result<Query, ParseError> {
     let tokens = lex(input)?;
+    if tokens.len() > MAX_TOKENS {
+        let message = format!("query is too long: more than {MAX_TOKENS} tokens");
+        return Err(error(ErrorKind::Invalid, message, Pos { line: 1, col: 1 }));
+    }
     let mut p = Parser {
         tokens,
         i: 0,
         deferred: None,
+        metrics: None,
+        depth: 0,
     };
     let query = p.query()?;
-    match p.deferred {
-        Some(err) => Err(err),
-        None => Ok(query),
+    match (p.deferred, p.metrics) {
+        (Some(err), _) => Err(err),
+        (None, Some(err)) if !allow_metrics => Err(err),
+        _ => Ok(query),
     }
 }
+
+/// A whole-query operand before we know whether the query searches or computes metrics.
+enum Node {
+    /// `true` when the pipeline may be an operand of `&&`, `||` or a structural operator: a
+    /// plain spanset expression, or anything in parentheses.
+    Pipe(Pipeline, bool),
+    Scalar(ScalarExpr),
+    /// `true` when parenthesised (or already math), so it may be an operand of metrics math.
+    Metrics(MetricsExpr, bool),
+}
+
+/// A pipeline used as a spanset operand: unwrapped when it is a single spanset expression.
+fn into_spanset(mut p: Pipeline) -> SpansetExpr {
+    if let [Stage::Spanset(_)] = p.stages.as_slice()
+        && let Some(Stage::Spanset(e)) = p.stages.pop()
+    {
+        return e;
+    }
+    SpansetExpr::Pipeline(Box::new(p))
+}
+
+fn negate(v: &Value<'static>) -> Option<Value<'static>> {
+    match v {
+        Value::Int(n) => Some(Value::Int(n.checked_neg()?)),
+        Value::Float(f) => Some(Value::Float(-f)),
+        // Durations are unsigned here; a negative one is only meaningful as a float.
+        Value::Duration(d) => Some(Value::Float(-(*d as f64))),
+        _ => None,
+    }
+}
+
+/// Bounds the syntax tree so that parsing, evaluating and dropping it cannot exhaust the stack:
+/// the token count bounds the depth of operator chains, the nesting limit the recursion of
+/// parentheses and prefix operators.
+const MAX_TOKENS: usize = 2048;
+const MAX_NESTING: usize = 256;
 
 struct Parser {
     tokens: Vec<Token>,
     i: usize,
     /// First semantic or "unsupported" error; reported if the syntax is fine.
     deferred: Option<ParseError>,
+    /// "Metrics functions are not supported yet", kept apart for [`parse_search`].
+    metrics: Option<ParseError>,
+    /// Current recursion depth of the expression parsers.
+    depth: usize,
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>, pos: Pos) -> ParseError {
@@ -43,32 +109,6 @@ fn error(kind: ErrorKind, message: impl Into<String>, pos: Pos) -> ParseError {
         kind,
     }
 }
-
-/// Binding power of a binary operator inside a field expression.
-fn field_op(tok: &Tok) -> Option<(BinaryOp, u8)> {
-    Some(match tok {
-        Tok::And => (BinaryOp::And, 1),
-        Tok::Or => (BinaryOp::Or, 1),
-        Tok::Eq => (BinaryOp::Eq, 2),
-        Tok::Neq => (BinaryOp::Neq, 2),
-        Tok::Lt => (BinaryOp::Lt, 2),
-        Tok::Lte => (BinaryOp::Lte, 2),
-        Tok::Gt => (BinaryOp::Gt, 2),
-        Tok::Gte => (BinaryOp::Gte, 2),
-        Tok::Re => (BinaryOp::Re, 2),
-        Tok::Nre => (BinaryOp::Nre, 2),
-        Tok::Add => (BinaryOp::Add, 3),
-        Tok::Sub => (BinaryOp::Sub, 3),
-        Tok::Mul => (BinaryOp::Mul, 5),
-        Tok::Div => (BinaryOp::Div, 5),
-        Tok::Mod => (BinaryOp::Mod, 5),
-        Tok::Pow => (BinaryOp::Pow, 6),
-        _ => return None,
-    })
-}
-
-/// Operand precedence of prefix `-` and `!`: they take everything that binds tighter than `+`.
-const PREFIX_OPERAND: u8 = 5;
 
 fn spanset_op(tok: &Tok) -> Option<(SpansetOp, u8)> {
     Some(match tok {
@@ -105,165 +145,6 @@ fn scalar_cmp(tok: &Tok) -> Option<BinaryOp> {
     })
 }
 
-fn keyword_static(word: &str) -> Option<Value<'static>> {
-    Some(match word {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        "nil" => Value::Nil,
-        "ok" => Value::Status(StatusValue::Ok),
-        "error" => Value::Status(StatusValue::Error),
-        "unset" => Value::Status(StatusValue::Unset),
-        "unspecified" => Value::Kind(KindValue::Unspecified),
-        "internal" => Value::Kind(KindValue::Internal),
-        "server" => Value::Kind(KindValue::Server),
-        "client" => Value::Kind(KindValue::Client),
-        "producer" => Value::Kind(KindValue::Producer),
-        "consumer" => Value::Kind(KindValue::Consumer),
-        _ => return None,
-    })
-}
-
-fn unscoped_intrinsic(word: &str) -> Option<Intrinsic> {
-    Some(match word {
-        "duration" => Intrinsic::Duration,
-        "name" => Intrinsic::Name,
-        "status" => Intrinsic::Status,
-        "statusMessage" => Intrinsic::StatusMessage,
-        "kind" => Intrinsic::Kind,
-        "rootName" => Intrinsic::RootName,
-        "rootServiceName" => Intrinsic::RootServiceName,
-        "traceDuration" => Intrinsic::TraceDuration,
-        "childCount" => Intrinsic::ChildCount,
-        _ => return None,
-    })
-}
-
-fn scoped_intrinsic(scope: ScopeColon, word: &str) -> Option<Intrinsic> {
-    Some(match (scope, word) {
-        (ScopeColon::Trace, "duration") => Intrinsic::TraceDuration,
-        (ScopeColon::Trace, "rootName") => Intrinsic::RootName,
-        (ScopeColon::Trace, "rootService") => Intrinsic::RootServiceName,
-        (ScopeColon::Trace, "id") => Intrinsic::TraceId,
-        (ScopeColon::Span, "duration") => Intrinsic::Duration,
-        (ScopeColon::Span, "name") => Intrinsic::Name,
-        (ScopeColon::Span, "kind") => Intrinsic::Kind,
-        (ScopeColon::Span, "status") => Intrinsic::Status,
-        (ScopeColon::Span, "statusMessage") => Intrinsic::StatusMessage,
-        (ScopeColon::Span, "id") => Intrinsic::SpanId,
-        (ScopeColon::Span, "parentID") => Intrinsic::ParentId,
-        (ScopeColon::Span, "childCount") => Intrinsic::ChildCount,
-        (ScopeColon::Event, "name") => Intrinsic::EventName,
-        (ScopeColon::Event, "timeSinceStart") => Intrinsic::EventTimeSinceStart,
-        (ScopeColon::Link, "traceID") => Intrinsic::LinkTraceId,
-        (ScopeColon::Link, "spanID") => Intrinsic::LinkSpanId,
-        (ScopeColon::Instrumentation, "name") => Intrinsic::InstrumentationName,
-        (ScopeColon::Instrumentation, "version") => Intrinsic::InstrumentationVersion,
-        _ => return None,
-    })
-}
-
-/// Whether the evaluator can compute this intrinsic today.
-fn intrinsic_supported(i: Intrinsic) -> bool {
-    !matches!(
-        i,
-        Intrinsic::EventTimeSinceStart
-            | Intrinsic::LinkTraceId
-            | Intrinsic::LinkSpanId
-            | Intrinsic::InstrumentationName
-            | Intrinsic::InstrumentationVersion
-    )
-}
-
-pub(crate) fn intrinsic_type(i: Intrinsic) -> StaticType {
-    match i {
-        Intrinsic::Duration | Intrinsic::TraceDuration | Intrinsic::EventTimeSinceStart => {
-            StaticType::Duration
-        }
-        Intrinsic::Status => StaticType::Status,
-        Intrinsic::Kind => StaticType::Kind,
-        Intrinsic::ChildCount => StaticType::Int,
-        Intrinsic::Name
-        | Intrinsic::StatusMessage
-        | Intrinsic::RootName
-        | Intrinsic::RootServiceName
-        | Intrinsic::EventName
-        | Intrinsic::TraceId
-        | Intrinsic::SpanId
-        | Intrinsic::ParentId
-        | Intrinsic::LinkTraceId
-        | Intrinsic::LinkSpanId
-        | Intrinsic::InstrumentationName
-        | Intrinsic::InstrumentationVersion => StaticType::Str,
-    }
-}
-
-fn value_type(v: &Value<'_>) -> StaticType {
-    match v {
-        Value::Str(_) => StaticType::Str,
-        Value::Int(_) => StaticType::Int,
-        Value::Float(_) => StaticType::Float,
-        Value::Bool(_) => StaticType::Bool,
-        Value::Duration(_) => StaticType::Duration,
-        Value::Status(_) => StaticType::Status,
-        Value::Kind(_) => StaticType::Kind,
-        Value::Nil => StaticType::Nil,
-    }
-}
-
-/// The type an expression has before looking at data.
-pub(crate) fn implied_type(e: &FieldExpr) -> StaticType {
-    match e {
-        FieldExpr::Static(v) => value_type(v),
-        FieldExpr::Attribute { .. } => StaticType::Attribute,
-        FieldExpr::Intrinsic(i) => intrinsic_type(*i),
-        FieldExpr::Binary { op, lhs, rhs, .. } => {
-            if op.is_arithmetic() {
-                match implied_type(lhs) {
-                    StaticType::Attribute => implied_type(rhs),
-                    t => t,
-                }
-            } else {
-                StaticType::Bool
-            }
-        }
-        FieldExpr::Unary {
-            op: UnaryOp::Not, ..
-        } => StaticType::Bool,
-        FieldExpr::Unary {
-            op: UnaryOp::Neg,
-            expr,
-        } => implied_type(expr),
-    }
-}
-
-fn operands_match(a: StaticType, b: StaticType) -> bool {
-    a == StaticType::Attribute
-        || b == StaticType::Attribute
-        || a == b
-        || (a.is_numeric() && b.is_numeric())
-        || a == StaticType::Nil
-        || b == StaticType::Nil
-}
-
-/// Which operators a statically typed operand allows (Tempo's `binaryTypeValid`).
-fn op_allowed(op: BinaryOp, t: StaticType) -> bool {
-    use BinaryOp as B;
-    match t {
-        StaticType::Attribute => true,
-        StaticType::Bool => matches!(op, B::And | B::Or | B::Eq | B::Neq),
-        StaticType::Int | StaticType::Float | StaticType::Duration => {
-            op.is_arithmetic() || matches!(op, B::Eq | B::Neq | B::Gt | B::Gte | B::Lt | B::Lte)
-        }
-        StaticType::Str => {
-            matches!(
-                op,
-                B::Eq | B::Neq | B::Re | B::Nre | B::Gt | B::Gte | B::Lt | B::Lte
-            )
-        }
-        StaticType::Nil | StaticType::Status | StaticType::Kind => matches!(op, B::Eq | B::Neq),
-    }
-}
-
 impl Parser {
     fn peek(&self) -> &Tok {
         &self.tokens[self.i.min(self.tokens.len() - 1)].tok
@@ -298,12 +179,38 @@ impl Parser {
         )
     }
 
+    /// `syntax error: unexpected X, expecting Y` where only Y can follow.
+    fn unexpected_expecting(&self, what: &str) -> ParseError {
+        let mut e = self.unexpected();
+        e.message = format!("{}, expecting {what}", e.message);
+        e
+    }
+
+    /// Like [`Parser::expect`] where `tok` is the only token the grammar allows.
+    fn expect_only(&mut self, tok: Tok) -> Result<Token, ParseError> {
+        if *self.peek() == tok {
+            Ok(self.advance())
+        } else {
+            Err(self.unexpected_expecting(&tok.describe()))
+        }
+    }
+
     fn expect(&mut self, tok: Tok) -> Result<Token, ParseError> {
         if *self.peek() == tok {
             Ok(self.advance())
         } else {
             Err(self.unexpected())
         }
+    }
+
+    /// Counts one level of recursion; see [`MAX_NESTING`].
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            let message = format!("query nests too deeply: more than {MAX_NESTING} levels");
+            return Err(error(ErrorKind::Invalid, message, self.pos()));
+        }
+        Ok(())
     }
 
     fn defer(&mut self, kind: ErrorKind, message: impl Into<String>, pos: Pos) {
@@ -320,20 +227,40 @@ impl Parser {
         );
     }
 
-    // ----- root and pipelines -----
+    // ----- root: pipelines, scalar filters, metrics -----
 
     fn query(&mut self) -> Result<Query, ParseError> {
-        let pipeline = self.pipeline()?;
+        let node = self.root_expr(0)?;
         let mut hints = Vec::new();
-        if self.is_word("with") {
-            let pos = self.advance().pos;
-            hints = self.hints()?;
-            self.unsupported("query hints (with)", pos);
+        while self.is_word("with") {
+            self.advance();
+            hints.extend(self.hints()?);
         }
         if *self.peek() != Tok::Eof {
             return Err(self.unexpected());
         }
-        Ok(Query { pipeline, hints })
+        let root = match node {
+            Node::Pipe(p, _) => RootExpr::Pipeline(p),
+            Node::Metrics(m, _) => {
+                let is_compare = |m: &MetricsExpr| {
+                    matches!(m, MetricsExpr::Function { function, .. }
+                        if function.kind == MetricsKind::Compare)
+                };
+                let compare_used_further = match &m {
+                    MetricsExpr::Binary { lhs, rhs, .. } => is_compare(lhs) || is_compare(rhs),
+                    MetricsExpr::SecondStage { expr, .. } => is_compare(expr),
+                    _ => false,
+                };
+                if compare_used_further {
+                    let message = "`compare()` cannot be used with second stage functions or math";
+                    self.defer(ErrorKind::Invalid, message, Pos { line: 1, col: 1 });
+                }
+                RootExpr::Metrics(m)
+            }
+            // A bare number or `({ } | count())` without a comparison.
+            Node::Scalar(_) => return Err(self.unexpected()),
+        };
+        Ok(Query { root, hints })
     }
 
     fn hints(&mut self) -> Result<Vec<(String, Value<'static>)>, ParseError> {
@@ -341,7 +268,7 @@ impl Parser {
         let mut out = Vec::new();
         loop {
             let name = match self.peek().clone() {
-                Tok::Ident(w) if keyword_static(&w).is_none() => {
+                Tok::Ident(w) if Tok::Ident(w.clone()).describe() == "IDENTIFIER" => {
                     self.advance();
                     w
                 }
@@ -363,7 +290,7 @@ impl Parser {
         }
     }
 
-    /// A literal, including a negated number (`-1`, `-1.5s` is rejected: durations are unsigned).
+    /// A literal, including a negated number (`-1`, `-1.5`).
     fn static_value(&mut self) -> Result<Value<'static>, ParseError> {
         let negative = *self.peek() == Tok::Sub;
         if negative {
@@ -381,15 +308,300 @@ impl Parser {
         Ok(v)
     }
 
-    fn pipeline(&mut self) -> Result<Pipeline, ParseError> {
-        let mut stages = vec![self.stage(true)?];
-        while *self.peek() == Tok::Pipe {
-            let pos = self.advance().pos;
-            let stage = self.stage(false)?;
-            self.unsupported("pipelines (|)", pos);
-            stages.push(stage);
+    /// Precedence climbing over whole-query operands; what an operator means depends on the
+    /// operand kinds (`>` is "child" between spansets and "greater" between numbers).
+    fn root_expr(&mut self, min: u8) -> Result<Node, ParseError> {
+        self.enter()?;
+        let out = self.root_expr_inner(min);
+        self.depth -= 1;
+        out
+    }
+
+    fn root_expr_inner(&mut self, min: u8) -> Result<Node, ParseError> {
+        let mut lhs = self.root_operand()?;
+        loop {
+            let pos = self.pos();
+            if *self.peek() == Tok::Pipe {
+                if min > 0 {
+                    break;
+                }
+                self.advance();
+                lhs = self.pipe_stage(lhs, pos)?;
+                continue;
+            }
+            if let Node::Pipe(_, combinable) = lhs {
+                let Some((op, prec)) = spanset_op(self.peek()) else {
+                    break;
+                };
+                if prec < min || !combinable {
+                    break;
+                }
+                self.advance();
+                if !matches!(self.peek(), Tok::OpenBrace | Tok::OpenParen) {
+                    return Err(self.unexpected_expecting("{ or ("));
+                }
+                let rhs_pos = self.pos();
+                let rhs = self.root_expr(prec + 1)?;
+                let (Node::Pipe(l, _), Node::Pipe(r, true)) = (lhs, rhs) else {
+                    return Err(error(
+                        ErrorKind::Syntax,
+                        "syntax error: unexpected (, expecting {",
+                        rhs_pos,
+                    ));
+                };
+                if !op.is_logical() {
+                    self.unsupported(format_args!("structural operator {}", op.as_str()), pos);
+                }
+                let expr = SpansetExpr::Binary {
+                    op,
+                    lhs: Box::new(into_spanset(l)),
+                    rhs: Box::new(into_spanset(r)),
+                };
+                lhs = Node::Pipe(
+                    Pipeline {
+                        stages: vec![Stage::Spanset(expr)],
+                    },
+                    true,
+                );
+                continue;
+            }
+            let Some((op, prec)) = field_op(self.peek()) else {
+                break;
+            };
+            let is_cmp = scalar_cmp(self.peek()).is_some();
+            if (!op.is_arithmetic() && !is_cmp) || prec < min {
+                break;
+            }
+            self.advance();
+            let rhs = self.root_expr(if op == BinaryOp::Pow { prec } else { prec + 1 })?;
+            lhs = self.combine(op, lhs, rhs, pos)?;
         }
-        Ok(Pipeline { stages })
+        Ok(lhs)
+    }
+
+    /// Applies an arithmetic or comparison operator to two numeric root operands.
+    fn combine(
+        &mut self,
+        op: BinaryOp,
+        lhs: Node,
+        rhs: Node,
+        pos: Pos,
+    ) -> Result<Node, ParseError> {
+        let unexpected = || {
+            error(
+                ErrorKind::Syntax,
+                format!("syntax error: unexpected {}", op.as_str()),
+                pos,
+            )
+        };
+        let metrics_op = matches!(
+            op,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div
+        );
+        Ok(match (lhs, rhs) {
+            (Node::Scalar(l), Node::Scalar(r)) if op.is_comparison() => {
+                if !has_aggregate(&l) && !has_aggregate(&r) {
+                    return Err(unexpected());
+                }
+                let stage = Stage::ScalarFilter { op, lhs: l, rhs: r };
+                Node::Pipe(
+                    Pipeline {
+                        stages: vec![stage],
+                    },
+                    false,
+                )
+            }
+            (Node::Scalar(l), Node::Scalar(r)) => Node::Scalar(ScalarExpr::Binary {
+                op,
+                lhs: Box::new(l),
+                rhs: Box::new(r),
+            }),
+            (Node::Metrics(m, wrapped), Node::Scalar(s)) if op.is_comparison() => {
+                // A filter may compare with a plain duration, math may not use them.
+                let value = match s {
+                    ScalarExpr::Static(v @ Value::Duration(_)) => v,
+                    s => metrics_scalar(&s).ok_or_else(unexpected)?,
+                };
+                let stage = SecondStage::Filter { op, value };
+                let expr = MetricsExpr::SecondStage {
+                    expr: Box::new(m),
+                    stage,
+                };
+                Node::Metrics(expr, wrapped)
+            }
+            // Metrics math needs parenthesised operands: `({} | rate()) * 2`, not `{} | rate() * 2`.
+            (Node::Metrics(l, true), Node::Metrics(r, true)) if metrics_op => {
+                let expr = MetricsExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r),
+                };
+                Node::Metrics(expr, true)
+            }
+            (Node::Metrics(l, true), Node::Scalar(s)) if metrics_op => {
+                let r = MetricsExpr::Scalar(metrics_scalar(&s).ok_or_else(unexpected)?);
+                let expr = MetricsExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r),
+                };
+                Node::Metrics(expr, true)
+            }
+            (Node::Scalar(s), Node::Metrics(r, true)) if metrics_op => {
+                let l = MetricsExpr::Scalar(metrics_scalar(&s).ok_or_else(unexpected)?);
+                let expr = MetricsExpr::Binary {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r),
+                };
+                Node::Metrics(expr, true)
+            }
+            _ => return Err(unexpected()),
+        })
+    }
+
+    fn root_operand(&mut self) -> Result<Node, ParseError> {
+        self.enter()?;
+        let out = self.root_operand_inner();
+        self.depth -= 1;
+        out
+    }
+
+    fn root_operand_inner(&mut self) -> Result<Node, ParseError> {
+        match self.peek().clone() {
+            Tok::OpenBrace => {
+                let filter = self.spanset_filter()?;
+                Ok(Node::Pipe(
+                    Pipeline {
+                        stages: vec![Stage::Spanset(filter)],
+                    },
+                    true,
+                ))
+            }
+            Tok::OpenParen => {
+                self.advance();
+                let inner = self.root_expr(0)?;
+                self.expect(Tok::CloseParen)?;
+                Ok(match inner {
+                    Node::Pipe(p, _) => Node::Pipe(p, true),
+                    Node::Metrics(m, _) => Node::Metrics(m, true),
+                    other => other,
+                })
+            }
+            Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) => {
+                Ok(Node::Scalar(ScalarExpr::Static(self.static_value()?)))
+            }
+            Tok::Sub => {
+                self.advance();
+                match self.root_operand()? {
+                    Node::Scalar(ScalarExpr::Static(v)) => match negate(&v) {
+                        Some(v) => Ok(Node::Scalar(ScalarExpr::Static(v))),
+                        None => Err(self.unexpected()),
+                    },
+                    _ => Err(self.unexpected()),
+                }
+            }
+            Tok::Ident(w) if aggregate_kind(&w).is_some() => {
+                Ok(Node::Scalar(self.scalar_operand()?))
+            }
+            Tok::Ident(w) if w == "by" || w == "select" => {
+                let stage = self.stage()?;
+                Ok(Node::Pipe(
+                    Pipeline {
+                        stages: vec![stage],
+                    },
+                    false,
+                ))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// What follows a `|`: a stage, an aggregate, a metrics function or a second stage.
+    fn pipe_stage(&mut self, lhs: Node, pipe: Pos) -> Result<Node, ParseError> {
+        match lhs {
+            Node::Pipe(mut p, _) => match self.peek().clone() {
+                Tok::Ident(w) if metrics_kind(&w).is_some() => {
+                    let pos = self.pos();
+                    let function = self.metrics_fn()?;
+                    if self.metrics.is_none() {
+                        let message = format!("metrics function {w}() is not supported yet");
+                        self.metrics = Some(error(ErrorKind::Unsupported, message, pos));
+                    }
+                    let expr = MetricsExpr::Function {
+                        pipeline: p,
+                        function,
+                    };
+                    Ok(Node::Metrics(expr, false))
+                }
+                Tok::Ident(w) if w == "by" || w == "select" || w == "coalesce" => {
+                    p.stages.push(self.stage()?);
+                    Ok(Node::Pipe(p, false))
+                }
+                Tok::OpenBrace => {
+                    self.unsupported("a spanset filter after |", self.pos());
+                    p.stages.push(self.stage()?);
+                    Ok(Node::Pipe(p, false))
+                }
+                Tok::OpenParen if self.parens_open_spanset() => {
+                    self.unsupported("a spanset filter after |", self.pos());
+                    p.stages.push(self.stage()?);
+                    Ok(Node::Pipe(p, false))
+                }
+                _ => {
+                    let lhs = self.scalar_expr(1)?;
+                    if let Some(op) = scalar_cmp(self.peek()) {
+                        let op_pos = self.advance().pos;
+                        let rhs = self.scalar_expr(1)?;
+                        if !has_aggregate(&lhs) && !has_aggregate(&rhs) {
+                            return Err(error(
+                                ErrorKind::Syntax,
+                                format!("syntax error: unexpected {}", op.as_str()),
+                                op_pos,
+                            ));
+                        }
+                        p.stages.push(Stage::ScalarFilter { op, lhs, rhs });
+                        return Ok(Node::Pipe(p, false));
+                    }
+                    if matches!(lhs, ScalarExpr::Aggregate { .. }) {
+                        let aggregate = Box::new(lhs);
+                        return Ok(Node::Scalar(ScalarExpr::Pipeline {
+                            pipeline: Box::new(p),
+                            aggregate,
+                        }));
+                    }
+                    Err(self.unexpected())
+                }
+            },
+            Node::Metrics(m, wrapped) => match self.peek().clone() {
+                Tok::Ident(w) if w == "topk" || w == "bottomk" => {
+                    self.advance();
+                    self.expect(Tok::OpenParen)?;
+                    let k_pos = self.pos();
+                    let k = match self.peek() {
+                        Tok::Int(k) => *k,
+                        _ => return Err(self.unexpected_expecting("INTEGER")),
+                    };
+                    self.advance();
+                    if k <= 0 {
+                        let message = format!("{w}() needs a limit greater than 0, got {k}");
+                        self.defer(ErrorKind::Invalid, message, k_pos);
+                    }
+                    self.expect(Tok::CloseParen)?;
+                    let stage = SecondStage::TopK {
+                        bottom: w == "bottomk",
+                        k,
+                    };
+                    let expr = MetricsExpr::SecondStage {
+                        expr: Box::new(m),
+                        stage,
+                    };
+                    Ok(Node::Metrics(expr, wrapped))
+                }
+                _ => Err(self.unexpected()),
+            },
+            Node::Scalar(_) => Err(error(ErrorKind::Syntax, "syntax error: unexpected |", pipe)),
+        }
     }
 
     /// Whether the upcoming `(`... opens a spanset (`({`, `(({`) rather than a scalar.
@@ -401,117 +613,25 @@ impl Parser {
         *self.peek_at(k) == Tok::OpenBrace
     }
 
-    fn stage(&mut self, first: bool) -> Result<Stage, ParseError> {
-        match self.peek().clone() {
-            Tok::OpenBrace => Ok(Stage::Spanset(self.spanset_expr(1)?)),
-            Tok::OpenParen if self.parens_open_spanset() => {
-                Ok(Stage::Spanset(self.spanset_expr(1)?))
-            }
-            Tok::Ident(w) if w == "by" => {
-                let pos = self.advance().pos;
-                self.expect(Tok::OpenParen)?;
-                let field = self.field_expr(1)?;
-                self.expect(Tok::CloseParen)?;
-                self.unsupported("by()", pos);
-                Ok(Stage::GroupBy(field))
-            }
-            Tok::Ident(w) if w == "coalesce" && !first => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                self.expect(Tok::CloseParen)?;
-                Ok(Stage::Coalesce)
-            }
-            Tok::Ident(w) if w == "select" && !first => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                let mut fields = vec![self.field_expr(1)?];
-                while *self.peek() == Tok::Comma {
-                    self.advance();
-                    fields.push(self.field_expr(1)?);
-                }
-                self.expect(Tok::CloseParen)?;
-                Ok(Stage::Select(fields))
-            }
-            Tok::Ident(w) if (w == "topk" || w == "bottomk") && !first => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                let k = match self.peek() {
-                    Tok::Int(k) => *k,
-                    _ => return Err(self.unexpected()),
-                };
-                self.advance();
-                self.expect(Tok::CloseParen)?;
-                Ok(Stage::TopK {
-                    bottom: w == "bottomk",
-                    k,
-                })
-            }
-            Tok::Ident(w) if metrics_kind(&w).is_some() && !first => {
-                Ok(Stage::Metrics(self.metrics_fn()?))
-            }
-            _ => {
-                let lhs = self.scalar_expr(1)?;
-                let Some(op) = scalar_cmp(self.peek()) else {
-                    return Err(self.unexpected());
-                };
-                self.advance();
-                let rhs = self.scalar_expr(1)?;
-                Ok(Stage::ScalarFilter { op, lhs, rhs })
-            }
-        }
-    }
-
-    fn metrics_fn(&mut self) -> Result<MetricsFn, ParseError> {
-        let Tok::Ident(word) = self.peek().clone() else {
-            return Err(self.unexpected());
-        };
-        let kind = metrics_kind(&word).ok_or_else(|| self.unexpected())?;
-        self.advance();
-        self.expect(Tok::OpenParen)?;
-        let mut f = MetricsFn {
-            kind,
-            field: None,
-            args: Vec::new(),
-            selector: None,
-            by: Vec::new(),
-        };
-        match kind {
-            MetricsKind::Rate | MetricsKind::CountOverTime => {}
-            MetricsKind::Compare => {
-                f.selector = Some(Box::new(self.spanset_expr(1)?));
-                while *self.peek() == Tok::Comma {
-                    self.advance();
-                    f.args.push(self.static_value()?);
-                }
-            }
-            _ => {
-                f.field = Some(self.field_expr(1)?);
-                if kind == MetricsKind::QuantileOverTime {
-                    while *self.peek() == Tok::Comma {
-                        self.advance();
-                        f.args.push(self.static_value()?);
-                    }
-                }
-            }
-        }
-        self.expect(Tok::CloseParen)?;
-        if self.is_word("by") {
-            self.advance();
-            self.expect(Tok::OpenParen)?;
-            f.by.push(self.field_expr(1)?);
-            while *self.peek() == Tok::Comma {
-                self.advance();
-                f.by.push(self.field_expr(1)?);
-            }
-            self.expect(Tok::CloseParen)?;
-        }
-        Ok(f)
-    }
-
-    // ----- spanset expressions -----
+    // ----- spanset expressions (pipeline stages) -----
 
     fn spanset_expr(&mut self, min: u8) -> Result<SpansetExpr, ParseError> {
-        let mut lhs = self.spanset_operand()?;
+        self.enter()?;
+        let out = self.spanset_expr_inner(min);
+        self.depth -= 1;
+        out
+    }
+
+    fn spanset_expr_inner(&mut self, min: u8) -> Result<SpansetExpr, ParseError> {
+        let mut lhs = match self.peek() {
+            Tok::OpenParen => {
+                self.advance();
+                let e = self.spanset_expr(1)?;
+                self.expect(Tok::CloseParen)?;
+                e
+            }
+            _ => self.spanset_filter()?,
+        };
         while let Some((op, prec)) = spanset_op(self.peek()) {
             if prec < min {
                 break;
@@ -530,291 +650,23 @@ impl Parser {
         Ok(lhs)
     }
 
-    fn spanset_operand(&mut self) -> Result<SpansetExpr, ParseError> {
-        match self.peek() {
-            Tok::OpenBrace => {
-                let open = self.advance().pos;
-                if *self.peek() == Tok::CloseBrace {
-                    self.advance();
-                    return Ok(SpansetExpr::Filter(FieldExpr::Static(Value::Bool(true))));
-                }
-                let expr = self.field_expr(1)?;
-                self.expect(Tok::CloseBrace)?;
-                let t = implied_type(&expr);
-                if t != StaticType::Attribute && t != StaticType::Bool {
-                    self.defer(
-                        ErrorKind::Invalid,
-                        format!(
-                            "span filter field expressions must resolve to a boolean: {{ {expr} }}"
-                        ),
-                        open,
-                    );
-                }
-                Ok(SpansetExpr::Filter(expr))
-            }
-            Tok::OpenParen => {
-                self.advance();
-                let mut inner = self.pipeline()?;
-                self.expect(Tok::CloseParen)?;
-                if inner.stages.len() == 1 {
-                    if let Some(Stage::Spanset(_)) = inner.stages.first() {
-                        if let Some(Stage::Spanset(e)) = inner.stages.pop() {
-                            return Ok(e);
-                        }
-                    }
-                }
-                Ok(SpansetExpr::Pipeline(Box::new(inner)))
-            }
-            _ => Err(self.unexpected()),
-        }
-    }
-
-    // ----- scalar expressions (aggregates) -----
-
-    fn scalar_expr(&mut self, min: u8) -> Result<ScalarExpr, ParseError> {
-        let mut lhs = self.scalar_operand()?;
-        while let Some((op, prec)) = field_op(self.peek()) {
-            if !op.is_arithmetic() || prec < min {
-                break;
-            }
+    /// `{ }` or `{ expr }`.
+    fn spanset_filter(&mut self) -> Result<SpansetExpr, ParseError> {
+        let open = self.expect(Tok::OpenBrace)?.pos;
+        if *self.peek() == Tok::CloseBrace {
             self.advance();
-            let next = if op == BinaryOp::Pow { prec } else { prec + 1 };
-            let rhs = self.scalar_expr(next)?;
-            lhs = ScalarExpr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            };
+            return Ok(SpansetExpr::Filter(FieldExpr::Static(Value::Bool(true))));
         }
-        Ok(lhs)
-    }
-
-    fn scalar_operand(&mut self) -> Result<ScalarExpr, ParseError> {
-        match self.peek().clone() {
-            Tok::OpenParen if self.parens_open_spanset() => {
-                self.advance();
-                let inner = self.pipeline()?;
-                self.expect(Tok::CloseParen)?;
-                Ok(ScalarExpr::Pipeline(Box::new(inner)))
-            }
-            Tok::OpenParen => {
-                self.advance();
-                let e = self.scalar_expr(1)?;
-                self.expect(Tok::CloseParen)?;
-                Ok(e)
-            }
-            Tok::Ident(w) if aggregate_kind(&w).is_some() => {
-                let pos = self.advance().pos;
-                let kind = aggregate_kind(&w).ok_or_else(|| self.unexpected())?;
-                self.expect(Tok::OpenParen)?;
-                let field = if kind == AggregateKind::Count {
-                    None
-                } else {
-                    Some(self.field_expr(1)?)
-                };
-                self.expect(Tok::CloseParen)?;
-                self.unsupported(format_args!("aggregate {w}()"), pos);
-                Ok(ScalarExpr::Aggregate { kind, field })
-            }
-            _ => Ok(ScalarExpr::Static(self.static_value()?)),
-        }
-    }
-
-    // ----- field expressions -----
-
-    fn field_expr(&mut self, min: u8) -> Result<FieldExpr, ParseError> {
-        let mut lhs = self.field_unary()?;
-        while let Some((op, prec)) = field_op(self.peek()) {
-            if prec < min {
-                break;
-            }
-            let pos = self.advance().pos;
-            let next = if op == BinaryOp::Pow { prec } else { prec + 1 };
-            let rhs = self.field_expr(next)?;
-            lhs = self.binary(op, lhs, rhs, pos);
-        }
-        Ok(lhs)
-    }
-
-    fn field_unary(&mut self) -> Result<FieldExpr, ParseError> {
-        let op = match self.peek() {
-            Tok::Sub => UnaryOp::Neg,
-            Tok::Not => UnaryOp::Not,
-            _ => return self.field_primary(),
-        };
-        let pos = self.advance().pos;
-        let expr = self.field_expr(PREFIX_OPERAND)?;
-        // Fold negative number literals so `-1` is a static like in Tempo.
-        if op == UnaryOp::Neg {
-            match expr {
-                FieldExpr::Static(Value::Int(n)) => return Ok(FieldExpr::Static(Value::Int(-n))),
-                FieldExpr::Static(Value::Float(f)) => {
-                    return Ok(FieldExpr::Static(Value::Float(-f)));
-                }
-                _ => {}
-            }
-        }
+        let expr = self.field_expr(1)?;
+        self.expect(Tok::CloseBrace)?;
         let t = implied_type(&expr);
-        let ok = match op {
-            UnaryOp::Neg => t == StaticType::Attribute || t.is_numeric(),
-            UnaryOp::Not => t == StaticType::Attribute || t == StaticType::Bool,
-        };
-        let e = FieldExpr::Unary {
-            op,
-            expr: Box::new(expr),
-        };
-        if !ok {
+        if t != StaticType::Attribute && t != StaticType::Bool {
             self.defer(
                 ErrorKind::Invalid,
-                format!("illegal operation for the given type: {e}"),
-                pos,
+                format!("span filter field expressions must resolve to a boolean: {{ {expr} }}"),
+                open,
             );
         }
-        Ok(e)
+        Ok(SpansetExpr::Filter(expr))
     }
-
-    fn field_primary(&mut self) -> Result<FieldExpr, ParseError> {
-        let token = self.peek().clone();
-        let pos = self.pos();
-        let expr = match token {
-            Tok::OpenParen => {
-                self.advance();
-                let e = self.field_expr(1)?;
-                self.expect(Tok::CloseParen)?;
-                return Ok(e);
-            }
-            Tok::Str(s) => FieldExpr::Static(Value::Str(s.into())),
-            Tok::Int(n) => FieldExpr::Static(Value::Int(n)),
-            Tok::Float(f) => FieldExpr::Static(Value::Float(f)),
-            Tok::Duration(d) => FieldExpr::Static(Value::Duration(d)),
-            Tok::Attr(scope, name) => {
-                let scope = match scope {
-                    ScopeDot::None => AttrRef::Unscoped,
-                    ScopeDot::Span => AttrRef::Scoped(AttrScope::Span),
-                    ScopeDot::Resource => AttrRef::Scoped(AttrScope::Resource),
-                    ScopeDot::Event => AttrRef::Event,
-                    ScopeDot::Link => AttrRef::Link,
-                    ScopeDot::Instrumentation => AttrRef::Instrumentation,
-                    ScopeDot::Parent => AttrRef::Parent,
-                };
-                if !matches!(scope, AttrRef::Unscoped | AttrRef::Scoped(_)) {
-                    self.unsupported(format_args!("attribute scope of {name:?}"), pos);
-                }
-                FieldExpr::Attribute { scope, name }
-            }
-            Tok::Colon(scope) => {
-                self.advance();
-                let word = match self.peek() {
-                    Tok::Ident(w) => w.clone(),
-                    _ => return Err(self.unexpected()),
-                };
-                let Some(i) = scoped_intrinsic(scope, &word) else {
-                    return Err(self.unexpected());
-                };
-                if !intrinsic_supported(i) {
-                    self.unsupported(format_args!("intrinsic {}", i.as_str()), pos);
-                }
-                FieldExpr::Intrinsic(i)
-            }
-            Tok::Ident(w) => {
-                if let Some(v) = keyword_static(&w) {
-                    FieldExpr::Static(v)
-                } else if let Some(i) = unscoped_intrinsic(&w) {
-                    FieldExpr::Intrinsic(i)
-                } else if matches!(
-                    w.as_str(),
-                    "parent" | "nestedSetLeft" | "nestedSetRight" | "nestedSetParent"
-                ) {
-                    self.unsupported(format_args!("intrinsic {w}"), pos);
-                    FieldExpr::Static(Value::Nil)
-                } else {
-                    return Err(self.unexpected());
-                }
-            }
-            _ => return Err(self.unexpected()),
-        };
-        self.advance();
-        Ok(expr)
-    }
-
-    /// Builds a binary node, checking operand types and compiling regexes like Tempo does.
-    fn binary(&mut self, op: BinaryOp, lhs: FieldExpr, rhs: FieldExpr, pos: Pos) -> FieldExpr {
-        let (lt, rt) = (implied_type(&lhs), implied_type(&rhs));
-        let mut problem = None;
-        let mut regex = None;
-        if !operands_match(lt, rt) {
-            problem = Some("binary operations must operate on the same type");
-        } else if !op_allowed(op, lt) || !op_allowed(op, rt) {
-            problem = Some("illegal operation for the given types");
-        } else if matches!(op, BinaryOp::Re | BinaryOp::Nre) {
-            match &rhs {
-                FieldExpr::Static(Value::Str(pattern)) => {
-                    match regex::Regex::new(&format!("^(?s:{pattern})$")) {
-                        Ok(re) => regex = Some(RegexMatcher(re)),
-                        Err(_) => problem = Some("invalid regex"),
-                    }
-                }
-                _ => problem = Some("invalid type for =~ or !~"),
-            }
-        } else if op == BinaryOp::Eq && rt == StaticType::Nil {
-            match &lhs {
-                FieldExpr::Intrinsic(_) => {
-                    problem = Some("intrinsics cannot be nil");
-                }
-                FieldExpr::Attribute {
-                    scope: AttrRef::Scoped(AttrScope::Resource),
-                    name,
-                } if name == "service.name" => {
-                    problem = Some("resource.service.name cannot be nil");
-                }
-                _ => {}
-            }
-        }
-        let e = FieldExpr::Binary {
-            op,
-            lhs: Box::new(lhs),
-            rhs: Box::new(rhs),
-            regex,
-        };
-        if let Some(problem) = problem {
-            let message = match problem {
-                "intrinsics cannot be nil" | "resource.service.name cannot be nil" => {
-                    format!("{e} is not valid because {problem}")
-                }
-                "invalid regex" | "invalid type for =~ or !~" => match &e {
-                    FieldExpr::Binary { rhs, .. } => format!("{problem}: {rhs}"),
-                    _ => problem.to_string(),
-                },
-                _ => format!("{problem}: {e}"),
-            };
-            self.defer(ErrorKind::Invalid, message, pos);
-        }
-        e
-    }
-}
-
-fn aggregate_kind(word: &str) -> Option<AggregateKind> {
-    Some(match word {
-        "count" => AggregateKind::Count,
-        "avg" => AggregateKind::Avg,
-        "max" => AggregateKind::Max,
-        "min" => AggregateKind::Min,
-        "sum" => AggregateKind::Sum,
-        _ => return None,
-    })
-}
-
-fn metrics_kind(word: &str) -> Option<MetricsKind> {
-    Some(match word {
-        "rate" => MetricsKind::Rate,
-        "count_over_time" => MetricsKind::CountOverTime,
-        "min_over_time" => MetricsKind::MinOverTime,
-        "max_over_time" => MetricsKind::MaxOverTime,
-        "avg_over_time" => MetricsKind::AvgOverTime,
-        "sum_over_time" => MetricsKind::SumOverTime,
-        "quantile_over_time" => MetricsKind::QuantileOverTime,
-        "histogram_over_time" => MetricsKind::HistogramOverTime,
-        "compare" => MetricsKind::Compare,
-        _ => return None,
-    })
 }
