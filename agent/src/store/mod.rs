@@ -276,6 +276,10 @@ impl Store {
             source: std::io::Error::other(e.to_string()),
         })?;
         let res = t.ingest(&req, &split, req_bytes, self.now_ns());
+        let (res, mask) = match res {
+            Ok((o, mask)) => (Ok(o), mask),
+            Err(e) => (Err(e), Vec::new()),
+        };
         let discard = |reason: &str, n: usize| {
             if n > 0 {
                 m.discarded_spans
@@ -305,7 +309,7 @@ impl Store {
             if o.rejected_spans == 0 {
                 obs.observe(tenant, &req);
             } else {
-                obs.observe(tenant, &accepted_only(req, &split, o));
+                obs.observe(tenant, &accepted_only(req, &split, &mask));
             }
         }
         res
@@ -431,15 +435,14 @@ impl Store {
     }
 }
 
-/// A copy of the request holding only the spans that were accepted.
+/// A copy of the request holding only the spans of accepted fragments.
 fn accepted_only(
     mut req: ExportTraceServiceRequest,
     split: &split::Split,
-    o: &IngestOutcome,
+    accepted: &[bool],
 ) -> ExportTraceServiceRequest {
-    let _ = o;
     let mut keep: std::collections::HashSet<(usize, u32, u32)> = std::collections::HashSet::new();
-    for f in &split.fragments {
+    for (f, _) in split.fragments.iter().zip(accepted).filter(|(_, a)| **a) {
         for &(s, p) in &f.spans {
             keep.insert((f.rs, s, p));
         }

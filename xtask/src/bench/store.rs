@@ -301,7 +301,10 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         pct(&mut rss_samples.clone(), 50.0),
         pct(&mut rss_samples, 100.0)
     );
-    println!("  live traces in memory, max .. {:.0} MiB (sampled)", live_max / 1_048_576.0);
+    println!(
+        "  live traces in memory, max .. {:.0} MiB (sampled)",
+        live_max / 1_048_576.0
+    );
 
     // 2. Until every trace is in blocks.
     let t_wait = Instant::now();

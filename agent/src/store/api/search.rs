@@ -1,5 +1,8 @@
 //! `/api/search`, tag names (v1, v2) and tag values (v1, v2) handlers and their JSON shapes.
-#![expect(clippy::result_large_err, reason = "handlers return the finished axum Response as their error")]
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers return the finished axum Response as their error"
+)]
 use std::collections::{BTreeSet, HashSet};
 
 use axum::{
@@ -123,7 +126,11 @@ fn out_kv(k: &str, v: &OutVal) -> opentelemetry_proto::tonic::common::v1::KeyVal
         OutVal::Float(f) => V::DoubleValue(*f),
         OutVal::Bool(b) => V::BoolValue(*b),
     };
-    KeyValue { key: k.to_string(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 /// Search results as `tempopb.SearchResponse` (for `Accept: application/protobuf`).
@@ -166,7 +173,13 @@ pub fn search_proto(r: &SearchResult) -> super::tempopb::SearchResponse {
                     .service_stats
                     .iter()
                     .map(|(n, s)| {
-                        (n.clone(), pb::ServiceStats { span_count: s.span_count, error_count: s.error_count })
+                        (
+                            n.clone(),
+                            pb::ServiceStats {
+                                span_count: s.span_count,
+                                error_count: s.error_count,
+                            },
+                        )
                     })
                     .collect(),
             }
