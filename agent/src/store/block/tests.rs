@@ -11,8 +11,11 @@ use crate::store::{
     testutil::*,
 };
 
-/// A table with `n` one-or-two-span traces (ids `tid(i)`), sorted by id.
-fn traces(n: u64) -> (Table, Vec<(TraceId, Vec<u8>, Vec<SpanRow>)>) {
+/// (id, payload, rows) of one trace.
+type Trace = (TraceId, Vec<u8>, Vec<SpanRow>);
+
+/// A table with `n` two-span traces (ids `tid(i)`), sorted by id.
+fn traces(n: u64) -> (Table, Vec<Trace>) {
     let mut t = Table::new();
     let mut out = Vec::new();
     for i in 0..n {
