@@ -18,6 +18,22 @@ struct TraceByIdResponse {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+struct SearchResponse {
+    #[prost(message, repeated, tag = "1")]
+    traces: Vec<TraceSearchMetadata>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceSearchMetadata {
+    #[prost(string, tag = "1")]
+    trace_id: String,
+    #[prost(string, tag = "2")]
+    root_service_name: String,
+    #[prost(uint64, tag = "4")]
+    start_time_unix_nano: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 struct TraceByIdMetrics {
     #[prost(uint64, tag = "1")]
     inspected_bytes: u64,
@@ -117,7 +133,7 @@ fn check_trace_json(batches: &Value, t: &Value, service: &str, i: usize) {
     );
     assert_eq!(
         attr(&root["attributes"], "cached"),
-        &serde_json::json!({"boolValue": i % 2 == 0})
+        &serde_json::json!({"boolValue": i.is_multiple_of(2)})
     );
     assert_eq!(child["parentSpanId"], b64_of_hex(root_id));
     assert_eq!(child["kind"], "SPAN_KIND_CLIENT");
@@ -263,6 +279,22 @@ async fn python_sdk_traces_answer_in_tempo_shapes() {
             );
         }
         assert_eq!(res["metrics"]["completedJobs"], 1);
+        let (status, ct, body) = get(&url, Some("application/protobuf")).await;
+        assert_eq!((status, ct.as_str()), (200, "application/protobuf"));
+        let pb = SearchResponse::decode(body.as_slice()).unwrap();
+        let mut pb_ids: Vec<String> = pb.traces.iter().map(|t| t.trace_id.clone()).collect();
+        let mut json_ids: Vec<String> = traces
+            .iter()
+            .map(|t| t["traceID"].as_str().unwrap().to_string())
+            .collect();
+        pb_ids.sort();
+        json_ids.sort();
+        assert_eq!(pb_ids, json_ids);
+        assert!(
+            pb.traces
+                .iter()
+                .all(|t| t.start_time_unix_nano > 0 && t.root_service_name.starts_with("py-"))
+        );
 
         let res = get_json(&format!(
             "{api}/api/search?tags={}&start={t_start}&end={t_end}",

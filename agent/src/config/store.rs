@@ -87,12 +87,12 @@ impl Default for StoreSection {
             wal_fsync_interval: "1s".into(),
             max_block_bytes: 32 * 1024 * 1024,
             max_block_duration: "10s".into(),
-            trace_idle_period: "2s".into(),
+            trace_idle_period: "1s".into(),
             compaction_min_blocks: 4,
             compaction_max_blocks: 8,
             compaction_max_block_bytes: 128 * 1024 * 1024,
             block_compression_level: 3,
-            search_cache_bytes: 64 * 1024 * 1024,
+            search_cache_bytes: 32 * 1024 * 1024,
             limits: StoreLimits::default(),
             search: SearchSection::default(),
         }
@@ -292,6 +292,7 @@ pub fn run_store(args: StoreArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
+    crate::store::limit_malloc_arenas();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

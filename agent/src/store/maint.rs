@@ -4,10 +4,12 @@
 use std::sync::{Arc, PoisonError};
 
 use super::{
+    MaintenanceReport, Store,
     block::{Block, BlockMeta, BlockWriter, WriteOptions, group::Group},
     error::StoreError,
     fsio::Io,
     ids::TraceId,
+    metrics::Metrics,
     model::{SpanRow, Table},
     tenant::{Pending, Tenant},
 };
@@ -231,4 +233,114 @@ pub fn apply_retention(t: &Tenant, now_ns: u64, retention_ns: u64) -> usize {
         }
     }
     expired.len()
+}
+
+impl Store {
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            zstd_level: self.inner.cfg.block_compression_level,
+            ..WriteOptions::default()
+        }
+    }
+
+    /// Cut due live traces into pending cuts and write every pending cut as a block.
+    pub fn cut_blocks(&self, force: bool) -> MaintenanceReport {
+        let _g = self
+            .inner
+            .cut_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cfg = &self.inner.cfg;
+        let m = &self.inner.metrics;
+        let mut rep = MaintenanceReport::default();
+        for t in self.tenants() {
+            let now = self.now_ns();
+            let tl = Metrics::labels(&[("tenant", &t.name)]);
+            let (due, idle) = {
+                let st = t.lock_state();
+                let live = &st.live;
+                let oldest = live.traces.values().map(|x| x.first_ns).min();
+                let bytes = live.bytes as u64;
+                let due = force
+                    || bytes >= cfg.max_block_bytes
+                    || oldest.is_some_and(|o| now.saturating_sub(o) >= cfg.max_block_duration_ns());
+                // Under memory pressure cut everything, busy traces included.
+                let idle = if force || bytes >= 2 * cfg.max_block_bytes {
+                    0
+                } else {
+                    cfg.trace_idle_ns()
+                };
+                (due && !live.traces.is_empty(), idle)
+            };
+            if due && let Err(e) = t.take_for_block(now, idle) {
+                rep.errors.push(e.to_string());
+            }
+            for p in t.pendings() {
+                match write_pending(&t, &p, &self.inner.io, self.write_options(), self.now_ns()) {
+                    Ok(_) => {
+                        rep.blocks_cut += 1;
+                        m.blocks_cut.get_or_create(&tl).inc();
+                    }
+                    Err(e) => {
+                        m.block_errors.get_or_create(&tl).inc();
+                        tracing::error!(tenant = %t.name, error = %e, "cannot write block; data stays in WAL and memory");
+                        rep.errors.push(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        self.update_gauges();
+        rep
+    }
+
+    /// Compact small blocks (one merge per tenant per call) and apply retention.
+    pub fn compact_blocks(&self) -> MaintenanceReport {
+        let _g = self
+            .inner
+            .compact_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cfg = &self.inner.cfg;
+        let m = &self.inner.metrics;
+        let mut rep = MaintenanceReport::default();
+        for t in self.tenants() {
+            let inputs = pick_compaction(
+                &t.blocks(),
+                cfg.compaction_min_blocks,
+                cfg.compaction_max_blocks,
+                cfg.compaction_max_block_bytes,
+            );
+            if !inputs.is_empty() {
+                match compact(
+                    &t,
+                    &inputs,
+                    &self.inner.io,
+                    self.write_options(),
+                    self.now_ns(),
+                ) {
+                    Ok(meta) => {
+                        rep.blocks_compacted += inputs.len();
+                        let lv = Metrics::labels(&[("level", &meta.level.to_string())]);
+                        m.compaction_blocks
+                            .get_or_create(&lv)
+                            .inc_by(inputs.len() as u64);
+                        m.compaction_bytes_written
+                            .get_or_create(&lv)
+                            .inc_by(meta.total_bytes());
+                    }
+                    Err(e) => {
+                        m.compaction_errors.inc();
+                        tracing::error!(tenant = %t.name, error = %e, "compaction failed");
+                        rep.errors.push(e.to_string());
+                    }
+                }
+            }
+            let deleted = apply_retention(&t, self.now_ns(), cfg.retention_ns());
+            rep.blocks_deleted += deleted;
+            m.retention_deleted.inc_by(deleted as u64);
+        }
+        self.update_gauges();
+        rep
+    }
 }

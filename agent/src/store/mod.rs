@@ -39,7 +39,6 @@ pub use serve::{serve, serve_on};
 pub use tenant::IngestOutcome;
 
 use crate::config::StoreSection;
-use block::WriteOptions;
 use fsio::{Io, RealIo};
 use metrics::Metrics;
 use tenant::{Limits, Tenant};
@@ -85,6 +84,17 @@ impl Clock for ManualClock {
     }
 }
 
+/// Cap glibc's malloc arenas at two: with many threads each gets its own arena, and freed
+/// block-building buffers stay mapped per arena, which inflates RSS under steady ingest.
+/// Call once, early, before threads start.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; called before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Sees every accepted batch (the future metrics generator: span metrics, service graphs).
 pub trait BatchObserver: Send + Sync {
     fn observe(&self, tenant: &str, batch: &ExportTraceServiceRequest);
@@ -107,7 +117,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub observer: RwLock<Option<Arc<dyn BatchObserver>>>,
     pub cache: query::GroupCache,
-    maint_lock: Mutex<()>,
+    pub(crate) cut_lock: Mutex<()>,
+    pub(crate) compact_lock: Mutex<()>,
 }
 
 /// A cheaply clonable handle to the store.
@@ -147,7 +158,8 @@ impl Store {
             metrics: Metrics::new(),
             observer: RwLock::new(None),
             cache: query::GroupCache::new(cfg.search_cache_bytes),
-            maint_lock: Mutex::new(()),
+            cut_lock: Mutex::new(()),
+            compact_lock: Mutex::new(()),
         });
         let store = Store { inner };
         let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -265,6 +277,10 @@ impl Store {
             source: std::io::Error::other(e.to_string()),
         })?;
         let res = t.ingest(&req, &split, req_bytes, self.now_ns());
+        let (res, mask) = match res {
+            Ok((o, mask)) => (Ok(o), mask),
+            Err(e) => (Err(e), Vec::new()),
+        };
         let discard = |reason: &str, n: usize| {
             if n > 0 {
                 m.discarded_spans
@@ -294,92 +310,22 @@ impl Store {
             if o.rejected_spans == 0 {
                 obs.observe(tenant, &req);
             } else {
-                obs.observe(tenant, &accepted_only(req, &split, o));
+                obs.observe(tenant, &accepted_only(req, &split, &mask));
             }
         }
         res
     }
 
     /// One maintenance pass: cut due blocks, write pending ones, compact, apply retention.
-    /// `force` cuts every live trace now (tests, shutdown).
+    /// `force` cuts every live trace now (tests, shutdown). The server runs the two halves
+    /// (`cut_blocks`, `compact_blocks`) in separate loops so a long compaction never delays
+    /// cutting.
     pub fn maintain(&self, force: bool) -> MaintenanceReport {
-        let _g = self
-            .inner
-            .maint_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cfg = &self.inner.cfg;
-        let mut rep = MaintenanceReport::default();
-        let opts = WriteOptions {
-            zstd_level: cfg.block_compression_level,
-            ..WriteOptions::default()
-        };
-        let m = &self.inner.metrics;
-        for t in self.tenants() {
-            let now = self.now_ns();
-            let tl = Metrics::labels(&[("tenant", &t.name)]);
-            let (due, idle) = {
-                let st = t.lock_state();
-                let live = &st.live;
-                let oldest = live.traces.values().map(|x| x.first_ns).min();
-                let bytes = live.bytes;
-                let due = force
-                    || bytes as u64 >= cfg.max_block_bytes
-                    || oldest.is_some_and(|o| now.saturating_sub(o) >= cfg.max_block_duration_ns());
-                let idle = if force || bytes as u64 >= 2 * cfg.max_block_bytes {
-                    0
-                } else {
-                    cfg.trace_idle_ns()
-                };
-                (due && !live.traces.is_empty(), idle)
-            };
-            if due && let Err(e) = t.take_for_block(now, idle) {
-                rep.errors.push(e.to_string());
-            }
-            for p in t.pendings() {
-                match maint::write_pending(&t, &p, &self.inner.io, opts, self.now_ns()) {
-                    Ok(_) => {
-                        rep.blocks_cut += 1;
-                        m.blocks_cut.get_or_create(&tl).inc();
-                    }
-                    Err(e) => {
-                        m.block_errors.get_or_create(&tl).inc();
-                        tracing::error!(tenant = %t.name, error = %e, "cannot write block; data stays in WAL and memory");
-                        rep.errors.push(e.to_string());
-                        break;
-                    }
-                }
-            }
-            let inputs = maint::pick_compaction(
-                &t.blocks(),
-                cfg.compaction_min_blocks,
-                cfg.compaction_max_blocks,
-                cfg.compaction_max_block_bytes,
-            );
-            if !inputs.is_empty() {
-                match maint::compact(&t, &inputs, &self.inner.io, opts, self.now_ns()) {
-                    Ok(meta) => {
-                        rep.blocks_compacted += inputs.len();
-                        let lv = Metrics::labels(&[("level", &meta.level.to_string())]);
-                        m.compaction_blocks
-                            .get_or_create(&lv)
-                            .inc_by(inputs.len() as u64);
-                        m.compaction_bytes_written
-                            .get_or_create(&lv)
-                            .inc_by(meta.total_bytes());
-                    }
-                    Err(e) => {
-                        m.compaction_errors.inc();
-                        tracing::error!(tenant = %t.name, error = %e, "compaction failed");
-                        rep.errors.push(e.to_string());
-                    }
-                }
-            }
-            let deleted = maint::apply_retention(&t, self.now_ns(), cfg.retention_ns());
-            rep.blocks_deleted += deleted;
-            m.retention_deleted.inc_by(deleted as u64);
-        }
-        self.update_gauges();
+        let mut rep = self.cut_blocks(force);
+        let r2 = self.compact_blocks();
+        rep.blocks_compacted = r2.blocks_compacted;
+        rep.blocks_deleted = r2.blocks_deleted;
+        rep.errors.extend(r2.errors);
         rep
     }
 
@@ -420,15 +366,14 @@ impl Store {
     }
 }
 
-/// A copy of the request holding only the spans that were accepted.
+/// A copy of the request holding only the spans of accepted fragments.
 fn accepted_only(
     mut req: ExportTraceServiceRequest,
     split: &split::Split,
-    o: &IngestOutcome,
+    accepted: &[bool],
 ) -> ExportTraceServiceRequest {
-    let _ = o;
     let mut keep: std::collections::HashSet<(usize, u32, u32)> = std::collections::HashSet::new();
-    for f in &split.fragments {
+    for (f, _) in split.fragments.iter().zip(accepted).filter(|(_, a)| **a) {
         for &(s, p) in &f.spans {
             keep.insert((f.rs, s, p));
         }

@@ -354,7 +354,7 @@ impl Store {
             blocks.retain(|b| {
                 b.meta.min_start_ns <= spec.end_ns && b.meta.max_end_ns >= spec.start_ns
             });
-            blocks.sort_by(|a, b| b.meta.max_end_ns.cmp(&a.meta.max_end_ns));
+            blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.max_end_ns));
             res.total_blocks += blocks.len() as u64;
             for b in blocks {
                 let mut order: Vec<usize> = (0..b.groups.len())
@@ -378,7 +378,7 @@ impl Store {
                 }
             }
         }
-        res.traces.sort_by(|a, b| b.start_ns.cmp(&a.start_ns));
+        res.traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
         Ok(res)
     }
 

@@ -83,7 +83,8 @@ pub async fn serve_on(
     a.and(h).and(g)
 }
 
-/// Maintenance every 250 ms; WAL fsync at the configured interval.
+/// Block cutting every 250 ms, compaction and retention every second (separate loops, so a
+/// long compaction never holds up cutting), WAL fsync at the configured interval.
 async fn background(store: Store, shutdown: CancellationToken) {
     let fsync_ns = store.config().wal_fsync_interval_ns();
     let s2 = store.clone();
@@ -103,17 +104,31 @@ async fn background(store: Store, shutdown: CancellationToken) {
             }
         }
     };
-    let maint = async move {
+    let s3 = store.clone();
+    let sd = shutdown.clone();
+    let cut = async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    let s = s3.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.cut_blocks(false)).await;
+                }
+                () = sd.cancelled() => return,
+            }
+        }
+    };
+    let maint = async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
                     let s = store.clone();
-                    let _ = tokio::task::spawn_blocking(move || s.maintain(false)).await;
+                    let _ = tokio::task::spawn_blocking(move || s.compact_blocks()).await;
                 }
                 () = shutdown.cancelled() => return,
             }
         }
     };
-    tokio::join!(fsync, maint);
+    tokio::join!(fsync, cut, maint);
 }

@@ -143,6 +143,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Insert one fragment's spans (already in the WAL) into live.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per path (ingest, replay); a struct would only rename them"
+)]
 fn insert_fragment(
     live: &mut Live,
     id: TraceId,
@@ -269,14 +273,15 @@ impl Tenant {
         })
     }
 
-    /// Ingest a split request: rate limit, size limits, WAL append, then live insert.
+    /// Ingest a split request: rate limit, size limits, WAL append, then live insert. Also
+    /// returns which fragments were accepted.
     pub fn ingest(
         &self,
         req: &ExportTraceServiceRequest,
         split: &Split,
         req_bytes: usize,
         now_ns: u64,
-    ) -> Result<IngestOutcome, IngestError> {
+    ) -> Result<(IngestOutcome, Vec<bool>), IngestError> {
         if !lock(&self.bucket).take(now_ns, req_bytes) {
             return Err(IngestError::RateLimited {
                 tenant: self.name.clone(),
@@ -331,7 +336,7 @@ impl Tenant {
                 .map(|(f, _)| f)
         };
         if accepted().next().is_none() {
-            return Ok(out);
+            return Ok((out, accept));
         }
         let record = wal::encode_record(
             now_ns,
@@ -360,7 +365,7 @@ impl Tenant {
             );
             out.accepted_spans += f.spans.len();
         }
-        Ok(out)
+        Ok((out, accept))
     }
 
     /// Take traces out of live for a block. `idle_ns`: only traces without appends for that
@@ -386,7 +391,7 @@ impl Tenant {
             .iter()
             .filter_map(|id| st.live.traces.remove(id).map(|t| (*id, t)))
             .collect();
-        taken.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        taken.sort_unstable_by_key(|a| a.0);
         // Rebuild the live table with only the traces that stay.
         let old = std::mem::take(&mut st.live.table);
         let mut remap = Remap::new();

@@ -499,4 +499,20 @@ fn observer_sees_accepted_batches() {
         )
         .unwrap();
     assert_eq!(c.0.load(std::sync::atomic::Ordering::SeqCst), 5);
+    let big = with_attrs(
+        span(10, 10, 0, "big", 0, 1),
+        vec![kv_s("blob", &"x".repeat(6_000_000))],
+    );
+    let o = store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![big, span(11, 11, 0, "ok", 0, 1)]),
+        )
+        .unwrap();
+    assert_eq!(o.rejected_spans, 1);
+    assert_eq!(
+        c.0.load(std::sync::atomic::Ordering::SeqCst),
+        6,
+        "too-large spans are not observed"
+    );
 }

@@ -44,7 +44,10 @@ pub fn encode_record<'a>(
     e.buf
 }
 
-fn decode_payload(p: &[u8]) -> Option<(u64, Vec<(TraceId, Vec<u8>)>)> {
+/// Ingest time and (trace id, fragment) pairs of one record.
+type Payload = (u64, Vec<(TraceId, Vec<u8>)>);
+
+fn decode_payload(p: &[u8]) -> Option<Payload> {
     let mut d = Dec::new(p);
     let t = d.u64_le().ok()?;
     let mut out = Vec::new();

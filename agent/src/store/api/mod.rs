@@ -1,5 +1,9 @@
 //! Tempo's HTTP API on port 3200: one route table, tenant resolution, Tempo's status codes and
 //! plain-text error bodies, content negotiation (JSON or protobuf by `Accept`).
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers return the finished axum Response as their error"
+)]
 use axum::{
     Router,
     body::Body,

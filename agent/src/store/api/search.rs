@@ -1,4 +1,8 @@
 //! `/api/search`, tag names (v1, v2) and tag values (v1, v2) handlers and their JSON shapes.
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers return the finished axum Response as their error"
+)]
 use std::collections::{BTreeSet, HashSet};
 
 use axum::{
@@ -114,6 +118,85 @@ pub fn hit_json(h: &TraceHit) -> Value {
     Value::Object(m)
 }
 
+fn out_kv(k: &str, v: &OutVal) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value as V};
+    let value = match v {
+        OutVal::Str(s) => V::StringValue(s.clone()),
+        OutVal::Int(i) => V::IntValue(*i),
+        OutVal::Float(f) => V::DoubleValue(*f),
+        OutVal::Bool(b) => V::BoolValue(*b),
+    };
+    KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// Search results as `tempopb.SearchResponse` (for `Accept: application/protobuf`).
+pub fn search_proto(r: &SearchResult) -> super::tempopb::SearchResponse {
+    use super::tempopb as pb;
+    let traces = r
+        .traces
+        .iter()
+        .map(|h| {
+            let span_sets: Vec<pb::SpanSet> = h
+                .span_set
+                .iter()
+                .map(|(spans, matched)| pb::SpanSet {
+                    spans: spans
+                        .iter()
+                        .map(|s| pb::Span {
+                            span_id: hex::encode(s.span_id),
+                            name: s.name.clone().unwrap_or_default(),
+                            start_time_unix_nano: s.start_ns,
+                            duration_nanos: s.duration_ns,
+                            attributes: s.attrs.iter().map(|(k, v)| out_kv(k, v)).collect(),
+                        })
+                        .collect(),
+                    matched: *matched as u32,
+                    attributes: Vec::new(),
+                })
+                .collect();
+            pb::TraceSearchMetadata {
+                trace_id: ids::trace_id_search_hex(&h.id),
+                root_service_name: h
+                    .root_service
+                    .clone()
+                    .unwrap_or_else(|| "<root span not yet received>".to_string()),
+                root_trace_name: h.root_name.clone().unwrap_or_default(),
+                start_time_unix_nano: h.start_ns,
+                duration_ms: (h.duration_ns / 1_000_000).min(u64::from(u32::MAX)) as u32,
+                span_set: span_sets.first().cloned(),
+                span_sets,
+                service_stats: h
+                    .service_stats
+                    .iter()
+                    .map(|(n, s)| {
+                        (
+                            n.clone(),
+                            pb::ServiceStats {
+                                span_count: s.span_count,
+                                error_count: s.error_count,
+                            },
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    pb::SearchResponse {
+        traces,
+        metrics: Some(pb::SearchMetrics {
+            inspected_traces: r.inspected_traces.min(u64::from(u32::MAX)) as u32,
+            inspected_bytes: r.inspected_bytes,
+            total_blocks: r.total_blocks.min(u64::from(u32::MAX)) as u32,
+            completed_jobs: 1,
+            total_jobs: 1,
+        }),
+    }
+}
+
 fn metrics_json(r: &SearchResult) -> Value {
     let mut m = Map::new();
     if r.inspected_traces != 0 {
@@ -184,6 +267,9 @@ pub async fn search(
     let store = s.store.clone();
     let res = tokio::task::spawn_blocking(move || store.search(&tenants, &spec)).await;
     match res {
+        Ok(Ok(r)) if super::wants_protobuf(&h) => {
+            super::proto_response(prost::Message::encode_to_vec(&search_proto(&r)))
+        }
         Ok(Ok(r)) => json_response(&json!({
             "traces": r.traces.iter().map(hit_json).collect::<Vec<_>>(),
             "metrics": metrics_json(&r),

@@ -7,14 +7,16 @@
 //! validates after parsing.
 
 mod field;
+mod stages;
 #[cfg(test)]
 mod tests;
 
 use field::{field_op, implied_type, keyword_static};
+use stages::{aggregate_kind, has_aggregate, metrics_kind, metrics_scalar};
 
 use super::ast::{
-    AggregateKind, BinaryOp, FieldExpr, MetricsExpr, MetricsFn, MetricsKind, Pipeline, Query,
-    RootExpr, ScalarExpr, SecondStage, SpansetExpr, SpansetOp, Stage, StaticType,
+    BinaryOp, FieldExpr, MetricsExpr, MetricsKind, Pipeline, Query, RootExpr, ScalarExpr,
+    SecondStage, SpansetExpr, SpansetOp, Stage, StaticType,
 };
 use super::lexer::{Pos, Tok, Token, lex};
 use super::{ErrorKind, ParseError, Value};
@@ -72,48 +74,12 @@ fn into_spanset(mut p: Pipeline) -> SpansetExpr {
     SpansetExpr::Pipeline(Box::new(p))
 }
 
-fn has_aggregate(e: &ScalarExpr) -> bool {
-    match e {
-        ScalarExpr::Static(_) => false,
-        ScalarExpr::Aggregate { .. } | ScalarExpr::Pipeline { .. } => true,
-        ScalarExpr::Binary { lhs, rhs, .. } => has_aggregate(lhs) || has_aggregate(rhs),
-    }
-}
-
 fn negate(v: &Value<'static>) -> Option<Value<'static>> {
     match v {
         Value::Int(n) => Some(Value::Int(n.checked_neg()?)),
         Value::Float(f) => Some(Value::Float(-f)),
         // Durations are unsigned here; a negative one is only meaningful as a float.
         Value::Duration(d) => Some(Value::Float(-(*d as f64))),
-        _ => None,
-    }
-}
-
-/// A constant operand of metrics math or a metrics filter: a number (durations are not allowed,
-/// as in Tempo).
-fn metrics_scalar(e: &ScalarExpr) -> Option<Value<'static>> {
-    fn has_duration(e: &ScalarExpr) -> bool {
-        match e {
-            ScalarExpr::Static(v) => matches!(v, Value::Duration(_)),
-            ScalarExpr::Binary { lhs, rhs, .. } => has_duration(lhs) || has_duration(rhs),
-            _ => false,
-        }
-    }
-    if has_duration(e) {
-        return None;
-    }
-    fold_scalar(e)
-}
-
-/// Folds a constant scalar expression (`1 / 2`, `-(3 * 2)`) into one value.
-fn fold_scalar(e: &ScalarExpr) -> Option<Value<'static>> {
-    match e {
-        ScalarExpr::Static(v) => Some(v.clone()),
-        ScalarExpr::Binary { op, lhs, rhs } => {
-            let v = super::eval::arithmetic(*op, &fold_scalar(lhs)?, &fold_scalar(rhs)?);
-            if v == Value::Nil { None } else { Some(v) }
-        }
         _ => None,
     }
 }
@@ -647,117 +613,6 @@ impl Parser {
         *self.peek_at(k) == Tok::OpenBrace
     }
 
-    /// A pipeline stage other than aggregates and metrics functions.
-    fn stage(&mut self) -> Result<Stage, ParseError> {
-        let pos = self.pos();
-        match self.peek().clone() {
-            Tok::OpenBrace | Tok::OpenParen => Ok(Stage::Spanset(self.spanset_expr(1)?)),
-            Tok::Ident(w) if w == "by" => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                let field = self.field_expr(1)?;
-                self.expect(Tok::CloseParen)?;
-                self.unsupported("by()", pos);
-                Ok(Stage::GroupBy(field))
-            }
-            Tok::Ident(w) if w == "coalesce" => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                self.expect(Tok::CloseParen)?;
-                self.unsupported("coalesce()", pos);
-                Ok(Stage::Coalesce)
-            }
-            Tok::Ident(w) if w == "select" => {
-                self.advance();
-                self.expect(Tok::OpenParen)?;
-                let fields = self.attribute_list()?;
-                self.expect(Tok::CloseParen)?;
-                self.unsupported("select()", pos);
-                Ok(Stage::Select(fields))
-            }
-            _ => Err(self.unexpected()),
-        }
-    }
-
-    /// An attribute or intrinsic (what `select`, `by` and metrics functions take).
-    fn attribute(&mut self) -> Result<FieldExpr, ParseError> {
-        let at = self.i;
-        let field = self.field_primary()?;
-        if !matches!(field, FieldExpr::Attribute { .. } | FieldExpr::Intrinsic(_)) {
-            self.i = at;
-            return Err(self.unexpected());
-        }
-        Ok(field)
-    }
-
-    /// `attr, attr, ...`.
-    fn attribute_list(&mut self) -> Result<Vec<FieldExpr>, ParseError> {
-        let mut fields = Vec::new();
-        loop {
-            fields.push(self.attribute()?);
-            if *self.peek() != Tok::Comma {
-                return Ok(fields);
-            }
-            self.advance();
-        }
-    }
-
-    fn metrics_fn(&mut self) -> Result<MetricsFn, ParseError> {
-        let Tok::Ident(word) = self.peek().clone() else {
-            return Err(self.unexpected());
-        };
-        let kind = metrics_kind(&word).ok_or_else(|| self.unexpected())?;
-        self.advance();
-        self.expect(Tok::OpenParen)?;
-        let mut f = MetricsFn {
-            kind,
-            field: None,
-            args: Vec::new(),
-            selector: None,
-            by: Vec::new(),
-        };
-        match kind {
-            MetricsKind::Rate | MetricsKind::CountOverTime => {}
-            MetricsKind::Compare => {
-                f.selector = Some(Box::new(self.spanset_filter()?));
-                while *self.peek() == Tok::Comma {
-                    self.advance();
-                    match self.peek() {
-                        Tok::Int(n) => f.args.push(Value::Int(*n)),
-                        _ => return Err(self.unexpected()),
-                    }
-                    self.advance();
-                }
-            }
-            _ => {
-                f.field = Some(self.attribute()?);
-                if kind == MetricsKind::QuantileOverTime {
-                    self.expect(Tok::Comma)?;
-                    loop {
-                        match self.peek() {
-                            Tok::Int(n) => f.args.push(Value::Float(*n as f64)),
-                            Tok::Float(x) => f.args.push(Value::Float(*x)),
-                            _ => return Err(self.unexpected()),
-                        }
-                        self.advance();
-                        if *self.peek() != Tok::Comma {
-                            break;
-                        }
-                        self.advance();
-                    }
-                }
-            }
-        }
-        self.expect(Tok::CloseParen)?;
-        if self.is_word("by") {
-            self.advance();
-            self.expect(Tok::OpenParen)?;
-            f.by = self.attribute_list()?;
-            self.expect(Tok::CloseParen)?;
-        }
-        Ok(f)
-    }
-
     // ----- spanset expressions (pipeline stages) -----
 
     fn spanset_expr(&mut self, min: u8) -> Result<SpansetExpr, ParseError> {
@@ -814,89 +669,4 @@ impl Parser {
         }
         Ok(SpansetExpr::Filter(expr))
     }
-
-    // ----- scalar expressions (aggregates) -----
-
-    fn scalar_expr(&mut self, min: u8) -> Result<ScalarExpr, ParseError> {
-        self.enter()?;
-        let out = self.scalar_expr_inner(min);
-        self.depth -= 1;
-        out
-    }
-
-    fn scalar_expr_inner(&mut self, min: u8) -> Result<ScalarExpr, ParseError> {
-        let mut lhs = self.scalar_operand()?;
-        while let Some((op, prec)) = field_op(self.peek()) {
-            if !op.is_arithmetic() || prec < min {
-                break;
-            }
-            self.advance();
-            let next = if op == BinaryOp::Pow { prec } else { prec + 1 };
-            let rhs = self.scalar_expr(next)?;
-            lhs = ScalarExpr::Binary {
-                op,
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-            };
-        }
-        Ok(lhs)
-    }
-
-    fn scalar_operand(&mut self) -> Result<ScalarExpr, ParseError> {
-        match self.peek().clone() {
-            Tok::OpenParen => {
-                self.advance();
-                let e = self.scalar_expr(1)?;
-                self.expect(Tok::CloseParen)?;
-                Ok(e)
-            }
-            Tok::Ident(w) if aggregate_kind(&w).is_some() => {
-                let pos = self.advance().pos;
-                let kind = aggregate_kind(&w).ok_or_else(|| self.unexpected())?;
-                self.expect_only(Tok::OpenParen)?;
-                let field = if kind == AggregateKind::Count {
-                    None
-                } else {
-                    Some(self.field_expr(1)?)
-                };
-                if kind == AggregateKind::Count {
-                    self.expect_only(Tok::CloseParen)?;
-                } else {
-                    self.expect(Tok::CloseParen)?;
-                }
-                self.unsupported(format_args!("aggregate {w}()"), pos);
-                Ok(ScalarExpr::Aggregate { kind, field })
-            }
-            Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub => {
-                Ok(ScalarExpr::Static(self.static_value()?))
-            }
-            _ => Err(self.unexpected()),
-        }
-    }
-}
-
-fn aggregate_kind(word: &str) -> Option<AggregateKind> {
-    Some(match word {
-        "count" => AggregateKind::Count,
-        "avg" => AggregateKind::Avg,
-        "max" => AggregateKind::Max,
-        "min" => AggregateKind::Min,
-        "sum" => AggregateKind::Sum,
-        _ => return None,
-    })
-}
-
-fn metrics_kind(word: &str) -> Option<MetricsKind> {
-    Some(match word {
-        "rate" => MetricsKind::Rate,
-        "count_over_time" => MetricsKind::CountOverTime,
-        "min_over_time" => MetricsKind::MinOverTime,
-        "max_over_time" => MetricsKind::MaxOverTime,
-        "avg_over_time" => MetricsKind::AvgOverTime,
-        "sum_over_time" => MetricsKind::SumOverTime,
-        "quantile_over_time" => MetricsKind::QuantileOverTime,
-        "histogram_over_time" => MetricsKind::HistogramOverTime,
-        "compare" => MetricsKind::Compare,
-        _ => return None,
-    })
 }
