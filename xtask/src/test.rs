@@ -22,7 +22,14 @@ pub fn run(args: &Args) -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], args)?;
     // Lints do not need the kernel object: skip its (separate) build for the check profile.
     cargo_env(
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         args,
         &[("AYA_BUILD_SKIP", "1")],
     )?;
