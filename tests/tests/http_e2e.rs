@@ -28,6 +28,23 @@ fn server_spans_on(
         .collect()
 }
 
+/// The agent's /metrics text.
+async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// One sample's value in a Prometheus text exposition (panics when absent).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+}
+
 fn names(spans: &[Span]) -> Vec<String> {
     spans
         .iter()
@@ -456,17 +473,8 @@ async fn garbage_is_skipped_and_counted() {
     );
     assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/ok.txt"));
     assert!(agent.0.try_wait().unwrap().is_none(), "the agent is alive");
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} missing in {text}"))
-    };
+    let text = scrape(metrics).await;
+    let value = |name: &str| metric(&text, name);
     assert!(
         value("sonde_agent_conn_non_http_skipped_total") >= 1,
         "{text}"
@@ -514,17 +522,8 @@ async fn chunked_writev_response_ends_at_its_last_chunk() {
         .await;
     let got = server_spans_on(&spans, port);
     assert_eq!(got.len(), 1, "{:?}", names(&got));
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} missing in {text}"))
-    };
+    let text = scrape(metrics).await;
+    let value = |name: &str| metric(&text, name);
     eprintln!("{text}");
     assert_eq!(
         value("sonde_agent_conn_chunk_framing_lost_total"),
