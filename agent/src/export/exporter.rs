@@ -297,12 +297,13 @@ impl Worker {
         if n == 0 {
             return;
         }
-        let req = build_request(&batch, self.settings.convert);
-        drop(batch);
         let started = Instant::now();
         let mut attempt: u32 = 0;
         let result = loop {
-            match self.transport.send(req.clone()).await {
+            // Built per attempt from the batch rather than cloned: a deep copy of every span
+            // on every send would cost the common (first-try) case for the rare retry.
+            let req = build_request(&batch, self.settings.convert);
+            match self.transport.send(req).await {
                 Ok(outcome) => break Ok(outcome),
                 Err(e) => {
                     self.stats.send_errors.fetch_add(1, Relaxed);
