@@ -133,7 +133,36 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The load generator shares the machine with the store: run it optimised. A debug xtask
+/// (what `cargo xtask` runs) builds the release one and hands over to it.
+fn reexec_release() -> Result<Option<()>> {
+    if !cfg!(debug_assertions) || std::env::var_os("SONDE_BENCH_NO_REEXEC").is_some() {
+        return Ok(None);
+    }
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let st = cmd
+        .args(["build", "--release", "-p", "xtask"])
+        .status()
+        .context("building release xtask")?;
+    if !st.success() {
+        bail!("cargo build --release -p xtask failed");
+    }
+    let exe = target_dir().join("release").join("xtask");
+    let st = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("SONDE_BENCH_NO_REEXEC", "1")
+        .status()
+        .context("running release xtask")?;
+    if !st.success() {
+        bail!("benchmark failed");
+    }
+    Ok(Some(()))
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    if reexec_release()?.is_some() {
+        return Ok(());
+    }
     let sonde = match &args.sonde {
         Some(p) => p.clone(),
         None => build_sonde()?,
@@ -350,6 +379,9 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
 
     // 3. Queries.
     let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    if acked.is_empty() {
+        bail!("no request was acknowledged; is the store running?");
+    }
     let mut rng = StdRng::seed_from_u64(7);
     let mut byid = Vec::new();
     let mut found = 0;
