@@ -285,6 +285,16 @@ mod tests {
     }
 
     #[test]
+    fn fsync_on_every_write_mode_replays_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), Arc::new(RealIo), true).unwrap();
+        w.append(&rec(1, 1, b"synced")).unwrap();
+        drop(w);
+        let (_w, r) = Wal::open(dir.path(), Arc::new(RealIo), true).unwrap();
+        assert_eq!(r[0].fragments, vec![([1; 16], b"synced".to_vec())]);
+    }
+
+    #[test]
     fn rotate_and_remove() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = Wal::open(dir.path(), Arc::new(RealIo), false).unwrap();
