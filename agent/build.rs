@@ -33,7 +33,11 @@ fn main() -> anyhow::Result<()> {
             _ => Toolchain::default(),
         };
         aya_build::build_ebpf(
-            [Package { name: pkg.name.as_str(), root_dir: root.as_str(), ..Default::default() }],
+            [Package {
+                name: pkg.name.as_str(),
+                root_dir: root.as_str(),
+                ..Default::default()
+            }],
             toolchain,
         )?;
     }

@@ -86,8 +86,11 @@ pub struct EventHeader {
     pub syscall: u8,
     pub tuple: Tuple,
     pub tail: [u8; TAIL_LEN],
+    /// The task's command name (`comm`), NUL-padded; zero when not known (softirq context).
+    /// Names a process that exits before userspace can read /proc.
+    pub comm: [u8; 16],
 }
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 104);
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 120);
 
 /// One ring-buffer record: header plus a bounded prefix of the buffer.
 #[repr(C)]
@@ -96,7 +99,7 @@ pub struct Event {
     pub header: EventHeader,
     pub data: [u8; MAX_DATA],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 104 + MAX_DATA);
+const _: () = assert!(core::mem::size_of::<Event>() == 120 + MAX_DATA);
 
 /// Selection modes written into [`Config::mode`].
 pub mod mode {
@@ -124,7 +127,9 @@ pub struct Config {
     pub capture_client: u32,
     /// Capture server-side (accept) connections.
     pub capture_server: u32,
-    pub _pad: u32,
+    /// Non-zero when the PORTS map selects processes: a process that accepts a connection on
+    /// one of those local ports is added to PIDS by the kernel at that moment.
+    pub port_select: u32,
     pub offsets: Offsets,
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 32 + core::mem::size_of::<Offsets>());

@@ -1,5 +1,5 @@
 //! Every map and global of the kernel programs, in one place.
-use agent_common::{Config, InFlight};
+use agent_common::{Config, Event, InFlight};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -16,7 +16,7 @@ pub static CONFIG: Config = Config {
     offsets_ok: 0,
     capture_client: 0,
     capture_server: 0,
-    _pad: 0,
+    port_select: 0,
     offsets: agent_common::Offsets {
         task_files: 0,
         files_fdt: 0,
@@ -41,13 +41,23 @@ pub static CONFIG: Config = Config {
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
-/// Syscall arguments kept between entry and exit, by thread (pid_tgid).
+/// One record under construction per CPU (see `probes::scratch`).
 #[map]
-pub static INFLIGHT: LruHashMap<u64, InFlight> = LruHashMap::with_max_entries(16384, 0);
+pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+
+/// Syscall arguments kept between entry and exit, by thread (pid_tgid). A plain hash map: an
+/// LRU map's insert takes a shared lock on every syscall entry. Entries leave at syscall exit
+/// or thread exit, so the bound is the number of threads inside a traced syscall at once.
+#[map]
+pub static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(65536, 0);
 
 /// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`.
 #[map]
 pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Local ports whose accepting processes get selected (`CONFIG.port_select`).
+#[map]
+pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
 
 /// Sockets seen at accept/connect, so the sock tracepoint reports only their close.
 #[map]
@@ -55,4 +65,5 @@ pub static LIVE_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536
 
 /// Kernel-side counters, indexed by `agent_common::counter`.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agent_common::counter::COUNT, 0);
+pub static COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(agent_common::counter::COUNT, 0);

@@ -34,7 +34,9 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let command = cli.command.unwrap_or(Command::All(crate::config::AllArgs::default()));
+    let command = cli
+        .command
+        .unwrap_or(Command::All(crate::config::AllArgs::default()));
     match command {
         Command::GenConfig => {
             print!("{}", crate::config::example_yaml());
@@ -50,7 +52,11 @@ pub fn main() -> ExitCode {
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[cfg(test)]

@@ -1,6 +1,156 @@
-//! `cargo xtask setup`: installs what a fresh machine lacks. Idempotent.
-use anyhow::Result;
+//! `cargo xtask setup`: installs what a fresh machine of this kind lacks, idempotently:
+//! Debian packages, rust-src for the nightly that builds the kernel object, bpf-linker linked
+//! against Debian's LLVM 22, the Python OpenTelemetry SDK for the store tests, and tracefs.
+use std::{path::Path, process::Command};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Debian packages: the eBPF build (llvm-22-dev for bpf-linker), the servers and clients the
+/// tests and benchmarks drive, and bpftool for diagnostics.
+const APT_PACKAGES: &[&str] = &[
+    "build-essential",
+    "llvm-22-dev",
+    "bpftool",
+    "nginx-light",
+    "wrk",
+    "curl",
+    "python3",
+    "openssl",
+];
+
+/// Python packages for the store tests (a real OpenTelemetry SDK as OTLP client).
+const PIP_PACKAGES: &[&str] = &[
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-grpc",
+    "opentelemetry-exporter-otlp-proto-http",
+];
+
+/// Toolchain that builds the kernel object (same LLVM major as bpf-linker's llvm-22).
+pub const EBPF_TOOLCHAIN: &str = "nightly";
+const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> Result<()> {
+    apt()?;
+    rust()?;
+    bpf_linker()?;
+    python()?;
+    tracefs()?;
+    eprintln!("setup: done");
     Ok(())
+}
+
+fn ok(cmd: &mut Command) -> bool {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn must(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("setup: {shown}");
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn apt() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    must(Command::new("apt-get").arg("update"))?;
+    must(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn rust() -> Result<()> {
+    // A script must not let rustup replace itself mid-run.
+    let _ = ok(Command::new("rustup").args(["set", "auto-self-update", "disable"]));
+    let installed = Command::new("rustup")
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("rust-src"));
+    if !installed {
+        if !ok(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--version"])) {
+            must(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                EBPF_TOOLCHAIN,
+                "--profile",
+                "minimal",
+            ]))?;
+        }
+        must(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ]))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    let out = Command::new("bpf-linker").arg("--version").output();
+    if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)) {
+        return Ok(());
+    }
+    must(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )
+}
+
+fn python() -> Result<()> {
+    let have = ok(Command::new("python3").args([
+        "-c",
+        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
+    ]));
+    if have {
+        return Ok(());
+    }
+    must(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PIP_PACKAGES),
+    )
+}
+
+fn tracefs() -> Result<()> {
+    let dir = Path::new("/sys/kernel/tracing");
+    if dir.join("events").exists() {
+        return Ok(());
+    }
+    must(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
 }

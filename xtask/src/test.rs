@@ -1,9 +1,42 @@
-//! `cargo xtask test`: set up, then run every test the way CI does.
-use anyhow::Result;
+//! `cargo xtask test`: set up, then run every test the way CI does: formatting, unit tests,
+//! and the privileged kernel and end-to-end tests (a skip is a failure with `--require-kernel`,
+//! which CI passes).
+use std::process::Command;
+
+use anyhow::{Result, bail};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Fail instead of skipping when the kernel tests cannot run (CI sets this).
+    #[arg(long, env = "SONDE_REQUIRE_KERNEL", value_parser = clap::builder::FalseyValueParser::new())]
+    require_kernel: bool,
+    /// Skip `cargo xtask setup`.
+    #[arg(long)]
+    no_setup: bool,
+}
 
-pub fn run(_args: &Args) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
+    if !args.no_setup {
+        crate::setup::run()?;
+    }
+    cargo(&["fmt", "--all", "--", "--check"], args)?;
+    // The end-to-end tests run the real `sonde` binary: build it first, so that they never
+    // test a stale one.
+    cargo(&["build", "-p", "sonde", "--bins"], args)?;
+    cargo(&["test", "--workspace", "--no-fail-fast"], args)?;
+    Ok(())
+}
+
+fn cargo(argv: &[&str], args: &Args) -> Result<()> {
+    eprintln!("xtask test: cargo {}", argv.join(" "));
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(argv);
+    if args.require_kernel {
+        cmd.env("SONDE_REQUIRE_KERNEL", "1");
+    }
+    let status = cmd.status()?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", argv.join(" "));
+    }
     Ok(())
 }

@@ -10,7 +10,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
 };
 
-use crate::maps::{CONFIG, COUNTERS, EVENTS, PIDS};
+use crate::maps::{CONFIG, COUNTERS, EVENTS, PIDS, SCRATCH};
 
 const S_IFMT: u16 = 0o170_000;
 const S_IFSOCK: u16 = 0o140_000;
@@ -58,7 +58,8 @@ pub fn socket_of_fd(cfg: &Config, fd: i32) -> Option<(u64, Tuple)> {
             return None;
         }
         let fd_array: *const u8 = read(fdt, o.fdt_fd)?;
-        let file: *const u8 = bpf_probe_read_kernel(fd_array.add(fd as usize * 8) as *const *const u8).ok()?;
+        let file: *const u8 =
+            bpf_probe_read_kernel(fd_array.add(fd as usize * 8) as *const *const u8).ok()?;
         if file.is_null() {
             return None;
         }
@@ -77,7 +78,10 @@ pub fn socket_of_fd(cfg: &Config, fd: i32) -> Option<(u64, Tuple)> {
             return None;
         }
         let family: u16 = read(sk, o.skc_family)?;
-        let mut t = Tuple { family, ..Tuple::default() };
+        let mut t = Tuple {
+            family,
+            ..Tuple::default()
+        };
         t.local_port = read(sk, o.skc_num)?;
         t.remote_port = u16::from_be(read(sk, o.skc_dport)?);
         if family == AF_INET {
@@ -113,24 +117,41 @@ fn mapped(v4: [u8; 4]) -> [u8; 16] {
     a
 }
 
-/// Reserve a record in place (it is too big for the 512-byte stack).
+/// This CPU's scratch record: records are built here (they are too big for the 512-byte
+/// stack) and copied into the ring buffer at their real size, so a 100-byte request takes
+/// ~250 bytes of ring, not the 4 KiB maximum.
 #[inline(always)]
-pub fn reserve() -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<Event>> {
-    let entry = EVENTS.reserve::<Event>(0);
-    if entry.is_none() {
-        bump(counter::RINGBUF_FULL);
-    }
-    entry
+pub fn scratch() -> Option<*mut Event> {
+    SCRATCH.get_ptr_mut(0)
 }
 
-/// Submit a record; wake the reader only when the buffer is filling up, otherwise it drains
-/// on its own short timer.
+/// Copy the first `size` bytes of the scratch record into the ring buffer. Wake the reader
+/// only when the buffer is filling up; otherwise it drains on its own short timer.
 #[inline(always)]
-pub fn submit(entry: aya_ebpf::maps::ring_buf::RingBufEntry<Event>, cfg: &Config) {
+pub fn emit(ev: *const Event, size: usize, cfg: &Config) {
+    let mut size = size;
+    if size > core::mem::size_of::<Event>() {
+        size = core::mem::size_of::<Event>();
+    }
     let avail = EVENTS.query(RB_AVAIL_DATA);
-    let flags = if avail > cfg.wakeup_bytes as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
-    entry.submit(flags as u64);
-    bump(counter::SUBMITTED);
+    let flags = if avail > u64::from(cfg.wakeup_bytes) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    // SAFETY: `ev` is this CPU's scratch record and `size` is within it.
+    let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, u64::from(flags)).is_ok() {
+        bump(counter::SUBMITTED);
+    } else {
+        bump(counter::RINGBUF_FULL);
+    }
+}
+
+/// Size of a record carrying `n` payload bytes.
+#[inline(always)]
+pub const fn record_size(n: usize) -> usize {
+    core::mem::size_of::<agent_common::EventHeader>() + n
 }
 
 #[inline(always)]

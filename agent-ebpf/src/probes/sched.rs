@@ -3,12 +3,12 @@
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
 
-use super::{config, reserve, selected, submit};
+use super::{config, emit, record_size, scratch, selected};
 use crate::maps::{INFLIGHT, LIVE_SOCKS};
 
 const TCP_CLOSE: i32 = 7;
@@ -30,7 +30,15 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if group_dead == 0 || !selected(&cfg, tgid) {
         return Ok(());
     }
-    emit(&cfg, tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
+    emit_lifecycle(
+        &cfg,
+        tgid,
+        pid_tgid as u32,
+        -1,
+        0,
+        kind::EXIT,
+        syscall::EXIT,
+    );
     Ok(())
 }
 
@@ -50,18 +58,19 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     let skaddr: u64 = unsafe { ctx.read_at(8)? };
     // This runs in softirq context: the current task is unrelated, so the owner comes from
     // the map filled at accept/connect.
-    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else { return Ok(()) };
+    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else {
+        return Ok(());
+    };
     let _ = LIVE_SOCKS.remove(&skaddr);
     let cfg = config();
-    emit(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
+    emit_lifecycle(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
     Ok(())
 }
 
-fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
-    let Some(mut entry) = reserve() else { return };
-    let ev = entry.as_mut_ptr();
+fn emit_lifecycle(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
+    let Some(ev) = scratch() else { return };
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: `ev` points at a reserved, exclusively owned record.
+    // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
     unsafe {
         (*ev).header = EventHeader {
             start_ns: now,
@@ -77,7 +86,12 @@ fn emit(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8,
             syscall: sc,
             tuple: Tuple::default(),
             tail: [0; agent_common::TAIL_LEN],
+            comm: if tid == 0 {
+                [0; 16]
+            } else {
+                bpf_get_current_comm().unwrap_or([0; 16])
+            },
         };
     }
-    submit(entry, cfg);
+    emit(ev, record_size(0), cfg);
 }

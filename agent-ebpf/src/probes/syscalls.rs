@@ -5,13 +5,16 @@
 
 use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf},
+    helpers::generated as gen_helpers,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
-use super::{config, reserve, selected, socket_of_fd, submit};
-use crate::maps::{INFLIGHT, LIVE_SOCKS};
+use super::{config, emit, record_size, scratch, selected, socket_of_fd};
+use crate::maps::{INFLIGHT, LIVE_SOCKS, PIDS, PORTS};
 
 const ARG0: usize = 16;
 const ARG1: usize = 24;
@@ -87,7 +90,9 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
     let cfg = config();
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !selected(&cfg, (pid_tgid >> 32) as u32) {
+    // An accept by an unselected process may select it (by its local port, at exit).
+    let may_select = sc == syscall::ACCEPT && cfg.port_select != 0;
+    if !may_select && !selected(&cfg, (pid_tgid >> 32) as u32) {
         return Ok(());
     }
     // SAFETY: offsets from the tracepoint format; read_at uses bpf_probe_read_kernel.
@@ -147,40 +152,66 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let fd: u64 = unsafe { ctx.read_at(ARG0)? };
     let now = unsafe { bpf_ktime_get_ns() };
-    let inflight = InFlight { start_ns: now, ptr: 0, fd: fd as i32, syscall: syscall::CLOSE, _pad: [0; 3] };
+    let inflight = InFlight {
+        start_ns: now,
+        ptr: 0,
+        fd: fd as i32,
+        syscall: syscall::CLOSE,
+        _pad: [0; 3],
+    };
     lifecycle(&cfg, pid_tgid, fd as i32, &inflight, kind::CLOSE);
     Ok(())
 }
 
 /// Accept, connect or close of an inet stream socket: a record with no payload.
-#[inline(always)]
+/// Not inlined: its stack frame must not add to the caller's (512 bytes in all).
+#[inline(never)]
 fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, fd) else { return };
+    let Some((sk, tuple)) = socket_of_fd(cfg, fd) else {
+        return;
+    };
     let tgid = (pid_tgid >> 32) as u32;
+    if k == kind::ACCEPT && cfg.port_select != 0 && !selected(cfg, tgid) {
+        // SAFETY: read-only lookup of a plain u8 value.
+        if unsafe { PORTS.get(&tuple.local_port) }.is_none() {
+            return;
+        }
+        let _ = PIDS.insert(&tgid, &1, 0);
+    }
     if k == kind::CLOSE {
         let _ = LIVE_SOCKS.remove(&sk);
     } else {
         let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
     }
-    let Some(mut entry) = reserve() else { return };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` points at a reserved, exclusively owned record.
+    let Some(ev) = scratch() else { return };
+    // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
     unsafe {
-        (*ev).header = header(pid_tgid, fd, inflight, k, sk, tuple, 0, 0);
+        fill_header(
+            core::ptr::addr_of_mut!((*ev).header),
+            pid_tgid,
+            fd,
+            inflight,
+            k,
+            sk,
+            &tuple,
+            0,
+            0,
+        );
     }
-    submit(entry, cfg);
+    emit(ev, record_size(0), cfg);
 }
 
 /// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
-#[inline(always)]
+#[inline(never)]
 fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else { return };
+    let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else {
+        return;
+    };
     let (src, cap) = match source(inflight) {
         Some(v) => v,
         None => (0, 0),
     };
-    let Some(mut entry) = reserve() else { return };
-    let ev = entry.as_mut_ptr();
+    let Some(ev) = scratch() else { return };
     let mut n = if len < cap { len } else { cap };
     if n > cfg.copy_len as u64 {
         n = cfg.copy_len as u64;
@@ -189,8 +220,8 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         n = MAX_DATA as u64;
     }
     let n = n as usize;
-    // SAFETY: `ev` points at a reserved, exclusively owned record; user reads are checked.
-    unsafe {
+    // SAFETY: `ev` is this CPU's scratch record; user reads are checked.
+    let copied = unsafe {
         let copied = if n > 0 && n <= MAX_DATA {
             match bpf_probe_read_user_buf(src as *const u8, &mut (&mut (*ev).data)[..n]) {
                 Ok(()) => n as u32,
@@ -199,19 +230,28 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         } else {
             0
         };
-        let mut tail_len = 0u16;
-        let mut tail = [0u8; TAIL_LEN];
+        let h = core::ptr::addr_of_mut!((*ev).header);
+        fill_header(
+            h,
+            pid_tgid,
+            inflight.fd,
+            inflight,
+            kind_of(inflight.syscall),
+            sk,
+            &tuple,
+            len as u32,
+            copied,
+        );
+        (*h).tail = [0; TAIL_LEN];
         if buf_of(inflight.syscall) == Buf::Flat && len > n as u64 && len >= TAIL_LEN as u64 {
-            if let Ok(t) = bpf_probe_read_user(((src + len) - TAIL_LEN as u64) as *const [u8; TAIL_LEN]) {
-                tail = t;
-                tail_len = TAIL_LEN as u16;
+            let from = ((src + len) - TAIL_LEN as u64) as *const u8;
+            if bpf_probe_read_user_buf(from, &mut (*h).tail).is_ok() {
+                (*h).tail_len = TAIL_LEN as u16;
             }
         }
-        (*ev).header = header(pid_tgid, inflight.fd, inflight, kind_of(inflight.syscall), sk, tuple, len as u32, copied);
-        (*ev).header.tail = tail;
-        (*ev).header.tail_len = tail_len;
-    }
-    submit(entry, cfg);
+        copied
+    };
+    emit(ev, record_size(copied as usize), cfg);
 }
 
 /// Where the bytes are: (user address, bytes available there).
@@ -237,22 +277,36 @@ fn first_iov(ptr: u64) -> Option<(u64, u64)> {
     Some((v[0], v[1]))
 }
 
+/// Write a record header in place (building it on the stack would blow the 512-byte limit).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "a flat record header")]
-fn header(pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8, sk: u64, tuple: Tuple, len: u32, copied: u32) -> EventHeader {
-    EventHeader {
-        start_ns: inflight.start_ns,
-        end_ns: unsafe { bpf_ktime_get_ns() },
-        sock_id: sk,
-        pid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-        fd,
-        len,
-        copied,
-        tail_len: 0,
-        kind: k,
-        syscall: inflight.syscall,
-        tuple,
-        tail: [0; TAIL_LEN],
+unsafe fn fill_header(
+    h: *mut EventHeader,
+    pid_tgid: u64,
+    fd: i32,
+    inflight: &InFlight,
+    k: u8,
+    sk: u64,
+    tuple: &Tuple,
+    len: u32,
+    copied: u32,
+) {
+    // SAFETY: the caller owns `h`, inside this CPU's scratch record.
+    unsafe {
+        (*h).start_ns = inflight.start_ns;
+        (*h).end_ns = bpf_ktime_get_ns();
+        (*h).sock_id = sk;
+        (*h).pid = (pid_tgid >> 32) as u32;
+        (*h).tid = pid_tgid as u32;
+        (*h).fd = fd;
+        (*h).len = len;
+        (*h).copied = copied;
+        (*h).tail_len = 0;
+        (*h).kind = k;
+        (*h).syscall = inflight.syscall;
+        (*h).tuple = *tuple;
+        if gen_helpers::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), 16) != 0 {
+            (*h).comm = [0; 16];
+        }
     }
 }

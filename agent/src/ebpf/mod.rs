@@ -1,2 +1,250 @@
-//! Kernel side, seen from userspace: load and attach the programs, decode ring-buffer records.
+//! Kernel side, seen from userspace: load the embedded programs with the running kernel's
+//! offsets, attach them, drain the ring buffer, keep the selected-process map current.
+pub mod btf;
+pub mod decode;
+pub mod object;
 pub mod record;
+pub mod select;
+
+use std::{os::fd::AsRawFd as _, path::Path, time::Duration};
+
+use agent_common::{Config, counter};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+
+/// Every tracepoint the agent attaches: (category, name). No kprobes: this must work on
+/// kernels without them.
+pub const TRACEPOINTS: &[(&str, &str)] = &[
+    ("syscalls", "sys_enter_read"),
+    ("syscalls", "sys_exit_read"),
+    ("syscalls", "sys_enter_write"),
+    ("syscalls", "sys_exit_write"),
+    ("syscalls", "sys_enter_readv"),
+    ("syscalls", "sys_exit_readv"),
+    ("syscalls", "sys_enter_writev"),
+    ("syscalls", "sys_exit_writev"),
+    ("syscalls", "sys_enter_recvfrom"),
+    ("syscalls", "sys_exit_recvfrom"),
+    ("syscalls", "sys_enter_sendto"),
+    ("syscalls", "sys_exit_sendto"),
+    ("syscalls", "sys_enter_recvmsg"),
+    ("syscalls", "sys_exit_recvmsg"),
+    ("syscalls", "sys_enter_sendmsg"),
+    ("syscalls", "sys_exit_sendmsg"),
+    ("syscalls", "sys_enter_sendfile64"),
+    ("syscalls", "sys_exit_sendfile64"),
+    ("syscalls", "sys_enter_accept"),
+    ("syscalls", "sys_exit_accept"),
+    ("syscalls", "sys_enter_accept4"),
+    ("syscalls", "sys_exit_accept4"),
+    ("syscalls", "sys_enter_connect"),
+    ("syscalls", "sys_exit_connect"),
+    ("syscalls", "sys_enter_close"),
+    ("sock", "inet_sock_set_state"),
+    ("sched", "sched_process_exit"),
+];
+
+/// Why the kernel part cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(
+        "this sonde was built without its eBPF object (AYA_BUILD_SKIP=1); rebuild with \
+         `cargo xtask setup && cargo build --release`"
+    )]
+    NotBuilt,
+    #[error(
+        "sonde agent needs root (or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH); run it with sudo"
+    )]
+    NotPrivileged,
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing; mount it with \
+         `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    NoTracefs,
+    #[error(transparent)]
+    Btf(#[from] btf::BtfError),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("program {program} is missing from the eBPF object")]
+    MissingProgram { program: String },
+    #[error("map {map} is missing from the eBPF object")]
+    MissingMap { map: &'static str },
+    #[error("program {program}: {source}")]
+    Program {
+        program: String,
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot start the capture thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: Box<aya::maps::MapError>,
+    },
+}
+
+/// What the kernel side is told at load time.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub selected_only: bool,
+    pub copy_len: u32,
+    pub ring_bytes: u32,
+    pub capture_server: bool,
+    pub capture_client: bool,
+    /// Processes accepting connections on these local ports are selected by the kernel at
+    /// their first accept (no /proc scan on the hot path).
+    pub ports: Vec<u16>,
+}
+
+/// Say what is missing before trying to load, in one clear line.
+pub fn check_environment() -> Result<(), EbpfError> {
+    if !object::is_built() {
+        return Err(EbpfError::NotBuilt);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(EbpfError::NotPrivileged);
+    }
+    if !Path::new("/sys/kernel/tracing/events/syscalls").exists()
+        && !Path::new("/sys/kernel/debug/tracing/events/syscalls").exists()
+    {
+        return Err(EbpfError::NoTracefs);
+    }
+    btf::Btf::from_sys()?;
+    Ok(())
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    pids: BpfHashMap<MapData, u32, u8>,
+}
+
+impl Probes {
+    /// Load the embedded object with this kernel's offsets and attach every tracepoint.
+    pub fn load(opts: &LoadOptions) -> Result<Self, EbpfError> {
+        check_environment()?;
+        let offsets = btf::Btf::from_sys()?.offsets()?;
+        let ring_bytes = opts.ring_bytes.next_power_of_two().max(4096 * 16);
+        let config = Config {
+            mode: if opts.selected_only {
+                agent_common::mode::SELECTED
+            } else {
+                agent_common::mode::ALL
+            },
+            self_pid: std::process::id(),
+            copy_len: opts.copy_len.clamp(64, agent_common::MAX_DATA as u32),
+            wakeup_bytes: ring_bytes / 2,
+            offsets_ok: 1,
+            capture_client: u32::from(opts.capture_client),
+            capture_server: u32::from(opts.capture_server),
+            port_select: u32::from(opts.selected_only && !opts.ports.is_empty()),
+            offsets,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(object::OBJECT)
+            .map_err(|e| EbpfError::Load(Box::new(e)))?;
+        for (category, name) in TRACEPOINTS {
+            let program = ebpf
+                .program_mut(name)
+                .ok_or_else(|| EbpfError::MissingProgram {
+                    program: (*name).to_owned(),
+                })?;
+            let tp: &mut TracePoint = program.try_into().map_err(|e| EbpfError::Program {
+                program: (*name).to_owned(),
+                source: Box::new(e),
+            })?;
+            tp.load().map_err(|e| EbpfError::Program {
+                program: (*name).to_owned(),
+                source: Box::new(e),
+            })?;
+            tp.attach(category, name).map_err(|e| EbpfError::Program {
+                program: (*name).to_owned(),
+                source: Box::new(e),
+            })?;
+        }
+        let ring = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or(EbpfError::MissingMap { map: "EVENTS" })?,
+        )
+        .map_err(|e| EbpfError::Map {
+            map: "EVENTS",
+            source: Box::new(e),
+        })?;
+        let pids = BpfHashMap::try_from(
+            ebpf.take_map("PIDS")
+                .ok_or(EbpfError::MissingMap { map: "PIDS" })?,
+        )
+        .map_err(|e| EbpfError::Map {
+            map: "PIDS",
+            source: Box::new(e),
+        })?;
+        let mut ports: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(
+            ebpf.take_map("PORTS")
+                .ok_or(EbpfError::MissingMap { map: "PORTS" })?,
+        )
+        .map_err(|e| EbpfError::Map {
+            map: "PORTS",
+            source: Box::new(e),
+        })?;
+        for port in &opts.ports {
+            ports.insert(port, 1, 0).map_err(|e| EbpfError::Map {
+                map: "PORTS",
+                source: Box::new(e),
+            })?;
+        }
+        Ok(Self { ebpf, ring, pids })
+    }
+
+    /// Call `f` on every record waiting in the ring buffer; returns how many there were.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Wait until the kernel wakes us (the buffer is half full) or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let mut fds = libc::pollfd {
+            fd: self.ring.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe {
+            libc::poll(&mut fds, 1, ms);
+        }
+    }
+
+    /// Replace the set of selected pids (mode SELECTED).
+    pub fn set_pids(&mut self, add: &[u32], remove: &[u32]) {
+        for pid in remove {
+            let _ = self.pids.remove(pid);
+        }
+        for pid in add {
+            let _ = self.pids.insert(pid, 1, 0);
+        }
+    }
+
+    /// Kernel counters summed over CPUs: (records lost because the ring was full, submitted).
+    pub fn counters(&self) -> (u64, u64) {
+        let Some(map) = self.ebpf.map("COUNTERS") else {
+            return (0, 0);
+        };
+        let Ok(arr) = PerCpuArray::<&MapData, u64>::try_from(map) else {
+            return (0, 0);
+        };
+        let sum = |i: u32| arr.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+        (sum(counter::RINGBUF_FULL), sum(counter::SUBMITTED))
+    }
+}

@@ -60,7 +60,12 @@ pub enum Record {
     /// A socket was read from or written to.
     Data(Data),
     /// A connection was accepted (`Role::Server`) or opened (`Role::Client`).
-    Open { key: ConnKey, role: Role, tuple: Tuple, unix_ns: u64 },
+    Open {
+        key: ConnKey,
+        role: Role,
+        tuple: Tuple,
+        unix_ns: u64,
+    },
     /// The process closed the fd (`key.fd >= 0`), or the kernel closed the socket
     /// (`key.fd == -1`, matched by `key.sock_id`).
     Close { key: ConnKey, unix_ns: u64 },

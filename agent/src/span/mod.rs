@@ -2,6 +2,10 @@
 //! It becomes OTLP only at the export edge and storage form only at the store's ingest edge.
 use std::net::SocketAddr;
 
+pub mod assemble;
+pub mod context;
+pub mod resource;
+
 /// OpenTelemetry span kind as seen from the traced process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpanKind {

@@ -1,9 +1,326 @@
-//! Placeholder until the benchmark lands.
-use anyhow::{Result, bail};
+//! `cargo xtask bench overhead`: wrk on loopback against nginx and python3 http.server,
+//! untraced vs traced by `sonde agent`, in interleaved rounds (each traced run paired with its
+//! own round's untraced run). Prints the throughput ratio, agent CPU per span, agent peak RSS,
+//! and completeness (spans received at an OTLP receiver / requests wrk completed).
+//! Pinning follows shared/research/kernel-floor.md: server on CPU 1, wrk on CPU 0.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use prost::Message as _;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Interleaved rounds per (target, connections).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 5)]
+    duration: u32,
+    /// wrk connection counts to run.
+    #[arg(long, value_delimiter = ',', default_value = "2,16")]
+    connections: Vec<u32>,
+    /// Targets to run (nginx, python).
+    #[arg(long, value_delimiter = ',', default_value = "nginx,python")]
+    targets: Vec<String>,
+}
 
-pub fn run(_args: &Args) -> Result<()> {
-    bail!("this benchmark is not built yet")
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+fn stop(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on {port}")
+}
+
+fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("index.html"), "x".repeat(695))?;
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\nhttp {{ access_log off; sendfile on; keepalive_requests 1000000;\n\
+         client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+         server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf)?;
+    let child = Command::new("taskset")
+        .args(["-c", "1", "nginx", "-c"])
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .spawn()
+        .context("start nginx")?;
+    wait_port(port)?;
+    Ok(Server { child, port })
+}
+
+fn start_python(dir: &Path, port: u16) -> Result<Server> {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("index.html"), "x".repeat(695))?;
+    let child = Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            "python3",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start python3 http.server")?;
+    wait_port(port)?;
+    Ok(Server { child, port })
+}
+
+/// Run wrk; returns (requests completed, requests/s).
+fn wrk(port: u16, connections: u32, secs: u32) -> Result<(u64, f64)> {
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            "0",
+            "wrk",
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+        ])
+        .arg(format!("http://127.0.0.1:{port}/index.html"))
+        .output()
+        .context("run wrk (apt install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let requests = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+        })
+        .with_context(|| format!("wrk output: {text}"))?;
+    let rps = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Requests/sec:")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .with_context(|| format!("wrk output: {text}"))?;
+    Ok((requests, rps))
+}
+
+/// An OTLP/HTTP receiver that only counts spans.
+fn start_receiver(rt: &tokio::runtime::Runtime, spans: Arc<AtomicU64>) -> Result<u16> {
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let port = listener.local_addr()?.port();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let spans = spans.clone();
+            async move {
+                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as Req;
+                if let Ok(req) = Req::decode(body) {
+                    let n: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+                    spans.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await });
+    Ok(port)
+}
+
+fn sonde_bin() -> Result<PathBuf> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "sonde"])
+        .status()?;
+    if !status.success() {
+        bail!("building sonde failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    Ok(PathBuf::from(target).join("release/sonde"))
+}
+
+/// Agent CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) from /proc.
+fn agent_usage(pid: u32) -> Result<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the comm: state is index 0, utime 11, stime 12 (1-based 14 and 15).
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm = status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    Ok((ticks as f64 / hz, hwm))
+}
+
+struct Traced {
+    rps: f64,
+    requests: u64,
+    spans: u64,
+    cpu_s: f64,
+    hwm_kib: u64,
+}
+
+fn traced_run(
+    bin: &Path,
+    server: &Server,
+    receiver: u16,
+    spans: &AtomicU64,
+    c: u32,
+    secs: u32,
+) -> Result<Traced> {
+    spans.store(0, Ordering::Relaxed);
+    let mut agent = Command::new(bin)
+        .args(["agent", "--port", &server.port.to_string(), "--no-client"])
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{receiver}"),
+        )
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("SONDE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Attach plus the first process selection take well under 3 s here.
+    std::thread::sleep(Duration::from_secs(3));
+    // CPU spent loading and attaching is not per-span work: count only what the load costs.
+    let (cpu_before, _) = agent_usage(agent.id())?;
+    let (requests, rps) = wrk(server.port, c, secs)?;
+    // Let the last batch leave (batch interval 1 s) before reading the totals.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while spans.load(Ordering::Relaxed) < requests && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let (cpu_after, hwm_kib) = agent_usage(agent.id())?;
+    stop(&mut agent);
+    Ok(Traced {
+        rps,
+        requests,
+        spans: spans.load(Ordering::Relaxed),
+        cpu_s: cpu_after - cpu_before,
+        hwm_kib,
+    })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let bin = sonde_bin()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let spans = Arc::new(AtomicU64::new(0));
+    let receiver = start_receiver(&rt, spans.clone())?;
+    println!(
+        "target  conns  untraced_rps  traced_rps  ratio  per-round(min-max)  completeness  agent_us/span  agent_peak_rss_MiB"
+    );
+    for target in &args.targets {
+        for &c in &args.connections {
+            let dir = tempfile::tempdir()?;
+            let port = free_port()?;
+            let server = match target.as_str() {
+                "nginx" => start_nginx(dir.path(), port)?,
+                "python" => start_python(dir.path(), port)?,
+                other => bail!("unknown target {other}"),
+            };
+            let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..args.rounds {
+                // Alternate which goes first so drift does not favour one side.
+                let (b, t) = if round % 2 == 0 {
+                    let b = wrk(port, c, args.duration)?;
+                    (
+                        b,
+                        traced_run(&bin, &server, receiver, &spans, c, args.duration)?,
+                    )
+                } else {
+                    let t = traced_run(&bin, &server, receiver, &spans, c, args.duration)?;
+                    (wrk(port, c, args.duration)?, t)
+                };
+                ratios.push(t.rps / b.1);
+                base.push(b.1);
+                traced.push(t);
+            }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let b = mean(&base);
+            let t = mean(&traced.iter().map(|t| t.rps).collect::<Vec<_>>());
+            let spans_total: u64 = traced.iter().map(|t| t.spans).sum();
+            let reqs_total: u64 = traced.iter().map(|t| t.requests).sum();
+            let cpu_total: f64 = traced.iter().map(|t| t.cpu_s).sum();
+            let hwm = traced.iter().map(|t| t.hwm_kib).max().unwrap_or(0);
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            println!(
+                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}",
+                t / b,
+                spans_total as f64 / reqs_total.max(1) as f64,
+                cpu_total * 1e6 / spans_total.max(1) as f64,
+                hwm as f64 / 1024.0,
+            );
+            drop(server);
+        }
+    }
+    println!(
+        "completeness = spans received / requests wrk completed (wrk does not count requests still in flight when it stops, so it can exceed 1 slightly)"
+    );
+    Ok(())
 }

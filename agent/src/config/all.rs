@@ -1,0 +1,177 @@
+//! `sonde all`: the agent and the embedded store in one process. The agent hands its spans to
+//! the store in-process (same OTLP request form, no network round trip); the store serves
+//! Tempo's API and OTLP receivers for everything else on the box.
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tokio_util::sync::CancellationToken;
+
+use super::{AgentArgs, EXIT_CONFIG, StoreArgs};
+use crate::{
+    export::{ExportError, Exporter, SendFuture, SendOutcome, Transport},
+    sinks::{ExportSink, Fanout, PrintSink},
+    store::{IngestError, Store, ids::SINGLE_TENANT},
+};
+
+/// Flags of `sonde all`: the agent's, plus where the store keeps data and listens.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AllArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Directory for the store's WAL and blocks. [default: /var/lib/sonde/store]
+    #[arg(long = "data-dir", env = "SONDE_STORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tempo HTTP API listen address. [default: 0.0.0.0:3200]
+    #[arg(long = "http-listen-address", env = "SONDE_STORE_HTTP_LISTEN_ADDRESS")]
+    pub http_listen_address: Option<String>,
+    /// OTLP gRPC listen address. [default: 0.0.0.0:4317]
+    #[arg(
+        long = "otlp-grpc-listen-address",
+        env = "SONDE_STORE_OTLP_GRPC_LISTEN_ADDRESS"
+    )]
+    pub otlp_grpc_listen_address: Option<String>,
+    /// OTLP HTTP listen address. [default: 0.0.0.0:4318]
+    #[arg(
+        long = "otlp-http-listen-address",
+        env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
+    )]
+    pub otlp_http_listen_address: Option<String>,
+}
+
+const ENDPOINT: &str = "in-process store";
+
+/// The in-process hand-off from the agent's exporter to the store.
+struct StoreTransport {
+    store: Store,
+}
+
+impl Transport for StoreTransport {
+    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            // The WAL append is blocking file I/O: keep it off the async workers.
+            let endpoint = ENDPOINT.to_owned();
+            let res = tokio::task::spawn_blocking(move || store.ingest(SINGLE_TENANT, req))
+                .await
+                .map_err(|e| ExportError::Network {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                })?;
+            match res {
+                Ok(o) => Ok(SendOutcome {
+                    rejected_spans: o.rejected_spans as u64,
+                    message: o.message,
+                }),
+                // Transient: the exporter retries with backoff, then drops and counts.
+                Err(
+                    e @ (IngestError::RateLimited { .. }
+                    | IngestError::Busy { .. }
+                    | IngestError::Storage { .. }),
+                ) => Err(ExportError::Network {
+                    endpoint,
+                    message: e.to_string(),
+                }),
+                // Permanent: retrying the same request cannot help.
+                Err(e) => Err(ExportError::Http {
+                    endpoint,
+                    status: 400,
+                    message: e.to_string(),
+                    retry_after: None,
+                }),
+            }
+        })
+    }
+
+    fn endpoint(&self) -> &str {
+        ENDPOINT
+    }
+}
+
+/// Run agent and store until SIGINT/SIGTERM.
+pub fn run_all(args: AllArgs) -> ExitCode {
+    let agent_cfg = match super::agent::load_agent(&args.agent) {
+        Ok(c) => c.agent,
+        Err(e) => {
+            eprintln!("sonde: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let store_args = StoreArgs {
+        config: args.agent.config.clone(),
+        data_dir: args.data_dir.clone(),
+        http_listen_address: args.http_listen_address.clone(),
+        otlp_grpc_listen_address: args.otlp_grpc_listen_address.clone(),
+        otlp_http_listen_address: args.otlp_http_listen_address.clone(),
+        multitenancy_enabled: false,
+    };
+    let store_cfg = match store_args.section() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sonde: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if store_cfg.multitenancy_enabled {
+        tracing::info!(
+            tenant = SINGLE_TENANT,
+            "multitenancy is on: the local agent's spans go to this tenant"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sonde: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        // Fail on what the kernel lacks before binding any port.
+        if let Err(e) = crate::ebpf::check_environment() {
+            eprintln!("sonde: {e}");
+            return ExitCode::FAILURE;
+        }
+        let store = match Store::open(&store_cfg, Arc::new(crate::store::SystemClock)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sonde: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let server = {
+            let (store, cfg, shutdown) = (store.clone(), store_cfg.clone(), shutdown.clone());
+            tokio::spawn(async move { crate::store::serve(store, &cfg, shutdown).await })
+        };
+        let exporter = Exporter::spawn(&agent_cfg.export, Arc::new(StoreTransport { store }));
+        let mut sinks: Vec<Box<dyn crate::pipeline::SpanSink>> =
+            vec![Box::new(ExportSink(exporter.clone()))];
+        if let Some(p) = PrintSink::for_mode(&agent_cfg) {
+            sinks.push(Box::new(p));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let captured =
+            crate::sinks::run_capture(&agent_cfg, Box::new(Fanout(sinks)), Some(exporter), stop)
+                .await;
+        shutdown.cancel();
+        let served = server.await;
+        match (captured, served) {
+            (Err(e), _) => {
+                eprintln!("sonde: {e}");
+                ExitCode::FAILURE
+            }
+            (Ok(()), Ok(Err(e))) => {
+                eprintln!("sonde: {e}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        }
+    })
+}

@@ -1,1 +1,0 @@
-//! Per-connection state: turns a stream of records into complete HTTP exchanges.

@@ -1,0 +1,272 @@
+//! Decodes raw ring-buffer records into [`Record`]s: kernel monotonic time becomes wall-clock
+//! time (the offset is measured once at start-up), addresses become `SocketAddr`s.
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use agent_common::{EventHeader, MAX_DATA, kind};
+
+use super::record::{ConnKey, Data, Direction, Record, Role, Tuple};
+
+/// Converts kernel monotonic nanoseconds to Unix nanoseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    offset_ns: i128,
+}
+
+impl Clock {
+    /// Measure the offset between CLOCK_REALTIME and CLOCK_MONOTONIC now.
+    pub fn now() -> Self {
+        let real = read_clock(libc::CLOCK_REALTIME);
+        let mono = read_clock(libc::CLOCK_MONOTONIC);
+        Self {
+            offset_ns: real - mono,
+        }
+    }
+
+    /// A fixed offset (tests).
+    pub fn with_offset(offset_ns: i128) -> Self {
+        Self { offset_ns }
+    }
+
+    pub fn to_unix(self, monotonic_ns: u64) -> u64 {
+        u64::try_from(i128::from(monotonic_ns) + self.offset_ns).unwrap_or(0)
+    }
+}
+
+fn read_clock(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe {
+        libc::clock_gettime(id, &mut ts);
+    }
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Why a raw record could not be decoded.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("record has unknown kind {0}")]
+    UnknownKind(u8),
+}
+
+const HEADER: usize = std::mem::size_of::<EventHeader>();
+
+/// Decode one record as read from the ring buffer.
+pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
+    if raw.len() < HEADER {
+        return Err(DecodeError::Short(raw.len()));
+    }
+    // SAFETY: EventHeader is repr(C), made of integers and byte arrays: any bytes are valid,
+    // and read_unaligned copes with the ring buffer's 8-byte alignment.
+    let h: EventHeader = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<EventHeader>()) };
+    let key = ConnKey {
+        pid: h.pid,
+        fd: h.fd,
+        sock_id: h.sock_id,
+    };
+    let tuple = tuple(&h);
+    Ok(match h.kind {
+        kind::READ | kind::WRITE => {
+            let copied = (h.copied as usize).min(MAX_DATA).min(raw.len() - HEADER);
+            let tail = (h.tail_len as usize == agent_common::TAIL_LEN).then_some(h.tail);
+            Record::Data(Data {
+                key,
+                tid: h.tid,
+                direction: if h.kind == kind::READ {
+                    Direction::Read
+                } else {
+                    Direction::Write
+                },
+                tuple,
+                start_unix_ns: clock.to_unix(h.start_ns),
+                end_unix_ns: clock.to_unix(h.end_ns),
+                len: h.len,
+                bytes: raw[HEADER..HEADER + copied].to_vec(),
+                tail,
+            })
+        }
+        kind::ACCEPT | kind::CONNECT => Record::Open {
+            key,
+            role: if h.kind == kind::ACCEPT {
+                Role::Server
+            } else {
+                Role::Client
+            },
+            tuple,
+            unix_ns: clock.to_unix(h.end_ns),
+        },
+        kind::CLOSE => Record::Close {
+            key,
+            unix_ns: clock.to_unix(h.end_ns),
+        },
+        kind::EXIT => Record::ProcessExit {
+            pid: h.pid,
+            unix_ns: clock.to_unix(h.end_ns),
+        },
+        other => return Err(DecodeError::UnknownKind(other)),
+    })
+}
+
+/// The command name in a raw record's header, when the kernel knew it.
+pub fn comm(raw: &[u8]) -> Option<String> {
+    if raw.len() < HEADER {
+        return None;
+    }
+    // SAFETY: as in `decode`.
+    let h: EventHeader = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<EventHeader>()) };
+    let end = h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len());
+    (end > 0).then(|| String::from_utf8_lossy(&h.comm[..end]).into_owned())
+}
+
+fn tuple(h: &EventHeader) -> Tuple {
+    let ip = |a: [u8; 16]| -> IpAddr {
+        let v6 = Ipv6Addr::from(a);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    };
+    Tuple {
+        local: SocketAddr::new(ip(h.tuple.local_addr), h.tuple.local_port),
+        remote: SocketAddr::new(ip(h.tuple.remote_addr), h.tuple.remote_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::{Tuple as RawTuple, syscall};
+    use rstest::rstest;
+
+    use super::*;
+
+    fn raw(h: EventHeader, data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; HEADER];
+        // SAFETY: writing a POD header into a buffer of its size.
+        unsafe {
+            std::ptr::write_unaligned(v.as_mut_ptr().cast::<EventHeader>(), h);
+        }
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn header(kind: u8, copied: u32) -> EventHeader {
+        let mut local = [0u8; 16];
+        local[10] = 0xff;
+        local[11] = 0xff;
+        local[12..].copy_from_slice(&[127, 0, 0, 1]);
+        EventHeader {
+            start_ns: 100,
+            end_ns: 200,
+            sock_id: 7,
+            pid: 42,
+            tid: 43,
+            fd: 5,
+            len: 1000,
+            copied,
+            tail_len: 0,
+            kind,
+            syscall: syscall::RECVFROM,
+            tuple: RawTuple {
+                local_addr: local,
+                remote_addr: Ipv6Addr::LOCALHOST.octets(),
+                local_port: 8080,
+                remote_port: 50000,
+                family: 2,
+                _pad: 0,
+            },
+            tail: [0; 16],
+            comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    #[test]
+    fn data_record_round_trip() {
+        let rec = decode(
+            &raw(header(kind::READ, 3), b"GET"),
+            Clock::with_offset(1_000),
+        )
+        .unwrap();
+        let Record::Data(d) = rec else {
+            panic!("not data: {rec:?}")
+        };
+        assert_eq!(d.bytes, b"GET");
+        assert_eq!(d.len, 1000);
+        assert_eq!((d.start_unix_ns, d.end_unix_ns), (1_100, 1_200));
+        assert_eq!(d.direction, Direction::Read);
+        assert_eq!(d.tuple.local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(d.tuple.remote, "[::1]:50000".parse().unwrap());
+        assert_eq!(
+            d.key,
+            ConnKey {
+                pid: 42,
+                fd: 5,
+                sock_id: 7
+            }
+        );
+        assert_eq!(d.tail, None);
+        assert_eq!(
+            comm(&raw(header(kind::READ, 0), &[])).as_deref(),
+            Some("curl")
+        );
+        assert_eq!(comm(&[0u8; 3]), None);
+    }
+
+    #[rstest]
+    #[case::empty(vec![])]
+    #[case::short(vec![0u8; HEADER - 1])]
+    fn short_records_are_errors(#[case] bytes: Vec<u8>) {
+        assert!(matches!(
+            decode(&bytes, Clock::with_offset(0)),
+            Err(DecodeError::Short(_))
+        ));
+    }
+
+    #[test]
+    fn copied_larger_than_record_is_clamped() {
+        let rec = decode(
+            &raw(header(kind::WRITE, 4000), b"HTTP"),
+            Clock::with_offset(0),
+        )
+        .unwrap();
+        let Record::Data(d) = rec else { panic!() };
+        assert_eq!(d.bytes, b"HTTP");
+    }
+
+    #[rstest]
+    #[case::accept(kind::ACCEPT)]
+    #[case::connect(kind::CONNECT)]
+    #[case::close(kind::CLOSE)]
+    #[case::exit(kind::EXIT)]
+    fn lifecycle_records(#[case] k: u8) {
+        let rec = decode(&raw(header(k, 0), &[]), Clock::with_offset(0)).unwrap();
+        match (k, rec) {
+            (
+                kind::ACCEPT,
+                Record::Open {
+                    role: Role::Server, ..
+                },
+            )
+            | (
+                kind::CONNECT,
+                Record::Open {
+                    role: Role::Client, ..
+                },
+            )
+            | (kind::CLOSE, Record::Close { .. })
+            | (kind::EXIT, Record::ProcessExit { pid: 42, .. }) => {}
+            (k, r) => panic!("kind {k} decoded as {r:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_error() {
+        assert_eq!(
+            decode(&raw(header(99, 0), &[]), Clock::with_offset(0)),
+            Err(DecodeError::UnknownKind(99))
+        );
+    }
+}

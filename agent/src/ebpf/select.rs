@@ -1,0 +1,195 @@
+//! Which processes to trace: every process (the default), or those matching pids, listening
+//! ports or executable-path globs. Resolution scans /proc; the agent re-runs it periodically
+//! and writes the result into the kernel's PIDS map.
+use std::{
+    collections::HashSet,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+/// A process selection as configured.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub pids: Vec<u32>,
+    pub ports: Vec<u16>,
+    pub exe_globs: GlobSet,
+    has_globs: bool,
+}
+
+/// A bad executable glob.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid executable glob {glob:?}: {source}")]
+pub struct GlobError {
+    glob: String,
+    source: globset::Error,
+}
+
+impl Selection {
+    pub fn new(pids: Vec<u32>, ports: Vec<u16>, globs: &[String]) -> Result<Self, GlobError> {
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            b.add(Glob::new(g).map_err(|source| GlobError {
+                glob: g.clone(),
+                source,
+            })?);
+        }
+        let exe_globs = b.build().map_err(|source| GlobError {
+            glob: globs.join(","),
+            source,
+        })?;
+        Ok(Self {
+            pids,
+            ports,
+            exe_globs,
+            has_globs: !globs.is_empty(),
+        })
+    }
+
+    /// Whether any periodic /proc rescan is worth doing (pids and globs; ports are selected by
+    /// the kernel).
+    pub fn needs_rescan(&self) -> bool {
+        self.has_globs
+    }
+
+    /// No criterion: trace every process.
+    pub fn is_all(&self) -> bool {
+        self.pids.is_empty() && self.ports.is_empty() && !self.has_globs
+    }
+
+    /// The pids selected right now, read from `proc_root` (normally `/proc`). Listening ports
+    /// are looked up only when `with_ports` is set: reading `net/tcp` costs a lot on a busy
+    /// host (every TIME_WAIT socket is listed), so the agent does it once at start and lets the
+    /// kernel select later listeners at their first accept.
+    pub fn resolve(&self, proc_root: &Path, with_ports: bool) -> HashSet<u32> {
+        let mut out: HashSet<u32> = self.pids.iter().copied().collect();
+        let listening = if self.ports.is_empty() || !with_ports {
+            HashSet::new()
+        } else {
+            listening_inodes(proc_root, &self.ports)
+        };
+        let Ok(dir) = fs::read_dir(proc_root) else {
+            return out;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if self.has_globs
+                && let Ok(exe) = fs::read_link(entry.path().join("exe"))
+                && self.exe_globs.is_match(&exe)
+            {
+                out.insert(pid);
+                continue;
+            }
+            if !listening.is_empty() && owns_any_socket(&entry.path(), &listening) {
+                out.insert(pid);
+            }
+        }
+        out
+    }
+}
+
+/// Socket inodes of TCP listeners on any of `ports` (from `net/tcp` and `net/tcp6`).
+fn listening_inodes(proc_root: &Path, ports: &[u16]) -> HashSet<u64> {
+    let mut out = HashSet::new();
+    for file in ["net/tcp", "net/tcp6"] {
+        let Ok(text) = fs::read_to_string(proc_root.join(file)) else {
+            continue;
+        };
+        out.extend(parse_listeners(&text, ports));
+    }
+    out
+}
+
+/// Parse `/proc/net/tcp{,6}`: `sl local_address rem_address st … inode`, state 0A = LISTEN.
+fn parse_listeners(text: &str, ports: &[u16]) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let local = cols.get(1)?;
+            let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
+            (cols.get(3)? == &"0A" && ports.contains(&port)).then(|| cols.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+fn owns_any_socket(proc_pid: &Path, inodes: &HashSet<u64>) -> bool {
+    let Ok(fds) = fs::read_dir(proc_pid.join("fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .ok()
+            .is_some_and(|target: PathBuf| {
+                target
+                    .to_str()
+                    .and_then(|t| {
+                        t.strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .is_some_and(|inode| inodes.contains(&inode))
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 100 0 0 10 0
+   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0
+";
+
+    #[rstest]
+    #[case::listener_on_8080(&[8080], vec![4242])]
+    #[case::established_is_not_listening(&[50000], vec![])]
+    #[case::two_ports(&[8080, 80], vec![4242, 77])]
+    #[case::none(&[9999], vec![])]
+    fn listeners(#[case] ports: &[u16], #[case] want: Vec<u64>) {
+        assert_eq!(parse_listeners(TCP, ports), want);
+    }
+
+    #[rstest]
+    #[case::garbage("x\nnot a table at all\n")]
+    #[case::empty("")]
+    fn garbage_tables_yield_nothing(#[case] text: &str) {
+        assert!(parse_listeners(text, &[80]).is_empty());
+    }
+
+    #[test]
+    fn default_selects_all_and_globs_do_not() {
+        assert!(Selection::new(vec![], vec![], &[]).unwrap().is_all());
+        assert!(
+            !Selection::new(vec![], vec![], &["**/python3*".into()])
+                .unwrap()
+                .is_all()
+        );
+        assert!(Selection::new(vec![], vec![], &["[".into()]).is_err());
+    }
+
+    #[test]
+    fn resolves_own_process_by_exe_glob_and_pid() {
+        let me = std::process::id();
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let sel = Selection::new(vec![], vec![], &[exe.display().to_string()]).unwrap();
+        assert!(sel.resolve(Path::new("/proc"), true).contains(&me));
+        let sel = Selection::new(vec![1], vec![], &[]).unwrap();
+        assert_eq!(
+            sel.resolve(Path::new("/nonexistent"), true),
+            HashSet::from([1])
+        );
+    }
+}

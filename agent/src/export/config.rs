@@ -1,0 +1,403 @@
+//! `ExportConfig`: where and how spans are shipped (OTLP endpoint, protocol, headers, batching,
+//! queue, retry), with the standard `OTEL_EXPORTER_OTLP_*` environment variables applied on top.
+use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::span::resource::parse_key_values;
+
+/// OTLP transport protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl FromStr for Protocol {
+    type Err = ExportConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "grpc" => Ok(Self::Grpc),
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            other => Err(ExportConfigError::Protocol(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        })
+    }
+}
+
+/// Payload compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+impl FromStr for Compression {
+    type Err = ExportConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "none" | "" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            other => Err(ExportConfigError::Compression(other.to_owned())),
+        }
+    }
+}
+
+/// Invalid export configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExportConfigError {
+    #[error("unsupported OTLP protocol {0:?}: use \"grpc\" or \"http/protobuf\"")]
+    Protocol(String),
+    #[error("unsupported OTLP compression {0:?}: use \"gzip\" or \"none\"")]
+    Compression(String),
+    #[error("invalid OTLP endpoint {url:?}: {reason}")]
+    Endpoint { url: String, reason: String },
+    #[error("invalid OTLP header {name:?}: {reason}")]
+    Header { name: String, reason: String },
+    #[error("cannot use CA certificate {path}: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("invalid value {value:?} for {name}: {reason}")]
+    Value {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The `export:` settings. `Debug` hides header values (they are often credentials).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// Base endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`); defaults to `http://localhost:4317` for
+    /// gRPC and `http://localhost:4318` for HTTP. For `http/protobuf`, `/v1/traces` is appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Full traces URL used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); wins over `endpoint`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces_endpoint: Option<String>,
+    pub protocol: Protocol,
+    /// PEM file with the CA certificate(s) that sign an `https` endpoint's certificate, added
+    /// to the built-in public roots (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    /// Extra request headers (e.g. `authorization`, `x-scope-orgid`).
+    pub headers: BTreeMap<String, String>,
+    pub compression: Compression,
+    /// Deadline of one export request.
+    #[serde(with = "duration_str")]
+    pub timeout: Duration,
+    /// A batch is sent when it holds this many spans…
+    pub batch_max_spans: usize,
+    /// …or when its oldest span has waited this long.
+    #[serde(with = "duration_str")]
+    pub batch_interval: Duration,
+    /// Spans held at most (queued, batched and in flight); beyond that new spans are dropped.
+    pub queue_capacity: usize,
+    /// Give up on a batch after retrying this long.
+    #[serde(with = "duration_str")]
+    pub retry_max_elapsed: Duration,
+    /// First retry delay; doubles up to `retry_max_backoff` (with jitter).
+    #[serde(with = "duration_str")]
+    pub retry_initial_backoff: Duration,
+    #[serde(with = "duration_str")]
+    pub retry_max_backoff: Duration,
+    /// Export `url.query` (query strings often carry tokens; off by default).
+    pub export_query: bool,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            traces_endpoint: None,
+            protocol: Protocol::Grpc,
+            certificate: None,
+            headers: BTreeMap::new(),
+            compression: Compression::None,
+            timeout: Duration::from_secs(10),
+            batch_max_spans: 512,
+            batch_interval: Duration::from_secs(1),
+            queue_capacity: 8192,
+            retry_max_elapsed: Duration::from_secs(30),
+            retry_initial_backoff: Duration::from_millis(500),
+            retry_max_backoff: Duration::from_secs(5),
+            export_query: false,
+        }
+    }
+}
+
+impl fmt::Debug for ExportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("ExportConfig")
+            .field("endpoint", &self.endpoint)
+            .field("traces_endpoint", &self.traces_endpoint)
+            .field("protocol", &self.protocol)
+            .field("certificate", &self.certificate)
+            .field("headers", &headers)
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("batch_max_spans", &self.batch_max_spans)
+            .field("batch_interval", &self.batch_interval)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("retry_max_elapsed", &self.retry_max_elapsed)
+            .field("retry_initial_backoff", &self.retry_initial_backoff)
+            .field("retry_max_backoff", &self.retry_max_backoff)
+            .field("export_query", &self.export_query)
+            .finish()
+    }
+}
+
+/// The standard variables, signal-specific first.
+const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+const ENV_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+const ENV_PROTOCOL: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+];
+const ENV_HEADERS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+];
+const ENV_TIMEOUT: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+];
+const ENV_CERTIFICATE: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+];
+const ENV_COMPRESSION: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+];
+
+impl ExportConfig {
+    /// Apply the `OTEL_EXPORTER_OTLP_*` variables (they override the file). `env` looks a
+    /// variable up (`|k| std::env::var(k).ok()` in production; a map in tests). Empty values
+    /// count as unset.
+    pub fn apply_env(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ExportConfigError> {
+        let get = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let first = |keys: [&'static str; 2]| keys.into_iter().find_map(|k| get(k).map(|v| (k, v)));
+        if let Some((_, v)) = first(ENV_PROTOCOL) {
+            self.protocol = v.parse()?;
+        }
+        if let Some(v) = get(ENV_TRACES_ENDPOINT) {
+            self.traces_endpoint = Some(v);
+        }
+        if let Some(v) = get(ENV_ENDPOINT) {
+            self.endpoint = Some(v);
+            // A generic endpoint from the environment beats a signal URL from the file only
+            // when the environment has no signal URL of its own.
+            if get(ENV_TRACES_ENDPOINT).is_none() {
+                self.traces_endpoint = None;
+            }
+        }
+        // Generic first, then the traces variant, so the latter wins per key.
+        for key in ENV_HEADERS {
+            if let Some(v) = get(key) {
+                for (name, value) in parse_key_values(&v) {
+                    self.headers.insert(name.to_ascii_lowercase(), value);
+                }
+            }
+        }
+        if let Some((name, v)) = first(ENV_TIMEOUT) {
+            let ms: u64 = v.parse().map_err(|_| ExportConfigError::Value {
+                name: name.to_owned(),
+                value: v.clone(),
+                reason: "expected milliseconds as an integer".to_owned(),
+            })?;
+            self.timeout = Duration::from_millis(ms);
+        }
+        if let Some((_, v)) = first(ENV_COMPRESSION) {
+            self.compression = v.parse()?;
+        }
+        if let Some((_, v)) = first(ENV_CERTIFICATE) {
+            self.certificate = Some(PathBuf::from(v));
+        }
+        Ok(())
+    }
+
+    /// The URL spans are sent to: `traces_endpoint` as is, else `endpoint` (or the protocol's
+    /// default) with `/v1/traces` appended for `http/protobuf`.
+    pub fn traces_url(&self) -> String {
+        if let Some(url) = &self.traces_endpoint {
+            return url.clone();
+        }
+        let base = self.endpoint.clone().unwrap_or_else(|| {
+            match self.protocol {
+                Protocol::Grpc => "http://localhost:4317",
+                Protocol::HttpProtobuf => "http://localhost:4318",
+            }
+            .to_owned()
+        });
+        match self.protocol {
+            Protocol::Grpc => base,
+            Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+        }
+    }
+
+    /// Check the settings; the error says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), ExportConfigError> {
+        let url = self.traces_url();
+        let bad = |reason: &str| ExportConfigError::Endpoint {
+            url: url.clone(),
+            reason: reason.to_owned(),
+        };
+        let parsed = reqwest::Url::parse(&url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host"));
+        }
+        if let Some(path) = &self.certificate {
+            read_ca_certificate(path)?;
+        }
+        for (name, value) in &self.headers {
+            let header = |reason: &str| ExportConfigError::Header {
+                name: name.clone(),
+                reason: reason.to_owned(),
+            };
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| header("not a valid header name"))?;
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(header("header names must be lowercase (gRPC metadata)"));
+            }
+            reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| header("the value has characters a header cannot carry"))?;
+        }
+        let positive = |name: &str, ok: bool, value: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ExportConfigError::Value {
+                    name: name.to_owned(),
+                    value,
+                    reason: "must be greater than zero".to_owned(),
+                })
+            }
+        };
+        positive(
+            "timeout",
+            !self.timeout.is_zero(),
+            format!("{:?}", self.timeout),
+        )?;
+        positive(
+            "batch_max_spans",
+            self.batch_max_spans > 0,
+            self.batch_max_spans.to_string(),
+        )?;
+        positive(
+            "batch_interval",
+            !self.batch_interval.is_zero(),
+            format!("{:?}", self.batch_interval),
+        )?;
+        positive(
+            "queue_capacity",
+            self.queue_capacity > 0,
+            self.queue_capacity.to_string(),
+        )?;
+        positive(
+            "retry_initial_backoff",
+            !self.retry_initial_backoff.is_zero(),
+            format!("{:?}", self.retry_initial_backoff),
+        )?;
+        if self.batch_max_spans > self.queue_capacity {
+            return Err(ExportConfigError::Value {
+                name: "batch_max_spans".to_owned(),
+                value: self.batch_max_spans.to_string(),
+                reason: format!("must not exceed queue_capacity ({})", self.queue_capacity),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Read and check a CA certificate file: PEM with at least one certificate.
+pub fn read_ca_certificate(path: &std::path::Path) -> Result<Vec<u8>, ExportConfigError> {
+    let bad = |reason: String| ExportConfigError::Certificate {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in the file".to_owned()));
+    }
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(pem)
+}
+
+/// Durations written as `250ms`, `10s`, `2m` or `1h`.
+pub mod duration_str {
+    use super::*;
+
+    /// Parse `250ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+    pub fn parse(s: &str) -> Option<Duration> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        match unit.trim() {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" | "" => Some(Duration::from_secs(n)),
+            "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+            "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+            _ => None,
+        }
+    }
+
+    /// The shortest exact form at millisecond precision.
+    pub fn format(d: &Duration) -> String {
+        let ms = d.as_millis();
+        if !ms.is_multiple_of(1000) || ms == 0 {
+            format!("{ms}ms")
+        } else if ms.is_multiple_of(3_600_000) {
+            format!("{}h", ms / 3_600_000)
+        } else if ms.is_multiple_of(60_000) {
+            format!("{}m", ms / 60_000)
+        } else {
+            format!("{}s", ms / 1000)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: use e.g. 250ms, 10s, 2m, 1h"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! The agent job's loop: drain the ring buffer, decode records, track connections into
+//! `HttpSpan`s, attach each process's resource, and hand batches to a sink that never blocks
+//! (OTLP exporter, in-process store, or stdout). Runs on its own thread so that nothing can
+//! slow the ring-buffer reader down; everything after it is a bounded queue that drops and
+//! counts.
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    conn::{Tracker, TrackerConfig},
+    ebpf::{
+        LoadOptions, Probes,
+        decode::{self, Clock, decode},
+        record::Record,
+        select::Selection,
+    },
+    span::{
+        HttpSpan,
+        resource::{ProcessResource, ResourceCache},
+    },
+};
+
+/// Command names remembered at most (a bound, not a target: cleared when reached).
+const MAX_NAMES: usize = 65_536;
+
+/// Where finished spans go. `send` must never block.
+pub trait SpanSink: Send {
+    fn send(&mut self, batch: Vec<(Arc<ProcessResource>, HttpSpan)>);
+    /// Called once when the agent stops: flush what is queued.
+    fn finish(&mut self) {}
+}
+
+/// What the loop needs to know.
+pub struct PipelineConfig {
+    pub load: LoadOptions,
+    pub selection: Selection,
+    pub tracker: TrackerConfig,
+    /// How long the reader sleeps between drains when the kernel does not wake it.
+    pub drain_interval: Duration,
+    pub host_name: String,
+}
+
+/// Counters of the loop itself, readable from other threads.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub records: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub spans: AtomicU64,
+    pub kernel_lost: AtomicU64,
+    /// The connection tracker's counters, copied at each sweep.
+    pub conn: std::sync::Mutex<crate::conn::Stats>,
+}
+
+/// Load the probes (on the caller's thread, so that a failure is reported before anything
+/// else starts) and run the loop on a new thread until `stop` is set.
+pub fn start(
+    cfg: PipelineConfig,
+    mut sink: Box<dyn SpanSink>,
+    stop: Arc<AtomicBool>,
+) -> Result<(std::thread::JoinHandle<()>, Arc<PipelineStats>), crate::ebpf::EbpfError> {
+    let mut probes = Probes::load(&cfg.load)?;
+    // Select before reporting ready, so nothing a selected process does from now on is missed.
+    let selected = if cfg.selection.is_all() {
+        HashSet::new()
+    } else {
+        let now = cfg.selection.resolve(Path::new("/proc"), true);
+        probes.set_pids(&now.iter().copied().collect::<Vec<_>>(), &[]);
+        now
+    };
+    let stats = Arc::new(PipelineStats::default());
+    let thread_stats = stats.clone();
+    let handle = std::thread::Builder::new()
+        .name("sonde-capture".into())
+        .spawn(move || {
+            run(
+                &mut probes,
+                &cfg,
+                selected,
+                sink.as_mut(),
+                &stop,
+                &thread_stats,
+            );
+            sink.finish();
+        })
+        .map_err(crate::ebpf::EbpfError::Thread)?;
+    Ok((handle, stats))
+}
+
+fn run(
+    probes: &mut Probes,
+    cfg: &PipelineConfig,
+    mut selected: HashSet<u32>,
+    sink: &mut dyn SpanSink,
+    stop: &AtomicBool,
+    stats: &PipelineStats,
+) {
+    let clock = Clock::now();
+    let mut tracker = Tracker::new(cfg.tracker.clone());
+    let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
+    let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
+    let mut exited: Vec<u32> = Vec::new();
+    // Command names from the kernel, for processes that exit before /proc can be read.
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut last_sweep = Instant::now();
+    let mut last_select = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if cfg.selection.needs_rescan() && last_select.elapsed() >= Duration::from_secs(1) {
+            let mut now = cfg.selection.resolve(Path::new("/proc"), false);
+            // Keep what was selected before (start-up port lookup included); exits remove
+            // pids below.
+            now.extend(selected.iter().copied());
+            let add: Vec<u32> = now.difference(&selected).copied().collect();
+            let remove: Vec<u32> = selected.difference(&now).copied().collect();
+            if !add.is_empty() || !remove.is_empty() {
+                tracing::debug!(?add, ?remove, "selected processes changed");
+            }
+            probes.set_pids(&add, &remove);
+            selected = now;
+            last_select = Instant::now();
+        }
+        probes.wait(cfg.drain_interval);
+        let n = probes.drain(|raw| match decode(raw, clock) {
+            Ok(rec) => {
+                if let Record::Open { key, .. } = &rec {
+                    if !names.contains_key(&key.pid) {
+                        if names.len() >= MAX_NAMES {
+                            names.clear();
+                        }
+                        if let Some(comm) = decode::comm(raw) {
+                            names.insert(key.pid, comm);
+                        }
+                    }
+                    // Read the process's resource while it is surely alive.
+                    resources.get_named(key.pid, names.get(&key.pid).map(String::as_str));
+                }
+                tracing::trace!(?rec, "record");
+                if let Record::ProcessExit { pid, .. } = rec {
+                    exited.push(pid);
+                }
+                tracker.push(rec, &mut spans);
+            }
+            Err(_) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        stats.records.fetch_add(n as u64, Ordering::Relaxed);
+        if last_sweep.elapsed() >= Duration::from_millis(500) {
+            tracker.sweep(clock.to_unix(monotonic_ns()), &mut spans);
+            stats
+                .kernel_lost
+                .store(probes.counters().0, Ordering::Relaxed);
+            if let Ok(mut c) = stats.conn.lock() {
+                c.clone_from(tracker.stats());
+            }
+            last_sweep = Instant::now();
+        }
+        if !spans.is_empty() {
+            stats.spans.fetch_add(spans.len() as u64, Ordering::Relaxed);
+            let batch = spans
+                .drain(..)
+                .map(|s| {
+                    (
+                        resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)),
+                        s,
+                    )
+                })
+                .collect();
+            sink.send(batch);
+        }
+        // Forget a process only after its last spans took its resource.
+        if !exited.is_empty() && !cfg.selection.is_all() {
+            probes.set_pids(&[], &exited);
+            for pid in &exited {
+                selected.remove(pid);
+            }
+        }
+        for pid in exited.drain(..) {
+            resources.forget(pid);
+            names.remove(&pid);
+        }
+    }
+    // Final drain so that nothing already captured is lost on a clean stop.
+    probes.drain(|raw| {
+        if let Ok(rec) = decode(raw, clock) {
+            tracker.push(rec, &mut spans);
+        }
+    });
+    if !spans.is_empty() {
+        let batch = spans.drain(..).map(|s| (resources.get(s.pid), s)).collect();
+        sink.send(batch);
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}

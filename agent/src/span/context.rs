@@ -1,0 +1,215 @@
+//! W3C Trace Context: `traceparent` parse/format, `tracestate` carry, and id generation.
+use rand::RngCore;
+
+/// A parsed `traceparent` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    pub version: u8,
+    pub trace_id: [u8; 16],
+    /// The caller's span id (the parent of the receiving span).
+    pub parent_id: [u8; 8],
+    pub flags: u8,
+}
+
+/// Why a `traceparent` value was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceParentError {
+    #[error("traceparent has the wrong length ({0} bytes)")]
+    Length(usize),
+    #[error("traceparent field {field} is not lowercase hex of the right length")]
+    Field { field: &'static str },
+    #[error("traceparent version ff is forbidden")]
+    ForbiddenVersion,
+    #[error("traceparent {0} is all zeros")]
+    ZeroId(&'static str),
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` value (surrounding spaces and tabs are ignored). Version 00
+    /// must be exactly 55 characters; a higher version may carry more fields after a `-`,
+    /// which are ignored, as the specification asks.
+    pub fn parse(value: &str) -> Result<Self, TraceParentError> {
+        let v = value.trim_matches([' ', '\t']).as_bytes();
+        if v.len() < 55 {
+            return Err(TraceParentError::Length(v.len()));
+        }
+        let version = hex_byte(&v[0..2]).ok_or(TraceParentError::Field { field: "version" })?;
+        if version == 0xff {
+            return Err(TraceParentError::ForbiddenVersion);
+        }
+        if (version == 0 && v.len() != 55) || (v.len() > 55 && v[55] != b'-') {
+            return Err(TraceParentError::Length(v.len()));
+        }
+        if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+            return Err(TraceParentError::Field { field: "separator" });
+        }
+        let mut trace_id = [0u8; 16];
+        decode_lower_hex(&v[3..35], &mut trace_id)
+            .ok_or(TraceParentError::Field { field: "trace-id" })?;
+        let mut parent_id = [0u8; 8];
+        decode_lower_hex(&v[36..52], &mut parent_id)
+            .ok_or(TraceParentError::Field { field: "parent-id" })?;
+        let flags = hex_byte(&v[53..55]).ok_or(TraceParentError::Field { field: "flags" })?;
+        if trace_id == [0; 16] {
+            return Err(TraceParentError::ZeroId("trace-id"));
+        }
+        if parent_id == [0; 8] {
+            return Err(TraceParentError::ZeroId("parent-id"));
+        }
+        Ok(Self {
+            version,
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// Formats as a version-00 `traceparent` value.
+    pub fn format(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex::encode(self.trace_id),
+            hex::encode(self.parent_id),
+            self.flags
+        )
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+/// Lowercase hex only: the specification forbids uppercase.
+fn decode_lower_hex(src: &[u8], dst: &mut [u8]) -> Option<()> {
+    if src.len() != dst.len() * 2 {
+        return None;
+    }
+    for (out, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *out = hex_byte(pair)?;
+    }
+    Some(())
+}
+
+fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let nib = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    match pair {
+        [hi, lo] => Some(nib(*hi)? << 4 | nib(*lo)?),
+        _ => None,
+    }
+}
+
+/// Longest `tracestate` value carried along; longer ones are dropped (the spec allows
+/// 32 members of up to 256 characters; real values are far shorter).
+pub const MAX_TRACESTATE: usize = 512;
+
+/// Keeps a `tracestate` value when it is short and plain enough to pass through.
+pub fn carry_tracestate(value: &str) -> Option<String> {
+    let v = value.trim_matches([' ', '\t']);
+    (!v.is_empty() && v.len() <= MAX_TRACESTATE && v.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .then(|| v.to_owned())
+}
+
+/// A new random, non-zero trace id.
+pub fn new_trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let mut rng = rand::rng();
+    while id == [0; 16] {
+        rng.fill_bytes(&mut id);
+    }
+    id
+}
+
+/// A new random, non-zero span id.
+pub fn new_span_id() -> [u8; 8] {
+    let mut id = [0u8; 8];
+    let mut rng = rand::rng();
+    while id == [0; 8] {
+        rng.fill_bytes(&mut id);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_the_spec_example() {
+        let tp = TraceParent::parse(VALID).expect("valid");
+        assert_eq!(hex::encode(tp.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex::encode(tp.parent_id), "00f067aa0ba902b7");
+        assert_eq!((tp.version, tp.flags, tp.sampled()), (0, 1, true));
+        assert_eq!(tp.format(), VALID);
+    }
+
+    #[rstest]
+    #[case::surrounding_space(" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00 ", 0)]
+    #[case::future_version_extra("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what", 1)]
+    #[case::future_version_exact("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", 0xcc)]
+    fn accepts(#[case] value: &str, #[case] version: u8) {
+        assert_eq!(TraceParent::parse(value).map(|t| t.version), Ok(version));
+    }
+
+    #[rstest]
+    #[case::empty("", TraceParentError::Length(0))]
+    #[case::short(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+        TraceParentError::Length(54)
+    )]
+    #[case::v00_long(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        TraceParentError::Length(57)
+    )]
+    #[case::future_no_dash(
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+        TraceParentError::Length(56)
+    )]
+    #[case::version_ff(
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        TraceParentError::ForbiddenVersion
+    )]
+    #[case::uppercase_trace("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", TraceParentError::Field { field: "trace-id" })]
+    #[case::uppercase_parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", TraceParentError::Field { field: "parent-id" })]
+    #[case::bad_separator("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceParentError::Field { field: "separator" })]
+    #[case::bad_flags("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g", TraceParentError::Field { field: "flags" })]
+    #[case::zero_trace(
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        TraceParentError::ZeroId("trace-id")
+    )]
+    #[case::zero_parent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        TraceParentError::ZeroId("parent-id")
+    )]
+    #[case::non_ascii(
+        "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
+        TraceParentError::Length(56)
+    )]
+    fn rejects(#[case] value: &str, #[case] err: TraceParentError) {
+        assert_eq!(TraceParent::parse(value), Err(err));
+    }
+
+    #[rstest]
+    #[case::plain("congo=t61rcWkgMzE", Some("congo=t61rcWkgMzE"))]
+    #[case::trimmed("  a=1,b=2 ", Some("a=1,b=2"))]
+    #[case::empty("", None)]
+    #[case::control("a=\x01", None)]
+    fn tracestate(#[case] value: &str, #[case] expected: Option<&str>) {
+        assert_eq!(carry_tracestate(value).as_deref(), expected);
+        assert_eq!(carry_tracestate(&"a".repeat(MAX_TRACESTATE + 1)), None);
+    }
+
+    #[test]
+    fn generated_ids_are_non_zero_and_distinct() {
+        let (a, b) = (new_trace_id(), new_trace_id());
+        assert_ne!(a, [0; 16]);
+        assert_ne!(a, b);
+        assert_ne!(new_span_id(), [0; 8]);
+    }
+}

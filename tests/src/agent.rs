@@ -1,0 +1,65 @@
+//! Runs the real `sonde agent` binary as a child process, exporting to an in-test receiver.
+use std::{
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use crate::Proc;
+
+/// The `sonde` binary built for these tests (`cargo xtask test` builds it first; when running
+/// these tests by hand, run `cargo build -p sonde` before).
+pub fn sonde_bin() -> PathBuf {
+    // tests/ is a workspace member; the binary sits in the same target dir as this test.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let bin = dir.join("sonde");
+    assert!(
+        bin.exists(),
+        "{} missing: build the sonde binary first (cargo build -p sonde)",
+        bin.display()
+    );
+    bin
+}
+
+/// Start `sonde agent <args>` exporting OTLP/gRPC to `receiver`; returns once it is capturing.
+pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
+    let mut child = Command::new(sonde_bin())
+        .arg("agent")
+        .args(args)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env(
+            "SONDE_LOG",
+            std::env::var("SONDE_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env(
+            "SONDE_PRINT",
+            std::env::var("SONDE_E2E_PRINT").unwrap_or_else(|_| "off".into()),
+        )
+        .stdout(if std::env::var("SONDE_E2E_PRINT").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sonde agent");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[agent] {line}");
+            if line.contains("capturing") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let proc = Proc(child);
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("agent did not report it is capturing");
+    proc
+}

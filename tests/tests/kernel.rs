@@ -1,0 +1,131 @@
+//! The kernel programs on the real kernel: they load, attach, and report what real processes
+//! (python3 http.server, curl) read and write on their sockets, with the 4-tuple.
+use std::time::{Duration, Instant};
+
+use sonde::ebpf::{
+    LoadOptions, Probes,
+    decode::{Clock, decode},
+    record::{Direction, Record, Role},
+};
+use sonde_e2e::{curl, free_port, python_http_server, require_kernel};
+
+fn load() -> Probes {
+    Probes::load(&LoadOptions {
+        selected_only: false,
+        copy_len: 4096,
+        ring_bytes: 8 << 20,
+        capture_server: true,
+        capture_client: true,
+        ports: vec![],
+    })
+    .expect("load and attach")
+}
+
+fn collect(
+    probes: &mut Probes,
+    within: Duration,
+    until: impl Fn(&[Record]) -> bool,
+) -> Vec<Record> {
+    let clock = Clock::now();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        probes.wait(Duration::from_millis(20));
+        probes.drain(|raw| out.push(decode(raw, clock).expect("decodes")));
+        if until(&out) {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn captures_request_and_response_with_tuple_on_both_sides() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello\n").unwrap();
+    let port = free_port();
+    let server = python_http_server(dir.path(), port);
+    let mut probes = load();
+    let (ok, body) = curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
+    assert!(ok && body == "hello\n");
+    let server_pid = server.pid();
+    let records = collect(&mut probes, Duration::from_secs(5), |recs| {
+        recs.iter().any(|r| matches!(r, Record::Data(d) if d.key.pid == server_pid && d.direction == Direction::Write))
+    });
+    let server_read = records
+        .iter()
+        .find_map(|r| match r {
+            Record::Data(d)
+                if d.key.pid == server_pid
+                    && d.direction == Direction::Read
+                    && d.bytes.starts_with(b"GET /hello.txt") =>
+            {
+                Some(d)
+            }
+            _ => None,
+        })
+        .expect("server read of the request");
+    assert_eq!(server_read.tuple.local.port(), port);
+    assert!(server_read.tuple.remote.ip().is_loopback());
+    assert!(server_read.end_unix_ns >= server_read.start_unix_ns);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(
+        wall.abs_diff(server_read.end_unix_ns) < 10_000_000_000,
+        "wall-clock conversion"
+    );
+    assert!(records.iter().any(
+        |r| matches!(r, Record::Open { key, role: Role::Server, .. } if key.pid == server_pid)
+    ));
+    // curl's side: a client connect and its request write, to the server's port.
+    assert!(records.iter().any(|r| matches!(r, Record::Open { role: Role::Client, tuple, .. } if tuple.remote.port() == port)));
+    assert!(records.iter().any(|r| matches!(r, Record::Data(d) if d.direction == Direction::Write && d.tuple.remote.port() == port && d.bytes.starts_with(b"GET /hello.txt"))));
+}
+
+#[test]
+fn files_and_pipes_are_not_reported() {
+    require_kernel!();
+    let mut probes = load();
+    let out = std::process::Command::new("sh")
+        .args(["-c", "cat /etc/hostname | wc -c > /dev/null"])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let records = collect(&mut probes, Duration::from_millis(500), |_| false);
+    for r in &records {
+        if let Record::Data(d) = r {
+            assert!(
+                d.tuple.local.port() != 0 || d.tuple.remote.port() != 0,
+                "non-socket data: {d:?}"
+            );
+        }
+    }
+    let (lost, _) = probes.counters();
+    assert_eq!(lost, 0);
+}
+
+/// Without privileges the agent says in one line what is missing and exits non-zero.
+#[test]
+fn unprivileged_agent_fails_with_one_clear_line() {
+    require_kernel!();
+    let bin = sonde_e2e::agent::sonde_bin();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&bin)
+        .args(["agent", "--no-export"])
+        .output()
+        .expect("run setpriv");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("needs root"), "{stderr}");
+}
