@@ -516,3 +516,39 @@ fn observer_sees_accepted_batches() {
         "too-large spans are not observed"
     );
 }
+
+#[test]
+fn traces_wait_longer_for_a_missing_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.max_block_duration = "1s".into();
+    let store = Store::open(&c, clock.clone()).unwrap();
+    store
+        .ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "root", 0, 1)]))
+        .unwrap();
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![span(2, 2, 1, "orphan-child", 0, 1)]),
+        )
+        .unwrap();
+    clock.advance(2_000_000_000);
+    assert_eq!(store.cut_blocks(false).blocks_cut, 1);
+    let t = store.tenant(SINGLE_TENANT).unwrap();
+    assert_eq!(t.live_stats().0, 1, "the rootless trace stays live");
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![span(2, 1, 0, "late-root", 0, 5)]),
+        )
+        .unwrap();
+    clock.advance(2_000_000_000);
+    store.cut_blocks(false);
+    assert_eq!(t.live_stats().0, 0);
+    let r = store
+        .search(&tenants(), &spec(tags(&[("root.name", "late-root")])))
+        .unwrap();
+    assert_eq!(r.traces.len(), 1, "root and child were cut together");
+    assert_eq!(r.traces[0].service_stats[0].1.span_count, 2);
+}
