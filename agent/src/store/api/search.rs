@@ -244,9 +244,15 @@ pub async fn search(
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     let filter = match &req.q {
-        Some(q) => match parse_q(q) {
+        // Like Tempo, a metrics query is accepted here and runs its spanset part.
+        Some(q) => match traceql::parse_search(q) {
             Ok(q) => Filter::TraceQl(q),
-            Err(r) => return r,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid TraceQL query: {e}"),
+                );
+            }
         },
         None => Filter::Tags(req.tags.clone()),
     };
