@@ -506,7 +506,18 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
 
     // 5. After compaction settles.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = client
+        .get(format!("{api}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     println!("\n5. end");
+    println!(
+        "  blocks ...................... {:.0} (compacted away: {:.0})",
+        metric(&text, "tempodb_blocklist_length{"),
+        metric(&text, "tempodb_compaction_blocks_total{")
+    );
     println!(
         "  blocks on disk .............. {:.1} MB = {:.1} B/span",
         dir_bytes(&blocks_dir) as f64 / 1e6,
