@@ -208,6 +208,49 @@ fn span_hit(t: &TraceRef<'_>, s: &SpanRow, refs: &Referenced) -> SpanHit {
     }
 }
 
+/// What a query needs for a row group or block to be worth reading: strings that must be in a
+/// group's dictionary, and trace ids one of which the block must hold.
+#[derive(Debug, Default)]
+struct Prefilter {
+    strings: Vec<TraceId>,
+    trace_ids: Vec<TraceId>,
+}
+
+fn prefilter(spec: &SearchSpec) -> Prefilter {
+    use traceql::{CompareOp, Value};
+    let mut p = Prefilter::default();
+    let Filter::TraceQl(q) = &spec.filter else {
+        return p;
+    };
+    for c in q.conditions() {
+        let (CompareOp::Eq, Value::Str(s)) = (c.op, &c.value) else {
+            continue;
+        };
+        if s.is_empty() {
+            continue;
+        }
+        match c.field {
+            ConditionField::Attribute { .. }
+            | ConditionField::Intrinsic(
+                Intrinsic::Name
+                | Intrinsic::StatusMessage
+                | Intrinsic::RootName
+                | Intrinsic::RootServiceName
+                | Intrinsic::EventName
+                | Intrinsic::InstrumentationName
+                | Intrinsic::InstrumentationVersion,
+            ) => p.strings.push(super::block::bloom::str_key(s)),
+            ConditionField::Intrinsic(Intrinsic::TraceId) => {
+                if let Ok(id) = super::ids::parse_trace_id(s) {
+                    p.trace_ids.push(id);
+                }
+            }
+            ConditionField::Intrinsic(_) => {}
+        }
+    }
+    p
+}
+
 /// Evaluate one trace against the spec; `Some(hit)` if it matches.
 fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option<TraceHit> {
     if t.spans.is_empty() {
@@ -308,6 +351,7 @@ impl Store {
             Filter::TraceQl(q) => Some(referenced(q)),
             Filter::Tags(_) => None,
         };
+        let pre = prefilter(spec);
         let mut res = SearchResult::default();
         let mut seen: HashSet<TraceId> = HashSet::new();
         let mut push = |hit: TraceHit, res: &mut SearchResult| {
@@ -352,14 +396,19 @@ impl Store {
             }
             let mut blocks = t.blocks();
             blocks.retain(|b| {
-                b.meta.min_start_ns <= spec.end_ns && b.meta.max_end_ns >= spec.start_ns
+                b.meta.min_start_ns <= spec.end_ns
+                    && b.meta.max_end_ns >= spec.start_ns
+                    && (pre.trace_ids.is_empty()
+                        || pre.trace_ids.iter().any(|id| b.may_contain(id)))
             });
             blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.max_end_ns));
             res.total_blocks += blocks.len() as u64;
             for b in blocks {
                 let mut order: Vec<usize> = (0..b.groups.len())
                     .filter(|&i| {
-                        b.groups[i].min_start <= spec.end_ns && b.groups[i].max_end >= spec.start_ns
+                        b.groups[i].min_start <= spec.end_ns
+                            && b.groups[i].max_end >= spec.start_ns
+                            && b.group_may_have_all(i, &pre.strings)
                     })
                     .collect();
                 order.sort_by(|&x, &y| b.groups[y].max_end.cmp(&b.groups[x].max_end));

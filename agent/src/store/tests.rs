@@ -552,3 +552,51 @@ fn traces_wait_longer_for_a_missing_root() {
     assert_eq!(r.traces.len(), 1, "root and child were cut together");
     assert_eq!(r.traces[0].service_stats[0].1.span_count, 2);
 }
+
+#[test]
+fn search_skips_blocks_and_groups_that_cannot_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for (i, svc) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        store
+            .ingest(
+                SINGLE_TENANT,
+                req(svc, vec![span(i as u64 + 1, 1, 0, "op", 0, 1)]),
+            )
+            .unwrap();
+        store.maintain(true);
+    }
+    let r = store
+        .search(
+            &tenants(),
+            &spec(ql(r#"{ resource.service.name = "beta" }"#)),
+        )
+        .unwrap();
+    assert_eq!(
+        (r.traces.len(), r.inspected_traces),
+        (1, 1),
+        "only beta's group is read"
+    );
+    let q = format!(r#"{{ trace:id = "{}" }}"#, hex::encode(tid(3)));
+    let r = store.search(&tenants(), &spec(ql(&q))).unwrap();
+    assert_eq!(
+        (r.traces.len(), r.total_blocks),
+        (1, 1),
+        "only the block holding the id"
+    );
+    let r = store
+        .search(
+            &tenants(),
+            &spec(ql(r#"{ resource.service.name = "nobody" }"#)),
+        )
+        .unwrap();
+    assert_eq!((r.traces.len(), r.inspected_traces), (0, 0));
+    let r = store
+        .search(
+            &tenants(),
+            &spec(ql(r#"{ resource.service.name != "beta" }"#)),
+        )
+        .unwrap();
+    assert_eq!(r.traces.len(), 2, "negations are not pre-filtered");
+}
