@@ -168,6 +168,7 @@ fn insert_fragment(
     });
     let before = t.mem_bytes();
     t.payload.extend_from_slice(payload);
+    t.spans.reserve(spans.size_hint().0);
     for (si, pi) in spans {
         let ss = &rs.scope_spans[si];
         let scope = live.table.add_scope(ss.scope.as_ref(), &scope_keys[si]);

@@ -28,9 +28,10 @@ pub struct Replayed {
 /// Encode a record payload: ingest time then (trace id, fragment) pairs.
 pub fn encode_record<'a>(
     time_ns: u64,
-    frags: impl Iterator<Item = (&'a TraceId, &'a [u8])>,
+    frags: impl Iterator<Item = (&'a TraceId, &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    let mut e = Enc::with_capacity(4096);
+    let size: usize = frags.clone().map(|(_, p)| p.len() + 26).sum();
+    let mut e = Enc::with_capacity(HEADER + 8 + size);
     e.raw(&[0; HEADER]);
     e.u64_le(time_ns);
     for (id, payload) in frags {
