@@ -88,11 +88,13 @@ fn status_kb(pid: u32, key: &str) -> Result<u64> {
         .parse()?)
 }
 
+/// Bytes of files under `p`, leaving out blocks still being written (`.tmp-*`).
 fn dir_bytes(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
     };
     rd.flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(".tmp-"))
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_bytes(&e.path()),
             Ok(m) => m.len(),
