@@ -600,3 +600,21 @@ fn search_skips_blocks_and_groups_that_cannot_match() {
         .unwrap();
     assert_eq!(r.traces.len(), 2, "negations are not pre-filtered");
 }
+
+#[test]
+fn compaction_keeps_a_span_delivered_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for _ in 0..4 {
+        // The same span in four blocks (as after a WAL replay of already-cut data).
+        store
+            .ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "dup", 0, 1)]))
+            .unwrap();
+        store.maintain(true);
+    }
+    let t = store.tenant(SINGLE_TENANT).unwrap();
+    assert_eq!(t.blocks().len(), 1);
+    let g = t.blocks()[0].read_group(0).unwrap();
+    assert_eq!(g.trace(0).spans.len(), 1);
+}
