@@ -78,7 +78,8 @@ pub struct EventHeader {
     pub len: u32,
     /// Payload bytes copied into `data` (≤ copy limit).
     pub copied: u32,
-    /// Bytes valid in `tail` (the last bytes of the buffer), 0 when not taken.
+    /// Bytes valid at the end of `tail` (the last bytes of the buffer, right-aligned), 0 when
+    /// not taken.
     pub tail_len: u16,
     /// One of [`kind`].
     pub kind: u8,
@@ -165,11 +166,13 @@ pub struct InFlight {
     pub start_ns: u64,
     /// User buffer, iovec array, msghdr or sockaddr pointer, depending on `syscall`.
     pub ptr: u64,
+    /// The third argument: the iovec count for readv/writev.
+    pub arg2: u64,
     pub fd: i32,
     pub syscall: u8,
     pub _pad: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<InFlight>() == 24);
+const _: () = assert!(core::mem::size_of::<InFlight>() == 32);
 
 /// Counters kept in the kernel (a per-CPU array indexed by these).
 pub mod counter {

@@ -77,49 +77,11 @@ impl Collector for AgentCollector {
             .lock()
             .map(|g| g.clone())
             .unwrap_or_default();
-        for (name, help, v) in [
-            (
-                "sonde_agent_http_requests",
-                "HTTP request heads parsed.",
-                c.requests,
-            ),
-            (
-                "sonde_agent_non_http_skipped_records",
-                "Socket records skipped because they were not HTTP/1.x.",
-                c.non_http_skipped,
-            ),
-            (
-                "sonde_agent_non_http_connections",
-                "Connections recognised as another protocol.",
-                c.non_http_connections,
-            ),
-            (
-                "sonde_agent_http_parse_errors",
-                "Heads that started like HTTP but broke its grammar.",
-                c.parse_errors,
-            ),
-            (
-                "sonde_agent_http_oversized_heads",
-                "Heads longer than the configured limit.",
-                c.oversized_heads,
-            ),
-            (
-                "sonde_agent_evicted_connections",
-                "Connections evicted because the table was full.",
-                c.evicted_connections,
-            ),
-            (
-                "sonde_agent_aborted_exchanges",
-                "Requests dropped without a span.",
-                c.aborted_exchanges,
-            ),
-            (
-                "sonde_agent_orphan_responses",
-                "Responses with no request to pair with.",
-                c.orphan_responses,
-            ),
-        ] {
-            counter(e, name, help, v)?;
+        // Every counter of the HTTP/1 connection tracker, under its own name.
+        for (name, v) in c.counters() {
+            let metric = format!("sonde_agent_conn_{name}");
+            let help = format!("HTTP/1 connection tracker: {}.", name.replace('_', " "));
+            counter(e, &metric, &help, v)?;
         }
         if let Some(x) = &self.0.exporter {
             let s = x.stats();
@@ -225,7 +187,7 @@ mod tests {
         );
         assert!(text.contains("sonde_agent_spans_total 42"), "{text}");
         assert!(
-            text.contains("sonde_agent_non_http_skipped_records_total 3"),
+            text.contains("sonde_agent_conn_non_http_skipped_total 3"),
             "{text}"
         );
         assert!(

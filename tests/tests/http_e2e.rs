@@ -28,6 +28,23 @@ fn server_spans_on(
         .collect()
 }
 
+/// The agent's /metrics text.
+async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// One sample's value in a Prometheus text exposition (panics when absent).
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+}
+
 fn names(spans: &[Span]) -> Vec<String> {
     spans
         .iter()
@@ -456,20 +473,67 @@ async fn garbage_is_skipped_and_counted() {
     );
     assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/ok.txt"));
     assert!(agent.0.try_wait().unwrap().is_none(), "the agent is alive");
-    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} missing in {text}"))
-    };
+    let text = scrape(metrics).await;
+    let value = |name: &str| metric(&text, name);
     assert!(
-        value("sonde_agent_non_http_skipped_records_total") >= 1,
+        value("sonde_agent_conn_non_http_skipped_total") >= 1,
         "{text}"
     );
     assert_eq!(value("sonde_agent_decode_errors_total"), 0);
+}
+
+/// A chunked response written with writev (hyper, behind axum, streams its body this way):
+/// the kernel copies the last bytes of the last iovec, so the response ends at its last-chunk
+/// marker instead of waiting for the next request, the close or a quiet spell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_writev_response_ends_at_its_last_chunk() {
+    require_kernel!();
+    use axum::{Router, body::Body, routing::get};
+    let app = Router::new().route(
+        "/stream",
+        get(|| async {
+            let parts =
+                (0..5).map(|i| Ok::<_, std::io::Error>(format!("part {i} {}\n", "x".repeat(4000))));
+            Body::from_stream(futures_util::stream::iter(parts))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let metrics = free_port();
+    let (addr, received) = start_receiver().await;
+    let _agent = start_agent(
+        addr,
+        &[
+            "--port",
+            &port.to_string(),
+            "--no-client",
+            "--metrics-listen-address",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    );
+    let (code, _) =
+        tokio::task::spawn_blocking(move || curl_timed(&format!("http://127.0.0.1:{port}/stream")))
+            .await
+            .unwrap();
+    assert_eq!(code, 200);
+    let spans = received
+        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
+        .await;
+    let got = server_spans_on(&spans, port);
+    assert_eq!(got.len(), 1, "{:?}", names(&got));
+    let text = scrape(metrics).await;
+    let value = |name: &str| metric(&text, name);
+    eprintln!("{text}");
+    assert_eq!(
+        value("sonde_agent_conn_chunk_framing_lost_total"),
+        0,
+        "{text}"
+    );
+    assert_eq!(value("sonde_agent_conn_ended_by_close_total"), 0, "{text}");
+    assert_eq!(
+        value("sonde_agent_conn_ended_by_timeout_total"),
+        0,
+        "{text}"
+    );
 }

@@ -18,6 +18,10 @@ use crate::maps::{INFLIGHT, LIVE_SOCKS, PIDS, PORTS};
 
 const ARG0: usize = 16;
 const ARG1: usize = 24;
+const ARG2: usize = 32;
+/// iovecs looked at to find a vectored write's last bytes (hyper writes a whole chunked
+/// response as one writev of 2 + 3 per chunk iovecs).
+const MAX_TAIL_IOVS: u64 = 32;
 const RET: usize = 16;
 const EINPROGRESS: i64 = -115;
 
@@ -98,9 +102,11 @@ fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
     // SAFETY: offsets from the tracepoint format; read_at uses bpf_probe_read_kernel.
     let fd: u64 = unsafe { ctx.read_at(ARG0)? };
     let ptr: u64 = unsafe { ctx.read_at(ARG1)? };
+    let arg2: u64 = unsafe { ctx.read_at(ARG2)? };
     let inflight = InFlight {
         start_ns: unsafe { bpf_ktime_get_ns() },
         ptr,
+        arg2,
         fd: fd as i32,
         syscall: sc,
         _pad: [0; 3],
@@ -155,6 +161,7 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
     let inflight = InFlight {
         start_ns: now,
         ptr: 0,
+        arg2: 0,
         fd: fd as i32,
         syscall: syscall::CLOSE,
         _pad: [0; 3],
@@ -243,11 +250,19 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
             copied,
         );
         (*h).tail = [0; TAIL_LEN];
-        if buf_of(inflight.syscall) == Buf::Flat && len > n as u64 && len >= TAIL_LEN as u64 {
-            let from = ((src + len) - TAIL_LEN as u64) as *const u8;
-            if bpf_probe_read_user_buf(from, &mut (*h).tail).is_ok() {
-                (*h).tail_len = TAIL_LEN as u16;
-            }
+        if len > n as u64 && len >= TAIL_LEN as u64 {
+            (*h).tail_len = match buf_of(inflight.syscall) {
+                Buf::Flat => {
+                    let from = ((src + len) - TAIL_LEN as u64) as *const u8;
+                    if bpf_probe_read_user_buf(from, &mut (*h).tail).is_ok() {
+                        TAIL_LEN as u16
+                    } else {
+                        0
+                    }
+                }
+                Buf::Iov => iov_tail(inflight.ptr, inflight.arg2, len, &mut (*h).tail),
+                _ => 0,
+            };
         }
         copied
     };
@@ -267,6 +282,62 @@ fn source(inflight: &InFlight) -> Option<(u64, u64)> {
             first_iov(iov)
         }
         Buf::None => None,
+    }
+}
+
+/// The last bytes a vectored call moved, right-aligned in `tail`; returns how many are known.
+/// Only when `len` exactly fills the (at most `MAX_TAIL_IOVS`) iovecs: a partial write's last
+/// bytes are elsewhere. Framers such as hyper and node put a chunked body's closing `\r\n`
+/// and `0\r\n\r\n` in iovecs of their own, so when the last iovec is short its last 5
+/// bytes and the previous one's last 2 are taken (constant-size reads: the verifier needs them).
+#[inline(always)]
+fn iov_tail(iov: u64, count: u64, len: u64, tail: &mut [u8; TAIL_LEN]) -> u16 {
+    if count == 0 || count > MAX_TAIL_IOVS {
+        return 0;
+    }
+    let mut sum = 0u64;
+    for i in 0..MAX_TAIL_IOVS {
+        if i >= count {
+            break;
+        }
+        // SAFETY: checked user read of iov[i].iov_len.
+        match unsafe { bpf_probe_read_user((iov + i * 16 + 8) as *const u64) } {
+            Ok(l) => sum += l,
+            Err(_) => return 0,
+        }
+    }
+    if sum != len {
+        return 0;
+    }
+    let Some((base, l)) = first_iov(iov + (count - 1) * 16) else {
+        return 0;
+    };
+    // SAFETY: checked user reads into fixed ranges of `tail`.
+    unsafe {
+        if l >= TAIL_LEN as u64 {
+            let from = (base + l - TAIL_LEN as u64) as *const u8;
+            return if bpf_probe_read_user_buf(from, tail).is_ok() {
+                TAIL_LEN as u16
+            } else {
+                0
+            };
+        }
+        if l < 5 || bpf_probe_read_user_buf((base + l - 5) as *const u8, &mut tail[11..16]).is_err()
+        {
+            return 0;
+        }
+        if count < 2 {
+            return 5;
+        }
+        let Some((pbase, pl)) = first_iov(iov + (count - 2) * 16) else {
+            return 5;
+        };
+        if pl < 2
+            || bpf_probe_read_user_buf((pbase + pl - 2) as *const u8, &mut tail[9..11]).is_err()
+        {
+            return 5;
+        }
+        7
     }
 }
 

@@ -72,7 +72,14 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
     Ok(match h.kind {
         kind::READ | kind::WRITE => {
             let copied = (h.copied as usize).min(MAX_DATA).min(raw.len() - HEADER);
-            let tail = (h.tail_len as usize == agent_common::TAIL_LEN).then_some(h.tail);
+            // The kernel right-aligns what it knows of the last bytes; the rest is zero.
+            let known = (h.tail_len as usize).min(agent_common::TAIL_LEN);
+            let tail = (known > 0).then(|| {
+                let mut t = [0u8; agent_common::TAIL_LEN];
+                t[agent_common::TAIL_LEN - known..]
+                    .copy_from_slice(&h.tail[agent_common::TAIL_LEN - known..]);
+                t
+            });
             Record::Data(Data {
                 key,
                 tid: h.tid,
@@ -260,6 +267,23 @@ mod tests {
             | (kind::EXIT, Record::ProcessExit { pid: 42, .. }) => {}
             (k, r) => panic!("kind {k} decoded as {r:?}"),
         }
+    }
+
+    #[rstest]
+    #[case::none(0, None)]
+    #[case::full(16, Some(*b"abcdefg\r\n0\r\n\r\nXX"))]
+    #[case::short_right_aligned(7, Some(*b"\0\0\0\0\0\0\0\0\0\r\n0\r\n\r\n"))]
+    fn tail_is_right_aligned(#[case] tail_len: u16, #[case] want: Option<[u8; 16]>) {
+        let mut h = header(kind::WRITE, 0);
+        h.tail = *b"abcdefg\r\n0\r\n\r\nXX";
+        if tail_len == 7 {
+            h.tail = *b"garbage!!\r\n0\r\n\r\n";
+        }
+        h.tail_len = tail_len;
+        let Record::Data(d) = decode(&raw(h, &[]), Clock::with_offset(0)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.tail, want);
     }
 
     #[test]

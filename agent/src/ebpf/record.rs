@@ -50,7 +50,8 @@ pub struct Data {
     pub len: u32,
     /// The copied prefix (at most the configured copy length).
     pub bytes: Vec<u8>,
-    /// The last bytes of the buffer when they were not in the prefix.
+    /// The last bytes of the buffer when they were not in the prefix, right-aligned; leading
+    /// bytes are zero when fewer were known (a vectored write's short last iovecs).
     pub tail: Option<[u8; agent_common::TAIL_LEN]>,
 }
 
