@@ -618,3 +618,40 @@ fn compaction_keeps_a_span_delivered_twice_once() {
     let g = t.blocks()[0].read_group(0).unwrap();
     assert_eq!(g.trace(0).spans.len(), 1);
 }
+
+#[test]
+fn search_hits_get_the_root_from_later_parts_of_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let child = with_attrs(
+        span(1, 2, 1, "SELECT", 5, 10),
+        vec![kv_s("db.system", "postgresql")],
+    );
+    store
+        .ingest(SINGLE_TENANT, req("db-client", vec![child]))
+        .unwrap();
+    store.maintain(true);
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("frontend", vec![span(1, 1, 0, "GET /", 0, 50)]),
+        )
+        .unwrap();
+    let r = store
+        .search(&tenants(), &spec(tags(&[("db.system", "postgresql")])))
+        .unwrap();
+    assert_eq!(r.traces.len(), 1);
+    let t = &r.traces[0];
+    assert_eq!(
+        (t.root_service.as_deref(), t.root_name.as_deref()),
+        (Some("frontend"), Some("GET /"))
+    );
+    assert_eq!(t.duration_ns, 50_000_000);
+    let counts: Vec<(&str, u32)> = t
+        .service_stats
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.span_count))
+        .collect();
+    assert_eq!(counts, vec![("db-client", 1), ("frontend", 1)]);
+}
