@@ -296,6 +296,15 @@ async fn python_sdk_traces_answer_in_tempo_shapes() {
                 .all(|t| t.start_time_unix_nano > 0 && t.root_service_name.starts_with("py-"))
         );
 
+        let mq = format!(
+            "{api}/api/search?q={}&start={t_start}&end={t_end}",
+            urlencode("{ span.http.response.status_code >= 500 } | rate()")
+        );
+        assert_eq!(
+            get_json(&mq).await["traces"].as_array().unwrap().len(),
+            2,
+            "metrics query runs its spanset part"
+        );
         let res = get_json(&format!(
             "{api}/api/search?tags={}&start={t_start}&end={t_end}",
             urlencode("service.name=py-http")

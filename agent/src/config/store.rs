@@ -29,6 +29,8 @@ pub struct StoreSection {
     pub max_block_duration: String,
     /// A trace is cut into a block once no span arrived for this long.
     pub trace_idle_period: String,
+    /// …and after this long while its root span (the one that usually ends last) is missing.
+    pub rootless_trace_idle_period: String,
     /// Compact when at least this many small blocks exist.
     pub compaction_min_blocks: usize,
     /// Merge at most this many blocks at once.
@@ -88,6 +90,7 @@ impl Default for StoreSection {
             max_block_bytes: 32 * 1024 * 1024,
             max_block_duration: "10s".into(),
             trace_idle_period: "1s".into(),
+            rootless_trace_idle_period: "5s".into(),
             compaction_min_blocks: 4,
             compaction_max_blocks: 8,
             compaction_max_block_bytes: 128 * 1024 * 1024,
@@ -136,6 +139,10 @@ impl StoreSection {
             ("store.wal_fsync_interval", &self.wal_fsync_interval),
             ("store.max_block_duration", &self.max_block_duration),
             ("store.trace_idle_period", &self.trace_idle_period),
+            (
+                "store.rootless_trace_idle_period",
+                &self.rootless_trace_idle_period,
+            ),
             (
                 "store.search.query_end_cutoff",
                 &self.search.query_end_cutoff,
@@ -212,6 +219,10 @@ impl StoreSection {
 
     pub fn trace_idle_ns(&self) -> u64 {
         dur_ns(&self.trace_idle_period)
+    }
+
+    pub fn rootless_trace_idle_ns(&self) -> u64 {
+        dur_ns(&self.rootless_trace_idle_period)
     }
 
     pub fn search_limits(&self) -> crate::store::params::SearchLimits {

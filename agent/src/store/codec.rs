@@ -90,12 +90,12 @@ impl<'a> Dec<'a> {
         u32::try_from(self.varint()?).map_err(|_| self.err())
     }
 
-    /// A varint that will be used as a count or length: bounded by the remaining input so a
-    /// corrupt value cannot make the caller allocate without limit.
+    /// A varint used as an element count: every element the store encodes takes at least one
+    /// byte, so a count above the remaining input is corrupt (and must not size an allocation).
     pub fn len(&mut self) -> Result<usize, DecodeError> {
         let v = self.varint()?;
         let rest = (self.buf.len() - self.pos.min(self.buf.len())) as u64;
-        if v > rest.saturating_mul(8).saturating_add(64) {
+        if v > rest {
             return Err(self.err());
         }
         Ok(v as usize)

@@ -272,7 +272,7 @@ impl Store {
                 };
                 (due && !live.traces.is_empty(), idle)
             };
-            if due && let Err(e) = t.take_for_block(now, idle) {
+            if due && let Err(e) = t.take_for_block(now, idle, cfg.rootless_trace_idle_ns()) {
                 rep.errors.push(e.to_string());
             }
             for p in t.pendings() {

@@ -219,10 +219,14 @@ async fn http_export(State(store): State<Store>, h: HeaderMap, body: Bytes) -> R
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let raw = match enc {
-        "" | "identity" => body.to_vec(),
+    let unzipped;
+    let raw: &[u8] = match enc {
+        "" | "identity" => &body,
         "gzip" => match gunzip(&body) {
-            Ok(b) => b,
+            Ok(b) => {
+                unzipped = b;
+                &unzipped
+            }
             Err(e) => return error(fmt, StatusCode::BAD_REQUEST, 3, e),
         },
         other => {
@@ -234,7 +238,7 @@ async fn http_export(State(store): State<Store>, h: HeaderMap, body: Bytes) -> R
             );
         }
     };
-    let req = match decode_body(fmt == Format::Json, &raw) {
+    let req = match decode_body(fmt == Format::Json, raw) {
         Ok(r) => r,
         Err(e) => return error(fmt, StatusCode::BAD_REQUEST, 3, e),
     };

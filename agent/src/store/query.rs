@@ -208,6 +208,49 @@ fn span_hit(t: &TraceRef<'_>, s: &SpanRow, refs: &Referenced) -> SpanHit {
     }
 }
 
+/// What a query needs for a row group or block to be worth reading: strings that must be in a
+/// group's dictionary, and trace ids one of which the block must hold.
+#[derive(Debug, Default)]
+struct Prefilter {
+    strings: Vec<TraceId>,
+    trace_ids: Vec<TraceId>,
+}
+
+fn prefilter(spec: &SearchSpec) -> Prefilter {
+    use traceql::{CompareOp, Value};
+    let mut p = Prefilter::default();
+    let Filter::TraceQl(q) = &spec.filter else {
+        return p;
+    };
+    for c in q.conditions() {
+        let (CompareOp::Eq, Value::Str(s)) = (c.op, &c.value) else {
+            continue;
+        };
+        if s.is_empty() {
+            continue;
+        }
+        match c.field {
+            ConditionField::Attribute { .. }
+            | ConditionField::Intrinsic(
+                Intrinsic::Name
+                | Intrinsic::StatusMessage
+                | Intrinsic::RootName
+                | Intrinsic::RootServiceName
+                | Intrinsic::EventName
+                | Intrinsic::InstrumentationName
+                | Intrinsic::InstrumentationVersion,
+            ) => p.strings.push(super::block::bloom::str_key(s)),
+            ConditionField::Intrinsic(Intrinsic::TraceId) => {
+                if let Ok(id) = super::ids::parse_trace_id(s) {
+                    p.trace_ids.push(id);
+                }
+            }
+            ConditionField::Intrinsic(_) => {}
+        }
+    }
+    p
+}
+
 /// Evaluate one trace against the spec; `Some(hit)` if it matches.
 fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option<TraceHit> {
     if t.spans.is_empty() {
@@ -264,6 +307,57 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
     })
 }
 
+/// Fill a hit's root, time range and service stats from the trace's full payload.
+fn complete_from_payload(hit: &mut TraceHit, bytes: &[u8]) {
+    use opentelemetry_proto::tonic::{common::v1::any_value, trace::v1::TracesData};
+    use prost::Message;
+    let Ok(td) = TracesData::decode(bytes) else {
+        return;
+    };
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let (mut start, mut end) = (u64::MAX, 0u64);
+    let mut stats: Vec<(String, ServiceStats)> = Vec::new();
+    for rs in &td.resource_spans {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            });
+        for sp in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            if !seen.insert(sp.span_id.clone()) {
+                continue;
+            }
+            start = start.min(sp.start_time_unix_nano);
+            end = end.max(sp.end_time_unix_nano);
+            if sp.parent_span_id.is_empty() && hit.root_name.is_none() {
+                hit.root_name = Some(sp.name.clone());
+                hit.root_service = service.clone();
+            }
+            let name = service.clone().unwrap_or_default();
+            let i = match stats.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    stats.push((name, ServiceStats::default()));
+                    stats.len() - 1
+                }
+            };
+            stats[i].1.span_count += 1;
+            if sp.status.as_ref().is_some_and(|st| st.code == 2) {
+                stats[i].1.error_count += 1;
+            }
+        }
+    }
+    if start <= end {
+        hit.start_ns = start;
+        hit.duration_ns = end - start;
+    }
+    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    hit.service_stats = stats;
+}
+
 impl Store {
     /// The tenants of a query that exist (unknown tenants simply have no data).
     pub fn query_tenants(&self, names: &[String]) -> Vec<Arc<Tenant>> {
@@ -308,6 +402,7 @@ impl Store {
             Filter::TraceQl(q) => Some(referenced(q)),
             Filter::Tags(_) => None,
         };
+        let pre = prefilter(spec);
         let mut res = SearchResult::default();
         let mut seen: HashSet<TraceId> = HashSet::new();
         let mut push = |hit: TraceHit, res: &mut SearchResult| {
@@ -352,14 +447,19 @@ impl Store {
             }
             let mut blocks = t.blocks();
             blocks.retain(|b| {
-                b.meta.min_start_ns <= spec.end_ns && b.meta.max_end_ns >= spec.start_ns
+                b.meta.min_start_ns <= spec.end_ns
+                    && b.meta.max_end_ns >= spec.start_ns
+                    && (pre.trace_ids.is_empty()
+                        || pre.trace_ids.iter().any(|id| b.may_contain(id)))
             });
             blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.max_end_ns));
             res.total_blocks += blocks.len() as u64;
             for b in blocks {
                 let mut order: Vec<usize> = (0..b.groups.len())
                     .filter(|&i| {
-                        b.groups[i].min_start <= spec.end_ns && b.groups[i].max_end >= spec.start_ns
+                        b.groups[i].min_start <= spec.end_ns
+                            && b.groups[i].max_end >= spec.start_ns
+                            && b.group_may_have_all(i, &pre.strings)
                     })
                     .collect();
                 order.sort_by(|&x, &y| b.groups[y].max_end.cmp(&b.groups[x].max_end));
@@ -376,6 +476,13 @@ impl Store {
                         }
                     }
                 }
+            }
+        }
+        // A hit whose part holds no root span (the rest of the trace arrived later, in another
+        // block or still live): take root, time range and service stats from the whole trace.
+        for hit in res.traces.iter_mut().filter(|h| h.root_name.is_none()) {
+            if let Some(bytes) = self.find_trace(tenants, &hit.id)? {
+                complete_from_payload(hit, &bytes);
             }
         }
         res.traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns));

@@ -20,6 +20,8 @@ pub struct Fragment {
     pub rs: usize,
     /// (scope_spans index, span index) of each span.
     pub spans: Vec<(u32, u32)>,
+    /// Encoded length of each span (computed once).
+    lens: Vec<u32>,
     /// `TracesData.resource_spans` entry (tag, length, `ResourceSpans` bytes).
     pub payload: Vec<u8>,
 }
@@ -91,15 +93,23 @@ pub fn split(req: &ExportTraceServiceRequest) -> Split {
                         trace_id: tid,
                         rs: ri,
                         spans: Vec::new(),
+                        lens: Vec::new(),
                         payload: Vec::new(),
                     });
                     out.fragments.len() - 1
                 });
                 out.fragments[idx].spans.push((si as u32, pi as u32));
+                out.fragments[idx].lens.push(span.encoded_len() as u32);
             }
         }
         for frag in &mut out.fragments[base..] {
-            frag.payload = encode_fragment(rs, &out.resource_keys[ri], &scope_keys, &frag.spans);
+            frag.payload = encode_fragment(
+                rs,
+                &out.resource_keys[ri],
+                &scope_keys,
+                &frag.spans,
+                &frag.lens,
+            );
         }
         out.scope_keys.push(scope_keys);
     }
@@ -112,6 +122,7 @@ fn encode_fragment(
     resource: &[u8],
     scope_keys: &[Vec<u8>],
     spans: &[(u32, u32)],
+    lens: &[u32],
 ) -> Vec<u8> {
     // Group consecutive spans by scope (spans are in scope order already).
     let mut scope_bodies: Vec<(usize, usize)> = Vec::new(); // (scope index, body len)
@@ -124,7 +135,7 @@ fn encode_fragment(
             body += len_field_size(1, scope_keys[si].len());
         }
         while i < spans.len() && spans[i].0 as usize == si {
-            body += len_field_size(2, ss.spans[spans[i].1 as usize].encoded_len());
+            body += len_field_size(2, lens[i] as usize);
             i += 1;
         }
         if !ss.schema_url.is_empty() {
@@ -158,7 +169,7 @@ fn encode_fragment(
         }
         while j < spans.len() && spans[j].0 as usize == si {
             let span = &ss.spans[spans[j].1 as usize];
-            put_len_field(&mut buf, 2, span.encoded_len());
+            put_len_field(&mut buf, 2, lens[j] as usize);
             span.encode_raw(&mut buf);
             j += 1;
         }

@@ -35,6 +35,8 @@ pub struct LiveTrace {
     pub last_ns: u64,
     /// Oldest WAL segment holding part of this trace.
     pub min_seg: u64,
+    /// A span without a parent arrived (the root usually comes last).
+    pub has_root: bool,
 }
 
 impl LiveTrace {
@@ -166,10 +168,13 @@ fn insert_fragment(
     });
     let before = t.mem_bytes();
     t.payload.extend_from_slice(payload);
+    t.spans.reserve(spans.size_hint().0);
     for (si, pi) in spans {
         let ss = &rs.scope_spans[si];
         let scope = live.table.add_scope(ss.scope.as_ref(), &scope_keys[si]);
-        t.spans.push(live.table.add_span(&ss.spans[pi], res, scope));
+        let row = live.table.add_span(&ss.spans[pi], res, scope);
+        t.has_root |= row.parent_id == [0; 8];
+        t.spans.push(row);
     }
     t.last_ns = now_ns;
     t.min_seg = t.min_seg.min(seg);
@@ -368,19 +373,28 @@ impl Tenant {
         Ok((out, accept))
     }
 
-    /// Take traces out of live for a block. `idle_ns`: only traces without appends for that
-    /// long (0 = all). Returns `None` when nothing qualifies.
+    /// Take traces out of live for a block: those without appends for `idle_ns`, or for
+    /// `rootless_idle_ns` while their root span has not arrived (0 = take all). Returns `None`
+    /// when nothing qualifies.
     pub fn take_for_block(
         &self,
         now_ns: u64,
         idle_ns: u64,
+        rootless_idle_ns: u64,
     ) -> Result<Option<Arc<Pending>>, StoreError> {
         let mut st = lock(&self.state);
         let cut: Vec<TraceId> = st
             .live
             .traces
             .iter()
-            .filter(|(_, t)| idle_ns == 0 || t.last_ns.saturating_add(idle_ns) <= now_ns)
+            .filter(|(_, t)| {
+                let wait = if t.has_root {
+                    idle_ns
+                } else {
+                    rootless_idle_ns.max(idle_ns)
+                };
+                idle_ns == 0 || t.last_ns.saturating_add(wait) <= now_ns
+            })
             .map(|(id, _)| *id)
             .collect();
         if cut.is_empty() {

@@ -516,3 +516,142 @@ fn observer_sees_accepted_batches() {
         "too-large spans are not observed"
     );
 }
+
+#[test]
+fn traces_wait_longer_for_a_missing_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.max_block_duration = "1s".into();
+    let store = Store::open(&c, clock.clone()).unwrap();
+    store
+        .ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "root", 0, 1)]))
+        .unwrap();
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![span(2, 2, 1, "orphan-child", 0, 1)]),
+        )
+        .unwrap();
+    clock.advance(2_000_000_000);
+    assert_eq!(store.cut_blocks(false).blocks_cut, 1);
+    let t = store.tenant(SINGLE_TENANT).unwrap();
+    assert_eq!(t.live_stats().0, 1, "the rootless trace stays live");
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![span(2, 1, 0, "late-root", 0, 5)]),
+        )
+        .unwrap();
+    clock.advance(2_000_000_000);
+    store.cut_blocks(false);
+    assert_eq!(t.live_stats().0, 0);
+    let r = store
+        .search(&tenants(), &spec(tags(&[("root.name", "late-root")])))
+        .unwrap();
+    assert_eq!(r.traces.len(), 1, "root and child were cut together");
+    assert_eq!(r.traces[0].service_stats[0].1.span_count, 2);
+}
+
+#[test]
+fn search_skips_blocks_and_groups_that_cannot_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for (i, svc) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        store
+            .ingest(
+                SINGLE_TENANT,
+                req(svc, vec![span(i as u64 + 1, 1, 0, "op", 0, 1)]),
+            )
+            .unwrap();
+        store.maintain(true);
+    }
+    let r = store
+        .search(
+            &tenants(),
+            &spec(ql(r#"{ resource.service.name = "beta" }"#)),
+        )
+        .unwrap();
+    assert_eq!(
+        (r.traces.len(), r.inspected_traces),
+        (1, 1),
+        "only beta's group is read"
+    );
+    let q = format!(r#"{{ trace:id = "{}" }}"#, hex::encode(tid(3)));
+    let r = store.search(&tenants(), &spec(ql(&q))).unwrap();
+    assert_eq!(
+        (r.traces.len(), r.total_blocks),
+        (1, 1),
+        "only the block holding the id"
+    );
+    let r = store
+        .search(
+            &tenants(),
+            &spec(ql(r#"{ resource.service.name = "nobody" }"#)),
+        )
+        .unwrap();
+    assert_eq!((r.traces.len(), r.inspected_traces), (0, 0));
+    let r = store
+        .search(
+            &tenants(),
+            &spec(ql(r#"{ resource.service.name != "beta" }"#)),
+        )
+        .unwrap();
+    assert_eq!(r.traces.len(), 2, "negations are not pre-filtered");
+}
+
+#[test]
+fn compaction_keeps_a_span_delivered_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for _ in 0..4 {
+        // The same span in four blocks (as after a WAL replay of already-cut data).
+        store
+            .ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "dup", 0, 1)]))
+            .unwrap();
+        store.maintain(true);
+    }
+    let t = store.tenant(SINGLE_TENANT).unwrap();
+    assert_eq!(t.blocks().len(), 1);
+    let g = t.blocks()[0].read_group(0).unwrap();
+    assert_eq!(g.trace(0).spans.len(), 1);
+}
+
+#[test]
+fn search_hits_get_the_root_from_later_parts_of_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let child = with_attrs(
+        span(1, 2, 1, "SELECT", 5, 10),
+        vec![kv_s("db.system", "postgresql")],
+    );
+    store
+        .ingest(SINGLE_TENANT, req("db-client", vec![child]))
+        .unwrap();
+    store.maintain(true);
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("frontend", vec![span(1, 1, 0, "GET /", 0, 50)]),
+        )
+        .unwrap();
+    let r = store
+        .search(&tenants(), &spec(tags(&[("db.system", "postgresql")])))
+        .unwrap();
+    assert_eq!(r.traces.len(), 1);
+    let t = &r.traces[0];
+    assert_eq!(
+        (t.root_service.as_deref(), t.root_name.as_deref()),
+        (Some("frontend"), Some("GET /"))
+    );
+    assert_eq!(t.duration_ns, 50_000_000);
+    let counts: Vec<(&str, u32)> = t
+        .service_stats
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.span_count))
+        .collect();
+    assert_eq!(counts, vec![("db-client", 1), ("frontend", 1)]);
+}

@@ -28,9 +28,10 @@ pub struct Replayed {
 /// Encode a record payload: ingest time then (trace id, fragment) pairs.
 pub fn encode_record<'a>(
     time_ns: u64,
-    frags: impl Iterator<Item = (&'a TraceId, &'a [u8])>,
+    frags: impl Iterator<Item = (&'a TraceId, &'a [u8])> + Clone,
 ) -> Vec<u8> {
-    let mut e = Enc::with_capacity(4096);
+    let size: usize = frags.clone().map(|(_, p)| p.len() + 26).sum();
+    let mut e = Enc::with_capacity(HEADER + 8 + size);
     e.raw(&[0; HEADER]);
     e.u64_le(time_ns);
     for (id, payload) in frags {
@@ -282,6 +283,16 @@ mod tests {
         drop(w);
         let (_w, r) = Wal::open(dir.path(), Arc::new(RealIo), false).unwrap();
         assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn fsync_on_every_write_mode_replays_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), Arc::new(RealIo), true).unwrap();
+        w.append(&rec(1, 1, b"synced")).unwrap();
+        drop(w);
+        let (_w, r) = Wal::open(dir.path(), Arc::new(RealIo), true).unwrap();
+        assert_eq!(r[0].fragments, vec![([1; 16], b"synced".to_vec())]);
     }
 
     #[test]

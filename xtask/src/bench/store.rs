@@ -88,11 +88,13 @@ fn status_kb(pid: u32, key: &str) -> Result<u64> {
         .parse()?)
 }
 
+/// Bytes of files under `p`, leaving out blocks still being written (`.tmp-*`).
 fn dir_bytes(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
     };
     rd.flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(".tmp-"))
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_bytes(&e.path()),
             Ok(m) => m.len(),
@@ -133,7 +135,36 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The load generator shares the machine with the store: run it optimised. A debug xtask
+/// (what `cargo xtask` runs) builds the release one and hands over to it.
+fn reexec_release() -> Result<Option<()>> {
+    if !cfg!(debug_assertions) || std::env::var_os("SONDE_BENCH_NO_REEXEC").is_some() {
+        return Ok(None);
+    }
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let st = cmd
+        .args(["build", "--release", "-p", "xtask"])
+        .status()
+        .context("building release xtask")?;
+    if !st.success() {
+        bail!("cargo build --release -p xtask failed");
+    }
+    let exe = target_dir().join("release").join("xtask");
+    let st = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("SONDE_BENCH_NO_REEXEC", "1")
+        .status()
+        .context("running release xtask")?;
+    if !st.success() {
+        bail!("benchmark failed");
+    }
+    Ok(Some(()))
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    if reexec_release()?.is_some() {
+        return Ok(());
+    }
     let sonde = match &args.sonde {
         Some(p) => p.clone(),
         None => build_sonde()?,
@@ -350,6 +381,9 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
 
     // 3. Queries.
     let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    if acked.is_empty() {
+        bail!("no request was acknowledged; is the store running?");
+    }
     let mut rng = StdRng::seed_from_u64(7);
     let mut byid = Vec::new();
     let mut found = 0;
@@ -474,7 +508,18 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
 
     // 5. After compaction settles.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = client
+        .get(format!("{api}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     println!("\n5. end");
+    println!(
+        "  blocks ...................... {:.0} (compacted away: {:.0})",
+        metric(&text, "tempodb_blocklist_length{"),
+        metric(&text, "tempodb_compaction_blocks_total{")
+    );
     println!(
         "  blocks on disk .............. {:.1} MB = {:.1} B/span",
         dir_bytes(&blocks_dir) as f64 / 1e6,

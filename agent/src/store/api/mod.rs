@@ -20,6 +20,7 @@ use serde_json::json;
 use super::{Store, ids, metrics::Metrics};
 
 mod search;
+mod tags;
 pub mod tempopb;
 pub mod trace_json;
 
@@ -93,10 +94,10 @@ pub fn router(store: Store) -> Router {
         .route("/api/traces/{id}", any(trace_v1))
         .route("/api/v2/traces/{id}", any(trace_v2))
         .route("/api/search", any(search::search))
-        .route("/api/search/tags", any(search::tags_v1))
-        .route("/api/v2/search/tags", any(search::tags_v2))
-        .route("/api/search/tag/{*rest}", any(search::tag_values_v1))
-        .route("/api/v2/search/tag/{*rest}", any(search::tag_values_v2))
+        .route("/api/search/tags", any(tags::tags_v1))
+        .route("/api/v2/search/tags", any(tags::tags_v2))
+        .route("/api/search/tag/{*rest}", any(tags::tag_values_v1))
+        .route("/api/v2/search/tag/{*rest}", any(tags::tag_values_v2))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)

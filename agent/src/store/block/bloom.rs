@@ -27,6 +27,20 @@ fn hashes(id: &TraceId) -> (u64, u64) {
     (h1, h2)
 }
 
+/// A bloom key for a string (two independent 64-bit hashes).
+pub fn str_key(s: &str) -> TraceId {
+    use std::hash::Hasher;
+    let mut a = super::super::hash::FastHasher::default();
+    a.write(s.as_bytes());
+    let mut b = super::super::hash::FastHasher::default();
+    b.write_u64(0x5bd1_e995);
+    b.write(s.as_bytes());
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.finish().to_le_bytes());
+    k[8..].copy_from_slice(&b.finish().to_le_bytes());
+    k
+}
+
 impl Bloom {
     /// Sized for `n` ids at a ~1% false-positive rate.
     pub fn new(n: usize) -> Self {

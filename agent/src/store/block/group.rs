@@ -49,15 +49,24 @@ pub struct GroupBuilder {
 }
 
 impl GroupBuilder {
-    /// Add a trace whose spans come from one or more (table, rows) parts.
+    /// Add a trace whose spans come from one or more (table, rows) parts. When parts overlap
+    /// (a fragment replayed from the WAL after it was already in a block), a span id seen
+    /// before is kept once.
     pub fn add(&mut self, id: TraceId, parts: &[(&Table, &[SpanRow])]) {
         let start = self.group.spans.len() as u32;
+        let mut seen: Option<std::collections::HashSet<[u8; 8]>> =
+            (parts.len() > 1).then(std::collections::HashSet::new);
         for (src, rows) in parts {
             let remap = self
                 .remaps
                 .entry(*src as *const Table as usize)
                 .or_default();
             for r in *rows {
+                if let Some(seen) = seen.as_mut()
+                    && !seen.insert(r.span_id)
+                {
+                    continue;
+                }
                 let row = remap.span(src, &mut self.group.table, r);
                 self.group.spans.push(row);
             }

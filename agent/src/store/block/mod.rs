@@ -24,7 +24,7 @@ pub mod group;
 use bloom::Bloom;
 use group::{Group, GroupBuilder};
 
-const INDEX_MAGIC: &[u8; 8] = b"SNDIDX01";
+const INDEX_MAGIC: &[u8; 8] = b"SNDIDX02";
 
 /// `meta.json` of a block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +102,7 @@ pub struct BlockWriter {
     page_last: TraceId,
     pages: Vec<PageEntry>,
     groups: Vec<GroupEntry>,
+    group_blooms: Vec<Bloom>,
     gb: GroupBuilder,
     ids: Vec<TraceId>,
     meta: BlockMeta,
@@ -144,6 +145,7 @@ impl BlockWriter {
             page_last: [0; 16],
             pages: Vec::new(),
             groups: Vec::new(),
+            group_blooms: Vec::new(),
             gb: GroupBuilder::default(),
             ids: Vec::new(),
             meta: BlockMeta {
@@ -214,6 +216,11 @@ impl BlockWriter {
         self.meta.min_start_ns = self.meta.min_start_ns.min(min_start);
         self.meta.max_end_ns = self.meta.max_end_ns.max(max_end);
         self.meta.spans += g.spans.len() as u64;
+        let mut strings = Bloom::new(g.table.dict.strings.len());
+        for s in &g.table.dict.strings {
+            strings.insert(&bloom::str_key(s));
+        }
+        self.group_blooms.push(strings);
         let raw = group::encode(&g);
         let path = self.tmp_dir.join("search");
         let c = compress(&raw, self.opts.zstd_level).map_err(io_err(&path))?;
@@ -274,6 +281,9 @@ impl BlockWriter {
             e.varint(u64::from(g.spans));
         }
         bloom.encode(&mut e);
+        for b in &self.group_blooms {
+            b.encode(&mut e);
+        }
         let crc = crc32fast::hash(&e.buf);
         e.raw(&crc.to_le_bytes());
         let ip = self.tmp_dir.join("index");
@@ -308,9 +318,14 @@ pub struct Block {
     pages: Vec<PageEntry>,
     pub groups: Vec<GroupEntry>,
     bloom: Bloom,
+    /// Per group: the strings of its dictionary (names, attribute keys and values).
+    group_strings: Vec<Bloom>,
 }
 
-fn parse_index(buf: &[u8]) -> Result<(Vec<PageEntry>, Vec<GroupEntry>, Bloom), DecodeError> {
+/// Parsed `index` file: page directory, group directory, trace-id bloom, per-group string blooms.
+type Index = (Vec<PageEntry>, Vec<GroupEntry>, Bloom, Vec<Bloom>);
+
+fn parse_index(buf: &[u8]) -> Result<Index, DecodeError> {
     if buf.len() < 12 || &buf[..8] != INDEX_MAGIC {
         return Err(DecodeError(0));
     }
@@ -345,7 +360,11 @@ fn parse_index(buf: &[u8]) -> Result<(Vec<PageEntry>, Vec<GroupEntry>, Bloom), D
         });
     }
     let bloom = Bloom::decode(&mut d)?;
-    Ok((pages, groups, bloom))
+    let mut strings = Vec::with_capacity(ng);
+    for _ in 0..ng {
+        strings.push(Bloom::decode(&mut d)?);
+    }
+    Ok((pages, groups, bloom, strings))
 }
 
 /// Records of a decompressed data page: (trace id, payload).
@@ -367,7 +386,7 @@ impl Block {
             serde_json::from_slice(&mbytes).map_err(|e| StoreError::corrupt(&mp, e))?;
         let ip = dir.join("index");
         let ibytes = std::fs::read(&ip).map_err(io_err(&ip))?;
-        let (pages, groups, bloom) =
+        let (pages, groups, bloom, group_strings) =
             parse_index(&ibytes).map_err(|e| StoreError::corrupt(&ip, e))?;
         let dp = dir.join("data");
         let sp = dir.join("search");
@@ -379,7 +398,22 @@ impl Block {
             pages,
             groups,
             bloom,
+            group_strings,
         })
+    }
+
+    /// False when the block certainly does not hold trace `id`.
+    pub fn may_contain(&self, id: &TraceId) -> bool {
+        self.bloom.may_contain(id)
+    }
+
+    /// False when row group `gi` certainly has none of `keys` (from `bloom::str_key`) in its
+    /// dictionary, i.e. no span there can equal one of those strings.
+    pub fn group_may_have_all(&self, gi: usize, keys: &[TraceId]) -> bool {
+        match self.group_strings.get(gi) {
+            Some(b) => keys.iter().all(|k| b.may_contain(k)),
+            None => true,
+        }
     }
 
     fn read_page(&self, p: &PageEntry) -> Result<Vec<u8>, StoreError> {
