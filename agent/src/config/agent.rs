@@ -250,6 +250,8 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Few threads allocate here; fewer malloc arenas keep the resident set small.
+    crate::store::limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -121,6 +121,7 @@ pub fn run_all(args: AllArgs) -> ExitCode {
             "multitenancy is on: the local agent's spans go to this tenant"
         );
     }
+    crate::store::limit_malloc_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
