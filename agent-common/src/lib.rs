@@ -174,6 +174,19 @@ pub struct InFlight {
 }
 const _: () = assert!(core::mem::size_of::<InFlight>() == 32);
 
+/// What the kernel remembers of a socket fd between syscalls, so that the next read or write
+/// on it needs only the fd-table lookup (to check the fd still holds the same file).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SockInfo {
+    /// The `struct file *` the fd held when this was recorded.
+    pub file: u64,
+    /// The `struct sock *`.
+    pub sk: u64,
+    pub tuple: Tuple,
+}
+const _: () = assert!(core::mem::size_of::<SockInfo>() == 56);
+
 /// Counters kept in the kernel (a per-CPU array indexed by these).
 pub mod counter {
     /// A record could not be reserved: the ring buffer was full.
@@ -192,4 +205,5 @@ mod user {
     unsafe impl aya::Pod for super::Offsets {}
     unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::Tuple {}
+    unsafe impl aya::Pod for super::SockInfo {}
 }

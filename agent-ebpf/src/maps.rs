@@ -1,5 +1,5 @@
 //! Every map and global of the kernel programs, in one place.
-use agent_common::{Config, Event, InFlight};
+use agent_common::{Config, Event, InFlight, SockInfo};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -58,6 +58,10 @@ pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
 /// Local ports whose accepting processes get selected (`CONFIG.port_select`).
 #[map]
 pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Socket fds seen recently, by `tgid << 32 | fd` (see `probes::socket_of_fd`).
+#[map]
+pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536, 0);
 
 /// Sockets seen at accept/connect, so the sock tracepoint reports only their close.
 #[map]

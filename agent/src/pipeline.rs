@@ -125,7 +125,11 @@ fn run(
             selected = now;
             last_select = Instant::now();
         }
-        probes.wait(cfg.drain_interval);
+        // A plain sleep, not poll(2): the ring buffer's fd is readable whenever it holds any
+        // record, so polling it under load turns into a busy loop that wakes this thread for
+        // every few records and competes with the traced processes for the CPU. The ring
+        // holds far more than one interval's worth of records.
+        std::thread::sleep(cfg.drain_interval);
         let n = probes.drain(|raw| match decode(raw, clock) {
             Ok(rec) => {
                 if let Record::Open { key, .. } = &rec {

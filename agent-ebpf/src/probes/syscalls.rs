@@ -5,6 +5,7 @@
 
 use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::generated as gen_helpers,
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
@@ -13,7 +14,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use super::{config, emit, record_size, scratch, selected, socket_of_fd};
+use super::{config, emit, forget_fd, record_size, scratch, selected, socket_of_fd};
 use crate::maps::{INFLIGHT, LIVE_SOCKS, PIDS, PORTS};
 
 const ARG0: usize = 16;
@@ -91,6 +92,15 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     }
 }
 
+/// A syscall tracepoint field, loaded straight from the context (tracepoint programs may read
+/// their record directly; `read_at` would cost a helper call per field).
+#[inline(always)]
+fn arg(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: `offset` is a constant 8-byte-aligned field offset of the syscall tracepoint
+    // record (see the module doc); the verifier checks context accesses.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const u64) }
+}
+
 fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
     let cfg = config();
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -99,10 +109,9 @@ fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
     if !may_select && !selected(&cfg, (pid_tgid >> 32) as u32) {
         return Ok(());
     }
-    // SAFETY: offsets from the tracepoint format; read_at uses bpf_probe_read_kernel.
-    let fd: u64 = unsafe { ctx.read_at(ARG0)? };
-    let ptr: u64 = unsafe { ctx.read_at(ARG1)? };
-    let arg2: u64 = unsafe { ctx.read_at(ARG2)? };
+    let fd = arg(ctx, ARG0);
+    let ptr = arg(ctx, ARG1);
+    let arg2 = arg(ctx, ARG2);
     let inflight = InFlight {
         start_ns: unsafe { bpf_ktime_get_ns() },
         ptr,
@@ -125,7 +134,7 @@ fn try_exit(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
     if inflight.syscall != sc {
         return Ok(());
     }
-    let ret: i64 = unsafe { ctx.read_at(RET)? };
+    let ret = arg(ctx, RET) as i64;
     let cfg = config();
     match sc {
         syscall::ACCEPT => {
@@ -156,7 +165,7 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
     if !selected(&cfg, (pid_tgid >> 32) as u32) {
         return Ok(());
     }
-    let fd: u64 = unsafe { ctx.read_at(ARG0)? };
+    let fd = arg(ctx, ARG0);
     let now = unsafe { bpf_ktime_get_ns() };
     let inflight = InFlight {
         start_ns: now,
@@ -174,7 +183,7 @@ fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
 /// Not inlined: its stack frame must not add to the caller's (512 bytes in all).
 #[inline(never)]
 fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, fd) else {
+    let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, fd) else {
         return;
     };
     let tgid = (pid_tgid >> 32) as u32;
@@ -186,6 +195,7 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
         let _ = PIDS.insert(&tgid, &1, 0);
     }
     if k == kind::CLOSE {
+        forget_fd(tgid, fd);
         let _ = LIVE_SOCKS.remove(&sk);
     } else {
         let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
@@ -211,7 +221,7 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
 /// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
 #[inline(never)]
 fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, inflight.fd) else {
+    let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, inflight.fd) else {
         return;
     };
     let (src, cap) = match source(inflight) {
