@@ -87,8 +87,9 @@ pub struct EventHeader {
     pub syscall: u8,
     pub tuple: Tuple,
     pub tail: [u8; TAIL_LEN],
-    /// The task's command name (`comm`), NUL-padded; zero when not known (softirq context).
-    /// Names a process that exits before userspace can read /proc.
+    /// The task's command name (`comm`), NUL-padded, on accept/connect/close/exit records; zero
+    /// on data records and when not known (softirq context). Names a process that exits before
+    /// userspace can read /proc.
     pub comm: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 120);
@@ -120,7 +121,7 @@ pub struct Config {
     pub self_pid: u32,
     /// Payload bytes to copy per record (≤ `MAX_DATA`).
     pub copy_len: u32,
-    /// When the ring buffer holds more than this many bytes, wake the reader.
+    /// Reserved (the reader drains on a timer and is never woken).
     pub wakeup_bytes: u32,
     /// Non-zero when the offsets below were read from BTF; 0 disables the fd walk.
     pub offsets_ok: u32,
@@ -191,7 +192,7 @@ const _: () = assert!(core::mem::size_of::<SockInfo>() == 56);
 pub mod counter {
     /// A record could not be reserved: the ring buffer was full.
     pub const RINGBUF_FULL: u32 = 0;
-    /// Records submitted.
+    /// Reserved (records submitted are counted in userspace).
     pub const SUBMITTED: u32 = 1;
     /// Number of counters.
     pub const COUNT: u32 = 2;

@@ -6,7 +6,7 @@ mod syscalls;
 
 use agent_common::{Config, Event, SockInfo, Tuple, counter, mode};
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
 };
 
@@ -17,8 +17,6 @@ const S_IFSOCK: u16 = 0o140_000;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const SOCK_STREAM: u16 = 1;
-/// BPF_RB_AVAIL_DATA for `bpf_ringbuf_query`.
-const RB_AVAIL_DATA: u64 = 0;
 
 #[inline(always)]
 pub fn config() -> Config {
@@ -153,25 +151,21 @@ pub fn scratch() -> Option<*mut Event> {
     SCRATCH.get_ptr_mut(0)
 }
 
-/// Copy the first `size` bytes of the scratch record into the ring buffer. Wake the reader
-/// only when the buffer is filling up; otherwise it drains on its own short timer.
+/// Copy the first `size` bytes of the scratch record into the ring buffer, without waking
+/// anyone: the agent drains on a short timer and never sleeps on the ring, so a wake-up would
+/// only cost this CPU an interrupt. Only a full ring is counted (the success path stays lean).
 #[inline(always)]
-pub fn emit(ev: *const Event, size: usize, cfg: &Config) {
+pub fn emit(ev: *const Event, size: usize, _cfg: &Config) {
     let mut size = size;
     if size > core::mem::size_of::<Event>() {
         size = core::mem::size_of::<Event>();
     }
-    let avail = EVENTS.query(RB_AVAIL_DATA);
-    let flags = if avail > u64::from(cfg.wakeup_bytes) {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
     // SAFETY: `ev` is this CPU's scratch record and `size` is within it.
     let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, u64::from(flags)).is_ok() {
-        bump(counter::SUBMITTED);
-    } else {
+    if EVENTS
+        .output::<[u8]>(bytes, u64::from(BPF_RB_NO_WAKEUP))
+        .is_err()
+    {
         bump(counter::RINGBUF_FULL);
     }
 }

@@ -386,7 +386,12 @@ unsafe fn fill_header(
         (*h).kind = k;
         (*h).syscall = inflight.syscall;
         (*h).tuple = *tuple;
-        if gen_helpers::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), 16) != 0 {
+        // The command name matters only where a connection starts (userspace names short-lived
+        // processes from it); data records skip the helper call.
+        if k == kind::READ
+            || k == kind::WRITE
+            || gen_helpers::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), 16) != 0
+        {
             (*h).comm = [0; 16];
         }
     }
