@@ -28,6 +28,17 @@ fn server_spans_on(
         .collect()
 }
 
+/// Wait for the server spans on `port`; there must be exactly one, for `path`.
+async fn one_server_span(received: &sonde_e2e::otlp::Received, port: u16, path: &str) -> Span {
+    let spans = received
+        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
+        .await;
+    let got = server_spans_on(&spans, port);
+    assert_eq!(got.len(), 1, "one span, for {path}: {:?}", names(&got));
+    assert_eq!(attr(&got[0], "url.path").as_deref(), Some(path));
+    got[0].clone()
+}
+
 /// The agent's /metrics text.
 async fn scrape(port: u16) -> String {
     reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
@@ -391,17 +402,7 @@ async fn server_process_exiting_mid_request() {
     let (ok, _) = curl(&[&format!("http://127.0.0.1:{port}/die")]);
     assert!(!ok, "the server died mid-request");
     drop(server);
-    let spans = received
-        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
-        .await;
-    let got = server_spans_on(&spans, port);
-    assert_eq!(
-        got.len(),
-        1,
-        "only the finished exchange is a server span: {:?}",
-        names(&got)
-    );
-    assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/fine"));
+    one_server_span(&received, port, "/fine").await;
     assert!(
         agent.0.try_wait().unwrap().is_none(),
         "the agent survives a traced process's death"
@@ -421,12 +422,7 @@ async fn server_started_after_the_agent_is_selected_by_port() {
     let _server = python_http_server(dir.path(), port);
     let (code, _) = curl_timed(&format!("http://127.0.0.1:{port}/late.txt"));
     assert_eq!(code, 200);
-    let spans = received
-        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
-        .await;
-    let got = server_spans_on(&spans, port);
-    assert_eq!(got.len(), 1, "{:?}", names(&got));
-    assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/late.txt"));
+    one_server_span(&received, port, "/late.txt").await;
 }
 
 /// Garbage, a TLS ClientHello and a half-sent request on a traced port: the agent skips them,
@@ -461,17 +457,7 @@ async fn garbage_is_skipped_and_counted() {
     }
     let (code, _) = curl_timed(&format!("http://127.0.0.1:{port}/ok.txt"));
     assert_eq!(code, 200);
-    let spans = received
-        .wait_for(WAIT, |s| !server_spans_on(s, port).is_empty())
-        .await;
-    let got = server_spans_on(&spans, port);
-    assert_eq!(
-        got.len(),
-        1,
-        "only the real request is a span: {:?}",
-        names(&got)
-    );
-    assert_eq!(attr(&got[0], "url.path").as_deref(), Some("/ok.txt"));
+    one_server_span(&received, port, "/ok.txt").await;
     assert!(agent.0.try_wait().unwrap().is_none(), "the agent is alive");
     let text = scrape(metrics).await;
     let value = |name: &str| metric(&text, name);
