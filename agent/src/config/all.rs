@@ -2,7 +2,6 @@
 //! the store in-process (same OTLP request form, no network round trip); the store serves
 //! Tempo's API and OTLP receivers for everything else on the box.
 use std::{
-    path::PathBuf,
     process::ExitCode,
     sync::{Arc, atomic::AtomicBool},
 };
@@ -10,7 +9,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentArgs, EXIT_CONFIG, StoreArgs};
+use super::{AgentArgs, EXIT_CONFIG, StoreArgs, StoreListenArgs};
 use crate::{
     export::{ExportError, Exporter, SendFuture, SendOutcome, Transport},
     sinks::{ExportSink, Fanout, PrintSink},
@@ -22,24 +21,8 @@ use crate::{
 pub struct AllArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
-    /// Directory for the store's WAL and blocks. [default: /var/lib/sonde/store]
-    #[arg(long = "data-dir", env = "SONDE_STORE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Tempo HTTP API listen address. [default: 0.0.0.0:3200]
-    #[arg(long = "http-listen-address", env = "SONDE_STORE_HTTP_LISTEN_ADDRESS")]
-    pub http_listen_address: Option<String>,
-    /// OTLP gRPC listen address. [default: 0.0.0.0:4317]
-    #[arg(
-        long = "otlp-grpc-listen-address",
-        env = "SONDE_STORE_OTLP_GRPC_LISTEN_ADDRESS"
-    )]
-    pub otlp_grpc_listen_address: Option<String>,
-    /// OTLP HTTP listen address. [default: 0.0.0.0:4318]
-    #[arg(
-        long = "otlp-http-listen-address",
-        env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
-    )]
-    pub otlp_http_listen_address: Option<String>,
+    #[command(flatten)]
+    pub store: StoreListenArgs,
 }
 
 const ENDPOINT: &str = "in-process store";
@@ -102,10 +85,7 @@ pub fn run_all(args: AllArgs) -> ExitCode {
     };
     let store_args = StoreArgs {
         config: args.agent.config.clone(),
-        data_dir: args.data_dir.clone(),
-        http_listen_address: args.http_listen_address.clone(),
-        otlp_grpc_listen_address: args.otlp_grpc_listen_address.clone(),
-        otlp_http_listen_address: args.otlp_http_listen_address.clone(),
+        listen: args.store.clone(),
         multitenancy_enabled: false,
     };
     let store_cfg = match store_args.section() {

@@ -17,7 +17,7 @@ pub use reconcile::{
     OperatorTarget, ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig,
     is_valid_uid, load_section, parse_duration, run_reconcile,
 };
-pub use store::{StoreArgs, StoreSection, run_store};
+pub use store::{StoreArgs, StoreListenArgs, StoreSection, run_store};
 
 /// Exit code for invalid configuration (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;

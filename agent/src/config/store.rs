@@ -238,30 +238,55 @@ impl StoreSection {
     }
 }
 
+/// Where the store keeps data and listens: flags shared by `sonde store` and `sonde all`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreListenArgs {
+    /// Directory for the WAL and blocks. [default: /var/lib/sonde/store]
+    #[arg(long = "data-dir", env = "SONDE_STORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tempo HTTP API listen address. [default: 0.0.0.0:3200]
+    #[arg(long = "http-listen-address", env = "SONDE_STORE_HTTP_LISTEN_ADDRESS")]
+    pub http_listen_address: Option<String>,
+    /// OTLP gRPC listen address. [default: 0.0.0.0:4317]
+    #[arg(
+        long = "otlp-grpc-listen-address",
+        env = "SONDE_STORE_OTLP_GRPC_LISTEN_ADDRESS"
+    )]
+    pub otlp_grpc_listen_address: Option<String>,
+    /// OTLP HTTP listen address. [default: 0.0.0.0:4318]
+    #[arg(
+        long = "otlp-http-listen-address",
+        env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
+    )]
+    pub otlp_http_listen_address: Option<String>,
+}
+
+impl StoreListenArgs {
+    /// Layer these flags over the file's section.
+    pub fn apply(&self, s: &mut StoreSection) {
+        if let Some(d) = &self.data_dir {
+            s.data_dir.clone_from(d);
+        }
+        if let Some(a) = &self.http_listen_address {
+            s.http_listen_address.clone_from(a);
+        }
+        if let Some(a) = &self.otlp_grpc_listen_address {
+            s.otlp_grpc_listen_address.clone_from(a);
+        }
+        if let Some(a) = &self.otlp_http_listen_address {
+            s.otlp_http_listen_address.clone_from(a);
+        }
+    }
+}
+
 /// Flags of `sonde store` (each overrides the config file).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StoreArgs {
     /// Config file (YAML; the `store:` section is used).
     #[arg(long = "config", env = "SONDE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory for the WAL and blocks.
-    #[arg(long = "data-dir", env = "SONDE_STORE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Tempo HTTP API listen address [default: 0.0.0.0:3200].
-    #[arg(long = "http-listen-address", env = "SONDE_STORE_HTTP_LISTEN_ADDRESS")]
-    pub http_listen_address: Option<String>,
-    /// OTLP gRPC listen address [default: 0.0.0.0:4317].
-    #[arg(
-        long = "otlp-grpc-listen-address",
-        env = "SONDE_STORE_OTLP_GRPC_LISTEN_ADDRESS"
-    )]
-    pub otlp_grpc_listen_address: Option<String>,
-    /// OTLP HTTP listen address [default: 0.0.0.0:4318].
-    #[arg(
-        long = "otlp-http-listen-address",
-        env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
-    )]
-    pub otlp_http_listen_address: Option<String>,
+    #[command(flatten)]
+    pub listen: StoreListenArgs,
     /// Require X-Scope-OrgID on ingest and query.
     #[arg(
         long = "multitenancy-enabled",
@@ -274,18 +299,7 @@ impl StoreArgs {
     /// The effective store section: file, then flags.
     pub fn section(&self) -> Result<StoreSection, super::ConfigError> {
         let mut s = super::Config::load(self.config.as_deref())?.store;
-        if let Some(d) = &self.data_dir {
-            s.data_dir = d.clone();
-        }
-        if let Some(a) = &self.http_listen_address {
-            s.http_listen_address = a.clone();
-        }
-        if let Some(a) = &self.otlp_grpc_listen_address {
-            s.otlp_grpc_listen_address = a.clone();
-        }
-        if let Some(a) = &self.otlp_http_listen_address {
-            s.otlp_http_listen_address = a.clone();
-        }
+        self.listen.apply(&mut s);
         if self.multitenancy_enabled {
             s.multitenancy_enabled = true;
         }
@@ -404,7 +418,10 @@ mod tests {
         .unwrap();
         let args = StoreArgs {
             config: Some(path),
-            data_dir: Some("/from/flag".into()),
+            listen: StoreListenArgs {
+                data_dir: Some("/from/flag".into()),
+                ..StoreListenArgs::default()
+            },
             ..StoreArgs::default()
         };
         let s = args.section().unwrap();
