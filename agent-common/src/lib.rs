@@ -160,21 +160,6 @@ pub struct Offsets {
 }
 const _: () = assert!(core::mem::size_of::<Offsets>() == 64);
 
-/// Value of the per-thread in-flight map between a syscall's entry and its exit.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct InFlight {
-    pub start_ns: u64,
-    /// User buffer, iovec array, msghdr or sockaddr pointer, depending on `syscall`.
-    pub ptr: u64,
-    /// The third argument: the iovec count for readv/writev.
-    pub arg2: u64,
-    pub fd: i32,
-    pub syscall: u8,
-    pub _pad: [u8; 3],
-}
-const _: () = assert!(core::mem::size_of::<InFlight>() == 32);
-
 /// What the kernel remembers of a socket fd between syscalls, so that the next read or write
 /// on it needs only the fd-table lookup (to check the fd still holds the same file).
 #[repr(C)]
@@ -204,7 +189,6 @@ mod user {
     // explicit padding, so any bit pattern is valid.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::Offsets {}
-    unsafe impl aya::Pod for super::InFlight {}
     unsafe impl aya::Pod for super::Tuple {}
     unsafe impl aya::Pod for super::SockInfo {}
 }

@@ -1,5 +1,5 @@
 //! Every map and global of the kernel programs, in one place.
-use agent_common::{Config, Event, InFlight, SockInfo};
+use agent_common::{Config, Event, SockInfo};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -44,12 +44,6 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 /// One record under construction per CPU (see `probes::scratch`).
 #[map]
 pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
-
-/// Syscall arguments kept between entry and exit, by thread (pid_tgid). A plain hash map: an
-/// LRU map's insert takes a shared lock on every syscall entry. Entries leave at syscall exit
-/// or thread exit, so the bound is the number of threads inside a traced syscall at once.
-#[map]
-pub static INFLIGHT: HashMap<u64, InFlight> = HashMap::with_max_entries(65536, 0);
 
 /// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`.
 #[map]

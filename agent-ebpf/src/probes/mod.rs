@@ -19,10 +19,11 @@ const AF_INET6: u16 = 10;
 const SOCK_STREAM: u16 = 1;
 
 #[inline(always)]
-pub fn config() -> Config {
-    // SAFETY: CONFIG is a plain static; read_volatile keeps the compiler from folding the
-    // zero initializer that the loader patches.
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+pub fn config() -> &'static Config {
+    // SAFETY: CONFIG is a plain static. The volatile read of its address keeps the compiler
+    // from folding the zero initializer that the loader patches, while each field is still
+    // loaded only where it is used (copying the whole struct cost loads and stack).
+    unsafe { &*core::ptr::read_volatile(&core::ptr::addr_of!(CONFIG)) }
 }
 
 /// Is this process one we trace? Never the agent itself.

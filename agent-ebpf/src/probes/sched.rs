@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 
 use super::{config, emit, record_size, scratch, selected};
-use crate::maps::{INFLIGHT, LIVE_SOCKS};
+use crate::maps::LIVE_SOCKS;
 
 const TCP_CLOSE: i32 = 7;
 
@@ -22,23 +22,14 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let _ = INFLIGHT.remove(&pid_tgid);
     // SAFETY: `group_dead` is at offset 32 in this tracepoint's format.
     let group_dead: u8 = unsafe { ctx.read_at(32)? };
     let cfg = config();
     let tgid = (pid_tgid >> 32) as u32;
-    if group_dead == 0 || !selected(&cfg, tgid) {
+    if group_dead == 0 || !selected(cfg, tgid) {
         return Ok(());
     }
-    emit_lifecycle(
-        &cfg,
-        tgid,
-        pid_tgid as u32,
-        -1,
-        0,
-        kind::EXIT,
-        syscall::EXIT,
-    );
+    emit_lifecycle(cfg, tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
     Ok(())
 }
 
@@ -63,7 +54,7 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let _ = LIVE_SOCKS.remove(&skaddr);
     let cfg = config();
-    emit_lifecycle(&cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
+    emit_lifecycle(cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
     Ok(())
 }
 

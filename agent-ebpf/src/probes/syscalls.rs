@@ -1,30 +1,42 @@
-//! Syscall tracepoints: entry stashes the arguments per thread, exit classifies the fd as an
-//! inet stream socket and copies a bounded prefix (and a short tail) of the buffer.
-//! Argument offsets come from /sys/kernel/tracing/events/syscalls/*/format: args start at 16,
-//! 8 bytes each; `ret` is at 16.
+//! Syscall exit tracepoints. Only exits are hooked: a syscall's arguments are still in the
+//! task's saved user registers when it returns, so no per-thread map carries them from entry
+//! to exit (that map's insert and delete were most of a traced syscall's cost). The exit
+//! classifies the fd as an inet stream socket and copies a bounded prefix (and a short tail)
+//! of the buffer. `ret` is at offset 16 of every sys_exit record
+//! (/sys/kernel/tracing/events/syscalls/*/format).
 
-use agent_common::{Config, EventHeader, InFlight, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
+use agent_common::{Config, EventHeader, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated as gen_helpers,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
 use super::{config, emit, forget_fd, record_size, scratch, selected, socket_of_fd};
-use crate::maps::{INFLIGHT, LIVE_SOCKS, PIDS, PORTS};
+use crate::maps::{LIVE_SOCKS, PIDS, PORTS, SOCKS};
 
-const ARG0: usize = 16;
-const ARG1: usize = 24;
-const ARG2: usize = 32;
 /// iovecs looked at to find a vectored write's last bytes (hyper writes a whole chunked
 /// response as one writev of 2 + 3 per chunk iovecs).
 const MAX_TAIL_IOVS: u64 = 32;
 const RET: usize = 16;
 const EINPROGRESS: i64 = -115;
+
+/// A returning syscall: its first three arguments, its time, and which syscall it was.
+#[derive(Clone, Copy)]
+pub struct Call {
+    pub ts_ns: u64,
+    /// User buffer, iovec array, msghdr or sockaddr pointer, depending on `syscall`.
+    pub ptr: u64,
+    /// The third argument: the iovec count for readv/writev.
+    pub arg2: u64,
+    pub fd: i32,
+    pub syscall: u8,
+}
 
 /// How the second syscall argument points at the bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,134 +67,147 @@ const fn kind_of(sc: u8) -> u8 {
     }
 }
 
-macro_rules! enter_exit {
-    ($enter:ident, $exit:ident, $sc:expr) => {
+macro_rules! exit {
+    ($name:ident, $sc:expr) => {
         #[tracepoint]
-        pub fn $enter(ctx: TracePointContext) -> u32 {
-            match try_enter(&ctx, $sc) {
-                Ok(()) | Err(_) => 0,
-            }
-        }
-        #[tracepoint]
-        pub fn $exit(ctx: TracePointContext) -> u32 {
-            match try_exit(&ctx, $sc) {
-                Ok(()) | Err(_) => 0,
-            }
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            try_exit(&ctx, $sc);
+            0
         }
     };
 }
 
-enter_exit!(sys_enter_read, sys_exit_read, syscall::READ);
-enter_exit!(sys_enter_write, sys_exit_write, syscall::WRITE);
-enter_exit!(sys_enter_readv, sys_exit_readv, syscall::READV);
-enter_exit!(sys_enter_writev, sys_exit_writev, syscall::WRITEV);
-enter_exit!(sys_enter_recvfrom, sys_exit_recvfrom, syscall::RECVFROM);
-enter_exit!(sys_enter_sendto, sys_exit_sendto, syscall::SENDTO);
-enter_exit!(sys_enter_recvmsg, sys_exit_recvmsg, syscall::RECVMSG);
-enter_exit!(sys_enter_sendmsg, sys_exit_sendmsg, syscall::SENDMSG);
-enter_exit!(sys_enter_sendfile64, sys_exit_sendfile64, syscall::SENDFILE);
-enter_exit!(sys_enter_accept, sys_exit_accept, syscall::ACCEPT);
-enter_exit!(sys_enter_accept4, sys_exit_accept4, syscall::ACCEPT);
-enter_exit!(sys_enter_connect, sys_exit_connect, syscall::CONNECT);
+exit!(sys_exit_read, syscall::READ);
+exit!(sys_exit_write, syscall::WRITE);
+exit!(sys_exit_readv, syscall::READV);
+exit!(sys_exit_writev, syscall::WRITEV);
+exit!(sys_exit_recvfrom, syscall::RECVFROM);
+exit!(sys_exit_sendto, syscall::SENDTO);
+exit!(sys_exit_recvmsg, syscall::RECVMSG);
+exit!(sys_exit_sendmsg, syscall::SENDMSG);
+exit!(sys_exit_sendfile64, syscall::SENDFILE);
+exit!(sys_exit_accept, syscall::ACCEPT);
+exit!(sys_exit_accept4, syscall::ACCEPT);
+exit!(sys_exit_connect, syscall::CONNECT);
+exit!(sys_exit_close, syscall::CLOSE);
 
-#[tracepoint]
-pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    match try_close(&ctx) {
-        Ok(()) | Err(_) => 0,
-    }
-}
-
-/// A syscall tracepoint field, loaded straight from the context (tracepoint programs may read
-/// their record directly; `read_at` would cost a helper call per field).
+/// The return value, loaded straight from the tracepoint record (tracepoint programs may read
+/// their context directly; `read_at` would cost a helper call).
 #[inline(always)]
-fn arg(ctx: &TracePointContext, offset: usize) -> u64 {
-    // SAFETY: `offset` is a constant 8-byte-aligned field offset of the syscall tracepoint
-    // record (see the module doc); the verifier checks context accesses.
-    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const u64) }
+fn ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: `RET` is the 8-byte-aligned `ret` field of every sys_exit record; the verifier
+    // checks context accesses.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(RET) as *const i64) }
 }
 
-fn try_enter(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
+/// The syscall's first three arguments, from the user registers the kernel saved at entry
+/// (the syscall leaves them untouched; only the return register changes).
+#[inline(always)]
+fn args() -> Option<[u64; 3]> {
+    // SAFETY: the helpers return the current task and its saved registers; the read is checked.
+    unsafe {
+        let regs = gen_helpers::bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        regs_args(regs)
+    }
+}
+
+/// x86-64: `struct pt_regs` keeps dx, si, di at 96, 104, 112 (one read, in that order).
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
+    // SAFETY: `regs` is the task's pt_regs; bpf_probe_read_kernel checks the address.
+    let [dx, si, di]: [u64; 3] =
+        unsafe { bpf_probe_read_kernel(regs.add(96) as *const [u64; 3]).ok()? };
+    Some([di, si, dx])
+}
+
+/// arm64: x0 is overwritten by the return value; its entry value is kept in `orig_x0` (272).
+#[cfg(bpf_target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
+    // SAFETY: `regs` is the task's pt_regs; bpf_probe_read_kernel checks the addresses.
+    unsafe {
+        let x0: u64 = bpf_probe_read_kernel(regs.add(272) as *const u64).ok()?;
+        let [x1, x2]: [u64; 2] = bpf_probe_read_kernel(regs.add(8) as *const [u64; 2]).ok()?;
+        Some([x0, x1, x2])
+    }
+}
+
+#[cfg(not(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64")))]
+compile_error!("syscall argument registers are known for x86_64 and aarch64 only");
+
+fn try_exit(ctx: &TracePointContext, sc: u8) {
+    // Failed calls first: they are common (EAGAIN on every non-blocking socket) and cheapest
+    // to drop.
+    let ret = ret(ctx);
+    let ok = match sc {
+        syscall::ACCEPT => ret >= 0,
+        syscall::CONNECT => ret == 0 || ret == EINPROGRESS,
+        syscall::CLOSE => ret == 0,
+        _ => ret > 0,
+    };
+    if !ok {
+        return;
+    }
     let cfg = config();
     let pid_tgid = bpf_get_current_pid_tgid();
-    // An accept by an unselected process may select it (by its local port, at exit).
-    let may_select = sc == syscall::ACCEPT && cfg.port_select != 0;
-    if !may_select && !selected(&cfg, (pid_tgid >> 32) as u32) {
-        return Ok(());
+    let tgid = (pid_tgid >> 32) as u32;
+    // An accept by an unselected process may select it (by its local port).
+    let may_select = sc == syscall::ACCEPT && cfg.port_select != 0 && cfg.capture_server != 0;
+    if !may_select && !selected(cfg, tgid) {
+        return;
     }
-    let fd = arg(ctx, ARG0);
-    let ptr = arg(ctx, ARG1);
-    let arg2 = arg(ctx, ARG2);
-    let inflight = InFlight {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        ptr,
-        arg2,
-        fd: fd as i32,
+    let Some([a0, a1, a2]) = args() else { return };
+    let call = Call {
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ptr: a1,
+        arg2: a2,
+        fd: a0 as i32,
         syscall: sc,
-        _pad: [0; 3],
     };
-    INFLIGHT.insert(&pid_tgid, &inflight, 0).map_err(i64::from)
-}
-
-fn try_exit(ctx: &TracePointContext, sc: u8) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let inflight = match unsafe { INFLIGHT.get(&pid_tgid) } {
-        Some(v) => *v,
-        None => return Ok(()),
-    };
-    let _ = INFLIGHT.remove(&pid_tgid);
-    if inflight.syscall != sc {
-        return Ok(());
-    }
-    let ret = arg(ctx, RET) as i64;
-    let cfg = config();
     match sc {
         syscall::ACCEPT => {
-            if ret < 0 || cfg.capture_server == 0 {
-                return Ok(());
+            if cfg.capture_server != 0 {
+                lifecycle(cfg, pid_tgid, ret as i32, &call, kind::ACCEPT);
             }
-            lifecycle(&cfg, pid_tgid, ret as i32, &inflight, kind::ACCEPT);
         }
         syscall::CONNECT => {
-            if (ret != 0 && ret != EINPROGRESS) || cfg.capture_client == 0 {
-                return Ok(());
+            if cfg.capture_client != 0 {
+                lifecycle(cfg, pid_tgid, call.fd, &call, kind::CONNECT);
             }
-            lifecycle(&cfg, pid_tgid, inflight.fd, &inflight, kind::CONNECT);
         }
-        _ => {
-            if ret <= 0 {
-                return Ok(());
-            }
-            data(&cfg, pid_tgid, &inflight, ret as u64);
-        }
+        syscall::CLOSE => closed(cfg, pid_tgid, &call),
+        _ => data(cfg, pid_tgid, &call, ret as u64),
     }
-    Ok(())
 }
 
-fn try_close(ctx: &TracePointContext) -> Result<(), i64> {
-    let cfg = config();
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !selected(&cfg, (pid_tgid >> 32) as u32) {
-        return Ok(());
-    }
-    let fd = arg(ctx, ARG0);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let inflight = InFlight {
-        start_ns: now,
-        ptr: 0,
-        arg2: 0,
-        fd: fd as i32,
-        syscall: syscall::CLOSE,
-        _pad: [0; 3],
+/// A closed fd: the file is gone from the fd table by now, so only a socket remembered in
+/// `SOCKS` is reported.
+#[inline(never)]
+fn closed(cfg: &Config, pid_tgid: u64, call: &Call) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let key = super::sock_key(tgid, call.fd);
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(info) = (unsafe { SOCKS.get(&key) }).copied() else {
+        return;
     };
-    lifecycle(&cfg, pid_tgid, fd as i32, &inflight, kind::CLOSE);
-    Ok(())
+    forget_fd(tgid, call.fd);
+    let _ = LIVE_SOCKS.remove(&info.sk);
+    lifecycle_record(
+        cfg,
+        pid_tgid,
+        call.fd,
+        call,
+        kind::CLOSE,
+        info.sk,
+        &info.tuple,
+    );
 }
 
 /// Accept, connect or close of an inet stream socket: a record with no payload.
 /// Not inlined: its stack frame must not add to the caller's (512 bytes in all).
 #[inline(never)]
-fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
+fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
     let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, fd) else {
         return;
     };
@@ -194,12 +219,21 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
         }
         let _ = PIDS.insert(&tgid, &1, 0);
     }
-    if k == kind::CLOSE {
-        forget_fd(tgid, fd);
-        let _ = LIVE_SOCKS.remove(&sk);
-    } else {
-        let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
-    }
+    let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
+    lifecycle_record(cfg, pid_tgid, fd, call, k, sk, &tuple);
+}
+
+/// A record with no payload.
+#[inline(always)]
+fn lifecycle_record(
+    cfg: &Config,
+    pid_tgid: u64,
+    fd: i32,
+    call: &Call,
+    k: u8,
+    sk: u64,
+    tuple: &Tuple,
+) {
     let Some(ev) = scratch() else { return };
     // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
     unsafe {
@@ -207,10 +241,10 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
             core::ptr::addr_of_mut!((*ev).header),
             pid_tgid,
             fd,
-            inflight,
+            call,
             k,
             sk,
-            &tuple,
+            tuple,
             0,
             0,
         );
@@ -220,11 +254,11 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, inflight: &InFlight, k: u8) {
 
 /// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
 #[inline(never)]
-fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, inflight.fd) else {
+fn data(cfg: &Config, pid_tgid: u64, call: &Call, len: u64) {
+    let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, call.fd) else {
         return;
     };
-    let (src, cap) = match source(inflight) {
+    let (src, cap) = match source(call) {
         Some(v) => v,
         None => (0, 0),
     };
@@ -251,9 +285,9 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         fill_header(
             h,
             pid_tgid,
-            inflight.fd,
-            inflight,
-            kind_of(inflight.syscall),
+            call.fd,
+            call,
+            kind_of(call.syscall),
             sk,
             &tuple,
             len as u32,
@@ -261,7 +295,7 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
         );
         (*h).tail = [0; TAIL_LEN];
         if len > n as u64 && len >= TAIL_LEN as u64 {
-            (*h).tail_len = match buf_of(inflight.syscall) {
+            (*h).tail_len = match buf_of(call.syscall) {
                 Buf::Flat => {
                     let from = ((src + len) - TAIL_LEN as u64) as *const u8;
                     if bpf_probe_read_user_buf(from, &mut (*h).tail).is_ok() {
@@ -270,7 +304,7 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
                         0
                     }
                 }
-                Buf::Iov => iov_tail(inflight.ptr, inflight.arg2, len, &mut (*h).tail),
+                Buf::Iov => iov_tail(call.ptr, call.arg2, len, &mut (*h).tail),
                 _ => 0,
             };
         }
@@ -281,14 +315,14 @@ fn data(cfg: &Config, pid_tgid: u64, inflight: &InFlight, len: u64) {
 
 /// Where the bytes are: (user address, bytes available there).
 #[inline(always)]
-fn source(inflight: &InFlight) -> Option<(u64, u64)> {
-    match buf_of(inflight.syscall) {
-        Buf::Flat => Some((inflight.ptr, u64::MAX)),
-        Buf::Iov => first_iov(inflight.ptr),
+fn source(call: &Call) -> Option<(u64, u64)> {
+    match buf_of(call.syscall) {
+        Buf::Flat => Some((call.ptr, u64::MAX)),
+        Buf::Iov => first_iov(call.ptr),
         Buf::Msg => {
             // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; ... }
             // SAFETY: checked user read.
-            let iov: u64 = unsafe { bpf_probe_read_user((inflight.ptr + 16) as *const u64).ok()? };
+            let iov: u64 = unsafe { bpf_probe_read_user((call.ptr + 16) as *const u64).ok()? };
             first_iov(iov)
         }
         Buf::None => None,
@@ -365,7 +399,7 @@ unsafe fn fill_header(
     h: *mut EventHeader,
     pid_tgid: u64,
     fd: i32,
-    inflight: &InFlight,
+    call: &Call,
     k: u8,
     sk: u64,
     tuple: &Tuple,
@@ -374,8 +408,8 @@ unsafe fn fill_header(
 ) {
     // SAFETY: the caller owns `h`, inside this CPU's scratch record.
     unsafe {
-        (*h).start_ns = inflight.start_ns;
-        (*h).end_ns = bpf_ktime_get_ns();
+        (*h).start_ns = call.ts_ns;
+        (*h).end_ns = call.ts_ns;
         (*h).sock_id = sk;
         (*h).pid = (pid_tgid >> 32) as u32;
         (*h).tid = pid_tgid as u32;
@@ -384,7 +418,7 @@ unsafe fn fill_header(
         (*h).copied = copied;
         (*h).tail_len = 0;
         (*h).kind = k;
-        (*h).syscall = inflight.syscall;
+        (*h).syscall = call.syscall;
         (*h).tuple = *tuple;
         // The command name matters only where a connection starts (userspace names short-lived
         // processes from it); data records skip the helper call.
