@@ -14,7 +14,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use prost::Message as _;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -158,6 +157,44 @@ fn wrk(port: u16, connections: u32, secs: u32) -> Result<(u64, f64)> {
     Ok((requests, rps))
 }
 
+/// Spans in an OTLP `ExportTraceServiceRequest`, counted by walking the wire format
+/// (resource_spans = 1 → scope_spans = 2 → spans = 2) without decoding them: the receiver
+/// stands in for a remote backend, so its CPU must not weigh on the machine under test.
+/// A malformed request counts what was found before the damage.
+fn count_spans(msg: &[u8]) -> u64 {
+    fields(msg, 1)
+        .flat_map(|rs| fields(rs, 2))
+        .map(|ss| fields(ss, 2).count() as u64)
+        .sum()
+}
+
+/// The length-delimited fields numbered `number` of one protobuf message.
+fn fields(msg: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let mut buf = msg;
+    std::iter::from_fn(move || {
+        while !buf.is_empty() {
+            let (field, wire) = decode_key(&mut buf).ok()?;
+            let len = match wire {
+                WireType::Varint => {
+                    decode_varint(&mut buf).ok()?;
+                    continue;
+                }
+                WireType::SixtyFourBit => 8,
+                WireType::ThirtyTwoBit => 4,
+                WireType::LengthDelimited => usize::try_from(decode_varint(&mut buf).ok()?).ok()?,
+                WireType::StartGroup | WireType::EndGroup => return None,
+            };
+            let value = buf.get(..len)?;
+            buf = &buf[len..];
+            if field == number && wire == WireType::LengthDelimited {
+                return Some(value);
+            }
+        }
+        None
+    })
+}
+
 /// An OTLP/HTTP receiver that only counts spans.
 fn start_receiver(rt: &tokio::runtime::Runtime, spans: Arc<AtomicU64>) -> Result<u16> {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
@@ -167,12 +204,11 @@ fn start_receiver(rt: &tokio::runtime::Runtime, spans: Arc<AtomicU64>) -> Result
         axum::routing::post(move |body: axum::body::Bytes| {
             let spans = spans.clone();
             async move {
-                use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as Req;
-                if let Ok(req) = Req::decode(body) {
-                    let n: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
-                    spans.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                spans.fetch_add(count_spans(&body), Ordering::Relaxed);
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
             }
         }),
     );
@@ -323,4 +359,43 @@ pub fn run(args: &Args) -> Result<()> {
         "completeness = spans received / requests wrk completed (wrk does not count requests still in flight when it stops, so it can exceed 1 slightly)"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::{
+        collector::trace::v1::ExportTraceServiceRequest,
+        trace::v1::{ResourceSpans, ScopeSpans, Span},
+    };
+    use prost::Message as _;
+
+    #[test]
+    fn counts_spans_across_resources_and_scopes() {
+        let scope = |n: usize| ScopeSpans {
+            spans: vec![
+                Span {
+                    name: "GET".into(),
+                    ..Default::default()
+                };
+                n
+            ],
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    scope_spans: vec![scope(3), scope(0)],
+                    ..Default::default()
+                },
+                ResourceSpans {
+                    scope_spans: vec![scope(4)],
+                    ..Default::default()
+                },
+            ],
+        };
+        let bytes = req.encode_to_vec();
+        assert_eq!(super::count_spans(&bytes), 7);
+        assert_eq!(super::count_spans(&bytes[..bytes.len() - 3]), 3);
+        assert_eq!(super::count_spans(b""), 0);
+    }
 }
