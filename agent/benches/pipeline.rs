@@ -1,15 +1,15 @@
 //! `cargo bench -p sonde --bench pipeline`: the agent's userspace cost per span, without the
 //! kernel. Raw records shaped like the ones the probes emit for nginx serving a small file on
 //! keep-alive connections (request read, header writev, body sendfile) go through decode, the
-//! connection tracker, the resource cache, and the OTLP request build and encode. Prints ns
-//! per span for capture (decode + track) and export (build + encode), and both together.
+//! connection tracker, the resource cache, and the OTLP protobuf encoding the exporter sends. Prints ns
+//! per span for capture (decode + track) and export (encode), and both together.
 use std::{hint::black_box, time::Instant};
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
 use sonde::{
     conn::{Tracker, TrackerConfig},
     ebpf::decode::{Clock, decode},
-    export::otlp::{ConvertOptions, build_request},
+    export::{otlp::ConvertOptions, wire::WireEncoder},
     span::resource::ResourceCache,
 };
 
@@ -66,15 +66,40 @@ fn main() {
     for r in 0..REQUESTS {
         let c = r % CONNS;
         ts += 10_000;
-        records.push(record(pid, c, kind::READ, syscall::RECVFROM, ts, REQUEST.len() as u32, REQUEST));
-        records.push(record(pid, c, kind::WRITE, syscall::WRITEV, ts + 3_000, RESPONSE.len() as u32, RESPONSE));
-        records.push(record(pid, c, kind::WRITE, syscall::SENDFILE, ts + 5_000, 695, &[]));
+        records.push(record(
+            pid,
+            c,
+            kind::READ,
+            syscall::RECVFROM,
+            ts,
+            REQUEST.len() as u32,
+            REQUEST,
+        ));
+        records.push(record(
+            pid,
+            c,
+            kind::WRITE,
+            syscall::WRITEV,
+            ts + 3_000,
+            RESPONSE.len() as u32,
+            RESPONSE,
+        ));
+        records.push(record(
+            pid,
+            c,
+            kind::WRITE,
+            syscall::SENDFILE,
+            ts + 5_000,
+            695,
+            &[],
+        ));
     }
 
     let mut tracker = Tracker::new(TrackerConfig::default());
     let resources = ResourceCache::new("bench-host", 4096);
     let mut spans = Vec::new();
     let mut batch = Vec::with_capacity(BATCH);
+    let mut encoder = WireEncoder::default();
     let (mut capture_ns, mut export_ns, mut bytes, mut n_spans) = (0u128, 0u128, 0usize, 0usize);
     for chunk in records.chunks(BATCH * 3) {
         let t0 = Instant::now();
@@ -84,18 +109,32 @@ fn main() {
         }
         batch.extend(spans.drain(..).map(|s| (resources.get(s.pid), s)));
         let t1 = Instant::now();
-        let req = build_request(&batch, ConvertOptions::default());
-        bytes += black_box(prost::Message::encode_to_vec(&req)).len();
+        bytes += black_box(encoder.encode(&batch, ConvertOptions::default())).len();
         let t2 = Instant::now();
         n_spans += batch.len();
         batch.clear();
         capture_ns += (t1 - t0).as_nanos();
         export_ns += (t2 - t1).as_nanos();
     }
-    assert!(n_spans as u32 >= REQUESTS - CONNS, "every request became a span ({n_spans})");
+    assert!(
+        n_spans as u32 >= REQUESTS - CONNS,
+        "every request became a span ({n_spans})"
+    );
     let per = |ns: u128| ns as f64 / n_spans as f64;
-    println!("pipeline: {n_spans} spans, {:.0} OTLP bytes/span", bytes as f64 / n_spans as f64);
-    println!("  capture (decode + track)  {:>7.0} ns/span", per(capture_ns));
-    println!("  export (build + encode)   {:>7.0} ns/span", per(export_ns));
-    println!("  total                     {:>7.0} ns/span", per(capture_ns + export_ns));
+    println!(
+        "pipeline: {n_spans} spans, {:.0} OTLP bytes/span",
+        bytes as f64 / n_spans as f64
+    );
+    println!(
+        "  capture (decode + track)  {:>7.0} ns/span",
+        per(capture_ns)
+    );
+    println!(
+        "  export (protobuf encode) {:>7.0} ns/span",
+        per(export_ns)
+    );
+    println!(
+        "  total                     {:>7.0} ns/span",
+        per(capture_ns + export_ns)
+    );
 }

@@ -6,12 +6,11 @@ use std::{
     sync::{Arc, atomic::AtomicBool},
 };
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio_util::sync::CancellationToken;
 
 use super::{AgentArgs, EXIT_CONFIG, StoreArgs, StoreListenArgs};
 use crate::{
-    export::{ExportError, Exporter, SendFuture, SendOutcome, Transport},
+    export::{ExportError, Exporter, Payload, PayloadForm, SendFuture, SendOutcome, Transport},
     sinks::{ExportSink, Fanout, PrintSink},
     store::{IngestError, Store, ids::SINGLE_TENANT},
 };
@@ -33,9 +32,13 @@ struct StoreTransport {
 }
 
 impl Transport for StoreTransport {
-    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_> {
+    fn send(&self, req: Payload) -> SendFuture<'_> {
         let store = self.store.clone();
         Box::pin(async move {
+            let req = req.into_proto().map_err(|e| ExportError::Decode {
+                endpoint: ENDPOINT.to_owned(),
+                message: e.to_string(),
+            })?;
             // The WAL append is blocking file I/O: keep it off the async workers.
             let endpoint = ENDPOINT.to_owned();
             let res = tokio::task::spawn_blocking(move || store.ingest(SINGLE_TENANT, req))
@@ -71,6 +74,11 @@ impl Transport for StoreTransport {
 
     fn endpoint(&self) -> &str {
         ENDPOINT
+    }
+
+    /// The store ingests structs: encoding them only to decode them again would waste CPU.
+    fn payload_form(&self) -> PayloadForm {
+        PayloadForm::Proto
     }
 }
 

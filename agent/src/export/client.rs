@@ -2,12 +2,13 @@
 //! clients, partial-success parsing and retryable-error classification.
 use std::{future::Future, pin::Pin, time::Duration};
 
+use bytes::{BufMut as _, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse, trace_service_client::TraceServiceClient,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use tonic::{
-    codec::CompressionEncoding,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Certificate, Channel, ClientTlsConfig},
 };
@@ -113,13 +114,57 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 pub type SendFuture<'a> =
     Pin<Box<dyn Future<Output = Result<SendOutcome, ExportError>> + Send + 'a>>;
 
+/// One OTLP `ExportTraceServiceRequest`: protobuf bytes (what goes on the wire, written
+/// straight from the spans by `wire::WireEncoder`) or the decoded structs (what an in-process
+/// consumer such as the embedded store takes).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Encoded(Bytes),
+    Proto(ExportTraceServiceRequest),
+}
+
+/// Which form of [`Payload`] a transport wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadForm {
+    Encoded,
+    Proto,
+}
+
+impl Payload {
+    /// The protobuf bytes.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Encoded(b) => b,
+            Self::Proto(req) => req.encode_to_vec().into(),
+        }
+    }
+
+    /// The decoded request.
+    pub fn into_proto(self) -> Result<ExportTraceServiceRequest, prost::DecodeError> {
+        match self {
+            Self::Encoded(b) => ExportTraceServiceRequest::decode(b),
+            Self::Proto(req) => Ok(req),
+        }
+    }
+}
+
+impl From<ExportTraceServiceRequest> for Payload {
+    fn from(req: ExportTraceServiceRequest) -> Self {
+        Self::Proto(req)
+    }
+}
+
 /// Something that delivers one OTLP request: the gRPC and HTTP clients here, or an in-process
 /// hand-off to the embedded store.
 pub trait Transport: Send + Sync {
     /// Send one request. Implementations apply their own per-request timeout.
-    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_>;
+    fn send(&self, req: Payload) -> SendFuture<'_>;
     /// Where this transport sends to (for logs).
     fn endpoint(&self) -> &str;
+    /// The form of payload this transport handles best (network clients: bytes).
+    fn payload_form(&self) -> PayloadForm {
+        PayloadForm::Encoded
+    }
 }
 
 /// Build the transport `cfg` asks for. Needs a tokio runtime (the gRPC channel connects
@@ -143,11 +188,53 @@ fn outcome_of(resp: ExportTraceServiceResponse) -> SendOutcome {
 
 // === impl GrpcTransport ===
 
+/// The gRPC method every OTLP trace exporter calls.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A tonic codec that sends already-encoded request bytes and decodes the protobuf reply.
+#[derive(Clone, Copy, Debug, Default)]
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedCodec;
+    type Decoder = EncodedCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Self
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        Self
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("cannot decode the reply: {e}")))
+    }
+}
+
 /// OTLP over gRPC (`TraceService/Export`).
 #[derive(Clone)]
 pub struct GrpcTransport {
     endpoint: String,
-    client: TraceServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
     timeout: Duration,
 }
@@ -176,7 +263,7 @@ impl GrpcTransport {
             .connect_timeout(cfg.timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        let mut client = TraceServiceClient::new(channel);
+        let mut client = tonic::client::Grpc::new(channel);
         if cfg.compression == Compression::Gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
@@ -209,13 +296,20 @@ impl std::fmt::Debug for GrpcTransport {
 }
 
 impl Transport for GrpcTransport {
-    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_> {
+    fn send(&self, req: Payload) -> SendFuture<'_> {
         Box::pin(async move {
-            let mut request = tonic::Request::new(req);
+            let mut request = tonic::Request::new(req.into_bytes());
             *request.metadata_mut() = self.metadata.clone();
             request.set_timeout(self.timeout);
             let mut client = self.client.clone();
-            match tokio::time::timeout(self.timeout, client.export(request)).await {
+            let call = async move {
+                client.ready().await.map_err(|e| {
+                    tonic::Status::unavailable(format!("the channel is not ready: {e}"))
+                })?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                client.unary(request, path, EncodedCodec).await
+            };
+            match tokio::time::timeout(self.timeout, call).await {
                 Err(_) => Err(ExportError::Timeout {
                     endpoint: self.endpoint.clone(),
                     after: self.timeout,
@@ -314,15 +408,17 @@ impl HttpTransport {
         })
     }
 
-    async fn post(&self, req: ExportTraceServiceRequest) -> Result<SendOutcome, ExportError> {
+    async fn post(&self, req: Payload) -> Result<SendOutcome, ExportError> {
         let endpoint = &self.endpoint;
-        let mut body = req.encode_to_vec();
+        let mut body = req.into_bytes();
         let mut builder = self.client.post(endpoint);
         if self.gzip {
-            body = gzip(&body).map_err(|e| ExportError::Setup {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })?;
+            body = gzip(&body)
+                .map_err(|e| ExportError::Setup {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                })?
+                .into();
             builder = builder.header(reqwest::header::CONTENT_ENCODING, "gzip");
         }
         let resp = builder
@@ -392,7 +488,7 @@ impl std::fmt::Debug for HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_> {
+    fn send(&self, req: Payload) -> SendFuture<'_> {
         Box::pin(self.post(req))
     }
 

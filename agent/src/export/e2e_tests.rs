@@ -540,13 +540,16 @@ async fn http_transport_loads_the_ca_bundle() {
 struct ChannelTransport(tokio::sync::mpsc::UnboundedSender<ExportTraceServiceRequest>);
 
 impl Transport for ChannelTransport {
-    fn send(&self, req: ExportTraceServiceRequest) -> SendFuture<'_> {
-        let sent = self.0.send(req);
+    fn send(&self, req: Payload) -> SendFuture<'_> {
+        let sent = match req.into_proto() {
+            Ok(req) => self.0.send(req).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         Box::pin(async move {
             sent.map(|()| SendOutcome::default())
                 .map_err(|e| ExportError::Network {
                     endpoint: "in-process".into(),
-                    message: e.to_string(),
+                    message: e,
                 })
         })
     }

@@ -13,10 +13,11 @@ use tokio::{sync::mpsc, task::JoinHandle, time::sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    client::{ExportError, Transport},
+    client::{ExportError, Payload, PayloadForm, Transport},
     config::ExportConfig,
     otlp::{ConvertOptions, build_request},
     ratelimit::{LogKind, RateLimiter},
+    wire::WireEncoder,
 };
 use crate::span::{HttpSpan, resource::ProcessResource};
 
@@ -129,6 +130,7 @@ impl Exporter {
             stats: stats.clone(),
             cancel: cancel.clone(),
             log: log.clone(),
+            encoder: Mutex::new(WireEncoder::default()),
         };
         let task = tokio::spawn(worker.run());
         ExporterHandle {
@@ -246,6 +248,8 @@ struct Worker {
     stats: Arc<ExportStats>,
     cancel: CancellationToken,
     log: Arc<RateLimiter>,
+    /// Only this task encodes; the lock is never contended.
+    encoder: Mutex<WireEncoder>,
 }
 
 impl Worker {
@@ -299,10 +303,23 @@ impl Worker {
         }
         let started = Instant::now();
         let mut attempt: u32 = 0;
+        // Network transports get protobuf bytes written straight from the spans, once (a
+        // retry resends the same bytes); an in-process consumer gets structs, built per
+        // attempt rather than deep-copied for the rare retry.
+        let encoded = match self.transport.payload_form() {
+            PayloadForm::Encoded => Some(
+                self.encoder
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .encode(&batch, self.settings.convert),
+            ),
+            PayloadForm::Proto => None,
+        };
         let result = loop {
-            // Built per attempt from the batch rather than cloned: a deep copy of every span
-            // on every send would cost the common (first-try) case for the rare retry.
-            let req = build_request(&batch, self.settings.convert);
+            let req = match &encoded {
+                Some(bytes) => Payload::Encoded(bytes.clone()),
+                None => Payload::Proto(build_request(&batch, self.settings.convert)),
+            };
             match self.transport.send(req).await {
                 Ok(outcome) => break Ok(outcome),
                 Err(e) => {

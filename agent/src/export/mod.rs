@@ -1,6 +1,7 @@
 //! Exporting spans: OTLP conversion, batching, retry, bounded queue, and `--print`.
 //!
-//! `otlp` converts `HttpSpan`s (with their process's resource) into OTLP requests; `client`
+//! `otlp` converts `HttpSpan`s (with their process's resource) into OTLP requests and `wire`
+//! writes the same requests as protobuf bytes straight from the spans; `client`
 //! holds the `Transport` trait and the gRPC and HTTP/protobuf clients; `exporter` is the task
 //! with the bounded queue that batches, retries and drops-and-counts; `config` is the `export:`
 //! section with the `OTEL_EXPORTER_OTLP_*` rules; `print` formats spans for stdout.
@@ -14,9 +15,11 @@ pub mod exporter;
 pub mod otlp;
 pub mod print;
 mod ratelimit;
+pub mod wire;
 
 pub use client::{
-    ExportError, GrpcTransport, HttpTransport, SendFuture, SendOutcome, Transport, transport_for,
+    ExportError, GrpcTransport, HttpTransport, Payload, PayloadForm, SendFuture, SendOutcome,
+    Transport, transport_for,
 };
 pub use config::{Compression, ExportConfig, ExportConfigError, Protocol};
 pub use exporter::{ExportStats, Exporter, ExporterHandle, Item, StatsSnapshot};

@@ -72,21 +72,27 @@ pub fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
-/// The span name: `METHOD route`, `METHOD`, or `HTTP` for a method outside the known set.
-pub fn span_name(span: &HttpSpan) -> String {
+/// The span name's parts: `METHOD` (or `HTTP` for a method outside the known set) and the
+/// route when there is one.
+pub fn span_name_parts(span: &HttpSpan) -> (&str, Option<&str>) {
     let method = if KNOWN_METHODS.contains(&span.method.as_str()) {
-        &span.method
+        span.method.as_str()
     } else {
         "HTTP"
     };
-    match &span.route {
-        Some(route) if !route.is_empty() => format!("{method} {route}"),
-        _ => method.to_owned(),
+    (method, span.route.as_deref().filter(|r| !r.is_empty()))
+}
+
+/// The span name: `METHOD route`, `METHOD`, or `HTTP` for a method outside the known set.
+pub fn span_name(span: &HttpSpan) -> String {
+    match span_name_parts(span) {
+        (method, Some(route)) => format!("{method} {route}"),
+        (method, None) => method.to_owned(),
     }
 }
 
 /// `(error.type, status message)` when the span is an error, `None` when its status is unset.
-fn error_of(span: &HttpSpan) -> Option<(String, String)> {
+pub fn error_of(span: &HttpSpan) -> Option<(String, String)> {
     let status_error = span.status_code.filter(|c| match span.kind {
         SpanKind::Server => *c >= 500,
         SpanKind::Client => *c >= 400,
@@ -100,73 +106,110 @@ fn error_of(span: &HttpSpan) -> Option<(String, String)> {
     }
 }
 
+/// Where span attributes go: OTLP structs (`Vec<KeyValue>`) or protobuf bytes straight away
+/// (`wire`). One attribute list, two encodings.
+pub trait AttrSink {
+    fn str(&mut self, key: &'static str, value: &str);
+    fn int(&mut self, key: &'static str, value: i64);
+    /// A string attribute that needs formatting (addresses, URLs).
+    fn fmt(&mut self, key: &'static str, value: std::fmt::Arguments<'_>);
+}
+
+impl AttrSink for Vec<KeyValue> {
+    fn str(&mut self, key: &'static str, value: &str) {
+        self.push(kv_str(key, value));
+    }
+    fn int(&mut self, key: &'static str, value: i64) {
+        self.push(kv_int(key, value));
+    }
+    fn fmt(&mut self, key: &'static str, value: std::fmt::Arguments<'_>) {
+        self.push(kv_str(key, value.to_string()));
+    }
+}
+
 /// The OTLP attributes of one span.
 pub fn span_attributes(span: &HttpSpan, opts: ConvertOptions) -> Vec<KeyValue> {
     let mut a = Vec::with_capacity(16);
+    write_attributes(span, opts, &mut a);
+    a
+}
+
+/// Write the attributes of one span, per the stable HTTP semantic conventions.
+pub fn write_attributes(span: &HttpSpan, opts: ConvertOptions, a: &mut impl AttrSink) {
     if KNOWN_METHODS.contains(&span.method.as_str()) {
-        a.push(kv_str("http.request.method", span.method.clone()));
+        a.str("http.request.method", &span.method);
     } else {
-        a.push(kv_str("http.request.method", "_OTHER"));
-        a.push(kv_str("http.request.method_original", span.method.clone()));
+        a.str("http.request.method", "_OTHER");
+        a.str("http.request.method_original", &span.method);
     }
-    a.push(kv_str("url.path", span.path.clone()));
-    a.push(kv_str("url.scheme", "http"));
+    a.str("url.path", &span.path);
+    a.str("url.scheme", "http");
     let query = span
         .query
         .as_deref()
         .filter(|q| opts.export_query && !q.is_empty());
     if let Some(q) = query {
-        a.push(kv_str("url.query", q));
+        a.str("url.query", q);
     }
     if let Some(code) = span.status_code {
-        a.push(kv_int("http.response.status_code", i64::from(code)));
+        a.int("http.response.status_code", i64::from(code));
     }
     let host = span.host.as_deref().and_then(split_host);
     match span.kind {
         SpanKind::Server => {
             if let Some(route) = span.route.as_deref().filter(|r| !r.is_empty()) {
-                a.push(kv_str("http.route", route));
+                a.str("http.route", route);
             }
-            let (addr, port) = match host {
-                Some((h, p)) => (h.to_owned(), p.unwrap_or(span.local.port())),
-                None => (span.local.ip().to_string(), span.local.port()),
-            };
-            a.push(kv_str("server.address", addr));
-            a.push(kv_int("server.port", i64::from(port)));
-            a.push(kv_str("client.address", span.peer.ip().to_string()));
-            a.push(kv_int("client.port", i64::from(span.peer.port())));
+            match host {
+                Some((h, p)) => {
+                    a.str("server.address", h);
+                    a.int("server.port", i64::from(p.unwrap_or(span.local.port())));
+                }
+                None => {
+                    a.fmt("server.address", format_args!("{}", span.local.ip()));
+                    a.int("server.port", i64::from(span.local.port()));
+                }
+            }
+            a.fmt("client.address", format_args!("{}", span.peer.ip()));
+            a.int("client.port", i64::from(span.peer.port()));
         }
         SpanKind::Client => {
-            let (addr, port) = match host {
-                Some((h, p)) => (h.to_owned(), p.unwrap_or(span.peer.port())),
-                None => (span.peer.ip().to_string(), span.peer.port()),
+            let ip;
+            let (addr, port): (&dyn std::fmt::Display, u16) = match &host {
+                Some((h, p)) => (h, p.unwrap_or(span.peer.port())),
+                None => {
+                    ip = span.peer.ip();
+                    (&ip, span.peer.port())
+                }
             };
-            a.push(kv_str("url.full", full_url(&addr, port, &span.path, query)));
-            a.push(kv_str("server.address", addr));
-            a.push(kv_int("server.port", i64::from(port)));
+            let url = FullUrl {
+                host: addr,
+                port,
+                path: &span.path,
+                query,
+            };
+            a.fmt("url.full", format_args!("{url}"));
+            a.fmt("server.address", format_args!("{addr}"));
+            a.int("server.port", i64::from(port));
         }
     }
-    a.push(kv_str("network.peer.address", span.peer.ip().to_string()));
-    a.push(kv_int("network.peer.port", i64::from(span.peer.port())));
+    a.fmt("network.peer.address", format_args!("{}", span.peer.ip()));
+    a.int("network.peer.port", i64::from(span.peer.port()));
     if !span.protocol_version.is_empty() {
-        a.push(kv_str(
-            "network.protocol.version",
-            span.protocol_version.clone(),
-        ));
+        a.str("network.protocol.version", &span.protocol_version);
     }
     if let Some(ua) = span.user_agent.as_deref().filter(|u| !u.is_empty()) {
-        a.push(kv_str("user_agent.original", ua));
+        a.str("user_agent.original", ua);
     }
     if let Some(n) = span.request_body_size {
-        a.push(kv_int("http.request.body.size", saturating_i64(n)));
+        a.int("http.request.body.size", saturating_i64(n));
     }
     if let Some(n) = span.response_body_size {
-        a.push(kv_int("http.response.body.size", saturating_i64(n)));
+        a.int("http.response.body.size", saturating_i64(n));
     }
     if let Some((error_type, _)) = error_of(span) {
-        a.push(kv_str("error.type", error_type));
+        a.str("error.type", &error_type);
     }
-    a
 }
 
 fn saturating_i64(n: u64) -> i64 {
@@ -175,21 +218,32 @@ fn saturating_i64(n: u64) -> i64 {
 
 /// `http://host[:port]/path[?query]`, with brackets around IPv6 literals and the default port
 /// left out.
-fn full_url(host: &str, port: u16, path: &str, query: Option<&str>) -> String {
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    let port = if port == 80 {
-        String::new()
-    } else {
-        format!(":{port}")
-    };
-    let slash = if path.starts_with('/') { "" } else { "/" };
-    match query {
-        Some(q) => format!("http://{host}{port}{slash}{path}?{q}"),
-        None => format!("http://{host}{port}{slash}{path}"),
+struct FullUrl<'a> {
+    host: &'a dyn std::fmt::Display,
+    port: u16,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
+impl std::fmt::Display for FullUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.host.to_string();
+        if host.contains(':') {
+            write!(f, "http://[{host}]")?;
+        } else {
+            write!(f, "http://{host}")?;
+        }
+        if self.port != 80 {
+            write!(f, ":{}", self.port)?;
+        }
+        if !self.path.starts_with('/') {
+            f.write_str("/")?;
+        }
+        f.write_str(self.path)?;
+        if let Some(q) = self.query {
+            write!(f, "?{q}")?;
+        }
+        Ok(())
     }
 }
 

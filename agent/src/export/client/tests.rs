@@ -144,7 +144,7 @@ async fn connection_refused_is_explained_and_retryable() {
         };
         let t = transport_for(&cfg).unwrap();
         let e = t
-            .send(ExportTraceServiceRequest::default())
+            .send(ExportTraceServiceRequest::default().into())
             .await
             .unwrap_err();
         assert!(e.retryable(), "{e}");
