@@ -42,6 +42,8 @@ pub mod syscall {
     pub const CONNECT: u8 = 11;
     pub const CLOSE: u8 = 12;
     pub const EXIT: u8 = 13;
+    /// dup2 / dup3 (which close the fd they replace).
+    pub const DUP: u8 = 14;
 }
 
 /// A connection's addresses as the traced process sees them (local = its own end).
@@ -161,11 +163,11 @@ pub struct Offsets {
 const _: () = assert!(core::mem::size_of::<Offsets>() == 64);
 
 /// What the kernel remembers of a socket fd between syscalls, so that the next read or write
-/// on it needs only the fd-table lookup (to check the fd still holds the same file).
+/// on it skips the fd-table walk (the entry leaves at close, dup2 or dup3 of the fd).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SockInfo {
-    /// The `struct file *` the fd held when this was recorded.
+    /// The `struct file *` the fd held when this was recorded (for diagnostics).
     pub file: u64,
     /// The `struct sock *`.
     pub sk: u64,

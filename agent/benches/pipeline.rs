@@ -129,10 +129,7 @@ fn main() {
         "  capture (decode + track)  {:>7.0} ns/span",
         per(capture_ns)
     );
-    println!(
-        "  export (protobuf encode) {:>7.0} ns/span",
-        per(export_ns)
-    );
+    println!("  export (protobuf encode) {:>7.0} ns/span", per(export_ns));
     println!(
         "  total                     {:>7.0} ns/span",
         per(capture_ns + export_ns)

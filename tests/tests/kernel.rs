@@ -107,6 +107,54 @@ fn files_and_pipes_are_not_reported() {
     assert_eq!(lost, 0);
 }
 
+/// A socket fd replaced by dup2 is forgotten: the kernel caches socket fds, and reads of the
+/// file now behind that number must not be reported as the old connection's data.
+#[test]
+fn an_fd_replaced_by_dup2_is_no_longer_a_socket() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("looks-like-http.txt");
+    std::fs::write(&file, "GET /from-a-file HTTP/1.1\r\n\r\n").unwrap();
+    let mut probes = load();
+    let script = r#"
+import os, socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()
+cli.sendall(b"GET /over-the-socket HTTP/1.1\r\n\r\n"); conn.recv(100)
+fd = conn.fileno()
+f = os.open(sys.argv[1], os.O_RDONLY)
+os.dup2(f, fd)
+os.read(fd, 100)
+os.lseek(fd, 0, 0); os.read(fd, 100)
+print(fd, flush=True)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = collect(&mut probes, Duration::from_millis(500), |_| false);
+    let data = |needle: &[u8]| {
+        records.iter().any(|r| {
+            matches!(r, Record::Data(d)
+                if d.direction == Direction::Read
+                    && d.bytes.windows(needle.len()).any(|w| w == needle))
+        })
+    };
+    assert!(data(b"/over-the-socket"), "the socket read is reported");
+    assert!(
+        !data(b"/from-a-file"),
+        "the file behind the reused fd is not"
+    );
+    // The dup2 ended the connection it replaced.
+    assert!(records.iter().any(|r| matches!(r, Record::Close { .. })));
+}
+
 /// Without privileges the agent says in one line what is missing and exits non-zero.
 #[test]
 fn unprivileged_agent_fails_with_one_clear_line() {

@@ -40,12 +40,20 @@ pub fn selected(cfg: &Config, tgid: u32) -> bool {
 }
 
 /// The socket behind `fd` of the current task: `(struct sock *, tuple)`, or `None` when the
-/// fd is not an inet stream socket. A socket seen before is answered from `SOCKS` after
-/// checking that the fd still holds the same file (5 kernel reads instead of 15).
+/// fd is not an inet stream socket. A socket seen before is answered from `SOCKS` without
+/// touching the fd table (the walk is five dependent kernel reads, the most expensive part of
+/// a traced syscall). Entries leave when the fd is closed or replaced: close, dup2 and dup3
+/// are hooked for that. An fd closed by exec (close-on-exec) or close_range stays cached
+/// until its number is closed again or the LRU evicts it.
 #[inline(always)]
 pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
     if cfg.offsets_ok == 0 || fd < 0 {
         return None;
+    }
+    let key = sock_key(tgid, fd);
+    // SAFETY: read-only lookup; the value is copied out.
+    if let Some(info) = unsafe { SOCKS.get(&key) } {
+        return Some((info.sk, info.tuple));
     }
     let o = &cfg.offsets;
     // SAFETY: every read goes through bpf_probe_read_kernel, which tolerates bad pointers.
@@ -62,12 +70,6 @@ pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
             bpf_probe_read_kernel(fd_array.add(fd as usize * 8) as *const *const u8).ok()?;
         if file.is_null() {
             return None;
-        }
-        let key = sock_key(tgid, fd);
-        if let Some(info) = SOCKS.get(&key)
-            && info.file == file as u64
-        {
-            return Some((info.sk, info.tuple));
         }
         let inode: *const u8 = read(file, o.file_inode)?;
         let imode: u16 = read(inode, o.inode_mode)?;

@@ -90,6 +90,8 @@ exit!(sys_exit_accept, syscall::ACCEPT);
 exit!(sys_exit_accept4, syscall::ACCEPT);
 exit!(sys_exit_connect, syscall::CONNECT);
 exit!(sys_exit_close, syscall::CLOSE);
+exit!(sys_exit_dup2, syscall::DUP);
+exit!(sys_exit_dup3, syscall::DUP);
 
 /// The return value, loaded straight from the tracepoint record (tracepoint programs may read
 /// their context directly; `read_at` would cost a helper call).
@@ -144,6 +146,7 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
         syscall::ACCEPT => ret >= 0,
         syscall::CONNECT => ret == 0 || ret == EINPROGRESS,
         syscall::CLOSE => ret == 0,
+        syscall::DUP => ret >= 0,
         _ => ret > 0,
     };
     if !ok {
@@ -177,12 +180,21 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
             }
         }
         syscall::CLOSE => closed(cfg, pid_tgid, &call),
+        // dup2/dup3 closed whatever `newfd` (the second argument) held.
+        syscall::DUP => closed(
+            cfg,
+            pid_tgid,
+            &Call {
+                fd: a1 as i32,
+                ..call
+            },
+        ),
         _ => data(cfg, pid_tgid, &call, ret as u64),
     }
 }
 
-/// A closed fd: the file is gone from the fd table by now, so only a socket remembered in
-/// `SOCKS` is reported.
+/// A closed (or dup2-replaced) fd: the file is gone from the fd table by now, so only a socket
+/// remembered in `SOCKS` is reported.
 #[inline(never)]
 fn closed(cfg: &Config, pid_tgid: u64, call: &Call) {
     let tgid = (pid_tgid >> 32) as u32;

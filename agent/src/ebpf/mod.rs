@@ -31,6 +31,8 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("syscalls", "sys_exit_accept4"),
     ("syscalls", "sys_exit_connect"),
     ("syscalls", "sys_exit_close"),
+    ("syscalls", "sys_exit_dup2"),
+    ("syscalls", "sys_exit_dup3"),
     ("sock", "inet_sock_set_state"),
     ("sched", "sched_process_exit"),
 ];
