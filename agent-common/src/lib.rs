@@ -27,6 +27,10 @@ pub mod kind {
     pub const EXIT: u8 = 6;
 }
 
+/// Words of the selected-process bitmap: one bit per pid up to Linux's PID_MAX_LIMIT on 64-bit
+/// (4,194,304).
+pub const SELECTED_WORDS: u32 = 4_194_304 / 64;
+
 /// Which syscall produced a data record (for diagnostics and the benchmark).
 pub mod syscall {
     pub const READ: u8 = 1;

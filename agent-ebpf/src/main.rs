@@ -1,6 +1,10 @@
 //! Entry of Sonde's kernel programs. The real programs exist only for the BPF target, so that
 //! `cargo build/test/clippy --workspace` on the host still works.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
+// The kernel programs build with nightly (aya-build); the atomic OR of `probes::select`
+// needs the intrinsic.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 #[cfg(target_arch = "bpf")]
 mod maps;

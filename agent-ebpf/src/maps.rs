@@ -1,8 +1,9 @@
 //! Every map and global of the kernel programs, in one place.
-use agent_common::{Config, Event, SockInfo};
+use agent_common::{Config, SockInfo};
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
 /// Patched at load time by the agent (`EbpfLoader::override_global`); read with
@@ -41,13 +42,14 @@ pub static CONFIG: Config = Config {
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
-/// One record under construction per CPU (see `probes::scratch`).
+/// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`: one bit per tgid
+/// (tgid >> 6 is the word, tgid & 63 the bit), for every pid Linux can hand out
+/// (PID_MAX_LIMIT = 4,194,304 on 64-bit): 512 KiB. An array lookup is inlined by the verifier,
+/// unlike a hash lookup, and this test runs on every syscall exit of every process. The agent
+/// maps it (BPF_F_MMAPABLE) and flips bits with atomic operations, as the kernel side does.
 #[map]
-pub static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
-
-/// Processes selected for tracing when `CONFIG.mode == mode::SELECTED`.
-#[map]
-pub static PIDS: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+pub static SELECTED: Array<u64> =
+    Array::with_max_entries(agent_common::SELECTED_WORDS, BPF_F_MMAPABLE);
 
 /// Local ports whose accepting processes get selected (`CONFIG.port_select`).
 #[map]

@@ -4,13 +4,14 @@
 mod sched;
 mod syscalls;
 
-use agent_common::{Config, Event, SockInfo, Tuple, counter, mode};
+use agent_common::{Config, EventHeader, SockInfo, Tuple, counter, mode};
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    maps::ring_buf::RingBufEntry,
 };
 
-use crate::maps::{CONFIG, COUNTERS, EVENTS, PIDS, SCRATCH, SOCKS};
+use crate::maps::{CONFIG, COUNTERS, EVENTS, SELECTED, SOCKS};
 
 const S_IFMT: u16 = 0o170_000;
 const S_IFSOCK: u16 = 0o140_000;
@@ -35,8 +36,25 @@ pub fn selected(cfg: &Config, tgid: u32) -> bool {
     if cfg.mode == mode::ALL {
         return true;
     }
-    // SAFETY: read-only lookup of a plain u8 value.
-    unsafe { PIDS.get(&tgid).is_some() }
+    SELECTED
+        .get(tgid >> 6)
+        .is_some_and(|word| (*word >> (tgid & 63)) & 1 != 0)
+}
+
+/// Select a process (port selection, at its first accept on a selected port).
+#[inline(always)]
+pub fn select(tgid: u32) {
+    if let Some(word) = SELECTED.get_ptr_mut(tgid >> 6) {
+        // SAFETY: an aligned u64 inside the map; other CPUs and the agent update it with
+        // atomic operations too. (The BPF target has no `AtomicU64::fetch_or`; the intrinsic
+        // becomes the BPF atomic OR instruction.)
+        unsafe {
+            core::intrinsics::atomic_or::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                word,
+                1 << (tgid & 63),
+            );
+        }
+    }
 }
 
 /// The socket behind `fd` of the current task: `(struct sock *, tuple)`, or `None` when the
@@ -146,37 +164,30 @@ fn mapped(v4: [u8; 4]) -> [u8; 16] {
     a
 }
 
-/// This CPU's scratch record: records are built here (they are too big for the 512-byte
-/// stack) and copied into the ring buffer at their real size, so a 100-byte request takes
-/// ~250 bytes of ring, not the 4 KiB maximum.
-#[inline(always)]
-pub fn scratch() -> Option<*mut Event> {
-    SCRATCH.get_ptr_mut(0)
+/// A record with room for `N` payload bytes. Records are reserved in the ring buffer itself
+/// and filled in place, in one of a few sizes (the verifier wants a constant size per
+/// reservation): a 100-byte request takes a 376-byte slot, not the 4 KiB maximum.
+#[repr(C)]
+pub struct Rec<const N: usize> {
+    pub header: EventHeader,
+    pub data: [u8; N],
 }
 
-/// Copy the first `size` bytes of the scratch record into the ring buffer, without waking
-/// anyone: the agent drains on a short timer and never sleeps on the ring, so a wake-up would
-/// only cost this CPU an interrupt. Only a full ring is counted (the success path stays lean).
+/// Reserve a record with `N` payload bytes; a full ring is counted.
 #[inline(always)]
-pub fn emit(ev: *const Event, size: usize, _cfg: &Config) {
-    let mut size = size;
-    if size > core::mem::size_of::<Event>() {
-        size = core::mem::size_of::<Event>();
-    }
-    // SAFETY: `ev` is this CPU's scratch record and `size` is within it.
-    let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size) };
-    if EVENTS
-        .output::<[u8]>(bytes, u64::from(BPF_RB_NO_WAKEUP))
-        .is_err()
-    {
+pub fn reserve<const N: usize>() -> Option<RingBufEntry<Rec<N>>> {
+    let entry = EVENTS.reserve::<Rec<N>>(0);
+    if entry.is_none() {
         bump(counter::RINGBUF_FULL);
     }
+    entry
 }
 
-/// Size of a record carrying `n` payload bytes.
+/// Hand a filled record to userspace without waking anyone: the agent drains on a short
+/// timer and never sleeps on the ring, so a wake-up would only cost this CPU an interrupt.
 #[inline(always)]
-pub const fn record_size(n: usize) -> usize {
-    core::mem::size_of::<agent_common::EventHeader>() + n
+pub fn submit<const N: usize>(entry: RingBufEntry<Rec<N>>) {
+    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
 }
 
 #[inline(always)]

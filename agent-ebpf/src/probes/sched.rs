@@ -8,7 +8,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use super::{config, emit, record_size, scratch, selected};
+use super::{config, reserve, selected, submit};
 use crate::maps::LIVE_SOCKS;
 
 const TCP_CLOSE: i32 = 7;
@@ -59,11 +59,13 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 fn emit_lifecycle(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
-    let Some(ev) = scratch() else { return };
+    let _ = cfg;
+    let Some(mut entry) = reserve::<0>() else {
+        return;
+    };
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
-    unsafe {
-        (*ev).header = EventHeader {
+    entry.write(super::Rec {
+        header: EventHeader {
             start_ns: now,
             end_ns: now,
             sock_id: sk,
@@ -82,7 +84,8 @@ fn emit_lifecycle(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u
             } else {
                 bpf_get_current_comm().unwrap_or([0; 16])
             },
-        };
-    }
-    emit(ev, record_size(0), cfg);
+        },
+        data: [],
+    });
+    submit(entry);
 }

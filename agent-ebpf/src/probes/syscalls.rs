@@ -10,15 +10,15 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::generated as gen_helpers,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_buf,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_buf,
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
-use super::{config, emit, forget_fd, record_size, scratch, selected, socket_of_fd};
-use crate::maps::{LIVE_SOCKS, PIDS, PORTS, SOCKS};
+use super::{Rec, config, forget_fd, reserve, select, selected, socket_of_fd, submit};
+use crate::maps::{LIVE_SOCKS, PORTS, SOCKS};
 
 /// iovecs looked at to find a vectored write's last bytes (hyper writes a whole chunked
 /// response as one writev of 2 + 3 per chunk iovecs).
@@ -113,14 +113,21 @@ fn args() -> Option<[u64; 3]> {
     }
 }
 
-/// x86-64: `struct pt_regs` keeps dx, si, di at 96, 104, 112 (one read, in that order).
+/// x86-64: `struct pt_regs` keeps dx, si, di at 96, 104, 112. `regs` is a BTF pointer: the
+/// verifier checks each load against the kernel's `struct pt_regs` and turns it into a
+/// fault-tolerant load, cheaper than a `bpf_probe_read_kernel` call.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
-    // SAFETY: `regs` is the task's pt_regs; bpf_probe_read_kernel checks the address.
-    let [dx, si, di]: [u64; 3] =
-        unsafe { bpf_probe_read_kernel(regs.add(96) as *const [u64; 3]).ok()? };
-    Some([di, si, dx])
+    // SAFETY: `regs` is the task's pt_regs (never null); the offsets are fields of it.
+    unsafe {
+        let r = regs as *const u64;
+        Some([
+            core::ptr::read_volatile(r.add(14)),
+            core::ptr::read_volatile(r.add(13)),
+            core::ptr::read_volatile(r.add(12)),
+        ])
+    }
 }
 
 /// arm64: x0 is overwritten by the return value; its entry value is kept in `orig_x0` (272).
@@ -129,6 +136,7 @@ unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
 unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
     // SAFETY: `regs` is the task's pt_regs; bpf_probe_read_kernel checks the addresses.
     unsafe {
+        use aya_ebpf::helpers::bpf_probe_read_kernel;
         let x0: u64 = bpf_probe_read_kernel(regs.add(272) as *const u64).ok()?;
         let [x1, x2]: [u64; 2] = bpf_probe_read_kernel(regs.add(8) as *const [u64; 2]).ok()?;
         Some([x0, x1, x2])
@@ -229,7 +237,7 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
         if unsafe { PORTS.get(&tuple.local_port) }.is_none() {
             return;
         }
-        let _ = PIDS.insert(&tgid, &1, 0);
+        select(tgid);
     }
     let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
     lifecycle_record(cfg, pid_tgid, fd, call, k, sk, &tuple);
@@ -238,7 +246,7 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
 /// A record with no payload.
 #[inline(always)]
 fn lifecycle_record(
-    cfg: &Config,
+    _cfg: &Config,
     pid_tgid: u64,
     fd: i32,
     call: &Call,
@@ -246,11 +254,14 @@ fn lifecycle_record(
     sk: u64,
     tuple: &Tuple,
 ) {
-    let Some(ev) = scratch() else { return };
-    // SAFETY: `ev` is this CPU's scratch record; nothing else runs on this CPU meanwhile.
+    let Some(mut entry) = reserve::<0>() else {
+        return;
+    };
+    let rec: *mut Rec<0> = entry.as_mut_ptr();
+    // SAFETY: `rec` is the reserved record; every header field is written before submit.
     unsafe {
         fill_header(
-            core::ptr::addr_of_mut!((*ev).header),
+            core::ptr::addr_of_mut!((*rec).header),
             pid_tgid,
             fd,
             call,
@@ -261,10 +272,11 @@ fn lifecycle_record(
             0,
         );
     }
-    emit(ev, record_size(0), cfg);
+    submit(entry);
 }
 
-/// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers).
+/// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers) into a record
+/// of the smallest size class that holds it.
 #[inline(never)]
 fn data(cfg: &Config, pid_tgid: u64, call: &Call, len: u64) {
     let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, call.fd) else {
@@ -274,55 +286,90 @@ fn data(cfg: &Config, pid_tgid: u64, call: &Call, len: u64) {
         Some(v) => v,
         None => (0, 0),
     };
-    let Some(ev) = scratch() else { return };
     let mut n = if len < cap { len } else { cap };
     if n > cfg.copy_len as u64 {
         n = cfg.copy_len as u64;
     }
-    if n > MAX_DATA as u64 {
-        n = MAX_DATA as u64;
+    let d = Data {
+        pid_tgid,
+        call,
+        len,
+        src,
+        n,
+        sk,
+        tuple: &tuple,
+    };
+    if n <= 256 {
+        fill_data::<256>(&d);
+    } else if n <= 1024 {
+        fill_data::<1024>(&d);
+    } else {
+        fill_data::<MAX_DATA>(&d);
     }
-    let n = n as usize;
-    // SAFETY: `ev` is this CPU's scratch record; user reads are checked.
-    let copied = unsafe {
-        let copied = if n > 0 && n <= MAX_DATA {
-            match bpf_probe_read_user_buf(src as *const u8, &mut (&mut (*ev).data)[..n]) {
+}
+
+/// What a data record is made of.
+struct Data<'a> {
+    pid_tgid: u64,
+    call: &'a Call,
+    len: u64,
+    /// Where the bytes start, and how many to copy (at most `N` are).
+    src: u64,
+    n: u64,
+    sk: u64,
+    tuple: &'a Tuple,
+}
+
+#[inline(always)]
+fn fill_data<const N: usize>(d: &Data<'_>) {
+    let Some(mut entry) = reserve::<N>() else {
+        return;
+    };
+    let rec: *mut Rec<N> = entry.as_mut_ptr();
+    let mut n = d.n as usize;
+    if n > N {
+        n = N;
+    }
+    // SAFETY: `rec` is the reserved record, `n <= N`; user reads are checked; every header
+    // field is written before submit.
+    unsafe {
+        let copied = if n > 0 {
+            match bpf_probe_read_user_buf(d.src as *const u8, &mut (&mut (*rec).data)[..n]) {
                 Ok(()) => n as u32,
                 Err(_) => 0,
             }
         } else {
             0
         };
-        let h = core::ptr::addr_of_mut!((*ev).header);
+        let h = core::ptr::addr_of_mut!((*rec).header);
         fill_header(
             h,
-            pid_tgid,
-            call.fd,
-            call,
-            kind_of(call.syscall),
-            sk,
-            &tuple,
-            len as u32,
+            d.pid_tgid,
+            d.call.fd,
+            d.call,
+            kind_of(d.call.syscall),
+            d.sk,
+            d.tuple,
+            d.len as u32,
             copied,
         );
         (*h).tail = [0; TAIL_LEN];
-        if len > n as u64 && len >= TAIL_LEN as u64 {
-            (*h).tail_len = match buf_of(call.syscall) {
+        if d.len > n as u64 && d.len >= TAIL_LEN as u64 {
+            (*h).tail_len = match buf_of(d.call.syscall) {
                 Buf::Flat => {
-                    let from = ((src + len) - TAIL_LEN as u64) as *const u8;
+                    let from = ((d.src + d.len) - TAIL_LEN as u64) as *const u8;
                     if bpf_probe_read_user_buf(from, &mut (*h).tail).is_ok() {
                         TAIL_LEN as u16
                     } else {
                         0
                     }
                 }
-                Buf::Iov => iov_tail(call.ptr, call.arg2, len, &mut (*h).tail),
+                Buf::Iov => iov_tail(d.call.ptr, d.call.arg2, d.len, &mut (*h).tail),
                 _ => 0,
             };
         }
-        copied
-    };
-    emit(ev, record_size(copied as usize), cfg);
+    }
+    submit(entry);
 }
 
 /// Where the bytes are: (user address, bytes available there).

@@ -6,7 +6,12 @@ pub mod object;
 pub mod record;
 pub mod select;
 
-use std::{os::fd::AsRawFd as _, path::Path, time::Duration};
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use agent_common::{Config, counter};
 use aya::{
@@ -111,7 +116,81 @@ pub fn check_environment() -> Result<(), EbpfError> {
 pub struct Probes {
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
-    pids: BpfHashMap<MapData, u32, u8>,
+    selected: SelectedBits,
+}
+
+/// The kernel's selected-process bitmap (`SELECTED`, one bit per tgid), mapped into this
+/// process. Bits are flipped with atomic operations because the kernel sets bits in the same
+/// words (port selection at accept).
+struct SelectedBits {
+    words: *mut AtomicU64,
+    len: usize,
+    /// Keeps the map alive while it is mapped.
+    _map: MapData,
+}
+
+// SAFETY: the mapping is shared memory owned by this value and only accessed through atomics.
+unsafe impl Send for SelectedBits {}
+
+impl SelectedBits {
+    fn map(map: MapData) -> Result<Self, EbpfError> {
+        let len = agent_common::SELECTED_WORDS as usize;
+        let bytes = len * std::mem::size_of::<u64>();
+        // SAFETY: mapping a BPF_F_MMAPABLE array map of `len` u64 values, shared and writable;
+        // the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(EbpfError::Map {
+                map: "SELECTED",
+                source: Box::new(aya::maps::MapError::IoError(std::io::Error::last_os_error())),
+            });
+        }
+        Ok(Self {
+            words: ptr.cast(),
+            len,
+            _map: map,
+        })
+    }
+
+    fn word(&self, pid: u32) -> Option<&AtomicU64> {
+        let i = (pid >> 6) as usize;
+        // SAFETY: `i < len` words are mapped for as long as `self` lives.
+        (i < self.len).then(|| unsafe { &*self.words.add(i) })
+    }
+
+    fn set(&self, pid: u32, on: bool) {
+        if let Some(w) = self.word(pid) {
+            let bit = 1u64 << (pid & 63);
+            if on {
+                w.fetch_or(bit, Ordering::Relaxed);
+            } else {
+                w.fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn get(&self, pid: u32) -> bool {
+        self.word(pid)
+            .is_some_and(|w| w.load(Ordering::Relaxed) >> (pid & 63) & 1 != 0)
+    }
+}
+
+impl Drop for SelectedBits {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe {
+            libc::munmap(self.words.cast(), self.len * std::mem::size_of::<u64>());
+        }
+    }
 }
 
 impl Probes {
@@ -167,14 +246,10 @@ impl Probes {
             map: "EVENTS",
             source: Box::new(e),
         })?;
-        let pids = BpfHashMap::try_from(
-            ebpf.take_map("PIDS")
-                .ok_or(EbpfError::MissingMap { map: "PIDS" })?,
-        )
-        .map_err(|e| EbpfError::Map {
-            map: "PIDS",
-            source: Box::new(e),
-        })?;
+        let selected = match ebpf.take_map("SELECTED") {
+            Some(aya::maps::Map::Array(map)) => SelectedBits::map(map)?,
+            _ => return Err(EbpfError::MissingMap { map: "SELECTED" }),
+        };
         let mut ports: BpfHashMap<MapData, u16, u8> = BpfHashMap::try_from(
             ebpf.take_map("PORTS")
                 .ok_or(EbpfError::MissingMap { map: "PORTS" })?,
@@ -189,7 +264,11 @@ impl Probes {
                 source: Box::new(e),
             })?;
         }
-        Ok(Self { ebpf, ring, pids })
+        Ok(Self {
+            ebpf,
+            ring,
+            selected,
+        })
     }
 
     /// Call `f` on every record waiting in the ring buffer; returns how many there were.
@@ -218,12 +297,17 @@ impl Probes {
 
     /// Replace the set of selected pids (mode SELECTED).
     pub fn set_pids(&mut self, add: &[u32], remove: &[u32]) {
-        for pid in remove {
-            let _ = self.pids.remove(pid);
+        for &pid in remove {
+            self.selected.set(pid, false);
         }
-        for pid in add {
-            let _ = self.pids.insert(pid, 1, 0);
+        for &pid in add {
+            self.selected.set(pid, true);
         }
+    }
+
+    /// Whether the kernel currently traces `pid` (mode SELECTED).
+    pub fn is_selected(&self, pid: u32) -> bool {
+        self.selected.get(pid)
     }
 
     /// Kernel counters summed over CPUs: (records lost because the ring was full, submitted).
