@@ -66,6 +66,13 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<(std::thread::JoinHandle<()>, Arc<PipelineStats>), crate::ebpf::EbpfError> {
     let mut probes = Probes::load(&cfg.load)?;
+    // Loading parsed the kernel's BTF (several MiB, now freed): hand those pages back, or
+    // they stay in the agent's resident set for its whole life.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     // Select before reporting ready, so nothing a selected process does from now on is missed.
     let selected = if cfg.selection.is_all() {
         HashSet::new()
