@@ -3,13 +3,13 @@
 //! and more CPU than everything else the agent does; this writes the same message (the tests
 //! decode it with prost and compare it with `otlp::build_request`) into reused buffers.
 //!
-//! Nested messages need their length before their bytes: a span and a scope's spans are
-//! written into scratch buffers and copied once; attributes (`KeyValue { key, AnyValue }`)
-//! have lengths known up front and are written in place.
+//! Nested messages need their length before their bytes: they are written in place after room
+//! for a guessed length (`nested`), moved only when the guess was wrong; attributes
+//! (`KeyValue { key, AnyValue }`) have lengths known up front.
 use std::{fmt::Write as _, sync::Arc};
 
 use bytes::Bytes;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{WireType, encode_key, encoded_len_varint};
 
 use super::otlp::{AttrSink, ConvertOptions, error_of, span_name_parts, write_attributes};
 use crate::span::{
@@ -50,13 +50,13 @@ const KIND_SERVER: u64 = 2;
 const KIND_CLIENT: u64 = 3;
 const STATUS_ERROR: u64 = 2;
 
-/// Encodes batches; keeps its scratch buffers between calls.
+/// Encodes batches; keeps its scratch space between calls.
 #[derive(Default)]
 pub struct WireEncoder {
-    span: Vec<u8>,
-    spans: Vec<u8>,
     text: String,
     groups: Vec<(usize, Vec<usize>)>,
+    /// Size of the last request, to size the next one's buffer.
+    last_len: usize,
 }
 
 impl WireEncoder {
@@ -78,36 +78,68 @@ impl WireEncoder {
                 None => self.groups.push((i, vec![i])),
             }
         }
-        let mut out = Vec::with_capacity(batch.len() * 400 + 256);
-        let groups = std::mem::take(&mut self.groups);
-        for (first, members) in &groups {
-            self.spans.clear();
-            let scope_len = scope_len();
-            put_len_field(&mut self.spans, SCOPE_SPANS_SCOPE, scope_len);
-            put_scope(&mut self.spans);
-            for &i in members {
-                self.span.clear();
-                encode_span(&batch[i].1, opts, &mut self.span, &mut self.text);
-                put_bytes_field(&mut self.spans, SCOPE_SPANS_SPANS, &self.span);
-                self.span.clear();
-            }
-            let resource = &batch[*first].0;
-            let res_len = resource_len(resource);
-            let rs_len = field_len(RESOURCE_SPANS_RESOURCE, res_len)
-                + field_len(RESOURCE_SPANS_SCOPE_SPANS, self.spans.len());
-            put_len_field(&mut out, REQUEST_RESOURCE_SPANS, rs_len);
-            put_len_field(&mut out, RESOURCE_SPANS_RESOURCE, res_len);
-            put_resource(&mut out, resource);
-            put_bytes_field(&mut out, RESOURCE_SPANS_SCOPE_SPANS, &self.spans);
+        let mut out = Vec::with_capacity(self.last_len.max(batch.len() * 512) + 256);
+        let text = &mut self.text;
+        for (first, members) in &self.groups {
+            nested(&mut out, REQUEST_RESOURCE_SPANS, 3, |out| {
+                nested(out, RESOURCE_SPANS_RESOURCE, 2, |out| {
+                    put_resource(out, &batch[*first].0);
+                });
+                nested(out, RESOURCE_SPANS_SCOPE_SPANS, 3, |out| {
+                    nested(out, SCOPE_SPANS_SCOPE, 1, put_scope);
+                    for &i in members {
+                        nested(out, SCOPE_SPANS_SPANS, 2, |out| {
+                            encode_span(&batch[i].1, opts, out, text);
+                        });
+                    }
+                });
+            });
         }
-        self.groups = groups;
         self.groups.clear();
-        // Do not keep a large batch's buffer forever.
-        if self.spans.capacity() > 1 << 20 {
-            self.spans = Vec::new();
-        }
+        self.last_len = out.len();
         Bytes::from(out)
     }
+}
+
+/// A length-delimited field whose bytes `body` writes in place: room for a `guess`-byte
+/// length is left before them and adjusted afterwards (one move of the body only when the
+/// guess was wrong), so nested messages need no scratch buffer and no second copy.
+fn nested(out: &mut Vec<u8>, tag: u32, guess: usize, body: impl FnOnce(&mut Vec<u8>)) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    let at = out.len();
+    out.resize(at + guess, 0);
+    body(out);
+    let len = out.len() - at - guess;
+    let need = encoded_len_varint(len as u64);
+    if need != guess {
+        // Shift the body to fit the real length's size.
+        if need > guess {
+            out.splice(at..at, std::iter::repeat_n(0, need - guess));
+        } else {
+            out.drain(at..at + (guess - need));
+        }
+    }
+    let mut v = len as u64;
+    for b in &mut out[at..at + need] {
+        *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+        v >>= 7;
+    }
+}
+
+/// A varint, with the common one-byte case first.
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A field key (all tags here are below 16, so it is one byte).
+#[inline]
+fn put_key(out: &mut Vec<u8>, tag: u32, wire: WireType) {
+    put_varint(out, u64::from(tag << 3 | wire as u32));
 }
 
 /// Bytes of a length-delimited field carrying `len` bytes.
@@ -116,8 +148,8 @@ fn field_len(tag: u32, len: usize) -> usize {
 }
 
 fn put_len_field(out: &mut Vec<u8>, tag: u32, len: usize) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    put_key(out, tag, WireType::LengthDelimited);
+    put_varint(out, len as u64);
 }
 
 fn put_bytes_field(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
@@ -134,20 +166,16 @@ fn put_opt_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
 
 fn put_varint_field(out: &mut Vec<u8>, tag: u32, v: u64) {
     if v != 0 {
-        encode_key(tag, WireType::Varint, out);
-        encode_varint(v, out);
+        put_key(out, tag, WireType::Varint);
+        put_varint(out, v);
     }
 }
 
 fn put_fixed64_field(out: &mut Vec<u8>, tag: u32, v: u64) {
     if v != 0 {
-        encode_key(tag, WireType::SixtyFourBit, out);
+        put_key(out, tag, WireType::SixtyFourBit);
         out.extend_from_slice(&v.to_le_bytes());
     }
-}
-
-fn scope_len() -> usize {
-    field_len(SCOPE_NAME, SDK_NAME.len()) + field_len(SCOPE_VERSION, SDK_VERSION.len())
 }
 
 fn put_scope(out: &mut Vec<u8>) {
@@ -186,22 +214,8 @@ fn put_kv_int(out: &mut Vec<u8>, tag: u32, key: &str, v: i64) {
     put_len_field(out, tag, kv_len(key, any));
     put_opt_bytes(out, KEY_VALUE_KEY, key.as_bytes());
     put_len_field(out, KEY_VALUE_VALUE, any);
-    encode_key(ANY_INT, WireType::Varint, out);
-    encode_varint(v as u64, out);
-}
-
-fn resource_len(resource: &ProcessResource) -> usize {
-    resource
-        .attributes
-        .iter()
-        .map(|a| {
-            let any = match &a.value {
-                AttrValue::Str(s) => any_str_len(s),
-                AttrValue::Int(i) => any_int_len(*i),
-            };
-            field_len(RESOURCE_ATTRIBUTES, kv_len(&a.key, any))
-        })
-        .sum()
+    put_key(out, ANY_INT, WireType::Varint);
+    put_varint(out, v as u64);
 }
 
 fn put_resource(out: &mut Vec<u8>, resource: &ProcessResource) {

@@ -150,3 +150,25 @@ fn the_encoder_can_be_reused() {
         build_request(&big, ConvertOptions::default())
     );
 }
+
+#[rstest]
+#[case::exact(2, 300)]
+#[case::shrinks(3, 5)]
+#[case::shrinks_to_zero(2, 0)]
+#[case::grows(1, 20_000)]
+#[case::grows_a_lot(1, 3_000_000)]
+fn nested_lengths_are_minimal_varints(#[case] guess: usize, #[case] len: usize) {
+    let mut out = vec![0xAA];
+    nested(&mut out, 2, guess, |o| {
+        o.extend(std::iter::repeat_n(7u8, len))
+    });
+    let mut buf = &out[1..];
+    let (tag, wire) = prost::encoding::decode_key(&mut buf).expect("key");
+    assert_eq!((tag, wire), (2, WireType::LengthDelimited));
+    let n = prost::encoding::decode_varint(&mut buf).expect("length");
+    assert_eq!(n as usize, len);
+    assert_eq!(buf.len(), len, "the body follows the length directly");
+    assert!(buf.iter().all(|&b| b == 7));
+    assert_eq!(out.len(), 1 + 1 + encoded_len_varint(len as u64) + len);
+    assert_eq!(out[0], 0xAA);
+}
