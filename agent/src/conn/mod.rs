@@ -19,7 +19,7 @@
 //! Memory: at most `max_connections` entries, each with at most `MAX_PIPELINE` queued
 //! requests (attributes only, bounded strings) and two head buffers of at most
 //! `max_head_bytes` plus one copied prefix.
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::ebpf::record::{ConnKey, Record, Role, Tuple};
 use crate::protocol::http1::looks_like_request;
@@ -143,6 +143,8 @@ impl Stats {
 pub struct Tracker {
     cfg: TrackerConfig,
     stats: Stats,
+    /// Keyed by kernel-given numbers (pid, fd, socket address): no need for SipHash's
+    /// flood resistance, and hashing was a few percent of the agent's CPU.
     conns: HashMap<ConnKey, Conn>,
     /// Which socket currently holds a (pid, fd).
     by_fd: HashMap<(u32, i32), u64>,
@@ -156,9 +158,9 @@ impl Tracker {
         Self {
             cfg,
             stats: Stats::default(),
-            conns: HashMap::new(),
-            by_fd: HashMap::new(),
-            by_sock: HashMap::new(),
+            conns: HashMap::default(),
+            by_fd: HashMap::default(),
+            by_sock: HashMap::default(),
             scratch: Vec::new(),
         }
     }

@@ -11,7 +11,7 @@
 //! the process and differs when a pid is reused; it is `<host.name>:<pid>` when the process is
 //! gone before we could read it.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -306,7 +306,7 @@ pub struct ResourceCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    map: HashMap<u32, (u64, Arc<ProcessResource>)>,
+    map: rustc_hash::FxHashMap<u32, (u64, Arc<ProcessResource>)>,
     /// Insertion order as `(seq, pid)`; stale rows (forgotten or replaced) are skipped.
     order: VecDeque<(u64, u32)>,
     next_seq: u64,
