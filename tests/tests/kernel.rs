@@ -25,13 +25,13 @@ fn collect(
     probes: &mut Probes,
     within: Duration,
     until: impl Fn(&[Record]) -> bool,
-) -> Vec<Record> {
+) -> Vec<Record<'static>> {
     let clock = Clock::now();
     let mut out = Vec::new();
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         probes.wait(Duration::from_millis(20));
-        probes.drain(|raw| out.push(decode(raw, clock).expect("decodes")));
+        probes.drain(|raw| out.push(decode(raw, clock).expect("decodes").into_owned()));
         if until(&out) {
             break;
         }

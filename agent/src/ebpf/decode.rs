@@ -56,7 +56,7 @@ pub enum DecodeError {
 const HEADER: usize = std::mem::size_of::<EventHeader>();
 
 /// Decode one record as read from the ring buffer.
-pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
+pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
     if raw.len() < HEADER {
         return Err(DecodeError::Short(raw.len()));
     }
@@ -92,7 +92,7 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record, DecodeError> {
                 start_unix_ns: clock.to_unix(h.start_ns),
                 end_unix_ns: clock.to_unix(h.end_ns),
                 len: h.len,
-                bytes: raw[HEADER..HEADER + copied].to_vec(),
+                bytes: std::borrow::Cow::Borrowed(&raw[HEADER..HEADER + copied]),
                 tail,
             })
         }
@@ -192,15 +192,12 @@ mod tests {
 
     #[test]
     fn data_record_round_trip() {
-        let rec = decode(
-            &raw(header(kind::READ, 3), b"GET"),
-            Clock::with_offset(1_000),
-        )
-        .unwrap();
+        let bytes = raw(header(kind::READ, 3), b"GET");
+        let rec = decode(&bytes, Clock::with_offset(1_000)).unwrap();
         let Record::Data(d) = rec else {
             panic!("not data: {rec:?}")
         };
-        assert_eq!(d.bytes, b"GET");
+        assert_eq!(&*d.bytes, b"GET");
         assert_eq!(d.len, 1000);
         assert_eq!((d.start_unix_ns, d.end_unix_ns), (1_100, 1_200));
         assert_eq!(d.direction, Direction::Read);
@@ -234,13 +231,10 @@ mod tests {
 
     #[test]
     fn copied_larger_than_record_is_clamped() {
-        let rec = decode(
-            &raw(header(kind::WRITE, 4000), b"HTTP"),
-            Clock::with_offset(0),
-        )
-        .unwrap();
+        let bytes = raw(header(kind::WRITE, 4000), b"HTTP");
+        let rec = decode(&bytes, Clock::with_offset(0)).unwrap();
         let Record::Data(d) = rec else { panic!() };
-        assert_eq!(d.bytes, b"HTTP");
+        assert_eq!(&*d.bytes, b"HTTP");
     }
 
     #[rstest]
@@ -249,7 +243,8 @@ mod tests {
     #[case::close(kind::CLOSE)]
     #[case::exit(kind::EXIT)]
     fn lifecycle_records(#[case] k: u8) {
-        let rec = decode(&raw(header(k, 0), &[]), Clock::with_offset(0)).unwrap();
+        let bytes = raw(header(k, 0), &[]);
+        let rec = decode(&bytes, Clock::with_offset(0)).unwrap();
         match (k, rec) {
             (
                 kind::ACCEPT,
@@ -280,7 +275,8 @@ mod tests {
             h.tail = *b"garbage!!\r\n0\r\n\r\n";
         }
         h.tail_len = tail_len;
-        let Record::Data(d) = decode(&raw(h, &[]), Clock::with_offset(0)).unwrap() else {
+        let bytes = raw(h, &[]);
+        let Record::Data(d) = decode(&bytes, Clock::with_offset(0)).unwrap() else {
             panic!()
         };
         assert_eq!(d.tail, want);

@@ -1,6 +1,8 @@
-//! Records from the kernel, decoded into owned userspace form (wall-clock times, socket
-//! addresses). This is the input of `conn`; tests build these by hand.
-use std::net::SocketAddr;
+//! Records from the kernel, decoded into userspace form (wall-clock times, socket addresses).
+//! A data record borrows its bytes from the ring buffer while it is processed
+//! (`Record::into_owned` keeps one longer). This is the input of `conn`; tests build these by
+//! hand.
+use std::{borrow::Cow, net::SocketAddr};
 
 /// Which side of the connection the traced process is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,7 +40,7 @@ pub struct ConnKey {
 
 /// Bytes moved by one read/write-family syscall on a socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Data {
+pub struct Data<'a> {
     pub key: ConnKey,
     pub tid: u32,
     pub direction: Direction,
@@ -49,7 +51,7 @@ pub struct Data {
     /// Bytes the syscall moved; `bytes` holds only a prefix of them when this is larger.
     pub len: u32,
     /// The copied prefix (at most the configured copy length).
-    pub bytes: Vec<u8>,
+    pub bytes: Cow<'a, [u8]>,
     /// The last bytes of the buffer when they were not in the prefix, right-aligned; leading
     /// bytes are zero when fewer were known (a vectored write's short last iovecs).
     pub tail: Option<[u8; agent_common::TAIL_LEN]>,
@@ -57,9 +59,9 @@ pub struct Data {
 
 /// One decoded kernel record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Record {
+pub enum Record<'a> {
     /// A socket was read from or written to.
-    Data(Data),
+    Data(Data<'a>),
     /// A connection was accepted (`Role::Server`) or opened (`Role::Client`).
     Open {
         key: ConnKey,
@@ -72,4 +74,29 @@ pub enum Record {
     Close { key: ConnKey, unix_ns: u64 },
     /// The whole process exited.
     ProcessExit { pid: u32, unix_ns: u64 },
+}
+
+impl Record<'_> {
+    /// The same record, owning its bytes.
+    pub fn into_owned(self) -> Record<'static> {
+        match self {
+            Record::Data(d) => Record::Data(Data {
+                bytes: Cow::Owned(d.bytes.into_owned()),
+                ..d
+            }),
+            Record::Open {
+                key,
+                role,
+                tuple,
+                unix_ns,
+            } => Record::Open {
+                key,
+                role,
+                tuple,
+                unix_ns,
+            },
+            Record::Close { key, unix_ns } => Record::Close { key, unix_ns },
+            Record::ProcessExit { pid, unix_ns } => Record::ProcessExit { pid, unix_ns },
+        }
+    }
 }

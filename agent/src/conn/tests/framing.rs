@@ -337,7 +337,7 @@ fn sendfile_body_counts_length_without_bytes() {
             start_unix_ns: t,
             end_unix_ns: t + 10,
             len,
-            bytes: Vec::new(),
+            bytes: Vec::new().into(),
             tail: None,
         })
     };

@@ -97,7 +97,7 @@ impl Sim {
             start_unix_ns: t,
             end_unix_ns: t + 10,
             len: bytes.len() as u32,
-            bytes: bytes[..copied].to_vec(),
+            bytes: bytes[..copied].to_vec().into(),
             tail,
         }));
         (t, t + 10)

@@ -75,7 +75,7 @@ fn replay(fixture: &str, role: Role) -> (Sim, Vec<u64>) {
                     start_unix_ns: t,
                     end_unix_ns: t + 10,
                     len: len.parse().expect("length"),
-                    bytes,
+                    bytes: bytes.into(),
                     tail: None,
                 }));
                 ends.push(t + 10);
