@@ -113,7 +113,8 @@ const _: () = assert!(core::mem::size_of::<Event>() == 120 + MAX_DATA);
 pub mod mode {
     /// Trace every process except the excluded ones.
     pub const ALL: u32 = 0;
-    /// Trace only pids in the PIDS map or sockets whose local port is in the PORTS map.
+    /// Trace only pids set in the SELECTED bitmap (the agent sets them; so does the kernel
+    /// for processes accepting on a port in the PORTS map).
     pub const SELECTED: u32 = 1;
 }
 
@@ -136,7 +137,7 @@ pub struct Config {
     /// Capture server-side (accept) connections.
     pub capture_server: u32,
     /// Non-zero when the PORTS map selects processes: a process that accepts a connection on
-    /// one of those local ports is added to PIDS by the kernel at that moment.
+    /// one of those local ports is set in SELECTED by the kernel at that moment.
     pub port_select: u32,
     pub offsets: Offsets,
 }

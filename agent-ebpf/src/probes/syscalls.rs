@@ -465,7 +465,7 @@ unsafe fn fill_header(
     len: u32,
     copied: u32,
 ) {
-    // SAFETY: the caller owns `h`, inside this CPU's scratch record.
+    // SAFETY: the caller owns `h`, inside a reserved ring-buffer record.
     unsafe {
         (*h).start_ns = call.ts_ns;
         (*h).end_ns = call.ts_ns;

@@ -1,6 +1,6 @@
 //! Which processes to trace: every process (the default), or those matching pids, listening
 //! ports or executable-path globs. Resolution scans /proc; the agent re-runs it periodically
-//! and writes the result into the kernel's PIDS map.
+//! and writes the result into the kernel's selected-process bitmap.
 use std::{
     collections::HashSet,
     fs,
