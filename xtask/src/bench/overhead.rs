@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result, bail};
 #[derive(clap::Args)]
 pub struct Args {
     /// Interleaved rounds per (target, connections).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 5)]
@@ -298,6 +298,16 @@ fn traced_run(
     })
 }
 
+/// The median of sorted values (the machine is shared: a median of paired per-round ratios
+/// shrugs off a round another job disturbed).
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let bin = sonde_bin()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -307,7 +317,7 @@ pub fn run(args: &Args) -> Result<()> {
     let spans = Arc::new(AtomicU64::new(0));
     let receiver = start_receiver(&rt, spans.clone())?;
     println!(
-        "target  conns  untraced_rps  traced_rps  ratio  per-round(min-max)  completeness  agent_us/span  agent_peak_rss_MiB"
+        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB"
     );
     for target in &args.targets {
         for &c in &args.connections {
@@ -342,11 +352,11 @@ pub fn run(args: &Args) -> Result<()> {
             let reqs_total: u64 = traced.iter().map(|t| t.requests).sum();
             let cpu_total: f64 = traced.iter().map(|t| t.cpu_s).sum();
             let hwm = traced.iter().map(|t| t.hwm_kib).max().unwrap_or(0);
-            let (lo, hi) = ratios
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            ratios.sort_by(f64::total_cmp);
+            let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+            let median = median(&ratios);
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}",
+                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {median:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}",
                 t / b,
                 spans_total as f64 / reqs_total.max(1) as f64,
                 cpu_total * 1e6 / spans_total.max(1) as f64,
@@ -368,6 +378,13 @@ mod tests {
         trace::v1::{ResourceSpans, ScopeSpans, Span},
     };
     use prost::Message as _;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(&[0.5, 0.7, 0.9]), 0.7);
+        assert_eq!(super::median(&[0.5, 0.7, 0.8, 0.9]), 0.75);
+        assert!(super::median(&[]).is_nan());
+    }
 
     #[test]
     fn counts_spans_across_resources_and_scopes() {
