@@ -150,6 +150,11 @@ pub struct TempoConfig {
     pub service_map: Option<Vec<BackendRef>>,
     /// Overrides the top-level `logs` list for this Tempo.
     pub logs: Option<Vec<BackendRef>>,
+    /// Grafana's gRPC streaming of search and TraceQL metrics results
+    /// (`jsonData.streamingEnabled`). Unset leaves Grafana's default alone; set `false` for
+    /// Sonde's embedded store, which serves no streaming gRPC (with streaming on, Grafana's
+    /// "Save & test" and searches fail against it).
+    pub streaming: Option<bool>,
 }
 
 /// A metrics or logs datasource: either a UID from the exchange (tagged with the Grafana that

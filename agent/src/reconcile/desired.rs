@@ -532,6 +532,18 @@ fn tempo_datasource(
         json!(c.node_graph),
     );
     set(&mut sets, &["jsonData", "search", "hide"], json!(false));
+    if let Some(on) = t.config.streaming {
+        set(
+            &mut sets,
+            &["jsonData", "streamingEnabled", "search"],
+            json!(on),
+        );
+        set(
+            &mut sets,
+            &["jsonData", "streamingEnabled", "metrics"],
+            json!(on),
+        );
+    }
     set(&mut sets, &["jsonData", MARKER, "owner"], json!("sonde"));
     set(&mut sets, &["jsonData", MARKER, "grafana"], json!(grafana));
     if let Some(key) = hash_key.filter(|_| !secure.is_empty()) {

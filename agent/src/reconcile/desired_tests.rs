@@ -185,6 +185,25 @@ fn one_grafana_links_both_ways() {
     assert_eq!(loki.depends_on, ["sonde-traces"]);
 }
 
+#[rstest]
+#[case::unset(None)]
+#[case::off(Some(false))]
+#[case::on(Some(true))]
+fn streaming_is_set_only_when_configured(#[case] streaming: Option<bool>) {
+    let mut s = section(&["g1"]);
+    s.tempos[0].streaming = streaming;
+    let tempos = resolve_tempos(&s).expect("tempos");
+    let d = build(&s, &tempos, "g1", Some(&[]), Some(b"key"));
+    let tempo = &d.datasources[0];
+    for leaf in ["search", "metrics"] {
+        assert_eq!(
+            value_at(tempo, &["jsonData", "streamingEnabled", leaf]),
+            streaming.map(|on| json!(on)).as_ref(),
+            "{leaf}"
+        );
+    }
+}
+
 #[test]
 fn two_grafanas_with_disjoint_backends_get_their_own_links() {
     let s = section(&["g1", "g2"]);
