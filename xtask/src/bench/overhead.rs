@@ -29,6 +29,10 @@ pub struct Args {
     /// Targets to run (nginx, python).
     #[arg(long, value_delimiter = ',', default_value = "nginx,python")]
     targets: Vec<String>,
+    /// Also run, in each round, the agent attached but selecting another port: the cost of
+    /// the hooks alone on a process that is not traced (this machine's floor, side by side).
+    #[arg(long)]
+    floor: bool,
 }
 
 struct Server {
@@ -259,6 +263,7 @@ struct Traced {
 fn traced_run(
     bin: &Path,
     server: &Server,
+    select_port: u16,
     receiver: u16,
     spans: &AtomicU64,
     c: u32,
@@ -266,7 +271,7 @@ fn traced_run(
 ) -> Result<Traced> {
     spans.store(0, Ordering::Relaxed);
     let mut agent = Command::new(bin)
-        .args(["agent", "--port", &server.port.to_string(), "--no-client"])
+        .args(["agent", "--port", &select_port.to_string(), "--no-client"])
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://127.0.0.1:{receiver}"),
@@ -283,7 +288,10 @@ fn traced_run(
     let (requests, rps) = wrk(server.port, c, secs)?;
     // Let the last batch leave (batch interval 1 s) before reading the totals.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while spans.load(Ordering::Relaxed) < requests && Instant::now() < deadline {
+    while select_port == server.port
+        && spans.load(Ordering::Relaxed) < requests
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1200));
@@ -317,8 +325,11 @@ pub fn run(args: &Args) -> Result<()> {
     let spans = Arc::new(AtomicU64::new(0));
     let receiver = start_receiver(&rt, spans.clone())?;
     println!(
-        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB"
+        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB{}",
+        if args.floor { "  floor(median)" } else { "" }
     );
+    // Nothing listens here: with it selected, the traced server is not.
+    let unused_port = free_port()?;
     for target in &args.targets {
         for &c in &args.connections {
             let dir = tempfile::tempdir()?;
@@ -329,18 +340,31 @@ pub fn run(args: &Args) -> Result<()> {
                 other => bail!("unknown target {other}"),
             };
             let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            let mut floors = Vec::new();
             for round in 0..args.rounds {
                 // Alternate which goes first so drift does not favour one side.
                 let (b, t) = if round % 2 == 0 {
                     let b = wrk(port, c, args.duration)?;
                     (
                         b,
-                        traced_run(&bin, &server, receiver, &spans, c, args.duration)?,
+                        traced_run(&bin, &server, port, receiver, &spans, c, args.duration)?,
                     )
                 } else {
-                    let t = traced_run(&bin, &server, receiver, &spans, c, args.duration)?;
+                    let t = traced_run(&bin, &server, port, receiver, &spans, c, args.duration)?;
                     (wrk(port, c, args.duration)?, t)
                 };
+                if args.floor {
+                    let f = traced_run(
+                        &bin,
+                        &server,
+                        unused_port,
+                        receiver,
+                        &spans,
+                        c,
+                        args.duration,
+                    )?;
+                    floors.push(f.rps / b.1);
+                }
                 ratios.push(t.rps / b.1);
                 base.push(b.1);
                 traced.push(t);
@@ -354,9 +378,15 @@ pub fn run(args: &Args) -> Result<()> {
             let hwm = traced.iter().map(|t| t.hwm_kib).max().unwrap_or(0);
             ratios.sort_by(f64::total_cmp);
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
-            let median = median(&ratios);
+            let mid = median(&ratios);
+            floors.sort_by(f64::total_cmp);
+            let floor = if args.floor {
+                format!("  {:>13.3}", median(&floors))
+            } else {
+                String::new()
+            };
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {median:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}",
+                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{floor}",
                 t / b,
                 spans_total as f64 / reqs_total.max(1) as f64,
                 cpu_total * 1e6 / spans_total.max(1) as f64,
