@@ -299,7 +299,10 @@ fn data(cfg: &Config, pid_tgid: u64, call: &Call, len: u64) {
         sk,
         tuple: &tuple,
     };
-    if n <= 256 {
+    if n == 0 {
+        // sendfile, or nothing readable: the header alone.
+        fill_data::<0>(&d);
+    } else if n <= 256 {
         fill_data::<256>(&d);
     } else if n <= 1024 {
         fill_data::<1024>(&d);
