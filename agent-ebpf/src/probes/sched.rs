@@ -29,7 +29,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if group_dead == 0 || !selected(cfg, tgid) {
         return Ok(());
     }
-    emit_lifecycle(cfg, tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
+    emit_lifecycle(tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
     Ok(())
 }
 
@@ -53,13 +53,11 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let _ = LIVE_SOCKS.remove(&skaddr);
-    let cfg = config();
-    emit_lifecycle(cfg, owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
+    emit_lifecycle(owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
     Ok(())
 }
 
-fn emit_lifecycle(cfg: &agent_common::Config, pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
-    let _ = cfg;
+fn emit_lifecycle(pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
     let Some(mut entry) = reserve::<0>() else {
         return;
     };

@@ -213,15 +213,7 @@ fn closed(cfg: &Config, pid_tgid: u64, call: &Call) {
     };
     forget_fd(tgid, call.fd);
     let _ = LIVE_SOCKS.remove(&info.sk);
-    lifecycle_record(
-        cfg,
-        pid_tgid,
-        call.fd,
-        call,
-        kind::CLOSE,
-        info.sk,
-        &info.tuple,
-    );
+    lifecycle_record(pid_tgid, call.fd, call, kind::CLOSE, info.sk, &info.tuple);
 }
 
 /// Accept, connect or close of an inet stream socket: a record with no payload.
@@ -240,20 +232,12 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
         select(tgid);
     }
     let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
-    lifecycle_record(cfg, pid_tgid, fd, call, k, sk, &tuple);
+    lifecycle_record(pid_tgid, fd, call, k, sk, &tuple);
 }
 
 /// A record with no payload.
 #[inline(always)]
-fn lifecycle_record(
-    _cfg: &Config,
-    pid_tgid: u64,
-    fd: i32,
-    call: &Call,
-    k: u8,
-    sk: u64,
-    tuple: &Tuple,
-) {
+fn lifecycle_record(pid_tgid: u64, fd: i32, call: &Call, k: u8, sk: u64, tuple: &Tuple) {
     let Some(mut entry) = reserve::<0>() else {
         return;
     };
