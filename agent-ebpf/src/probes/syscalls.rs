@@ -187,10 +187,9 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
                 lifecycle(cfg, pid_tgid, call.fd, &call, kind::CONNECT);
             }
         }
-        syscall::CLOSE => closed(cfg, pid_tgid, &call),
+        syscall::CLOSE => closed(pid_tgid, &call),
         // dup2/dup3 closed whatever `newfd` (the second argument) held.
         syscall::DUP => closed(
-            cfg,
             pid_tgid,
             &Call {
                 fd: a1 as i32,
@@ -204,7 +203,7 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
 /// A closed (or dup2-replaced) fd: the file is gone from the fd table by now, so only a socket
 /// remembered in `SOCKS` is reported.
 #[inline(never)]
-fn closed(cfg: &Config, pid_tgid: u64, call: &Call) {
+fn closed(pid_tgid: u64, call: &Call) {
     let tgid = (pid_tgid >> 32) as u32;
     let key = super::sock_key(tgid, call.fd);
     // SAFETY: the value is copied out before the entry is removed.
