@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
+mod kernel;
 mod overhead;
 mod store;
 
@@ -11,11 +12,14 @@ pub enum Bench {
     Overhead(overhead::Args),
     /// OTLP ingest, disk, by-id and search latency of the embedded store.
     Store(store::Args),
+    /// Per-program cost of the kernel probes (BPF run-time statistics) under wrk load.
+    Kernel(kernel::Args),
 }
 
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Overhead(args) => overhead::run(&args),
         Bench::Store(args) => store::run(&args),
+        Bench::Kernel(args) => kernel::run(&args),
     }
 }

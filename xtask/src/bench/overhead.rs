@@ -35,7 +35,7 @@ pub struct Args {
     floor: bool,
 }
 
-struct Server {
+pub(super) struct Server {
     child: Child,
     port: u16,
 }
@@ -46,7 +46,7 @@ impl Drop for Server {
     }
 }
 
-fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -62,7 +62,7 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -79,7 +79,7 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("nothing listens on {port}")
 }
 
-fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
+pub(super) fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("index.html"), "x".repeat(695))?;
@@ -102,7 +102,7 @@ fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
     Ok(Server { child, port })
 }
 
-fn start_python(dir: &Path, port: u16) -> Result<Server> {
+pub(super) fn start_python(dir: &Path, port: u16) -> Result<Server> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("index.html"), "x".repeat(695))?;
@@ -128,7 +128,7 @@ fn start_python(dir: &Path, port: u16) -> Result<Server> {
 }
 
 /// Run wrk; returns (requests completed, requests/s).
-fn wrk(port: u16, connections: u32, secs: u32) -> Result<(u64, f64)> {
+pub(super) fn wrk(port: u16, connections: u32, secs: u32) -> Result<(u64, f64)> {
     let out = Command::new("taskset")
         .args([
             "-c",
@@ -220,7 +220,7 @@ fn start_receiver(rt: &tokio::runtime::Runtime, spans: Arc<AtomicU64>) -> Result
     Ok(port)
 }
 
-fn sonde_bin() -> Result<PathBuf> {
+pub(super) fn sonde_bin() -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "-p", "sonde"])
         .status()?;
