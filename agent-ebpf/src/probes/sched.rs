@@ -3,6 +3,7 @@
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
 use aya_ebpf::{
+    EbpfContext as _,
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
@@ -22,8 +23,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: `group_dead` is at offset 32 in this tracepoint's format.
-    let group_dead: u8 = unsafe { ctx.read_at(32)? };
+    // SAFETY: `group_dead` (bool) is at offset 32 in this tracepoint's format.
+    let group_dead: u8 = unsafe { field(ctx, 32) };
     let cfg = config();
     let tgid = (pid_tgid >> 32) as u32;
     if group_dead == 0 || !selected(cfg, tgid) {
@@ -41,12 +42,13 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY: offsets from events/sock/inet_sock_set_state/format.
-    let newstate: i32 = unsafe { ctx.read_at(20)? };
+    // SAFETY: offsets from events/sock/inet_sock_set_state/format (newstate: int at 20,
+    // skaddr: pointer at 8).
+    let newstate: i32 = unsafe { field(ctx, 20) };
     if newstate != TCP_CLOSE {
         return Ok(());
     }
-    let skaddr: u64 = unsafe { ctx.read_at(8)? };
+    let skaddr: u64 = unsafe { field(ctx, 8) };
     // This runs in softirq context: the current task is unrelated, so the owner comes from
     // the map filled at accept/connect.
     let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else {
@@ -55,6 +57,17 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     let _ = LIVE_SOCKS.remove(&skaddr);
     emit_lifecycle(owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
     Ok(())
+}
+
+/// A field of the tracepoint record, loaded straight from the context (this fires for every
+/// TCP state change on the host; `read_at` would cost a helper call per field).
+///
+/// # Safety
+/// `offset` must be a field of this tracepoint's record, aligned to `T`'s size.
+#[inline(always)]
+unsafe fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: per the caller; the verifier checks context accesses.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
 fn emit_lifecycle(pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
