@@ -196,7 +196,7 @@ pub fn write_attributes(span: &HttpSpan, opts: ConvertOptions, a: &mut impl Attr
     a.fmt("network.peer.address", format_args!("{}", span.peer.ip()));
     a.int("network.peer.port", i64::from(span.peer.port()));
     if !span.protocol_version.is_empty() {
-        a.str("network.protocol.version", &span.protocol_version);
+        a.str("network.protocol.version", span.protocol_version);
     }
     if let Some(ua) = span.user_agent.as_deref().filter(|u| !u.is_empty()) {
         a.str("user_agent.original", ua);

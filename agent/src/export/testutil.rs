@@ -25,7 +25,7 @@ pub fn server_span() -> HttpSpan {
         path: "/items/42".to_owned(),
         query: Some("q=1".to_owned()),
         route: Some("/items/{id}".to_owned()),
-        protocol_version: "1.1".to_owned(),
+        protocol_version: "1.1",
         status_code: Some(200),
         host: Some("localhost:8000".to_owned()),
         user_agent: Some("curl/8.5.0".to_owned()),

@@ -115,7 +115,7 @@ impl Exchange {
             path: self.path,
             query: self.query,
             route,
-            protocol_version: if self.minor == 0 { "1.0" } else { "1.1" }.to_owned(),
+            protocol_version: if self.minor == 0 { "1.0" } else { "1.1" },
             status_code: self.status,
             host: self.host,
             user_agent: self.user_agent,

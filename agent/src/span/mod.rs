@@ -44,7 +44,7 @@ pub struct HttpSpan {
     /// Low-cardinality route template (`/users/{id}`), when one could be derived.
     pub route: Option<String>,
     /// `1.0` or `1.1`.
-    pub protocol_version: String,
+    pub protocol_version: &'static str,
     pub status_code: Option<u16>,
     /// `Host` header value, if any.
     pub host: Option<String>,

@@ -30,7 +30,7 @@ fn keep_alive_200_requests_on_one_connection() {
             (Some("svc"), Some("t/1"))
         );
         assert_eq!(
-            (span.protocol_version.as_str(), span.pid, span.tid),
+            (span.protocol_version, span.pid, span.tid),
             ("1.1", SERVER, SERVER + 1)
         );
         assert_eq!((span.local, span.peer), (tuple().local, tuple().remote));
@@ -244,10 +244,7 @@ fn http10_close_delimited_response() {
     let spans = sim.take();
     assert_eq!(spans.len(), 1);
     let s = &spans[0];
-    assert_eq!(
-        (s.protocol_version.as_str(), s.status_code),
-        ("1.0", Some(200))
-    );
+    assert_eq!((s.protocol_version, s.status_code), ("1.0", Some(200)));
     assert_eq!(
         (s.end_unix_ns, s.response_body_size, s.error_type.as_deref()),
         (end, Some(19), None)

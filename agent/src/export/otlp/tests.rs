@@ -160,7 +160,7 @@ fn server_span_without_host_or_extras() {
         user_agent: None,
         request_body_size: None,
         response_body_size: None,
-        protocol_version: String::new(),
+        protocol_version: "",
         local: "[::1]:8443".parse().unwrap(),
         peer: "[::1]:1".parse().unwrap(),
         start_unix_ns: 10,

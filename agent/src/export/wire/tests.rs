@@ -57,7 +57,7 @@ fn same_as_structs(batch: &[(Arc<ProcessResource>, HttpSpan)], opts: ConvertOpti
 #[case::empty_route(HttpSpan { route: Some(String::new()), ..server_span() })]
 #[case::empty_strings(HttpSpan {
     path: String::new(),
-    protocol_version: String::new(),
+    protocol_version: "",
     user_agent: Some(String::new()),
     ..server_span()
 })]
