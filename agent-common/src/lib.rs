@@ -85,7 +85,7 @@ pub struct EventHeader {
     /// Payload bytes copied into `data` (≤ copy limit).
     pub copied: u32,
     /// Bytes valid at the end of `tail` (the last bytes of the buffer, right-aligned), 0 when
-    /// not taken.
+    /// not taken. The bytes before them are not written.
     pub tail_len: u16,
     /// One of [`kind`].
     pub kind: u8,
@@ -94,8 +94,8 @@ pub struct EventHeader {
     pub tuple: Tuple,
     pub tail: [u8; TAIL_LEN],
     /// The task's command name (`comm`), NUL-padded, on accept/connect/close/exit records; zero
-    /// on data records and when not known (softirq context). Names a process that exits before
-    /// userspace can read /proc.
+    /// when not known (softirq context), and not written at all on data records (whatever the
+    /// ring held there). Names a process that exits before userspace can read /proc.
     pub comm: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 120);

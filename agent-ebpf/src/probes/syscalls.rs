@@ -339,7 +339,8 @@ fn fill_data<const N: usize>(d: &Data<'_>) {
             d.len as u32,
             copied,
         );
-        (*h).tail = [0; TAIL_LEN];
+        // Only the `tail_len` right-most tail bytes are read by the agent: the rest is left
+        // as the ring had it (zeroing cost a memset call per record).
         if d.len > n as u64 && d.len >= TAIL_LEN as u64 {
             (*h).tail_len = match buf_of(d.call.syscall) {
                 Buf::Flat => {
@@ -466,10 +467,10 @@ unsafe fn fill_header(
         (*h).syscall = call.syscall;
         (*h).tuple = *tuple;
         // The command name matters only where a connection starts (userspace names short-lived
-        // processes from it); data records skip the helper call.
-        if k == kind::READ
-            || k == kind::WRITE
-            || gen_helpers::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), 16) != 0
+        // processes from it and reads it from no other record): data records leave it alone.
+        if k != kind::READ
+            && k != kind::WRITE
+            && gen_helpers::bpf_get_current_comm((*h).comm.as_mut_ptr().cast(), 16) != 0
         {
             (*h).comm = [0; 16];
         }

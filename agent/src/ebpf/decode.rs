@@ -118,13 +118,17 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
     })
 }
 
-/// The command name in a raw record's header, when the kernel knew it.
+/// The command name in a raw record's header, when the kernel knew it (connection and process
+/// records only: data records do not carry it).
 pub fn comm(raw: &[u8]) -> Option<String> {
     if raw.len() < HEADER {
         return None;
     }
     // SAFETY: as in `decode`.
     let h: EventHeader = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<EventHeader>()) };
+    if h.kind == kind::READ || h.kind == kind::WRITE {
+        return None;
+    }
     let end = h.comm.iter().position(|&c| c == 0).unwrap_or(h.comm.len());
     (end > 0).then(|| String::from_utf8_lossy(&h.comm[..end]).into_owned())
 }
@@ -213,9 +217,11 @@ mod tests {
         );
         assert_eq!(d.tail, None);
         assert_eq!(
-            comm(&raw(header(kind::READ, 0), &[])).as_deref(),
+            comm(&raw(header(kind::ACCEPT, 0), &[])).as_deref(),
             Some("curl")
         );
+        // Data records leave the name unwritten: whatever is there is not a name.
+        assert_eq!(comm(&raw(header(kind::READ, 0), &[])), None);
         assert_eq!(comm(&[0u8; 3]), None);
     }
 
