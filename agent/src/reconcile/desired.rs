@@ -242,6 +242,21 @@ fn set(sets: &mut Vec<(Path, Option<Value>)>, p: &[&str], v: Value) {
     sets.push((path(p), Some(v)));
 }
 
+/// The span time shifts of a trace-to-logs or trace-to-metrics link under `base`.
+fn set_time_shifts(sets: &mut Vec<(Path, Option<Value>)>, base: [&str; 2], c: &CorrelationConfig) {
+    let [a, b] = base;
+    set(
+        sets,
+        &[a, b, "spanStartTimeShift"],
+        json!(c.span_start_time_shift),
+    );
+    set(
+        sets,
+        &[a, b, "spanEndTimeShift"],
+        json!(c.span_end_time_shift),
+    );
+}
+
 /// Build the desired state of one Grafana. `inventory` is `None` when the Grafana cannot be
 /// listed (file modes without API access); `hash_key` is the Grafana credential (API mode).
 pub fn build(
@@ -479,16 +494,7 @@ fn tempo_datasource(
         let leaf = |k: &'static str| [base[0], base[1], k];
         set(&mut sets, &leaf("datasourceUid"), json!(logs_uid));
         set(&mut sets, &leaf("tags"), tags(&c.logs_tags));
-        set(
-            &mut sets,
-            &leaf("spanStartTimeShift"),
-            json!(c.span_start_time_shift),
-        );
-        set(
-            &mut sets,
-            &leaf("spanEndTimeShift"),
-            json!(c.span_end_time_shift),
-        );
+        set_time_shifts(&mut sets, base, c);
         set(&mut sets, &leaf("filterByTraceID"), json!(true));
         set(&mut sets, &leaf("filterBySpanID"), json!(false));
         set(&mut sets, &leaf("customQuery"), json!(false));
@@ -508,16 +514,7 @@ fn tempo_datasource(
         set(&mut sets, &leaf("tags"), tags(&c.metrics_tags));
         let queries = serde_json::to_value(&c.metrics_queries).unwrap_or(Value::Array(Vec::new()));
         set(&mut sets, &leaf("queries"), queries);
-        set(
-            &mut sets,
-            &leaf("spanStartTimeShift"),
-            json!(c.span_start_time_shift),
-        );
-        set(
-            &mut sets,
-            &leaf("spanEndTimeShift"),
-            json!(c.span_end_time_shift),
-        );
+        set_time_shifts(&mut sets, base, c);
     } else {
         unlink.push(path(&["jsonData", "tracesToMetrics", "datasourceUid"]));
     }
