@@ -6,7 +6,7 @@ use std::{collections::HashMap, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::overhead::{free_port, sonde_bin, start_nginx, start_python, stop, wrk};
+use super::overhead::{free_port, sonde_bin, start_target, stop, wrk};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,11 +54,7 @@ pub fn run(args: &Args) -> Result<()> {
     for target in &args.targets {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
-        let server = match target.as_str() {
-            "nginx" => start_nginx(dir.path(), port)?,
-            "python" => start_python(dir.path(), port)?,
-            other => bail!("unknown target {other}"),
-        };
+        let server = start_target(target, dir.path(), port)?;
         let mut agent = Command::new(&bin)
             .args([
                 "agent",

@@ -79,7 +79,16 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("nothing listens on {port}")
 }
 
-pub(super) fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
+/// Start the named target server (`nginx` or `python`) on `port`, serving from `dir`.
+pub(super) fn start_target(name: &str, dir: &Path, port: u16) -> Result<Server> {
+    match name {
+        "nginx" => start_nginx(dir, port),
+        "python" => start_python(dir, port),
+        other => bail!("unknown target {other}"),
+    }
+}
+
+fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("index.html"), "x".repeat(695))?;
@@ -102,7 +111,7 @@ pub(super) fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
     Ok(Server { child, port })
 }
 
-pub(super) fn start_python(dir: &Path, port: u16) -> Result<Server> {
+fn start_python(dir: &Path, port: u16) -> Result<Server> {
     let www = dir.join("www");
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("index.html"), "x".repeat(695))?;
@@ -334,11 +343,7 @@ pub fn run(args: &Args) -> Result<()> {
         for &c in &args.connections {
             let dir = tempfile::tempdir()?;
             let port = free_port()?;
-            let server = match target.as_str() {
-                "nginx" => start_nginx(dir.path(), port)?,
-                "python" => start_python(dir.path(), port)?,
-                other => bail!("unknown target {other}"),
-            };
+            let server = start_target(target, dir.path(), port)?;
             let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             let mut floors = Vec::new();
             for round in 0..args.rounds {
