@@ -59,9 +59,10 @@ pub static PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536, 0);
 
-/// Sockets seen at accept/connect, so the sock tracepoint reports only their close.
+/// Sockets Sonde follows, by `struct sock *`, to their `SOCKS` key (`tgid << 32 | fd`): the
+/// sock tracepoint reports only their close, and marks their `SOCKS` entry as closing.
 #[map]
-pub static LIVE_SOCKS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65536, 0);
+pub static LIVE_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
 /// Kernel-side counters, indexed by `agent_common::counter`.
 #[map]

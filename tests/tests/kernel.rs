@@ -155,6 +155,65 @@ print(fd, flush=True)
     assert!(records.iter().any(|r| matches!(r, Record::Close { .. })));
 }
 
+/// A socket fd closed by exec (close-on-exec) is forgotten too: the program exec'd in the same
+/// process opens a file that gets the old socket's fd number, and its reads must not be
+/// reported as the old connection's data.
+#[test]
+fn an_fd_closed_by_exec_is_no_longer_a_socket() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("looks-like-http.txt");
+    std::fs::write(&file, "GET /from-a-file HTTP/1.1\r\n\r\n").unwrap();
+    let mut probes = load();
+    // After the exec, open the file until it lands on the old socket's number (lower free
+    // numbers are taken and kept open on the way).
+    let execd = r#"
+import os, sys
+want = int(sys.argv[2])
+held = []
+while True:
+    f = os.open(sys.argv[1], os.O_RDONLY)
+    if f >= want:
+        break
+    held.append(f)
+assert f == want, f"file got fd {f}, the socket had {want}"
+os.read(f, 100)
+os.lseek(f, 0, 0); os.read(f, 100)
+"#;
+    // Python sockets are close-on-exec: the exec closes the connection's fd.
+    let script = r#"
+import os, socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()
+cli.sendall(b"GET /over-the-socket HTTP/1.1\r\n\r\n"); conn.recv(100)
+os.execv(sys.executable, [sys.executable, "-c", sys.argv[2], sys.argv[1], str(conn.fileno())])
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&file)
+        .arg(execd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = collect(&mut probes, Duration::from_millis(500), |_| false);
+    let data = |needle: &[u8]| {
+        records.iter().any(|r| {
+            matches!(r, Record::Data(d)
+                if d.direction == Direction::Read
+                    && d.bytes.windows(needle.len()).any(|w| w == needle))
+        })
+    };
+    assert!(data(b"/over-the-socket"), "the socket read is reported");
+    assert!(
+        !data(b"/from-a-file"),
+        "the file behind the fd number exec freed is not"
+    );
+}
+
 /// Without privileges the agent says in one line what is missing and exits non-zero.
 #[test]
 fn unprivileged_agent_fails_with_one_clear_line() {

@@ -11,7 +11,7 @@ use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
 };
 
-use crate::maps::{CONFIG, COUNTERS, EVENTS, SELECTED, SOCKS};
+use crate::maps::{CONFIG, COUNTERS, EVENTS, LIVE_SOCKS, SELECTED, SOCKS};
 
 const S_IFMT: u16 = 0o170_000;
 const S_IFSOCK: u16 = 0o140_000;
@@ -61,8 +61,11 @@ pub fn select(tgid: u32) {
 /// fd is not an inet stream socket. A socket seen before is answered from `SOCKS` without
 /// touching the fd table (the walk is five dependent kernel reads, the most expensive part of
 /// a traced syscall). Entries leave when the fd is closed or replaced: close, dup2 and dup3
-/// are hooked for that. An fd closed by exec (close-on-exec) or close_range stays cached
-/// until its number is closed again or the LRU evicts it.
+/// are hooked for that. An fd closed without them (exec closing close-on-exec fds,
+/// close_range, process exit) is caught by its connection closing: the sock tracepoint marks
+/// the entry, and the next use of that fd number walks the fd table again. (A socket another
+/// process still holds does not close, so its entry stays until the number is closed again
+/// or the LRU evicts it.)
 #[inline(always)]
 pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
     if cfg.offsets_ok == 0 || fd < 0 {
@@ -70,9 +73,44 @@ pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
     }
     let key = sock_key(tgid, fd);
     // SAFETY: read-only lookup; the value is copied out.
-    if let Some(info) = unsafe { SOCKS.get(&key) } {
-        return Some((info.sk, info.tuple));
+    let stale = match unsafe { SOCKS.get(&key) } {
+        Some(info) if info.closing == 0 => return Some((info.sk, info.tuple)),
+        Some(_) => true,
+        None => false,
+    };
+    let found = walk_fd(cfg, fd);
+    match found {
+        Some((file, sk, t)) => {
+            // Only a connected socket's tuple is final: a listener or a socket still
+            // connecting without a peer port is walked again next time.
+            if t.remote_port != 0 {
+                let info = SockInfo {
+                    file,
+                    sk,
+                    tuple: t,
+                    closing: 0,
+                    _pad: 0,
+                };
+                let _ = SOCKS.insert(&key, &info, 0);
+                let _ = LIVE_SOCKS.insert(&sk, &key, 0);
+            } else if stale {
+                forget_fd(tgid, fd);
+            }
+            Some((sk, t))
+        }
+        None => {
+            if stale {
+                forget_fd(tgid, fd);
+            }
+            None
+        }
     }
+}
+
+/// Walk the current task's fd table to `fd`: `(struct file *, struct sock *, tuple)` when it
+/// is an inet stream socket.
+#[inline(always)]
+fn walk_fd(cfg: &Config, fd: i32) -> Option<(u64, u64, Tuple)> {
     let o = &cfg.offsets;
     // SAFETY: every read goes through bpf_probe_read_kernel, which tolerates bad pointers.
     unsafe {
@@ -121,17 +159,7 @@ pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
         } else {
             return None;
         }
-        // Only a connected socket's tuple is final: a listener or a socket still connecting
-        // without a peer port is walked again next time.
-        if t.remote_port != 0 {
-            let info = SockInfo {
-                file: file as u64,
-                sk: sk as u64,
-                tuple: t,
-            };
-            let _ = SOCKS.insert(&key, &info, 0);
-        }
-        Some((sk as u64, t))
+        Some((file as u64, sk as u64, t))
     }
 }
 

@@ -10,9 +10,11 @@ use aya_ebpf::{
 };
 
 use super::{config, reserve, selected, submit};
-use crate::maps::LIVE_SOCKS;
+use crate::maps::{LIVE_SOCKS, SOCKS};
 
+const TCP_FIN_WAIT1: i32 = 4;
 const TCP_CLOSE: i32 = 7;
+const TCP_LAST_ACK: i32 = 9;
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
@@ -45,16 +47,31 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets from events/sock/inet_sock_set_state/format (newstate: int at 20,
     // skaddr: pointer at 8).
     let newstate: i32 = unsafe { field(ctx, 20) };
-    if newstate != TCP_CLOSE {
+    // The local side closing (or shutting down its writes), and the end of the connection.
+    if newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK && newstate != TCP_CLOSE {
         return Ok(());
     }
     let skaddr: u64 = unsafe { field(ctx, 8) };
-    // This runs in softirq context: the current task is unrelated, so the owner comes from
-    // the map filled at accept/connect.
-    let Some(owner) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else {
+    // This may run in softirq context, where the current task is unrelated: the owner comes
+    // from the map filled when the socket was first seen.
+    let Some(key) = (unsafe { LIVE_SOCKS.get(&skaddr) }).copied() else {
         return Ok(());
     };
+    // The fd may be gone without a close(2) that Sonde sees (exec, process exit): its cached
+    // entry must not vouch for whatever gets that fd number next.
+    if let Some(info) = SOCKS.get_ptr_mut(&key) {
+        // SAFETY: a map value; a concurrent reader at worst walks the fd table once more.
+        unsafe {
+            if (*info).sk == skaddr {
+                (*info).closing = 1;
+            }
+        }
+    }
+    if newstate != TCP_CLOSE {
+        return Ok(());
+    }
     let _ = LIVE_SOCKS.remove(&skaddr);
+    let owner = (key >> 32) as u32;
     emit_lifecycle(owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
     Ok(())
 }

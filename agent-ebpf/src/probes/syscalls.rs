@@ -230,7 +230,7 @@ fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
         }
         select(tgid);
     }
-    let _ = LIVE_SOCKS.insert(&sk, &tgid, 0);
+    let _ = LIVE_SOCKS.insert(&sk, &super::sock_key(tgid, fd), 0);
     lifecycle_record(pid_tgid, fd, call, k, sk, &tuple);
 }
 
