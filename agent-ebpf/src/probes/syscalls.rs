@@ -26,10 +26,10 @@ const MAX_TAIL_IOVS: u64 = 32;
 const RET: usize = 16;
 const EINPROGRESS: i64 = -115;
 
-/// A returning syscall: its first three arguments, its time, and which syscall it was.
+/// A returning syscall: its first three arguments and which syscall it was. (Its time is read
+/// when a record is written: most calls of a selected process turn out not to be on a socket.)
 #[derive(Clone, Copy)]
 pub struct Call {
-    pub ts_ns: u64,
     /// User buffer, iovec array, msghdr or sockaddr pointer, depending on `syscall`.
     pub ptr: u64,
     /// The third argument: the iovec count for readv/writev.
@@ -170,7 +170,6 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
     }
     let Some([a0, a1, a2]) = args() else { return };
     let call = Call {
-        ts_ns: unsafe { bpf_ktime_get_ns() },
         ptr: a1,
         arg2: a2,
         fd: a0 as i32,
@@ -454,8 +453,9 @@ unsafe fn fill_header(
 ) {
     // SAFETY: the caller owns `h`, inside a reserved ring-buffer record.
     unsafe {
-        (*h).start_ns = call.ts_ns;
-        (*h).end_ns = call.ts_ns;
+        let now = bpf_ktime_get_ns();
+        (*h).start_ns = now;
+        (*h).end_ns = now;
         (*h).sock_id = sk;
         (*h).pid = (pid_tgid >> 32) as u32;
         (*h).tid = pid_tgid as u32;
