@@ -33,6 +33,10 @@ pub struct Args {
     /// the hooks alone on a process that is not traced (this machine's floor, side by side).
     #[arg(long)]
     floor: bool,
+    /// Also run, in each round, the agent tracing the server with `--no-export`: the kernel
+    /// capture and span building without OTLP export (splits the cost in two).
+    #[arg(long)]
+    capture_only: bool,
 }
 
 pub(super) struct Server {
@@ -269,18 +273,30 @@ struct Traced {
     hwm_kib: u64,
 }
 
-fn traced_run(
-    bin: &Path,
-    server: &Server,
+/// What one traced run attaches: the agent selecting `select_port`, exporting or not.
+struct Agent<'a> {
+    bin: &'a Path,
     select_port: u16,
+    export: bool,
+}
+
+fn traced_run(
+    agent: &Agent<'_>,
+    server: &Server,
     receiver: u16,
     spans: &AtomicU64,
     c: u32,
     secs: u32,
 ) -> Result<Traced> {
+    let (select_port, export) = (agent.select_port, agent.export);
     spans.store(0, Ordering::Relaxed);
-    let mut agent = Command::new(bin)
+    let mut agent = Command::new(agent.bin)
         .args(["agent", "--port", &select_port.to_string(), "--no-client"])
+        .args(if agent.export {
+            &[][..]
+        } else {
+            &["--no-export"][..]
+        })
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://127.0.0.1:{receiver}"),
@@ -298,6 +314,7 @@ fn traced_run(
     // Let the last batch leave (batch interval 1 s) before reading the totals.
     let deadline = Instant::now() + Duration::from_secs(5);
     while select_port == server.port
+        && export
         && spans.load(Ordering::Relaxed) < requests
         && Instant::now() < deadline
     {
@@ -334,7 +351,12 @@ pub fn run(args: &Args) -> Result<()> {
     let spans = Arc::new(AtomicU64::new(0));
     let receiver = start_receiver(&rt, spans.clone())?;
     println!(
-        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB{}",
+        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB{}{}",
+        if args.capture_only {
+            "  capture(median)"
+        } else {
+            ""
+        },
         if args.floor { "  floor(median)" } else { "" }
     );
     // Nothing listens here: with it selected, the traced server is not.
@@ -344,30 +366,36 @@ pub fn run(args: &Args) -> Result<()> {
             let dir = tempfile::tempdir()?;
             let port = free_port()?;
             let server = start_target(target, dir.path(), port)?;
+            let traced_agent = Agent {
+                bin: &bin,
+                select_port: port,
+                export: true,
+            };
+            let run =
+                |agent: &Agent<'_>| traced_run(agent, &server, receiver, &spans, c, args.duration);
             let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            let mut floors = Vec::new();
+            let (mut captures, mut floors) = (Vec::new(), Vec::new());
             for round in 0..args.rounds {
                 // Alternate which goes first so drift does not favour one side.
                 let (b, t) = if round % 2 == 0 {
                     let b = wrk(port, c, args.duration)?;
-                    (
-                        b,
-                        traced_run(&bin, &server, port, receiver, &spans, c, args.duration)?,
-                    )
+                    (b, run(&traced_agent)?)
                 } else {
-                    let t = traced_run(&bin, &server, port, receiver, &spans, c, args.duration)?;
+                    let t = run(&traced_agent)?;
                     (wrk(port, c, args.duration)?, t)
                 };
+                if args.capture_only {
+                    let n = run(&Agent {
+                        export: false,
+                        ..traced_agent
+                    })?;
+                    captures.push(n.rps / b.1);
+                }
                 if args.floor {
-                    let f = traced_run(
-                        &bin,
-                        &server,
-                        unused_port,
-                        receiver,
-                        &spans,
-                        c,
-                        args.duration,
-                    )?;
+                    let f = run(&Agent {
+                        select_port: unused_port,
+                        ..traced_agent
+                    })?;
                     floors.push(f.rps / b.1);
                 }
                 ratios.push(t.rps / b.1);
@@ -384,14 +412,18 @@ pub fn run(args: &Args) -> Result<()> {
             ratios.sort_by(f64::total_cmp);
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
             let mid = median(&ratios);
-            floors.sort_by(f64::total_cmp);
-            let floor = if args.floor {
-                format!("  {:>13.3}", median(&floors))
-            } else {
-                String::new()
+            let column = |on: bool, v: &mut Vec<f64>, width: usize| {
+                v.sort_by(f64::total_cmp);
+                if on {
+                    format!("  {:>width$.3}", median(v))
+                } else {
+                    String::new()
+                }
             };
+            let capture = column(args.capture_only, &mut captures, 15);
+            let floor = column(args.floor, &mut floors, 13);
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{floor}",
+                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{capture}{floor}",
                 t / b,
                 spans_total as f64 / reqs_total.max(1) as f64,
                 cpu_total * 1e6 / spans_total.max(1) as f64,
