@@ -25,6 +25,8 @@ pub mod kind {
     pub const CLOSE: u8 = 5;
     /// The whole process exited.
     pub const EXIT: u8 = 6;
+    /// A process not selected yet ran a new program (`Config::exec_notify`).
+    pub const EXEC: u8 = 7;
 }
 
 /// Words of the selected-process bitmap: one bit per pid up to Linux's PID_MAX_LIMIT on 64-bit
@@ -48,6 +50,7 @@ pub mod syscall {
     pub const EXIT: u8 = 13;
     /// dup2 / dup3 (which close the fd they replace).
     pub const DUP: u8 = 14;
+    pub const EXEC: u8 = 15;
 }
 
 /// A connection's addresses as the traced process sees them (local = its own end).
@@ -141,9 +144,13 @@ pub struct Config {
     /// Non-zero when the PORTS map selects processes: a process that accepts a connection on
     /// one of those local ports is set in SELECTED by the kernel at that moment.
     pub port_select: u32,
+    /// Non-zero when processes are selected by executable path: every exec of a process not
+    /// selected yet is reported, so the agent can match the new program at once instead of at
+    /// its next /proc scan.
+    pub exec_notify: u32,
     pub offsets: Offsets,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 32 + core::mem::size_of::<Offsets>());
+const _: () = assert!(core::mem::size_of::<Config>() == 36 + core::mem::size_of::<Offsets>());
 
 /// Kernel struct offsets read from `/sys/kernel/btf/vmlinux` at start-up.
 #[repr(C)]

@@ -18,6 +18,7 @@ pub static CONFIG: Config = Config {
     capture_client: 0,
     capture_server: 0,
     port_select: 0,
+    exec_notify: 0,
     offsets: agent_common::Offsets {
         task_files: 0,
         files_fdt: 0,

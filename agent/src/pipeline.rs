@@ -113,6 +113,8 @@ fn run(
     let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
+    // Processes that ran a new program while not selected (selection by executable path).
+    let mut execs: Vec<u32> = Vec::new();
     // Command names from the kernel, for processes that exit before /proc can be read.
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut last_sweep = Instant::now();
@@ -152,8 +154,10 @@ fn run(
                     resources.get_named(key.pid, names.get(&key.pid).map(String::as_str));
                 }
                 tracing::trace!(?rec, "record");
-                if let Record::ProcessExit { pid, .. } = rec {
-                    exited.push(pid);
+                match rec {
+                    Record::ProcessExit { pid, .. } => exited.push(pid),
+                    Record::Exec { pid } => execs.push(pid),
+                    _ => {}
                 }
                 tracker.push(rec, &mut spans);
             }
@@ -184,6 +188,21 @@ fn run(
                 })
                 .collect();
             sink.send(batch);
+        }
+        // A new program matching an executable glob is traced from now on, not from the next
+        // /proc scan (a short-lived one would be gone by then).
+        if !execs.is_empty() {
+            let add: Vec<u32> = execs
+                .drain(..)
+                .filter(|&pid| {
+                    !selected.contains(&pid) && cfg.selection.exe_matches(Path::new("/proc"), pid)
+                })
+                .collect();
+            if !add.is_empty() {
+                tracing::debug!(?add, "selected at exec");
+                probes.set_pids(&add, &[]);
+                selected.extend(add);
+            }
         }
         // Forget a process only after its last spans took its resource.
         if !exited.is_empty() && !cfg.selection.is_all() {

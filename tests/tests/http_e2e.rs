@@ -425,6 +425,62 @@ async fn server_started_after_the_agent_is_selected_by_port() {
     one_server_span(&received, port, "/late.txt").await;
 }
 
+/// Selection by executable path reaches a program started after the agent within one drain
+/// interval (the kernel reports the exec), not at the next /proc scan a second later: a copy of
+/// curl under a unique name, whose traced request starts 300 ms after it does, is traced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_started_after_the_agent_is_selected_by_exe_glob_at_exec() {
+    require_kernel!();
+    use axum::{Router, routing::get};
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "slow"
+            }),
+        )
+        .route("/x", get(|| async { "x" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let curl_copy = dir.path().join("sonde-exec-curl");
+    let curl_path = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v curl"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::copy(curl_path.trim(), &curl_copy).unwrap();
+    let (addr, received) = start_receiver().await;
+    let glob = format!("{}/sonde-exec-*", dir.path().display());
+    let _agent = start_agent(addr, &["--exe", &glob, "--no-server"]);
+    let base = format!("http://127.0.0.1:{port}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&curl_copy)
+            .args(["-sf", "-o", "/dev/null", "-o", "/dev/null"])
+            .arg(format!("{base}/slow"))
+            .arg(format!("{base}/x"))
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.success());
+    let is_x = |s: &Span| {
+        s.kind == SpanKind::Client as i32
+            && attr(s, "url.path").as_deref() == Some("/x")
+            && attr(s, "server.port") == Some(port.to_string())
+    };
+    let spans = received
+        .wait_for(WAIT, |s| s.iter().any(|(_, s)| is_x(s)))
+        .await;
+    assert_eq!(spans.iter().filter(|(_, s)| is_x(s)).count(), 1);
+}
+
 /// Garbage, a TLS ClientHello and a half-sent request on a traced port: the agent skips them,
 /// counts them on its /metrics, and still traces the next real request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

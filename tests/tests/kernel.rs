@@ -17,6 +17,7 @@ fn load() -> Probes {
         capture_server: true,
         capture_client: true,
         ports: vec![],
+        exec_notify: false,
     })
     .expect("load and attach")
 }

@@ -36,6 +36,24 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// A process ran a new program (`sched:sched_process_exec`, in that process). Under selection
+/// by executable path, an exec by a process not selected yet is reported: the agent matches
+/// the new executable and selects it within one drain interval, so a short-lived program
+/// (a cron job's client) is traced from its first request.
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    if cfg.exec_notify == 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != cfg.self_pid && !selected(cfg, tgid) {
+        emit_lifecycle(tgid, pid_tgid as u32, -1, 0, kind::EXEC, syscall::EXEC);
+    }
+    0
+}
+
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     match try_sock_state(&ctx) {

@@ -148,6 +148,7 @@ impl AgentSection {
                 capture_server: self.capture_server,
                 capture_client: self.capture_client,
                 ports: self.select.ports.clone(),
+                exec_notify: selection.needs_rescan(),
             },
             selection,
             tracker: TrackerConfig {

@@ -239,6 +239,8 @@ impl Tracker {
                     self.end(k, unix_ns, EndReason::ProcessExit, out);
                 }
             }
+            // Process selection, not connection state: the pipeline acts on it.
+            Record::Exec { .. } => {}
         }
     }
 

@@ -114,6 +114,7 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
             pid: h.pid,
             unix_ns: clock.to_unix(h.end_ns),
         },
+        kind::EXEC => Record::Exec { pid: h.pid },
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -248,6 +249,7 @@ mod tests {
     #[case::connect(kind::CONNECT)]
     #[case::close(kind::CLOSE)]
     #[case::exit(kind::EXIT)]
+    #[case::exec(kind::EXEC)]
     fn lifecycle_records(#[case] k: u8) {
         let bytes = raw(header(k, 0), &[]);
         let rec = decode(&bytes, Clock::with_offset(0)).unwrap();
@@ -265,7 +267,8 @@ mod tests {
                 },
             )
             | (kind::CLOSE, Record::Close { .. })
-            | (kind::EXIT, Record::ProcessExit { pid: 42, .. }) => {}
+            | (kind::EXIT, Record::ProcessExit { pid: 42, .. })
+            | (kind::EXEC, Record::Exec { pid: 42 }) => {}
             (k, r) => panic!("kind {k} decoded as {r:?}"),
         }
     }

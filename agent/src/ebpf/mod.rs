@@ -40,6 +40,7 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("syscalls", "sys_exit_dup3"),
     ("sock", "inet_sock_set_state"),
     ("sched", "sched_process_exit"),
+    ("sched", "sched_process_exec"),
 ];
 
 /// Why the kernel part cannot run.
@@ -92,6 +93,8 @@ pub struct LoadOptions {
     /// Processes accepting connections on these local ports are selected by the kernel at
     /// their first accept (no /proc scan on the hot path).
     pub ports: Vec<u16>,
+    /// Report every exec of a process not selected yet (selection by executable path).
+    pub exec_notify: bool,
 }
 
 /// Say what is missing before trying to load, in one clear line.
@@ -212,6 +215,7 @@ impl Probes {
             capture_client: u32::from(opts.capture_client),
             capture_server: u32::from(opts.capture_server),
             port_select: u32::from(opts.selected_only && !opts.ports.is_empty()),
+            exec_notify: u32::from(opts.selected_only && opts.exec_notify),
             offsets,
         };
         let mut ebpf = EbpfLoader::new()

@@ -74,6 +74,8 @@ pub enum Record<'a> {
     Close { key: ConnKey, unix_ns: u64 },
     /// The whole process exited.
     ProcessExit { pid: u32, unix_ns: u64 },
+    /// A process not selected yet ran a new program (selection by executable path).
+    Exec { pid: u32 },
 }
 
 impl Record<'_> {
@@ -97,6 +99,7 @@ impl Record<'_> {
             },
             Record::Close { key, unix_ns } => Record::Close { key, unix_ns },
             Record::ProcessExit { pid, unix_ns } => Record::ProcessExit { pid, unix_ns },
+            Record::Exec { pid } => Record::Exec { pid },
         }
     }
 }

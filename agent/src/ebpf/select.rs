@@ -53,6 +53,14 @@ impl Selection {
         self.has_globs
     }
 
+    /// Whether `pid`'s executable (read from `proc_root`) matches an executable glob: checked
+    /// when the kernel reports that a process not selected yet ran a new program.
+    pub fn exe_matches(&self, proc_root: &Path, pid: u32) -> bool {
+        self.has_globs
+            && fs::read_link(proc_root.join(pid.to_string()).join("exe"))
+                .is_ok_and(|exe| self.exe_globs.is_match(&exe))
+    }
+
     /// No criterion: trace every process.
     pub fn is_all(&self) -> bool {
         self.pids.is_empty() && self.ports.is_empty() && !self.has_globs
@@ -191,5 +199,19 @@ mod tests {
             sel.resolve(Path::new("/nonexistent"), true),
             HashSet::from([1])
         );
+    }
+
+    #[test]
+    fn exe_match_of_one_pid() {
+        let me = std::process::id();
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let mine = Selection::new(vec![], vec![], &[exe.display().to_string()]).unwrap();
+        assert!(mine.exe_matches(Path::new("/proc"), me));
+        let other = Selection::new(vec![], vec![], &["/nowhere/*".to_owned()]).unwrap();
+        assert!(!other.exe_matches(Path::new("/proc"), me));
+        // No globs, or a pid that is gone: no match.
+        let by_pid = Selection::new(vec![me], vec![], &[]).unwrap();
+        assert!(!by_pid.exe_matches(Path::new("/proc"), me));
+        assert!(!mine.exe_matches(Path::new("/nonexistent"), me));
     }
 }
