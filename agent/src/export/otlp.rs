@@ -111,8 +111,12 @@ pub fn error_of(span: &HttpSpan) -> Option<(String, String)> {
 pub trait AttrSink {
     fn str(&mut self, key: &'static str, value: &str);
     fn int(&mut self, key: &'static str, value: i64);
-    /// A string attribute that needs formatting (addresses, URLs).
+    /// A string attribute that needs formatting (URLs).
     fn fmt(&mut self, key: &'static str, value: std::fmt::Arguments<'_>);
+    /// An IP address attribute, in its usual text form.
+    fn ip(&mut self, key: &'static str, ip: std::net::IpAddr) {
+        self.fmt(key, format_args!("{ip}"));
+    }
 }
 
 impl AttrSink for Vec<KeyValue> {
@@ -166,11 +170,11 @@ pub fn write_attributes(span: &HttpSpan, opts: ConvertOptions, a: &mut impl Attr
                     a.int("server.port", i64::from(p.unwrap_or(span.local.port())));
                 }
                 None => {
-                    a.fmt("server.address", format_args!("{}", span.local.ip()));
+                    a.ip("server.address", span.local.ip());
                     a.int("server.port", i64::from(span.local.port()));
                 }
             }
-            a.fmt("client.address", format_args!("{}", span.peer.ip()));
+            a.ip("client.address", span.peer.ip());
             a.int("client.port", i64::from(span.peer.port()));
         }
         SpanKind::Client => {
@@ -193,7 +197,7 @@ pub fn write_attributes(span: &HttpSpan, opts: ConvertOptions, a: &mut impl Attr
             a.int("server.port", i64::from(port));
         }
     }
-    a.fmt("network.peer.address", format_args!("{}", span.peer.ip()));
+    a.ip("network.peer.address", span.peer.ip());
     a.int("network.peer.port", i64::from(span.peer.port()));
     if !span.protocol_version.is_empty() {
         a.str("network.protocol.version", span.protocol_version);

@@ -172,3 +172,17 @@ fn nested_lengths_are_minimal_varints(#[case] guess: usize, #[case] len: usize) 
     assert_eq!(out.len(), 1 + 1 + encoded_len_varint(len as u64) + len);
     assert_eq!(out[0], 0xAA);
 }
+
+#[rstest]
+#[case::zero([0, 0, 0, 0])]
+#[case::loopback([127, 0, 0, 1])]
+#[case::private([10, 0, 0, 1])]
+#[case::all_widths([1, 22, 203, 4])]
+#[case::tens_with_zero([100, 10, 9, 250])]
+#[case::broadcast([255, 255, 255, 255])]
+fn ipv4_text_matches_display(#[case] octets: [u8; 4]) {
+    let ip = std::net::Ipv4Addr::from(octets);
+    let mut s = String::new();
+    push_ipv4(&mut s, ip);
+    assert_eq!(s, ip.to_string());
+}
