@@ -40,6 +40,29 @@ fn collect(
     out
 }
 
+/// Run a python script with arguments; it must succeed.
+fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether some reported read carried `needle`.
+fn read_contains(records: &[Record<'_>], needle: &[u8]) -> bool {
+    records.iter().any(|r| {
+        matches!(r, Record::Data(d)
+            if d.direction == Direction::Read
+                && d.bytes.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
 #[test]
 fn captures_request_and_response_with_tuple_on_both_sides() {
     require_kernel!();
@@ -129,27 +152,14 @@ os.read(fd, 100)
 os.lseek(fd, 0, 0); os.read(fd, 100)
 print(fd, flush=True)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(script, &[file.as_os_str()]);
     let records = collect(&mut probes, Duration::from_millis(500), |_| false);
-    let data = |needle: &[u8]| {
-        records.iter().any(|r| {
-            matches!(r, Record::Data(d)
-                if d.direction == Direction::Read
-                    && d.bytes.windows(needle.len()).any(|w| w == needle))
-        })
-    };
-    assert!(data(b"/over-the-socket"), "the socket read is reported");
     assert!(
-        !data(b"/from-a-file"),
+        read_contains(&records, b"/over-the-socket"),
+        "the socket read is reported"
+    );
+    assert!(
+        !read_contains(&records, b"/from-a-file"),
         "the file behind the reused fd is not"
     );
     // The dup2 ended the connection it replaced.
@@ -189,28 +199,14 @@ cli = socket.create_connection(srv.getsockname()); conn, _ = srv.accept()
 cli.sendall(b"GET /over-the-socket HTTP/1.1\r\n\r\n"); conn.recv(100)
 os.execv(sys.executable, [sys.executable, "-c", sys.argv[2], sys.argv[1], str(conn.fileno())])
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&file)
-        .arg(execd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(script, &[file.as_os_str(), execd.as_ref()]);
     let records = collect(&mut probes, Duration::from_millis(500), |_| false);
-    let data = |needle: &[u8]| {
-        records.iter().any(|r| {
-            matches!(r, Record::Data(d)
-                if d.direction == Direction::Read
-                    && d.bytes.windows(needle.len()).any(|w| w == needle))
-        })
-    };
-    assert!(data(b"/over-the-socket"), "the socket read is reported");
     assert!(
-        !data(b"/from-a-file"),
+        read_contains(&records, b"/over-the-socket"),
+        "the socket read is reported"
+    );
+    assert!(
+        !read_contains(&records, b"/from-a-file"),
         "the file behind the fd number exec freed is not"
     );
 }
