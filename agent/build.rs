@@ -1,6 +1,7 @@
-//! Builds the kernel object (agent-ebpf) with aya-build and leaves it in OUT_DIR for
-//! `ebpf/object.rs` to embed. With `AYA_BUILD_SKIP=1` an empty placeholder is written instead,
-//! so the pure modules build and test without nightly or bpf-linker; loading then fails clearly.
+//! Builds the kernel objects (agent-ebpf, and the benchmark's reference tracer) with aya-build
+//! and leaves them in OUT_DIR for `ebpf/object.rs` to embed. With `AYA_BUILD_SKIP=1` empty
+//! placeholders are written instead, so the pure modules build and test without nightly or
+//! bpf-linker; loading then fails clearly.
 //! `SONDE_EBPF_TOOLCHAIN` picks the toolchain for the BPF build (default: `nightly`).
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     println!("cargo:rerun-if-env-changed=SONDE_EBPF_TOOLCHAIN");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let object = out_dir.join("agent-ebpf");
+    let objects = [out_dir.join("agent-ebpf"), out_dir.join("reference")];
     let skip = std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v == "true");
     if !skip {
         let meta = cargo_metadata::MetadataCommand::new()
@@ -41,8 +42,10 @@ fn main() -> anyhow::Result<()> {
             toolchain,
         )?;
     }
-    if !object.exists() {
-        std::fs::write(&object, []).context("write eBPF placeholder")?;
+    for object in &objects {
+        if !object.exists() {
+            std::fs::write(object, []).context("write eBPF placeholder")?;
+        }
     }
     Ok(())
 }

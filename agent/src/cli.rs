@@ -28,6 +28,13 @@ pub enum Command {
     Reconcile(crate::config::ReconcileArgs),
     /// Print the default configuration file.
     GenConfig,
+    /// The benchmark's reference tracer (`cargo xtask bench overhead --reference`).
+    #[command(hide = true)]
+    ReferenceTracer {
+        /// Processes to trace.
+        #[arg(long = "pid", required = true)]
+        pids: Vec<u32>,
+    },
 }
 
 /// Entry point of the binary.
@@ -46,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => crate::config::run_agent(args),
         Command::Store(args) => crate::config::run_store(args),
         Command::Reconcile(args) => crate::config::run_reconcile(args),
+        Command::ReferenceTracer { pids } => crate::ebpf::reference::run_command(&pids),
     }
 }
 

@@ -211,6 +211,33 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[2], sys.argv[1], str(co
     );
 }
 
+/// The benchmark's reference tracer copies what the selected server reads, and nothing of
+/// the client it did not select.
+#[test]
+fn reference_tracer_copies_the_selected_process_reads() {
+    require_kernel!();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = python_http_server(dir.path(), port);
+    let mut tracer = sonde::ebpf::reference::Reference::load(&[server.pid()]).expect("load");
+    for _ in 0..3 {
+        curl(&[&format!("http://127.0.0.1:{port}/reference-probe")]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut requests, mut others) = (0, 0);
+    tracer.drain(|raw| {
+        let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
+        let data = &raw[24..24 + (word(2) as usize).min(1024)];
+        if (word(0) >> 32) as u32 != server.pid() {
+            others += 1;
+        } else if data.starts_with(b"GET /reference-probe ") {
+            requests += 1;
+        }
+    });
+    assert_eq!(requests, 3, "one copied request read per curl");
+    assert_eq!(others, 0, "records of processes not selected");
+}
+
 /// Without privileges the agent says in one line what is missing and exits non-zero.
 #[test]
 fn unprivileged_agent_fails_with_one_clear_line() {

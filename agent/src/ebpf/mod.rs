@@ -4,6 +4,7 @@ pub mod btf;
 pub mod decode;
 pub mod object;
 pub mod record;
+pub mod reference;
 pub mod select;
 
 use std::{

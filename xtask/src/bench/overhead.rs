@@ -37,6 +37,11 @@ pub struct Args {
     /// capture and span building without OTLP export (splits the cost in two).
     #[arg(long)]
     capture_only: bool,
+    /// Also run, in each round, the reference tracer (`sonde reference-tracer`): config C3 of
+    /// shared/research/kernel-floor.md, which copies 1 KiB of every data syscall of the server
+    /// into a ring drained every 100 ms and does nothing else: the floor of a capturing tracer.
+    #[arg(long)]
+    reference: bool,
 }
 
 pub(super) struct Server {
@@ -273,36 +278,94 @@ struct Traced {
     hwm_kib: u64,
 }
 
-/// What one traced run attaches: the agent selecting `select_port`, exporting or not.
-struct Agent<'a> {
-    bin: &'a Path,
-    select_port: u16,
-    export: bool,
+/// What one traced run attaches: the agent selecting `select_port`, exporting or not, or
+/// the reference tracer on the server's processes.
+#[derive(Clone, Copy)]
+enum Tracer<'a> {
+    Agent {
+        bin: &'a Path,
+        select_port: u16,
+        export: bool,
+    },
+    Reference {
+        bin: &'a Path,
+        pids: &'a [u32],
+    },
+}
+
+impl Tracer<'_> {
+    fn command(&self, receiver: u16) -> Command {
+        match *self {
+            Tracer::Agent {
+                bin,
+                select_port,
+                export,
+            } => {
+                let mut cmd = Command::new(bin);
+                cmd.args(["agent", "--port", &select_port.to_string(), "--no-client"])
+                    .args(if export {
+                        &[][..]
+                    } else {
+                        &["--no-export"][..]
+                    })
+                    .env(
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        format!("http://127.0.0.1:{receiver}"),
+                    )
+                    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+                    .env("SONDE_LOG", "warn");
+                cmd
+            }
+            Tracer::Reference { bin, pids } => {
+                let mut cmd = Command::new(bin);
+                cmd.arg("reference-tracer");
+                for pid in pids {
+                    cmd.args(["--pid", &pid.to_string()]);
+                }
+                cmd
+            }
+        }
+    }
+
+    /// Whether spans for every request are expected at the receiver.
+    fn exports_server_spans(&self, server_port: u16) -> bool {
+        matches!(*self, Tracer::Agent { select_port, export: true, .. } if select_port == server_port)
+    }
+}
+
+/// `pid` and all its descendants (nginx's master and worker), from /proc.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while let Some(&p) = out.get(i) {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            out.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    out
 }
 
 fn traced_run(
-    agent: &Agent<'_>,
+    tracer: &Tracer<'_>,
     server: &Server,
     receiver: u16,
     spans: &AtomicU64,
     c: u32,
     secs: u32,
 ) -> Result<Traced> {
-    let (select_port, export) = (agent.select_port, agent.export);
     spans.store(0, Ordering::Relaxed);
-    let mut agent = Command::new(agent.bin)
-        .args(["agent", "--port", &select_port.to_string(), "--no-client"])
-        .args(if agent.export {
-            &[][..]
-        } else {
-            &["--no-export"][..]
-        })
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{receiver}"),
-        )
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("SONDE_LOG", "warn")
+    let mut agent = tracer
+        .command(receiver)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -313,8 +376,7 @@ fn traced_run(
     let (requests, rps) = wrk(server.port, c, secs)?;
     // Let the last batch leave (batch interval 1 s) before reading the totals.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while select_port == server.port
-        && export
+    while tracer.exports_server_spans(server.port)
         && spans.load(Ordering::Relaxed) < requests
         && Instant::now() < deadline
     {
@@ -351,13 +413,18 @@ pub fn run(args: &Args) -> Result<()> {
     let spans = Arc::new(AtomicU64::new(0));
     let receiver = start_receiver(&rt, spans.clone())?;
     println!(
-        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB{}{}",
+        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB{}{}{}",
         if args.capture_only {
             "  capture(median)"
         } else {
             ""
         },
-        if args.floor { "  floor(median)" } else { "" }
+        if args.floor { "  floor(median)" } else { "" },
+        if args.reference {
+            "  reference(median)"
+        } else {
+            ""
+        }
     );
     // Nothing listens here: with it selected, the traced server is not.
     let unused_port = free_port()?;
@@ -366,15 +433,17 @@ pub fn run(args: &Args) -> Result<()> {
             let dir = tempfile::tempdir()?;
             let port = free_port()?;
             let server = start_target(target, dir.path(), port)?;
-            let traced_agent = Agent {
+            let pids = process_tree(server.child.id());
+            let traced_agent = Tracer::Agent {
                 bin: &bin,
                 select_port: port,
                 export: true,
             };
-            let run =
-                |agent: &Agent<'_>| traced_run(agent, &server, receiver, &spans, c, args.duration);
+            let run = |tracer: &Tracer<'_>| {
+                traced_run(tracer, &server, receiver, &spans, c, args.duration)
+            };
             let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut captures, mut floors) = (Vec::new(), Vec::new());
+            let (mut captures, mut floors, mut references) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..args.rounds {
                 // Alternate which goes first so drift does not favour one side.
                 let (b, t) = if round % 2 == 0 {
@@ -385,18 +454,27 @@ pub fn run(args: &Args) -> Result<()> {
                     (wrk(port, c, args.duration)?, t)
                 };
                 if args.capture_only {
-                    let n = run(&Agent {
+                    let n = run(&Tracer::Agent {
+                        bin: &bin,
+                        select_port: port,
                         export: false,
-                        ..traced_agent
                     })?;
                     captures.push(n.rps / b.1);
                 }
                 if args.floor {
-                    let f = run(&Agent {
+                    let f = run(&Tracer::Agent {
+                        bin: &bin,
                         select_port: unused_port,
-                        ..traced_agent
+                        export: true,
                     })?;
                     floors.push(f.rps / b.1);
+                }
+                if args.reference {
+                    let r = run(&Tracer::Reference {
+                        bin: &bin,
+                        pids: &pids,
+                    })?;
+                    references.push(r.rps / b.1);
                 }
                 ratios.push(t.rps / b.1);
                 base.push(b.1);
@@ -422,8 +500,9 @@ pub fn run(args: &Args) -> Result<()> {
             };
             let capture = column(args.capture_only, &mut captures, 15);
             let floor = column(args.floor, &mut floors, 13);
+            let reference = column(args.reference, &mut references, 17);
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{capture}{floor}",
+                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{capture}{floor}{reference}",
                 t / b,
                 spans_total as f64 / reqs_total.max(1) as f64,
                 cpu_total * 1e6 / spans_total.max(1) as f64,
