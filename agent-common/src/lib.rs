@@ -25,9 +25,13 @@ pub mod kind {
     pub const CLOSE: u8 = 5;
     /// The whole process exited.
     pub const EXIT: u8 = 6;
-    /// A process not selected yet ran a new program (`Config::exec_notify`).
+    /// A process not selected yet ran a new program (`Config::exec_notify`); the payload is
+    /// the program's path as passed to exec. The kernel selected the process provisionally.
     pub const EXEC: u8 = 7;
 }
+
+/// Bytes of the program path an exec record carries (longer paths are cut).
+pub const EXEC_PATH: usize = 256;
 
 /// Words of the selected-process bitmap: one bit per pid up to Linux's PID_MAX_LIMIT on 64-bit
 /// (4,194,304).
@@ -144,9 +148,9 @@ pub struct Config {
     /// Non-zero when the PORTS map selects processes: a process that accepts a connection on
     /// one of those local ports is set in SELECTED by the kernel at that moment.
     pub port_select: u32,
-    /// Non-zero when processes are selected by executable path: every exec of a process not
-    /// selected yet is reported, so the agent can match the new program at once instead of at
-    /// its next /proc scan.
+    /// Non-zero when processes are selected by executable path: a process not selected yet is
+    /// selected provisionally when it execs, and the exec is reported with the program's path,
+    /// so the agent keeps a matching program from its first request and unselects the rest.
     pub exec_notify: u32,
     pub offsets: Offsets,
 }

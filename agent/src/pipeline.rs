@@ -113,8 +113,11 @@ fn run(
     let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
-    // Processes that ran a new program while not selected (selection by executable path).
-    let mut execs: Vec<u32> = Vec::new();
+    // Processes the kernel selected provisionally at exec whose program does not match
+    // (selection by executable path), with when that was found: their records are dropped
+    // until the kernel has surely stopped sending them.
+    let mut rejected: HashMap<u32, Instant> = HashMap::new();
+    let mut unselect: Vec<u32> = Vec::new();
     // Command names from the kernel, for processes that exit before /proc can be read.
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut last_sweep = Instant::now();
@@ -139,8 +142,26 @@ fn run(
         // every few records and competes with the traced processes for the CPU. The ring
         // holds far more than one interval's worth of records.
         std::thread::sleep(cfg.drain_interval);
+        let drained_at = Instant::now();
         let n = probes.drain(|raw| match decode(raw, clock) {
             Ok(rec) => {
+                if !rejected.is_empty() && rejected.contains_key(&rec.pid()) {
+                    return;
+                }
+                // A program started after the agent: the kernel traces it from its exec on;
+                // keep it if it matches, else drop what it sent and unselect it.
+                if let Record::Exec { pid, path } = &rec
+                    && !selected.contains(pid)
+                {
+                    if cfg.selection.exe_matches(Path::new("/proc"), *pid, path) {
+                        tracing::debug!(pid, "selected at exec");
+                        selected.insert(*pid);
+                    } else {
+                        rejected.insert(*pid, drained_at);
+                        unselect.push(*pid);
+                        return;
+                    }
+                }
                 if let Record::Open { key, .. } = &rec {
                     if !names.contains_key(&key.pid) {
                         if names.len() >= MAX_NAMES {
@@ -154,10 +175,8 @@ fn run(
                     resources.get_named(key.pid, names.get(&key.pid).map(String::as_str));
                 }
                 tracing::trace!(?rec, "record");
-                match rec {
-                    Record::ProcessExit { pid, .. } => exited.push(pid),
-                    Record::Exec { pid } => execs.push(pid),
-                    _ => {}
+                if let Record::ProcessExit { pid, .. } = rec {
+                    exited.push(pid);
                 }
                 tracker.push(rec, &mut spans);
             }
@@ -168,6 +187,9 @@ fn run(
         stats.records.fetch_add(n as u64, Ordering::Relaxed);
         if last_sweep.elapsed() >= Duration::from_millis(500) {
             tracker.sweep(clock.to_unix(monotonic_ns()), &mut spans);
+            // Records a rejected process wrote before its bit was cleared are all drained a
+            // drain interval later; a second is ample.
+            rejected.retain(|_, at| at.elapsed() < Duration::from_secs(1));
             stats
                 .kernel_lost
                 .store(probes.counters().0, Ordering::Relaxed);
@@ -189,20 +211,9 @@ fn run(
                 .collect();
             sink.send(batch);
         }
-        // A new program matching an executable glob is traced from now on, not from the next
-        // /proc scan (a short-lived one would be gone by then).
-        if !execs.is_empty() {
-            let add: Vec<u32> = execs
-                .drain(..)
-                .filter(|&pid| {
-                    !selected.contains(&pid) && cfg.selection.exe_matches(Path::new("/proc"), pid)
-                })
-                .collect();
-            if !add.is_empty() {
-                tracing::debug!(?add, "selected at exec");
-                probes.set_pids(&add, &[]);
-                selected.extend(add);
-            }
+        if !unselect.is_empty() {
+            probes.set_pids(&[], &unselect);
+            unselect.clear();
         }
         // Forget a process only after its last spans took its resource.
         if !exited.is_empty() && !cfg.selection.is_all() {

@@ -425,22 +425,17 @@ async fn server_started_after_the_agent_is_selected_by_port() {
     one_server_span(&received, port, "/late.txt").await;
 }
 
-/// Selection by executable path reaches a program started after the agent within one drain
-/// interval (the kernel reports the exec), not at the next /proc scan a second later: a copy of
-/// curl under a unique name, whose traced request starts 300 ms after it does, is traced.
+/// Selection by executable path traces a program started after the agent from its first
+/// request: the kernel traces every new program provisionally from its exec, and the agent
+/// keeps the ones that match. A copy of curl under a unique name, requesting at once, is
+/// traced; the real curl, which does not match, is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_started_after_the_agent_is_selected_by_exe_glob_at_exec() {
     require_kernel!();
     use axum::{Router, routing::get};
     let app = Router::new()
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                "slow"
-            }),
-        )
-        .route("/x", get(|| async { "x" }));
+        .route("/x", get(|| async { "x" }))
+        .route("/y", get(|| async { "y" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -459,26 +454,32 @@ async fn program_started_after_the_agent_is_selected_by_exe_glob_at_exec() {
     let glob = format!("{}/sonde-exec-*", dir.path().display());
     let _agent = start_agent(addr, &["--exe", &glob, "--no-server"]);
     let base = format!("http://127.0.0.1:{port}");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(&curl_copy)
-            .args(["-sf", "-o", "/dev/null", "-o", "/dev/null"])
-            .arg(format!("{base}/slow"))
-            .arg(format!("{base}/x"))
-            .status()
-            .unwrap()
+    let ok = tokio::task::spawn_blocking(move || {
+        [(curl_path.trim().into(), "/y"), (curl_copy, "/x")]
+            .into_iter()
+            .all(|(bin, path): (std::path::PathBuf, &str)| {
+                Command::new(bin)
+                    .args(["-sf", "-o", "/dev/null"])
+                    .arg(format!("{base}{path}"))
+                    .status()
+                    .unwrap()
+                    .success()
+            })
     })
     .await
     .unwrap();
-    assert!(out.success());
-    let is_x = |s: &Span| {
+    assert!(ok);
+    let is = |s: &Span, path: &str| {
         s.kind == SpanKind::Client as i32
-            && attr(s, "url.path").as_deref() == Some("/x")
+            && attr(s, "url.path").as_deref() == Some(path)
             && attr(s, "server.port") == Some(port.to_string())
     };
     let spans = received
-        .wait_for(WAIT, |s| s.iter().any(|(_, s)| is_x(s)))
+        .wait_for(WAIT, |s| s.iter().any(|(_, s)| is(s, "/x")))
         .await;
-    assert_eq!(spans.iter().filter(|(_, s)| is_x(s)).count(), 1);
+    assert_eq!(spans.iter().filter(|(_, s)| is(s, "/x")).count(), 1);
+    // /y was requested, and would have been exported, before /x.
+    assert_eq!(spans.iter().filter(|(_, s)| is(s, "/y")).count(), 0);
 }
 
 /// Garbage, a TLS ClientHello and a half-sent request on a traced port: the agent skips them,

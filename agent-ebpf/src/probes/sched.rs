@@ -1,15 +1,18 @@
 //! Process exit (`sched:sched_process_exit`) and kernel-side connection close
 //! (`sock:inet_sock_set_state` → TCP_CLOSE), which also covers sockets a process never closed.
 
-use agent_common::{EventHeader, Tuple, kind, syscall};
+use agent_common::{EXEC_PATH, EventHeader, Tuple, kind, syscall};
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 
-use super::{config, reserve, selected, submit};
+use super::{config, reserve, select, selected, submit};
 use crate::maps::{LIVE_SOCKS, SOCKS};
 
 const TCP_FIN_WAIT1: i32 = 4;
@@ -37,11 +40,12 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 /// A process ran a new program (`sched:sched_process_exec`, in that process). Under selection
-/// by executable path, an exec by a process not selected yet is reported: the agent matches
-/// the new executable and selects it within one drain interval, so a short-lived program
-/// (a cron job's client) is traced from its first request.
+/// by executable path, a process not selected yet is selected at once, provisionally, and its
+/// exec is reported with the program's path: the agent keeps it if the path matches a glob
+/// and unselects it (dropping what it sent meanwhile) if not. A client that connects as soon
+/// as it starts is traced from its first request.
 #[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let cfg = config();
     if cfg.exec_notify == 0 {
         return 0;
@@ -49,9 +53,45 @@ pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != cfg.self_pid && !selected(cfg, tgid) {
-        emit_lifecycle(tgid, pid_tgid as u32, -1, 0, kind::EXEC, syscall::EXEC);
+        select(tgid);
+        emit_exec(&ctx, tgid, pid_tgid as u32);
     }
     0
+}
+
+/// The exec record: a lifecycle header whose payload is the `filename` the program was
+/// started with (`__data_loc char[]` at offset 8: length in the high half, offset in the low).
+fn emit_exec(ctx: &TracePointContext, pid: u32, tid: u32) {
+    let Some(mut entry) = reserve::<EXEC_PATH>() else {
+        return;
+    };
+    let rec: *mut super::Rec<EXEC_PATH> = entry.as_mut_ptr();
+    // SAFETY: `rec` is the reserved record; `loc` is this tracepoint's first field, and the
+    // string it locates lies inside the record, read through a checked kernel read.
+    unsafe {
+        let loc: u32 = field(ctx, 8);
+        let path = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        let copied =
+            bpf_probe_read_kernel_str_bytes(path, &mut (*rec).data).map_or(0, |s| s.len() as u32);
+        let now = bpf_ktime_get_ns();
+        (*rec).header = EventHeader {
+            start_ns: now,
+            end_ns: now,
+            sock_id: 0,
+            pid,
+            tid,
+            fd: -1,
+            len: 0,
+            copied,
+            tail_len: 0,
+            kind: kind::EXEC,
+            syscall: syscall::EXEC,
+            tuple: Tuple::default(),
+            tail: [0; agent_common::TAIL_LEN],
+            comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        };
+    }
+    submit(entry);
 }
 
 #[tracepoint]

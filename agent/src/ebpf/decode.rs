@@ -114,7 +114,16 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
             pid: h.pid,
             unix_ns: clock.to_unix(h.end_ns),
         },
-        kind::EXEC => Record::Exec { pid: h.pid },
+        kind::EXEC => {
+            let copied = (h.copied as usize).min(raw.len() - HEADER);
+            let path = &raw[HEADER..HEADER + copied];
+            // The kernel copies the string with its NUL.
+            let path = path.strip_suffix(b"\0").unwrap_or(path);
+            Record::Exec {
+                pid: h.pid,
+                path: std::borrow::Cow::Borrowed(path),
+            }
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -268,9 +277,29 @@ mod tests {
             )
             | (kind::CLOSE, Record::Close { .. })
             | (kind::EXIT, Record::ProcessExit { pid: 42, .. })
-            | (kind::EXEC, Record::Exec { pid: 42 }) => {}
+            | (kind::EXEC, Record::Exec { pid: 42, .. }) => {}
             (k, r) => panic!("kind {k} decoded as {r:?}"),
         }
+    }
+
+    #[rstest]
+    #[case::with_nul(b"/usr/bin/curl\0".as_slice(), 14, b"/usr/bin/curl".as_slice())]
+    #[case::without_nul(b"/usr/bin/curl", 13, b"/usr/bin/curl")]
+    #[case::copied_past_the_record(b"/bin/sh\0", 300, b"/bin/sh")]
+    #[case::nothing_copied(b"", 0, b"")]
+    fn exec_record_carries_the_program_path(
+        #[case] payload: &[u8],
+        #[case] copied: u32,
+        #[case] want: &[u8],
+    ) {
+        let mut h = header(kind::EXEC, 0);
+        h.copied = copied;
+        let bytes = raw(h, payload);
+        let rec = decode(&bytes, Clock::with_offset(0)).unwrap();
+        let Record::Exec { pid: 42, path } = rec else {
+            panic!("{rec:?}")
+        };
+        assert_eq!(&*path, want);
     }
 
     #[rstest]

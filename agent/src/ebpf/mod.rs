@@ -94,7 +94,8 @@ pub struct LoadOptions {
     /// Processes accepting connections on these local ports are selected by the kernel at
     /// their first accept (no /proc scan on the hot path).
     pub ports: Vec<u16>,
-    /// Report every exec of a process not selected yet (selection by executable path).
+    /// Select every process not selected yet provisionally at its exec, and report the exec
+    /// (selection by executable path: the agent keeps matching programs, unselects the rest).
     pub exec_notify: bool,
 }
 

@@ -74,11 +74,25 @@ pub enum Record<'a> {
     Close { key: ConnKey, unix_ns: u64 },
     /// The whole process exited.
     ProcessExit { pid: u32, unix_ns: u64 },
-    /// A process not selected yet ran a new program (selection by executable path).
-    Exec { pid: u32 },
+    /// A process not selected yet ran a new program (selection by executable path); the
+    /// kernel traces it provisionally until the agent has matched the program.
+    Exec {
+        pid: u32,
+        /// The program's path as passed to exec (at most `agent_common::EXEC_PATH` bytes).
+        path: Cow<'a, [u8]>,
+    },
 }
 
 impl Record<'_> {
+    /// The process the record is about.
+    pub fn pid(&self) -> u32 {
+        match self {
+            Record::Data(d) => d.key.pid,
+            Record::Open { key, .. } | Record::Close { key, .. } => key.pid,
+            Record::ProcessExit { pid, .. } | Record::Exec { pid, .. } => *pid,
+        }
+    }
+
     /// The same record, owning its bytes.
     pub fn into_owned(self) -> Record<'static> {
         match self {
@@ -99,7 +113,10 @@ impl Record<'_> {
             },
             Record::Close { key, unix_ns } => Record::Close { key, unix_ns },
             Record::ProcessExit { pid, unix_ns } => Record::ProcessExit { pid, unix_ns },
-            Record::Exec { pid } => Record::Exec { pid },
+            Record::Exec { pid, path } => Record::Exec {
+                pid,
+                path: Cow::Owned(path.into_owned()),
+            },
         }
     }
 }

@@ -53,12 +53,24 @@ impl Selection {
         self.has_globs
     }
 
-    /// Whether `pid`'s executable (read from `proc_root`) matches an executable glob: checked
-    /// when the kernel reports that a process not selected yet ran a new program.
-    pub fn exe_matches(&self, proc_root: &Path, pid: u32) -> bool {
-        self.has_globs
-            && fs::read_link(proc_root.join(pid.to_string()).join("exe"))
-                .is_ok_and(|exe| self.exe_globs.is_match(&exe))
+    /// Whether the program `pid` just ran matches an executable glob: its executable as
+    /// `proc_root` shows it (the resolved path, as the periodic scan sees it), or, when the
+    /// process is already gone, `exec_path`, the path it was started with (a short-lived
+    /// client can finish before the agent looks).
+    pub fn exe_matches(&self, proc_root: &Path, pid: u32, exec_path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt as _;
+        if !self.has_globs {
+            return false;
+        }
+        match fs::read_link(proc_root.join(pid.to_string()).join("exe")) {
+            Ok(exe) => self.exe_globs.is_match(&exe),
+            Err(_) => {
+                !exec_path.is_empty()
+                    && self
+                        .exe_globs
+                        .is_match(Path::new(std::ffi::OsStr::from_bytes(exec_path)))
+            }
+        }
     }
 
     /// No criterion: trace every process.
@@ -206,12 +218,17 @@ mod tests {
         let me = std::process::id();
         let exe = fs::read_link("/proc/self/exe").unwrap();
         let mine = Selection::new(vec![], vec![], &[exe.display().to_string()]).unwrap();
-        assert!(mine.exe_matches(Path::new("/proc"), me));
+        assert!(mine.exe_matches(Path::new("/proc"), me, b""));
         let other = Selection::new(vec![], vec![], &["/nowhere/*".to_owned()]).unwrap();
-        assert!(!other.exe_matches(Path::new("/proc"), me));
-        // No globs, or a pid that is gone: no match.
+        assert!(!other.exe_matches(Path::new("/proc"), me, b""));
+        // /proc wins over the exec path while the process lives.
+        assert!(!other.exe_matches(Path::new("/proc"), me, b"/nowhere/x"));
+        // No globs: no match.
         let by_pid = Selection::new(vec![me], vec![], &[]).unwrap();
-        assert!(!by_pid.exe_matches(Path::new("/proc"), me));
-        assert!(!mine.exe_matches(Path::new("/nonexistent"), me));
+        assert!(!by_pid.exe_matches(Path::new("/proc"), me, b"/nowhere/x"));
+        // A process that is gone is judged by the path it was started with.
+        assert!(!mine.exe_matches(Path::new("/nonexistent"), me, b""));
+        assert!(other.exe_matches(Path::new("/nonexistent"), me, b"/nowhere/x"));
+        assert!(!other.exe_matches(Path::new("/nonexistent"), me, b"/elsewhere/x"));
     }
 }
