@@ -53,18 +53,20 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != cfg.self_pid && !selected(cfg, tgid) {
-        select(tgid);
         emit_exec(&ctx, tgid, pid_tgid as u32);
     }
     0
 }
 
-/// The exec record: a lifecycle header whose payload is the `filename` the program was
-/// started with (`__data_loc char[]` at offset 8: length in the high half, offset in the low).
+/// Select the process and write the exec record: a lifecycle header whose payload is the
+/// `filename` the program was started with (`__data_loc char[]` at offset 8: length in the
+/// high half, offset in the low). Without room in the ring the process is left alone: nobody
+/// would hear of it to unselect it.
 fn emit_exec(ctx: &TracePointContext, pid: u32, tid: u32) {
     let Some(mut entry) = reserve::<EXEC_PATH>() else {
         return;
     };
+    select(pid);
     let rec: *mut super::Rec<EXEC_PATH> = entry.as_mut_ptr();
     // SAFETY: `rec` is the reserved record; `loc` is this tracepoint's first field, and the
     // string it locates lies inside the record, read through a checked kernel read.
