@@ -211,6 +211,50 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[2], sys.argv[1], str(co
     );
 }
 
+/// A vectored read larger than the copy length still shows its last bytes (the end of a
+/// chunked body) in the record's tail, with readv and recvmsg, also when the last iovec got
+/// only a few of them.
+#[rstest::rstest]
+#[case::readv_last_iovec_full("readv", 3000)]
+#[case::readv_three_bytes_in_the_last_iovec("readv", 6004)]
+#[case::recvmsg_three_bytes_in_the_last_iovec("recvmsg", 6004)]
+fn vectored_reads_carry_their_last_bytes(#[case] call: &str, #[case] first: usize) {
+    require_kernel!();
+    const SCRIPT: &str = r#"
+import os, socket, sys, time
+call, first, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+payload = b"X" * (length - 7) + b"\r\n0\r\n\r\n"
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+cli = socket.create_connection(srv.getsockname())
+conn, _ = srv.accept()
+conn.sendall(payload)
+time.sleep(0.2)
+bufs = [bytearray(first), bytearray(8192)]
+n = os.readv(cli.fileno(), bufs) if call == "readv" else cli.recvmsg_into(bufs)[0]
+assert n == length, n
+"#;
+    // A length no other socket read of the machine is likely to have.
+    let length = 6007;
+    let mut probes = load();
+    run_python(
+        SCRIPT,
+        &[
+            call.as_ref(),
+            first.to_string().as_ref(),
+            length.to_string().as_ref(),
+        ],
+    );
+    let is_it = |r: &Record<'_>| matches!(r, Record::Data(d) if d.direction == Direction::Read && d.len == length);
+    let records = collect(&mut probes, Duration::from_secs(5), |recs| {
+        recs.iter().any(is_it)
+    });
+    let Some(Record::Data(d)) = records.iter().find(|r| is_it(r)) else {
+        panic!("no read of {length} bytes reported");
+    };
+    assert!(d.bytes.len() < length as usize, "the copy is a prefix");
+    assert_eq!(d.tail, Some(*b"XXXXXXXXX\r\n0\r\n\r\n"));
+}
+
 /// The benchmark's reference tracer copies what the selected server reads, and nothing of
 /// the client it did not select.
 #[test]

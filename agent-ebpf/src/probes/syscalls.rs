@@ -20,7 +20,7 @@ use aya_ebpf::{
 use super::{Rec, config, forget_fd, reserve, select, selected, socket_of_fd, submit};
 use crate::maps::{LIVE_SOCKS, PORTS, SOCKS};
 
-/// iovecs looked at to find a vectored write's last bytes (hyper writes a whole chunked
+/// iovecs looked at to find a vectored call's last bytes (hyper writes a whole chunked
 /// response as one writev of 2 + 3 per chunk iovecs).
 const MAX_TAIL_IOVS: u64 = 32;
 const RET: usize = 16;
@@ -351,7 +351,11 @@ fn fill_data<const N: usize>(d: &Data<'_>) {
                     }
                 }
                 Buf::Iov => iov_tail(d.call.ptr, d.call.arg2, d.len, &mut (*h).tail),
-                _ => 0,
+                Buf::Msg => match msg_iovs(d.call.ptr) {
+                    Some((iov, count)) => iov_tail(iov, count, d.len, &mut (*h).tail),
+                    None => 0,
+                },
+                Buf::None => 0,
             };
         }
     }
@@ -364,70 +368,82 @@ fn source(call: &Call) -> Option<(u64, u64)> {
     match buf_of(call.syscall) {
         Buf::Flat => Some((call.ptr, u64::MAX)),
         Buf::Iov => first_iov(call.ptr),
-        Buf::Msg => {
-            // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; ... }
-            // SAFETY: checked user read.
-            let iov: u64 = unsafe { bpf_probe_read_user((call.ptr + 16) as *const u64).ok()? };
-            first_iov(iov)
-        }
+        Buf::Msg => first_iov(msg_iovs(call.ptr)?.0),
         Buf::None => None,
     }
 }
 
 /// The last bytes a vectored call moved, right-aligned in `tail`; returns how many are known.
-/// Only when `len` exactly fills the (at most `MAX_TAIL_IOVS`) iovecs: a partial write's last
-/// bytes are elsewhere. Framers such as hyper and node put a chunked body's closing `\r\n`
-/// and `0\r\n\r\n` in iovecs of their own, so when the last iovec is short its last 5
-/// bytes and the previous one's last 2 are taken (constant-size reads: the verifier needs them).
+/// A read fills the iovecs in order and a write sends them in order, so the last byte moved is
+/// at offset `len - 1` of their concatenation: the first `MAX_TAIL_IOVS` iovecs are walked to
+/// the one that holds it. Up to 16 bytes are taken from there and, when that iovec holds
+/// fewer, the rest from the end of the one before (framers such as hyper and node put a
+/// chunked body's closing `\r\n` and `0\r\n\r\n` in iovecs of their own; a read can end a
+/// few bytes into the next buffer).
 #[inline(always)]
 fn iov_tail(iov: u64, count: u64, len: u64, tail: &mut [u8; TAIL_LEN]) -> u16 {
-    if count == 0 || count > MAX_TAIL_IOVS {
-        return 0;
-    }
     let mut sum = 0u64;
+    let mut prev = (0u64, 0u64);
+    let mut last = None;
     for i in 0..MAX_TAIL_IOVS {
         if i >= count {
             break;
         }
-        // SAFETY: checked user read of iov[i].iov_len.
-        match unsafe { bpf_probe_read_user((iov + i * 16 + 8) as *const u64) } {
-            Ok(l) => sum += l,
-            Err(_) => return 0,
+        let Some((base, l)) = first_iov(iov + i * 16) else {
+            return 0;
+        };
+        if len - sum <= l {
+            last = Some((base, len - sum));
+            break;
         }
+        sum += l;
+        prev = (base, l);
     }
-    if sum != len {
-        return 0;
-    }
-    let Some((base, l)) = first_iov(iov + (count - 1) * 16) else {
+    let Some((base, used)) = last else {
         return 0;
     };
-    // SAFETY: checked user reads into fixed ranges of `tail`.
+    const T: u64 = TAIL_LEN as u64;
+    // SAFETY: checked user reads into bounded ranges of `tail`.
     unsafe {
-        if l >= TAIL_LEN as u64 {
-            let from = (base + l - TAIL_LEN as u64) as *const u8;
-            return if bpf_probe_read_user_buf(from, tail).is_ok() {
+        if used >= T {
+            return if bpf_probe_read_user_buf((base + used - T) as *const u8, tail).is_ok() {
                 TAIL_LEN as u16
             } else {
                 0
             };
         }
-        if l < 5 || bpf_probe_read_user_buf((base + l - 5) as *const u8, &mut tail[11..16]).is_err()
+        // 1 to 15 bytes in the last iovec (the mask states the bound for the verifier).
+        let k = (used as usize) & (TAIL_LEN - 1);
+        if k == 0 || bpf_probe_read_user_buf(base as *const u8, &mut tail[TAIL_LEN - k..]).is_err()
         {
             return 0;
         }
-        if count < 2 {
-            return 5;
+        let (pbase, plen) = prev;
+        let m = ((TAIL_LEN - k) as u64).min(plen) as usize;
+        if m == 0 {
+            return k as u16;
         }
-        let Some((pbase, pl)) = first_iov(iov + (count - 2) * 16) else {
-            return 5;
-        };
-        if pl < 2
-            || bpf_probe_read_user_buf((pbase + pl - 2) as *const u8, &mut tail[9..11]).is_err()
-        {
-            return 5;
+        // `m` bytes end where the last iovec's begin: at `TAIL_LEN - k`. The verifier does not
+        // relate `m` to `k`, so it is shown bounds it can check: masked start and size (both
+        // below 16, inside the 120-byte header whatever their sum). The volatile loads keep
+        // the compiler from dropping the masks as redundant.
+        let start = core::ptr::read_volatile(&(TAIL_LEN - k - m)) & (TAIL_LEN - 1);
+        let size = core::ptr::read_volatile(&m) & (TAIL_LEN - 1);
+        let dst = core::slice::from_raw_parts_mut(tail.as_mut_ptr().add(start), size);
+        if bpf_probe_read_user_buf((pbase + plen - m as u64) as *const u8, dst).is_err() {
+            return k as u16;
         }
-        7
+        (k + m) as u16
     }
+}
+
+/// The iovec array and its length of a `struct user_msghdr` { void *msg_name; int
+/// msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; ... }.
+#[inline(always)]
+fn msg_iovs(msg: u64) -> Option<(u64, u64)> {
+    // SAFETY: checked user read of msg_iov and msg_iovlen.
+    let v: [u64; 2] = unsafe { bpf_probe_read_user((msg + 16) as *const [u64; 2]).ok()? };
+    Some((v[0], v[1]))
 }
 
 #[inline(always)]
