@@ -134,6 +134,9 @@ fn run(
                 tracing::debug!(?add, ?remove, "selected processes changed");
             }
             probes.set_pids(&add, &remove);
+            for pid in &add {
+                rejected.remove(pid);
+            }
             selected = now;
             last_select = Instant::now();
         }
@@ -145,11 +148,14 @@ fn run(
         let drained_at = Instant::now();
         let n = probes.drain(|raw| match decode(raw, clock) {
             Ok(rec) => {
-                if !rejected.is_empty() && rejected.contains_key(&rec.pid()) {
+                // A program started after the agent: the kernel traces it from its exec on;
+                // keep it if it matches, else drop what it sent and unselect it. (A process
+                // dropped before is judged afresh: it runs another program now.)
+                if let Record::Exec { pid, .. } = &rec {
+                    rejected.remove(pid);
+                } else if !rejected.is_empty() && rejected.contains_key(&rec.pid()) {
                     return;
                 }
-                // A program started after the agent: the kernel traces it from its exec on;
-                // keep it if it matches, else drop what it sent and unselect it.
                 if let Record::Exec { pid, path } = &rec
                     && !selected.contains(pid)
                 {
@@ -213,7 +219,21 @@ fn run(
         }
         if !unselect.is_empty() {
             probes.set_pids(&[], &unselect);
-            unselect.clear();
+            // A process that ran another program between the check and the unselect (a shell
+            // that execs its last command) gets no exec record: its bit was still set. Look
+            // once more, now that a later exec would be reported.
+            let now_matching: Vec<u32> = unselect
+                .drain(..)
+                .filter(|&pid| cfg.selection.exe_matches(Path::new("/proc"), pid, b""))
+                .collect();
+            if !now_matching.is_empty() {
+                tracing::debug!(?now_matching, "selected after a second exec");
+                probes.set_pids(&now_matching, &[]);
+                for pid in now_matching {
+                    rejected.remove(&pid);
+                    selected.insert(pid);
+                }
+            }
         }
         // Forget a process only after its last spans took its resource.
         if !exited.is_empty() && !cfg.selection.is_all() {

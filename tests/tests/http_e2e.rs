@@ -428,14 +428,16 @@ async fn server_started_after_the_agent_is_selected_by_port() {
 /// Selection by executable path traces a program started after the agent from its first
 /// request: the kernel traces every new program provisionally from its exec, and the agent
 /// keeps the ones that match. A copy of curl under a unique name, requesting at once, is
-/// traced; the real curl, which does not match, is not.
+/// traced, also when a shell that was dropped execs it; the real curl, which does not match,
+/// is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn program_started_after_the_agent_is_selected_by_exe_glob_at_exec() {
     require_kernel!();
     use axum::{Router, routing::get};
     let app = Router::new()
         .route("/x", get(|| async { "x" }))
-        .route("/y", get(|| async { "y" }));
+        .route("/y", get(|| async { "y" }))
+        .route("/z", get(|| async { "z" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -455,16 +457,23 @@ async fn program_started_after_the_agent_is_selected_by_exe_glob_at_exec() {
     let _agent = start_agent(addr, &["--exe", &glob, "--no-server"]);
     let base = format!("http://127.0.0.1:{port}");
     let ok = tokio::task::spawn_blocking(move || {
-        [(curl_path.trim().into(), "/y"), (curl_copy, "/x")]
-            .into_iter()
-            .all(|(bin, path): (std::path::PathBuf, &str)| {
-                Command::new(bin)
-                    .args(["-sf", "-o", "/dev/null"])
-                    .arg(format!("{base}{path}"))
-                    .status()
-                    .unwrap()
-                    .success()
-            })
+        let curl = |bin: &std::path::Path, path: &str| {
+            Command::new(bin)
+                .args(["-sf", "-o", "/dev/null"])
+                .arg(format!("{base}{path}"))
+                .status()
+                .unwrap()
+                .success()
+        };
+        // The shell is dropped as soon as the agent reads its exec; it execs the copy later.
+        let via_shell = Command::new("sh")
+            .args(["-c", "sleep 0.2; exec \"$0\" -sf -o /dev/null \"$1\""])
+            .arg(&curl_copy)
+            .arg(format!("{base}/z"))
+            .status()
+            .unwrap()
+            .success();
+        curl(curl_path.trim().as_ref(), "/y") && curl(&curl_copy, "/x") && via_shell
     })
     .await
     .unwrap();
@@ -475,9 +484,12 @@ async fn program_started_after_the_agent_is_selected_by_exe_glob_at_exec() {
             && attr(s, "server.port") == Some(port.to_string())
     };
     let spans = received
-        .wait_for(WAIT, |s| s.iter().any(|(_, s)| is(s, "/x")))
+        .wait_for(WAIT, |s| {
+            s.iter().any(|(_, s)| is(s, "/x")) && s.iter().any(|(_, s)| is(s, "/z"))
+        })
         .await;
     assert_eq!(spans.iter().filter(|(_, s)| is(s, "/x")).count(), 1);
+    assert_eq!(spans.iter().filter(|(_, s)| is(s, "/z")).count(), 1);
     // /y was requested, and would have been exported, before /x.
     assert_eq!(spans.iter().filter(|(_, s)| is(s, "/y")).count(), 0);
 }
