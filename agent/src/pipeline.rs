@@ -29,6 +29,10 @@ use crate::{
 
 /// Command names remembered at most (a bound, not a target: cleared when reached).
 const MAX_NAMES: usize = 65_536;
+/// Spans are handed to the sink when this many are waiting, or `SEND_INTERVAL` after the last
+/// hand-over (the OTLP exporter batches again on its own schedule).
+const SEND_BATCH: usize = 1024;
+const SEND_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Where finished spans go. `send` must never block.
 pub trait SpanSink: Send {
@@ -122,6 +126,10 @@ fn run(
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut last_sweep = Instant::now();
     let mut last_select = Instant::now();
+    // Finished spans with their resources (taken while the process surely still had one),
+    // waiting to be handed to the sink.
+    let mut pending: Vec<(Arc<ProcessResource>, HttpSpan)> = Vec::with_capacity(SEND_BATCH);
+    let mut last_send = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if cfg.selection.needs_rescan() && last_select.elapsed() >= Duration::from_secs(1) {
             let mut now = cfg.selection.resolve(Path::new("/proc"), false);
@@ -206,16 +214,23 @@ fn run(
         }
         if !spans.is_empty() {
             stats.spans.fetch_add(spans.len() as u64, Ordering::Relaxed);
-            let batch = spans
-                .drain(..)
-                .map(|s| {
-                    (
-                        resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)),
-                        s,
-                    )
-                })
-                .collect();
-            sink.send(batch);
+            pending.extend(spans.drain(..).map(|s| {
+                (
+                    resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)),
+                    s,
+                )
+            }));
+        }
+        // Hand spans over in batches, not at every drain: each hand-over wakes the sink's
+        // thread, which at a few thousand spans a second cost more than the spans did.
+        if !pending.is_empty()
+            && (pending.len() >= SEND_BATCH || last_send.elapsed() >= SEND_INTERVAL)
+        {
+            sink.send(std::mem::replace(
+                &mut pending,
+                Vec::with_capacity(SEND_BATCH),
+            ));
+            last_send = Instant::now();
         }
         if !unselect.is_empty() {
             probes.set_pids(&[], &unselect);
@@ -253,9 +268,9 @@ fn run(
             tracker.push(rec, &mut spans);
         }
     });
-    if !spans.is_empty() {
-        let batch = spans.drain(..).map(|s| (resources.get(s.pid), s)).collect();
-        sink.send(batch);
+    pending.extend(spans.drain(..).map(|s| (resources.get(s.pid), s)));
+    if !pending.is_empty() {
+        sink.send(pending);
     }
 }
 
