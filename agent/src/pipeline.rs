@@ -222,7 +222,7 @@ fn run(
             }));
         }
         // Hand spans over in batches, not at every drain: each hand-over wakes the sink's
-        // thread, which at a few thousand spans a second cost more than the spans did.
+        // thread (the exporter's or the store's).
         if !pending.is_empty()
             && (pending.len() >= SEND_BATCH || last_send.elapsed() >= SEND_INTERVAL)
         {
