@@ -159,22 +159,22 @@ fn run(
                 // A program started after the agent: the kernel traces it from its exec on;
                 // keep it if it matches, else drop what it sent and unselect it. (A process
                 // dropped before is judged afresh: it runs another program now.)
-                if let Record::Exec { pid, .. } = &rec {
-                    rejected.remove(pid);
-                } else if !rejected.is_empty() && rejected.contains_key(&rec.pid()) {
-                    return;
-                }
-                if let Record::Exec { pid, path } = &rec
-                    && !selected.contains(pid)
-                {
-                    if cfg.selection.exe_matches(Path::new("/proc"), *pid, path) {
-                        tracing::debug!(pid, "selected at exec");
-                        selected.insert(*pid);
-                    } else {
-                        rejected.insert(*pid, drained_at);
-                        unselect.push(*pid);
-                        return;
+                match &rec {
+                    Record::Exec { pid, path } => {
+                        rejected.remove(pid);
+                        if !selected.contains(pid)
+                            && !cfg.selection.exe_matches(Path::new("/proc"), *pid, path)
+                        {
+                            rejected.insert(*pid, drained_at);
+                            unselect.push(*pid);
+                            return;
+                        }
+                        if selected.insert(*pid) {
+                            tracing::debug!(pid, "selected at exec");
+                        }
                     }
+                    _ if !rejected.is_empty() && rejected.contains_key(&rec.pid()) => return,
+                    _ => {}
                 }
                 if let Record::Open { key, .. } = &rec {
                     if !names.contains_key(&key.pid) {

@@ -54,6 +54,14 @@ fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
     );
 }
 
+/// A regular file holding an HTTP request line (`/from-a-file`); keep the directory alive.
+fn file_that_looks_like_http() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("looks-like-http.txt");
+    std::fs::write(&file, "GET /from-a-file HTTP/1.1\r\n\r\n").unwrap();
+    (dir, file)
+}
+
 /// Whether some reported read carried `needle`.
 fn read_contains(records: &[Record<'_>], needle: &[u8]) -> bool {
     records.iter().any(|r| {
@@ -136,9 +144,7 @@ fn files_and_pipes_are_not_reported() {
 #[test]
 fn an_fd_replaced_by_dup2_is_no_longer_a_socket() {
     require_kernel!();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("looks-like-http.txt");
-    std::fs::write(&file, "GET /from-a-file HTTP/1.1\r\n\r\n").unwrap();
+    let (_dir, file) = file_that_looks_like_http();
     let mut probes = load();
     let script = r#"
 import os, socket, sys
@@ -172,9 +178,7 @@ print(fd, flush=True)
 #[test]
 fn an_fd_closed_by_exec_is_no_longer_a_socket() {
     require_kernel!();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("looks-like-http.txt");
-    std::fs::write(&file, "GET /from-a-file HTTP/1.1\r\n\r\n").unwrap();
+    let (_dir, file) = file_that_looks_like_http();
     let mut probes = load();
     // After the exec, open the file until it lands on the old socket's number (lower free
     // numbers are taken and kept open on the way).

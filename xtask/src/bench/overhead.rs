@@ -443,7 +443,34 @@ pub fn run(args: &Args) -> Result<()> {
                 traced_run(tracer, &server, receiver, &spans, c, args.duration)
             };
             let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut captures, mut floors, mut references) = (Vec::new(), Vec::new(), Vec::new());
+            // The optional runs of each round, in column order: capture only, hooks only,
+            // reference tracer.
+            let extras = [
+                (
+                    args.capture_only,
+                    Tracer::Agent {
+                        bin: &bin,
+                        select_port: port,
+                        export: false,
+                    },
+                ),
+                (
+                    args.floor,
+                    Tracer::Agent {
+                        bin: &bin,
+                        select_port: unused_port,
+                        export: true,
+                    },
+                ),
+                (
+                    args.reference,
+                    Tracer::Reference {
+                        bin: &bin,
+                        pids: &pids,
+                    },
+                ),
+            ];
+            let mut extra_ratios: [Vec<f64>; 3] = Default::default();
             for round in 0..args.rounds {
                 // Alternate which goes first so drift does not favour one side.
                 let (b, t) = if round % 2 == 0 {
@@ -453,28 +480,10 @@ pub fn run(args: &Args) -> Result<()> {
                     let t = run(&traced_agent)?;
                     (wrk(port, c, args.duration)?, t)
                 };
-                if args.capture_only {
-                    let n = run(&Tracer::Agent {
-                        bin: &bin,
-                        select_port: port,
-                        export: false,
-                    })?;
-                    captures.push(n.rps / b.1);
-                }
-                if args.floor {
-                    let f = run(&Tracer::Agent {
-                        bin: &bin,
-                        select_port: unused_port,
-                        export: true,
-                    })?;
-                    floors.push(f.rps / b.1);
-                }
-                if args.reference {
-                    let r = run(&Tracer::Reference {
-                        bin: &bin,
-                        pids: &pids,
-                    })?;
-                    references.push(r.rps / b.1);
+                for ((on, tracer), out) in extras.iter().zip(&mut extra_ratios) {
+                    if *on {
+                        out.push(run(tracer)?.rps / b.1);
+                    }
                 }
                 ratios.push(t.rps / b.1);
                 base.push(b.1);
@@ -490,19 +499,19 @@ pub fn run(args: &Args) -> Result<()> {
             ratios.sort_by(f64::total_cmp);
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
             let mid = median(&ratios);
-            let column = |on: bool, v: &mut Vec<f64>, width: usize| {
-                v.sort_by(f64::total_cmp);
-                if on {
+            // Each column as wide as its header.
+            let extra_columns: String = extras
+                .iter()
+                .zip(&mut extra_ratios)
+                .zip([15, 13, 17])
+                .filter(|(((on, _), _), _)| *on)
+                .map(|((_, v), width)| {
+                    v.sort_by(f64::total_cmp);
                     format!("  {:>width$.3}", median(v))
-                } else {
-                    String::new()
-                }
-            };
-            let capture = column(args.capture_only, &mut captures, 15);
-            let floor = column(args.floor, &mut floors, 13);
-            let reference = column(args.reference, &mut references, 17);
+                })
+                .collect();
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{capture}{floor}{reference}",
+                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{extra_columns}",
                 t / b,
                 spans_total as f64 / reqs_total.max(1) as f64,
                 cpu_total * 1e6 / spans_total.max(1) as f64,
