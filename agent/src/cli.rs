@@ -19,22 +19,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Agent and embedded store in one process (what `sonde` alone runs).
-    All(crate::config::AllArgs),
+    All(crate::app::all::AllArgs),
     /// eBPF capture → spans → OTLP to any endpoint.
-    Agent(crate::config::AgentArgs),
+    Agent(crate::app::agent::AgentArgs),
     /// The embedded Tempo-compatible store alone.
-    Store(crate::config::StoreArgs),
+    Store(crate::app::store::StoreArgs),
     /// Make Grafana datasources correlate (traces ↔ metrics ↔ logs).
-    Reconcile(crate::config::ReconcileArgs),
+    Reconcile(crate::app::reconcile::ReconcileArgs),
     /// Print the default configuration file.
     GenConfig,
-    /// The benchmark's reference tracer (`cargo xtask bench overhead --reference`).
-    #[command(hide = true)]
-    ReferenceTracer {
-        /// Processes to trace.
-        #[arg(long = "pid", required = true)]
-        pids: Vec<u32>,
-    },
 }
 
 /// Entry point of the binary.
@@ -43,17 +36,16 @@ pub fn main() -> ExitCode {
     init_logging(&cli.log);
     let command = cli
         .command
-        .unwrap_or(Command::All(crate::config::AllArgs::default()));
+        .unwrap_or(Command::All(crate::app::all::AllArgs::default()));
     match command {
         Command::GenConfig => {
             print!("{}", crate::config::example_yaml());
             ExitCode::SUCCESS
         }
-        Command::All(args) => crate::config::run_all(args),
-        Command::Agent(args) => crate::config::run_agent(args),
-        Command::Store(args) => crate::config::run_store(args),
-        Command::Reconcile(args) => crate::config::run_reconcile(args),
-        Command::ReferenceTracer { pids } => crate::ebpf::reference::run_command(&pids),
+        Command::All(args) => crate::app::all::run_all(args),
+        Command::Agent(args) => crate::app::agent::run_agent(args),
+        Command::Store(args) => crate::app::store::run_store(args),
+        Command::Reconcile(args) => crate::app::reconcile::run_reconcile(args),
     }
 }
 

@@ -1,7 +1,9 @@
-//! Sonde: zero-code HTTP tracing (eBPF capture → spans → OTLP), an embedded Tempo-compatible
-//! store, and a Grafana datasource reconciler. The module tree follows the data flow in
-//! ARCHITECTURE.md: ebpf → conn → protocol → span → red / export; store and reconcile beside.
+//! Sonde's binary crate: the capture path (eBPF capture → spans → OTLP) and the jobs that
+//! compose it with the store and the reconciler, which live in their own crates
+//! (`sonde-store`, `sonde-traceql`, `sonde-reconcile`). The module tree follows the data flow
+//! in ARCHITECTURE.md: ebpf → conn → protocol → span → red / export; `app` runs the jobs.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -9,9 +11,5 @@ pub mod ebpf;
 pub mod export;
 pub mod pipeline;
 pub mod protocol;
-pub mod reconcile;
 pub mod red;
-pub mod selfmetrics;
-pub mod sinks;
 pub mod span;
-pub mod store;

@@ -40,13 +40,19 @@ fn missing_or_invalid_config_exits_64_with_a_clear_message() {
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("--config"), "{err}");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path(), "reconcile:\n  interval: often\n  tempos: []\n");
+    let cfg = write_config(dir.path(), "reconcile:\n  interval: 0s\n  tempos: []\n");
     let (code, _, err) = sonde(&["reconcile", "--config", &cfg, "--once"]);
     assert_eq!(code, 64, "{err}");
     assert!(
-        err.contains("interval") && err.contains("list at least one Grafana"),
+        err.contains(&cfg)
+            && err.contains("reconcile.interval: must be greater than 0")
+            && err.contains("reconcile.grafanas: list at least one Grafana"),
         "{err}"
     );
+    let cfg = write_config(dir.path(), "reconcile:\n  interval: often\n");
+    let (code, _, err) = sonde(&["reconcile", "--config", &cfg, "--once"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("interval") && err.contains("10s"), "{err}");
     let cfg = write_config(dir.path(), "reconcile:\n  grafana: []\n");
     let (code, _, err) = sonde(&["reconcile", "--config", &cfg, "--dry-run"]);
     assert_eq!(code, 64, "unknown key: {err}");

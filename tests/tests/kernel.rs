@@ -54,11 +54,12 @@ fn run_python(script: &str, args: &[&std::ffi::OsStr]) {
     );
 }
 
-/// A regular file holding an HTTP request line (`/from-a-file`); keep the directory alive.
-fn file_that_looks_like_http() -> (tempfile::TempDir, std::path::PathBuf) {
+/// A regular file holding an HTTP request line for `path` (each test its own, so that tests
+/// running side by side never see each other's reads); keep the directory alive.
+fn file_that_looks_like_http(path: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("looks-like-http.txt");
-    std::fs::write(&file, "GET /from-a-file HTTP/1.1\r\n\r\n").unwrap();
+    std::fs::write(&file, format!("GET {path} HTTP/1.1\r\n\r\n")).unwrap();
     (dir, file)
 }
 
@@ -144,7 +145,7 @@ fn files_and_pipes_are_not_reported() {
 #[test]
 fn an_fd_replaced_by_dup2_is_no_longer_a_socket() {
     require_kernel!();
-    let (_dir, file) = file_that_looks_like_http();
+    let (_dir, file) = file_that_looks_like_http("/from-a-file-after-dup2");
     let mut probes = load();
     let script = r#"
 import os, socket, sys
@@ -165,7 +166,7 @@ print(fd, flush=True)
         "the socket read is reported"
     );
     assert!(
-        !read_contains(&records, b"/from-a-file"),
+        !read_contains(&records, b"/from-a-file-after-dup2"),
         "the file behind the reused fd is not"
     );
     // The dup2 ended the connection it replaced.
@@ -178,7 +179,7 @@ print(fd, flush=True)
 #[test]
 fn an_fd_closed_by_exec_is_no_longer_a_socket() {
     require_kernel!();
-    let (_dir, file) = file_that_looks_like_http();
+    let (_dir, file) = file_that_looks_like_http("/from-a-file-after-exec");
     let mut probes = load();
     // After the exec, open the file until it lands on the old socket's number (lower free
     // numbers are taken and kept open on the way).
@@ -210,7 +211,7 @@ os.execv(sys.executable, [sys.executable, "-c", sys.argv[2], sys.argv[1], str(co
         "the socket read is reported"
     );
     assert!(
-        !read_contains(&records, b"/from-a-file"),
+        !read_contains(&records, b"/from-a-file-after-exec"),
         "the file behind the fd number exec freed is not"
     );
 }

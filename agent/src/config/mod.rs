@@ -1,51 +1,69 @@
 //! Configuration: one YAML file with a section per job (`agent:`, `store:`, `reconcile:`),
-//! overridden by environment, then by flags. Each job's section, flags and `run` live in their
-//! own file here; this file holds the root and the `all` composition.
-use std::path::Path;
+//! overridden by environment, then by flags. The agent's section lives here; the store's and
+//! the reconciler's live in their crates. Every failure is a [`ConfigError`] naming the file,
+//! the key and the reason.
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sonde_config::Invalid;
 
 mod agent;
-mod all;
-mod reconcile;
-mod store;
 
-pub use agent::{AgentArgs, AgentSection, PrintMode, SelectSection, run_agent};
-pub use all::{AllArgs, run_all};
-pub use reconcile::{
-    BackendRef, BasicAuth, CorrelationConfig, EXIT_PENDING, GrafanaConfig, MetricsQuery,
-    OperatorTarget, ReconcileArgs, ReconcileSection, SecretSource, TagMapping, TempoConfig,
-    is_valid_uid, load_section, parse_duration, run_reconcile,
-};
-pub use store::{StoreArgs, StoreListenArgs, StoreSection, run_store};
-
-/// Exit code for invalid configuration (EX_USAGE).
-pub const EXIT_CONFIG: u8 = 64;
+pub use agent::{AgentSection, PrintMode, SelectSection, host_name};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub agent: AgentSection,
-    pub store: StoreSection,
-    pub reconcile: ReconcileSection,
+    pub store: sonde_store::StoreSection,
+    pub reconcile: sonde_reconcile::ReconcileSection,
 }
 
-/// Errors loading or checking configuration.
+/// What is wrong with the configuration: which file, which key, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}: {source}", path.display())]
     Read {
-        path: String,
+        path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    /// YAML syntax, an unknown key or a value of the wrong form.
+    #[error("invalid config file {}: {key}: {source}", path.display())]
     Parse {
-        path: String,
+        path: PathBuf,
+        /// The dotted path of the key whose value is wrong (`.` for the whole file).
+        key: String,
         source: serde_yaml::Error,
     },
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
+    #[error("invalid configuration{}: {}", in_file(file.as_deref()), list(problems))]
+    Invalid {
+        /// The file the value came from (`None`: defaults, environment or flags only).
+        file: Option<PathBuf>,
+        problems: Vec<Invalid>,
+    },
+}
+
+impl ConfigError {
+    /// Problems found in a section loaded from `file`.
+    pub fn invalid(file: Option<&Path>, problems: impl Into<Vec<Invalid>>) -> Self {
+        Self::Invalid {
+            file: file.map(Path::to_path_buf),
+            problems: problems.into(),
+        }
+    }
+}
+
+fn in_file(file: Option<&Path>) -> String {
+    file.map(|f| format!(" in {}", f.display()))
+        .unwrap_or_default()
+}
+
+fn list(problems: &[Invalid]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        many => many.iter().map(|p| format!("\n  {p}")).collect::<String>(),
+    }
 }
 
 impl Config {
@@ -55,12 +73,15 @@ impl Config {
             return Ok(Self::default());
         };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             source,
         })?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.display().to_string(),
-            source,
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                key: e.path().to_string(),
+                source: e.into_inner(),
+            }
         })
     }
 }
@@ -87,10 +108,26 @@ mod tests {
         );
         let cfg = Config::load(Some(Path::new(path))).expect("parses");
         cfg.agent.validate().expect("valid agent section");
+        cfg.store.validate().expect("valid store section");
     }
 
     #[test]
-    fn unknown_keys_and_bad_values_are_clear_errors() {
+    fn every_duration_is_written_the_go_way() {
+        let yaml = example_yaml();
+        for line in [
+            "drain_interval: 10ms",
+            "idle_timeout: 30s",
+            "retention: 168h",
+            "default_window: 15m",
+            "interval: 5m",
+        ] {
+            assert!(yaml.contains(line), "{line} missing in\n{yaml}");
+        }
+        assert!(!yaml.contains("_ms:") && !yaml.contains("_secs:"), "{yaml}");
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_reason() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.yaml");
         std::fs::write(&p, "agent:\n  copy_bytez: 10\n").unwrap();
@@ -99,14 +136,26 @@ mod tests {
             e.contains("copy_bytez") && e.contains(&p.display().to_string()),
             "{e}"
         );
+        std::fs::write(&p, "store:\n  retention: 7 days\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(
+            e.contains(": store.retention: ") && e.contains("line 2") && e.contains("168h"),
+            "{e}"
+        );
         std::fs::write(&p, "agent:\n  copy_bytes: 10\n").unwrap();
-        let e = Config::load(Some(&p))
+        let problem = Config::load(Some(&p))
             .unwrap()
             .agent
             .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("copy_bytes"), "{e}");
+            .unwrap_err();
+        let e = ConfigError::invalid(Some(&p), [problem]).to_string();
+        assert_eq!(
+            e,
+            format!(
+                "invalid configuration in {}: agent.copy_bytes: must be 64..=4096, got 10",
+                p.display()
+            )
+        );
         let e = Config::load(Some(&dir.path().join("nope.yaml")))
             .unwrap_err()
             .to_string();

@@ -4,6 +4,7 @@ pub mod btf;
 pub mod decode;
 pub mod object;
 pub mod record;
+#[cfg(feature = "reference-tracer")]
 pub mod reference;
 pub mod select;
 

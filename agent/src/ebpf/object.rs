@@ -9,4 +9,5 @@ pub fn is_built() -> bool {
 }
 
 /// The reference tracer of `cargo xtask bench overhead --reference` (empty when skipped).
+#[cfg(feature = "reference-tracer")]
 pub static REFERENCE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reference"));

@@ -1,4 +1,5 @@
-//! The reference tracer (`sonde reference-tracer`, hidden): the kernel object built from
+//! The reference tracer (the `sonde-reference-tracer` binary, built only with the
+//! `reference-tracer` feature, so it never ships in `sonde`): the kernel object built from
 //! `agent-ebpf/src/reference.rs`, loaded for `cargo xtask bench overhead --reference` so that
 //! Sonde's capture is compared, in the same run, with the least a syscall-tracepoint tracer
 //! that copies 1 KiB per data syscall and batches its ring wake-ups does

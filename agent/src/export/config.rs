@@ -2,7 +2,7 @@
 //! queue, retry), with the standard `OTEL_EXPORTER_OTLP_*` environment variables applied on top.
 use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr, time::Duration};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::span::resource::parse_key_values;
 
@@ -97,22 +97,22 @@ pub struct ExportConfig {
     pub headers: BTreeMap<String, String>,
     pub compression: Compression,
     /// Deadline of one export request.
-    #[serde(with = "duration_str")]
+    #[serde(with = "sonde_config::duration")]
     pub timeout: Duration,
     /// A batch is sent when it holds this many spans…
     pub batch_max_spans: usize,
     /// …or when its oldest span has waited this long.
-    #[serde(with = "duration_str")]
+    #[serde(with = "sonde_config::duration")]
     pub batch_interval: Duration,
     /// Spans held at most (queued, batched and in flight); beyond that new spans are dropped.
     pub queue_capacity: usize,
     /// Give up on a batch after retrying this long.
-    #[serde(with = "duration_str")]
+    #[serde(with = "sonde_config::duration")]
     pub retry_max_elapsed: Duration,
     /// First retry delay; doubles up to `retry_max_backoff` (with jitter).
-    #[serde(with = "duration_str")]
+    #[serde(with = "sonde_config::duration")]
     pub retry_initial_backoff: Duration,
-    #[serde(with = "duration_str")]
+    #[serde(with = "sonde_config::duration")]
     pub retry_max_backoff: Duration,
     /// Export `url.query` (query strings often carry tokens; off by default).
     pub export_query: bool,
@@ -350,53 +350,6 @@ pub fn read_ca_certificate(path: &std::path::Path) -> Result<Vec<u8>, ExportConf
     }
     reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
     Ok(pem)
-}
-
-/// Durations written as `250ms`, `10s`, `2m` or `1h`.
-pub mod duration_str {
-    use super::*;
-
-    /// Parse `250ms`, `10s`, `2m`, `1h` (a bare number is seconds).
-    pub fn parse(s: &str) -> Option<Duration> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num.parse().ok()?;
-        match unit.trim() {
-            "ms" => Some(Duration::from_millis(n)),
-            "s" | "" => Some(Duration::from_secs(n)),
-            "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-            "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-            _ => None,
-        }
-    }
-
-    /// The shortest exact form at millisecond precision.
-    pub fn format(d: &Duration) -> String {
-        let ms = d.as_millis();
-        if !ms.is_multiple_of(1000) || ms == 0 {
-            format!("{ms}ms")
-        } else if ms.is_multiple_of(3_600_000) {
-            format!("{}h", ms / 3_600_000)
-        } else if ms.is_multiple_of(60_000) {
-            format!("{}m", ms / 60_000)
-        } else {
-            format!("{}s", ms / 1000)
-        }
-    }
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?}: use e.g. 250ms, 10s, 2m, 1h"
-            ))
-        })
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct Args {
     /// capture and span building without OTLP export (splits the cost in two).
     #[arg(long)]
     capture_only: bool,
-    /// Also run, in each round, the reference tracer (`sonde reference-tracer`): config C3 of
+    /// Also run, in each round, the reference tracer (`sonde-reference-tracer`, a benchmark-only binary): config C3 of
     /// shared/research/kernel-floor.md, which copies 1 KiB of every data syscall of the server
     /// into a ring drained every 100 ms and does nothing else: the floor of a capturing tracer.
     #[arg(long)]
@@ -239,14 +239,32 @@ fn start_receiver(rt: &tokio::runtime::Runtime, spans: Arc<AtomicU64>) -> Result
 }
 
 pub(super) fn sonde_bin() -> Result<PathBuf> {
+    release_bin(&["--bin", "sonde"], "sonde")
+}
+
+/// The benchmark-only reference tracer, which the `sonde` binary does not carry.
+fn reference_bin() -> Result<PathBuf> {
+    release_bin(
+        &[
+            "--features",
+            "reference-tracer",
+            "--bin",
+            "sonde-reference-tracer",
+        ],
+        "sonde-reference-tracer",
+    )
+}
+
+fn release_bin(build_args: &[&str], name: &str) -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "-p", "sonde"])
+        .args(build_args)
         .status()?;
     if !status.success() {
-        bail!("building sonde failed");
+        bail!("building {name} failed");
     }
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    Ok(PathBuf::from(target).join("release/sonde"))
+    Ok(PathBuf::from(target).join("release").join(name))
 }
 
 /// Agent CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) from /proc.
@@ -318,7 +336,6 @@ impl Tracer<'_> {
             }
             Tracer::Reference { bin, pids } => {
                 let mut cmd = Command::new(bin);
-                cmd.arg("reference-tracer");
                 for pid in pids {
                     cmd.args(["--pid", &pid.to_string()]);
                 }
@@ -406,6 +423,11 @@ fn median(sorted: &[f64]) -> f64 {
 
 pub fn run(args: &Args) -> Result<()> {
     let bin = sonde_bin()?;
+    let reference = if args.reference {
+        reference_bin()?
+    } else {
+        PathBuf::new()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -465,7 +487,7 @@ pub fn run(args: &Args) -> Result<()> {
                 (
                     args.reference,
                     Tracer::Reference {
-                        bin: &bin,
+                        bin: &reference,
                         pids: &pids,
                     },
                 ),

@@ -132,26 +132,6 @@ fn validate(#[case] cfg: ExportConfig, #[case] want_err: Option<&str>) {
     }
 }
 
-#[rstest]
-#[case::ms("250ms", Some(Duration::from_millis(250)))]
-#[case::s("10s", Some(Duration::from_secs(10)))]
-#[case::bare("3", Some(Duration::from_secs(3)))]
-#[case::m("2m", Some(Duration::from_secs(120)))]
-#[case::h("1h", Some(Duration::from_secs(3600)))]
-#[case::spaces(" 5 s ", Some(Duration::from_secs(5)))]
-#[case::empty("", None)]
-#[case::unit_only("ms", None)]
-#[case::negative("-1s", None)]
-#[case::fraction("1.5s", None)]
-#[case::unknown_unit("5d", None)]
-#[case::overflow("99999999999999999999s", None)]
-fn durations(#[case] input: &str, #[case] want: Option<Duration>) {
-    assert_eq!(duration_str::parse(input), want);
-    if let Some(d) = want {
-        assert_eq!(duration_str::parse(&duration_str::format(&d)), Some(d));
-    }
-}
-
 #[test]
 fn yaml_round_trip_and_unknown_fields() {
     let cfg = ExportConfig::default();

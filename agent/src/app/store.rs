@@ -1,0 +1,144 @@
+//! `sonde store`: its flags (shared with `sonde all` for where data lives and what it listens
+//! on), loading file → flags, and the job's entry.
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use sonde_store::{Store, StoreSection, SystemClock};
+
+use super::EXIT_CONFIG;
+use crate::config::{Config, ConfigError};
+
+/// Where the store keeps data and listens: flags shared by `sonde store` and `sonde all`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreListenArgs {
+    /// Directory for the WAL and blocks. [default: /var/lib/sonde/store]
+    #[arg(long = "data-dir", env = "SONDE_STORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Tempo HTTP API listen address. [default: 0.0.0.0:3200]
+    #[arg(long = "http-listen-address", env = "SONDE_STORE_HTTP_LISTEN_ADDRESS")]
+    pub http_listen_address: Option<String>,
+    /// OTLP gRPC listen address. [default: 0.0.0.0:4317]
+    #[arg(
+        long = "otlp-grpc-listen-address",
+        env = "SONDE_STORE_OTLP_GRPC_LISTEN_ADDRESS"
+    )]
+    pub otlp_grpc_listen_address: Option<String>,
+    /// OTLP HTTP listen address. [default: 0.0.0.0:4318]
+    #[arg(
+        long = "otlp-http-listen-address",
+        env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
+    )]
+    pub otlp_http_listen_address: Option<String>,
+}
+
+impl StoreListenArgs {
+    /// Layer these flags over the file's section.
+    pub fn apply(&self, s: &mut StoreSection) {
+        if let Some(d) = &self.data_dir {
+            s.data_dir.clone_from(d);
+        }
+        if let Some(a) = &self.http_listen_address {
+            s.http_listen_address.clone_from(a);
+        }
+        if let Some(a) = &self.otlp_grpc_listen_address {
+            s.otlp_grpc_listen_address.clone_from(a);
+        }
+        if let Some(a) = &self.otlp_http_listen_address {
+            s.otlp_http_listen_address.clone_from(a);
+        }
+    }
+}
+
+/// Flags of `sonde store` (each overrides the config file).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Config file (YAML; the `store:` section is used).
+    #[arg(long = "config", env = "SONDE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub listen: StoreListenArgs,
+    /// Require X-Scope-OrgID on ingest and query.
+    #[arg(
+        long = "multitenancy-enabled",
+        env = "SONDE_STORE_MULTITENANCY_ENABLED"
+    )]
+    pub multitenancy_enabled: bool,
+}
+
+impl StoreArgs {
+    /// The effective store section: file, then flags.
+    pub fn section(&self) -> Result<StoreSection, ConfigError> {
+        let file = self.config.as_deref();
+        let mut s = Config::load(file)?.store;
+        self.listen.apply(&mut s);
+        if self.multitenancy_enabled {
+            s.multitenancy_enabled = true;
+        }
+        s.validate().map_err(|e| ConfigError::invalid(file, [e]))?;
+        Ok(s)
+    }
+}
+
+/// Run `sonde store` until SIGINT or SIGTERM.
+pub fn run_store(args: StoreArgs) -> ExitCode {
+    let section = match args.section() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sonde store: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match super::runtime("store", super::Threads::PerCore) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let store = match Store::open(&section, Arc::new(SystemClock)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sonde store: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let shutdown = super::shutdown_on_signal();
+        match sonde_store::serve(store, &section, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sonde store: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "store:\n  data_dir: /from/file\n  http_listen_address: 127.0.0.1:1\n",
+        )
+        .unwrap();
+        let args = StoreArgs {
+            config: Some(path.clone()),
+            listen: StoreListenArgs {
+                data_dir: Some("/from/flag".into()),
+                ..StoreListenArgs::default()
+            },
+            ..StoreArgs::default()
+        };
+        let s = args.section().unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(s.http_listen_address, "127.0.0.1:1");
+        std::fs::write(&path, "store:\n  retention: 0s\n").unwrap();
+        let e = args.section().unwrap_err().to_string();
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains("store.retention"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! In-process API tests: tenant resolution, content negotiation, shapes of empty answers.
+use axum::{body::Body, http::Request};
+use tower::ServiceExt;
+
+use super::router;
+use crate::{ManualClock, Store, ids::SINGLE_TENANT, testutil::*};
+
+async fn call(store: &Store, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut b = Request::builder().uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = router(store.clone())
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, ct, body)
+}
+
+fn store(dir: &std::path::Path, multitenant: bool) -> Store {
+    let mut c = cfg(dir);
+    c.multitenancy_enabled = multitenant;
+    Store::open(&c, ManualClock::new(T0)).unwrap()
+}
+
+#[tokio::test]
+async fn single_tenant_ignores_org_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    s.ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let path = format!("/api/traces/{}", hex::encode(tid(1)));
+    assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "other")]).await.0, 200);
+}
+
+#[tokio::test]
+async fn multitenant_requires_header_except_on_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), true);
+    s.ingest("a", req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let path = format!("/api/traces/{}", hex::encode(tid(1)));
+    assert_eq!(call(&s, &path, &[]).await.0, 401);
+    assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "a")]).await.0, 200);
+    assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "b")]).await.0, 404);
+    assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "b|a")]).await.0, 200);
+    for probe in ["/ready", "/api/echo", "/api/status/buildinfo", "/metrics"] {
+        assert_eq!(call(&s, probe, &[]).await.0, 200, "{probe}");
+    }
+}
+
+#[rstest::rstest]
+#[case::none(None, "application/json")]
+#[case::any(Some("*/*"), "application/json")]
+#[case::json(Some("application/json"), "application/json")]
+#[case::protobuf(Some("application/protobuf"), "application/protobuf")]
+#[case::both(Some("application/json, application/protobuf"), "application/protobuf")]
+#[tokio::test]
+async fn accept_header_picks_the_format(#[case] accept: Option<&str>, #[case] want: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    s.ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let path = format!("/api/v2/traces/{}", hex::encode(tid(1)));
+    let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+    let (status, ct, _) = call(&s, &path, &headers).await;
+    assert_eq!((status, ct.as_str()), (200, want));
+}
+
+#[tokio::test]
+async fn empty_answers_have_tempo_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+    let (_, _, b) = call(&s, "/api/search/tags", &[]).await;
+    assert_eq!(json(b), serde_json::json!({"tagNames": [], "metrics": {}}));
+    let (_, _, b) = call(&s, "/api/search/tag/foo/values", &[]).await;
+    assert_eq!(json(b), serde_json::json!({"tagValues": [], "metrics": {}}));
+    let (_, _, b) = call(&s, "/api/v2/search/tag/span.foo/values", &[]).await;
+    assert_eq!(json(b), serde_json::json!({"tagValues": [], "metrics": {}}));
+    let (_, _, b) = call(&s, "/api/v2/search/tag/kind/values", &[]).await;
+    assert_eq!(json(b)["tagValues"].as_array().unwrap().len(), 6);
+    let (_, _, b) = call(&s, "/api/v2/search/tag/duration/values", &[]).await;
+    assert_eq!(json(b), serde_json::json!({"tagValues": [], "metrics": {}}));
+    let (_, _, b) = call(&s, "/api/v2/search/tags?scope=intrinsic", &[]).await;
+    assert_eq!(json(b)["scopes"][0]["name"], "intrinsic");
+}

@@ -1,0 +1,598 @@
+//! Queries over one or more tenants: trace by id (live → pending → blocks, merged) and search
+//! (newest data first, stopping at the limit) with `tags=` or TraceQL filters.
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{Arc, Mutex},
+};
+
+use super::{
+    Store, StoreError,
+    block::{Block, group::Group},
+    hash::FastMap,
+    ids::TraceId,
+    model::{NO_SYM, SpanRow, Table, Val},
+    qlview::QlTrace,
+    tenant::Tenant,
+    view::{ServiceStats, TraceRef},
+};
+use sonde_traceql::{self as traceql, ConditionField, Intrinsic};
+
+/// Decoded search row groups, shared between queries, bounded by bytes.
+pub struct GroupCache {
+    max_bytes: usize,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    map: FastMap<(String, usize), (Arc<Group>, usize)>,
+    order: VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+impl GroupCache {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+
+    pub fn get(&self, b: &Block, gi: usize) -> Result<Arc<Group>, StoreError> {
+        let key = (b.meta.id.clone(), gi);
+        if let Some((g, _)) = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map
+            .get(&key)
+        {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(b.read_group(gi)?);
+        let size = g.heap_bytes();
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if size <= self.max_bytes && !st.map.contains_key(&key) {
+            while st.bytes + size > self.max_bytes {
+                let Some(old) = st.order.pop_front() else {
+                    break;
+                };
+                if let Some((_, sz)) = st.map.remove(&old) {
+                    st.bytes -= sz;
+                }
+            }
+            st.map.insert(key.clone(), (g.clone(), size));
+            st.order.push_back(key);
+            st.bytes += size;
+        }
+        Ok(g)
+    }
+}
+
+/// How traces are filtered.
+pub enum Filter {
+    /// Tempo's `tags=` search (logfmt pairs).
+    Tags(Vec<(String, String)>),
+    /// A TraceQL query.
+    TraceQl(traceql::Query),
+}
+
+/// A search to run.
+pub struct SearchSpec {
+    pub filter: Filter,
+    pub min_duration_ns: Option<u64>,
+    pub max_duration_ns: Option<u64>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub limit: usize,
+    /// Spans per span set (0 = all).
+    pub spss: usize,
+}
+
+/// A value to print in search results.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutVal {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// One span of a span set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanHit {
+    pub span_id: [u8; 8],
+    pub name: Option<String>,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub attrs: Vec<(String, OutVal)>,
+}
+
+/// One trace in search results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceHit {
+    pub id: TraceId,
+    pub root_service: Option<String>,
+    pub root_name: Option<String>,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    /// (spans, matched count) for TraceQL searches.
+    pub span_set: Option<(Vec<SpanHit>, usize)>,
+    pub service_stats: Vec<(String, ServiceStats)>,
+}
+
+/// Search results and what was read.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SearchResult {
+    pub traces: Vec<TraceHit>,
+    pub inspected_traces: u64,
+    pub inspected_bytes: u64,
+    pub total_blocks: u64,
+}
+
+fn out_val(t: &TraceRef<'_>, v: Val) -> OutVal {
+    match v {
+        Val::Str(s) => OutVal::Str(t.str(s).to_string()),
+        Val::Int(i) => OutVal::Int(i),
+        Val::Float(f) => OutVal::Float(f),
+        Val::Bool(b) => OutVal::Bool(b),
+    }
+}
+
+/// What a TraceQL query references, to print on matched spans.
+struct Referenced {
+    attrs: Vec<(Option<traceql::AttrScope>, String)>,
+    name: bool,
+    status: bool,
+    kind: bool,
+}
+
+fn referenced(q: &traceql::Query) -> Referenced {
+    let mut r = Referenced {
+        attrs: Vec::new(),
+        name: false,
+        status: false,
+        kind: false,
+    };
+    for c in q.conditions() {
+        match c.field {
+            ConditionField::Attribute { scope, name } => {
+                if !r.attrs.iter().any(|(s, n)| *s == scope && *n == name) {
+                    r.attrs.push((scope, name));
+                }
+            }
+            ConditionField::Intrinsic(Intrinsic::Name) => r.name = true,
+            ConditionField::Intrinsic(Intrinsic::Status) => r.status = true,
+            ConditionField::Intrinsic(Intrinsic::Kind) => r.kind = true,
+            ConditionField::Intrinsic(_) => {}
+        }
+    }
+    r
+}
+
+fn span_hit(t: &TraceRef<'_>, s: &SpanRow, refs: &Referenced) -> SpanHit {
+    let mut attrs = Vec::new();
+    for (scope, name) in &refs.attrs {
+        let find =
+            |a: &[super::model::Attr]| a.iter().find(|a| t.str(a.key) == name).map(|a| a.val);
+        let v = match scope {
+            Some(traceql::AttrScope::Span) => find(t.span_attrs(s)),
+            Some(traceql::AttrScope::Resource) => find(t.resource_attrs(s)),
+            None => find(t.span_attrs(s)).or_else(|| find(t.resource_attrs(s))),
+        };
+        if let Some(v) = v {
+            attrs.push((name.clone(), out_val(t, v)));
+        }
+    }
+    if refs.status {
+        attrs.push((
+            "status".into(),
+            OutVal::Str(super::qlview::status_value(s.status).as_str().into()),
+        ));
+    }
+    if refs.kind {
+        attrs.push((
+            "kind".into(),
+            OutVal::Str(super::qlview::kind_value(s.kind).as_str().into()),
+        ));
+    }
+    SpanHit {
+        span_id: s.span_id,
+        name: refs.name.then(|| t.str(s.name).to_string()),
+        start_ns: s.start,
+        duration_ns: s.duration(),
+        attrs,
+    }
+}
+
+/// What a query needs for a row group or block to be worth reading: strings that must be in a
+/// group's dictionary, and trace ids one of which the block must hold.
+#[derive(Debug, Default)]
+struct Prefilter {
+    strings: Vec<TraceId>,
+    trace_ids: Vec<TraceId>,
+}
+
+fn prefilter(spec: &SearchSpec) -> Prefilter {
+    use traceql::{CompareOp, Value};
+    let mut p = Prefilter::default();
+    let Filter::TraceQl(q) = &spec.filter else {
+        return p;
+    };
+    for c in q.conditions() {
+        let (CompareOp::Eq, Value::Str(s)) = (c.op, &c.value) else {
+            continue;
+        };
+        if s.is_empty() {
+            continue;
+        }
+        match c.field {
+            ConditionField::Attribute { .. }
+            | ConditionField::Intrinsic(
+                Intrinsic::Name
+                | Intrinsic::StatusMessage
+                | Intrinsic::RootName
+                | Intrinsic::RootServiceName
+                | Intrinsic::EventName
+                | Intrinsic::InstrumentationName
+                | Intrinsic::InstrumentationVersion,
+            ) => p.strings.push(super::block::bloom::str_key(s)),
+            ConditionField::Intrinsic(Intrinsic::TraceId) => {
+                if let Ok(id) = super::ids::parse_trace_id(s) {
+                    p.trace_ids.push(id);
+                }
+            }
+            ConditionField::Intrinsic(_) => {}
+        }
+    }
+    p
+}
+
+/// Evaluate one trace against the spec; `Some(hit)` if it matches.
+fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option<TraceHit> {
+    if t.spans.is_empty() {
+        return None;
+    }
+    let (start, end) = (t.start(), t.end());
+    if start > spec.end_ns || end < spec.start_ns {
+        return None;
+    }
+    let dur = end - start;
+    if spec.min_duration_ns.is_some_and(|m| dur < m)
+        || spec.max_duration_ns.is_some_and(|m| m > 0 && dur > m)
+    {
+        return None;
+    }
+    let span_set = match &spec.filter {
+        Filter::Tags(tags) => {
+            if !tags.iter().all(|(k, v)| t.matches_tag(k, v)) {
+                return None;
+            }
+            None
+        }
+        Filter::TraceQl(q) => {
+            let matched = q.eval(&QlTrace::new(t));
+            if matched.is_empty() {
+                return None;
+            }
+            let refs = refs?;
+            let take = if spec.spss == 0 {
+                matched.len()
+            } else {
+                spec.spss.min(matched.len())
+            };
+            let spans = matched[..take]
+                .iter()
+                .filter_map(|&i| t.spans.get(i))
+                .map(|s| span_hit(&t, s, refs))
+                .collect();
+            Some((spans, matched.len()))
+        }
+    };
+    Some(TraceHit {
+        id: *t.id,
+        root_service: t.root_service().map(str::to_string),
+        root_name: t.root_name().map(str::to_string),
+        start_ns: start,
+        duration_ns: dur,
+        span_set,
+        service_stats: t
+            .service_stats()
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect(),
+    })
+}
+
+/// Fill a hit's root, time range and service stats from the trace's full payload.
+fn complete_from_payload(hit: &mut TraceHit, bytes: &[u8]) {
+    use opentelemetry_proto::tonic::{common::v1::any_value, trace::v1::TracesData};
+    use prost::Message;
+    let Ok(td) = TracesData::decode(bytes) else {
+        return;
+    };
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let (mut start, mut end) = (u64::MAX, 0u64);
+    let mut stats: Vec<(String, ServiceStats)> = Vec::new();
+    for rs in &td.resource_spans {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            });
+        for sp in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            if !seen.insert(sp.span_id.clone()) {
+                continue;
+            }
+            start = start.min(sp.start_time_unix_nano);
+            end = end.max(sp.end_time_unix_nano);
+            if sp.parent_span_id.is_empty() && hit.root_name.is_none() {
+                hit.root_name = Some(sp.name.clone());
+                hit.root_service = service.clone();
+            }
+            let name = service.clone().unwrap_or_default();
+            let i = match stats.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    stats.push((name, ServiceStats::default()));
+                    stats.len() - 1
+                }
+            };
+            stats[i].1.span_count += 1;
+            if sp.status.as_ref().is_some_and(|st| st.code == 2) {
+                stats[i].1.error_count += 1;
+            }
+        }
+    }
+    if start <= end {
+        hit.start_ns = start;
+        hit.duration_ns = end - start;
+    }
+    stats.sort_by(|a, b| a.0.cmp(&b.0));
+    hit.service_stats = stats;
+}
+
+impl Store {
+    /// The tenants of a query that exist (unknown tenants simply have no data).
+    pub fn query_tenants(&self, names: &[String]) -> Vec<Arc<Tenant>> {
+        names
+            .iter()
+            .filter_map(|n| self.existing_tenant(n))
+            .collect()
+    }
+
+    /// The trace's payload (`TracesData` bytes, fragments concatenated) and bytes inspected.
+    pub fn find_trace(
+        &self,
+        tenants: &[String],
+        id: &TraceId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for t in self.query_tenants(tenants) {
+            if let Some(lt) = t.lock_state().live.traces.get(id) {
+                out.extend_from_slice(&lt.payload);
+            }
+            for p in t.pendings() {
+                if let Some(lt) = p.find(id) {
+                    out.extend_from_slice(&lt.payload);
+                }
+            }
+            for b in t.blocks() {
+                if let Some(p) = b.find(id)? {
+                    out.extend_from_slice(&p);
+                }
+            }
+        }
+        Ok(if out.is_empty() { None } else { Some(out) })
+    }
+
+    /// Run a search over the given tenants.
+    pub fn search(
+        &self,
+        tenants: &[String],
+        spec: &SearchSpec,
+    ) -> Result<SearchResult, StoreError> {
+        let refs = match &spec.filter {
+            Filter::TraceQl(q) => Some(referenced(q)),
+            Filter::Tags(_) => None,
+        };
+        let pre = prefilter(spec);
+        let mut res = SearchResult::default();
+        let mut seen: HashSet<TraceId> = HashSet::new();
+        let mut push = |hit: TraceHit, res: &mut SearchResult| {
+            if seen.insert(hit.id) {
+                res.traces.push(hit);
+            }
+        };
+        'tenants: for t in self.query_tenants(tenants) {
+            {
+                let st = t.lock_state();
+                for (id, lt) in &st.live.traces {
+                    res.inspected_traces += 1;
+                    res.inspected_bytes += lt.payload.len() as u64;
+                    let tr = TraceRef {
+                        table: &st.live.table,
+                        id,
+                        spans: &lt.spans,
+                    };
+                    if let Some(hit) = eval(tr, spec, refs.as_ref()) {
+                        push(hit, &mut res);
+                        if res.traces.len() >= spec.limit {
+                            break 'tenants;
+                        }
+                    }
+                }
+            }
+            for p in t.pendings().iter().rev() {
+                for (id, lt) in &p.traces {
+                    res.inspected_traces += 1;
+                    let tr = TraceRef {
+                        table: &p.table,
+                        id,
+                        spans: &lt.spans,
+                    };
+                    if let Some(hit) = eval(tr, spec, refs.as_ref()) {
+                        push(hit, &mut res);
+                        if res.traces.len() >= spec.limit {
+                            break 'tenants;
+                        }
+                    }
+                }
+            }
+            let mut blocks = t.blocks();
+            blocks.retain(|b| {
+                b.meta.min_start_ns <= spec.end_ns
+                    && b.meta.max_end_ns >= spec.start_ns
+                    && (pre.trace_ids.is_empty()
+                        || pre.trace_ids.iter().any(|id| b.may_contain(id)))
+            });
+            blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.max_end_ns));
+            res.total_blocks += blocks.len() as u64;
+            for b in blocks {
+                let mut order: Vec<usize> = (0..b.groups.len())
+                    .filter(|&i| {
+                        b.groups[i].min_start <= spec.end_ns
+                            && b.groups[i].max_end >= spec.start_ns
+                            && b.group_may_have_all(i, &pre.strings)
+                    })
+                    .collect();
+                order.sort_by(|&x, &y| b.groups[y].max_end.cmp(&b.groups[x].max_end));
+                for gi in order {
+                    let g = self.inner.cache.get(&b, gi)?;
+                    res.inspected_bytes += u64::from(b.groups[gi].len);
+                    for i in 0..g.traces.len() {
+                        res.inspected_traces += 1;
+                        if let Some(hit) = eval(g.trace(i), spec, refs.as_ref()) {
+                            push(hit, &mut res);
+                            if res.traces.len() >= spec.limit {
+                                break 'tenants;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // A hit whose part holds no root span (the rest of the trace arrived later, in another
+        // block or still live): take root, time range and service stats from the whole trace.
+        for hit in res.traces.iter_mut().filter(|h| h.root_name.is_none()) {
+            if let Some(bytes) = self.find_trace(tenants, &hit.id)? {
+                complete_from_payload(hit, &bytes);
+            }
+        }
+        res.traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
+        Ok(res)
+    }
+
+    /// Visit every trace overlapping the window (live, pending, blocks).
+    pub fn for_each_trace(
+        &self,
+        tenants: &[String],
+        start_ns: u64,
+        end_ns: u64,
+        f: &mut dyn FnMut(TraceRef<'_>) -> bool,
+    ) -> Result<(), StoreError> {
+        let overlaps = |t: &TraceRef<'_>| t.start() <= end_ns && t.end() >= start_ns;
+        for t in self.query_tenants(tenants) {
+            {
+                let st = t.lock_state();
+                for (id, lt) in &st.live.traces {
+                    let tr = TraceRef {
+                        table: &st.live.table,
+                        id,
+                        spans: &lt.spans,
+                    };
+                    if overlaps(&tr) && !f(tr) {
+                        return Ok(());
+                    }
+                }
+            }
+            for p in t.pendings() {
+                for (id, lt) in &p.traces {
+                    let tr = TraceRef {
+                        table: &p.table,
+                        id,
+                        spans: &lt.spans,
+                    };
+                    if overlaps(&tr) && !f(tr) {
+                        return Ok(());
+                    }
+                }
+            }
+            for b in t.blocks() {
+                if b.meta.min_start_ns > end_ns || b.meta.max_end_ns < start_ns {
+                    continue;
+                }
+                for gi in 0..b.groups.len() {
+                    let ge = b.groups[gi];
+                    if ge.min_start > end_ns || ge.max_end < start_ns {
+                        continue;
+                    }
+                    let g = self.inner.cache.get(&b, gi)?;
+                    for i in 0..g.traces.len() {
+                        let tr = g.trace(i);
+                        if overlaps(&tr) && !f(tr) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Attribute scopes for tag names.
+pub const SCOPES: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
+
+/// Collect attribute keys per scope (index into `SCOPES`) from one trace.
+pub fn collect_keys<'a>(
+    t: &TraceRef<'a>,
+    spans: impl Iterator<Item = &'a SpanRow>,
+    out: &mut [std::collections::BTreeSet<String>; 5],
+    per_scope_limit: usize,
+) {
+    let tab: &Table = t.table;
+    let mut add = |scope: usize, key: u32| {
+        let set = &mut out[scope];
+        if set.len() < per_scope_limit {
+            let k = tab.dict.get(key);
+            if !set.contains(k) {
+                set.insert(k.to_string());
+            }
+        }
+    };
+    for s in spans {
+        for a in t.resource_attrs(s) {
+            add(0, a.key);
+        }
+        for a in t.span_attrs(s) {
+            add(1, a.key);
+        }
+        for e in &tab.events[s.events.range()] {
+            for a in &tab.attrs[e.attrs.range()] {
+                add(2, a.key);
+            }
+        }
+        for l in &tab.links[s.links.range()] {
+            for a in &tab.attrs[l.attrs.range()] {
+                add(3, a.key);
+            }
+        }
+        if let Some(sc) = tab.scopes.get(s.scope as usize) {
+            for a in &tab.attrs[sc.attrs.range()] {
+                add(4, a.key);
+            }
+        }
+    }
+}
+
+/// `status_msg` helper for tag values.
+pub fn status_message(t: &TraceRef<'_>, s: &SpanRow) -> Option<String> {
+    (s.status_msg != NO_SYM).then(|| t.str(s.status_msg).to_string())
+}
