@@ -424,7 +424,8 @@ enum ChunkOutcome {
 
 /// Runs the chunk decoder over this record's copied bytes from `pos`, then accounts for the
 /// bytes that were moved but not copied: in sync while they stay inside one chunk, else the
-/// record's tail may still show the terminating `0\r\n\r\n`.
+/// record's tail may still show the terminating `0\r\n\r\n` (with the data bytes known when
+/// the unseen ones can only be the rest of one chunk: `Chunked::finish_across`).
 fn consume_chunked(
     c: &mut Chunked,
     known: &[u8],
@@ -451,6 +452,7 @@ fn consume_chunked(
         }
         if d.tail.as_ref().is_some_and(|t| ends_with_last_chunk(t)) {
             stats.ended_by_last_chunk += 1;
+            c.finish_across(unseen);
             return ChunkOutcome::Done;
         }
         return ChunkOutcome::Lost;
