@@ -260,12 +260,13 @@ impl Conn {
                 Side::Body(Body::Chunked(c)) => {
                     match consume_chunked(c, known, &mut pos, total, d, ctx.stats) {
                         ChunkOutcome::More => return,
-                        ChunkOutcome::Done => {
-                            let size = c.data_bytes;
+                        outcome @ (ChunkOutcome::Done | ChunkOutcome::DoneSizeUnknown) => {
+                            let size =
+                                matches!(outcome, ChunkOutcome::Done).then_some(c.data_bytes);
                             if self.req_body_pending
                                 && let Some(back) = self.pending.back_mut()
                             {
-                                back.request_body_size = Some(size);
+                                back.request_body_size = size;
                             }
                             self.req_body_pending = false;
                             self.req = Side::Head;
@@ -418,7 +419,11 @@ fn kind_of(role: Role) -> SpanKind {
 
 enum ChunkOutcome {
     More,
+    /// The body ended; its data bytes are `Chunked::data_bytes`.
     Done,
+    /// The body ended (a record's last bytes are the last-chunk marker), but uncopied bytes
+    /// may hide chunk boundaries: its size is unknown (`Stats::chunked_size_unknown`).
+    DoneSizeUnknown,
     Lost,
 }
 
@@ -452,8 +457,11 @@ fn consume_chunked(
         }
         if d.tail.as_ref().is_some_and(|t| ends_with_last_chunk(t)) {
             stats.ended_by_last_chunk += 1;
-            c.finish_across(unseen);
-            return ChunkOutcome::Done;
+            if c.finish_across(unseen) {
+                return ChunkOutcome::Done;
+            }
+            stats.chunked_size_unknown += 1;
+            return ChunkOutcome::DoneSizeUnknown;
         }
         return ChunkOutcome::Lost;
     }

@@ -103,3 +103,68 @@ Accept: */*\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-www-for
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].request_body_size, Some(n as u64));
 }
+
+/// Node streaming `res.write()` of 1000-byte chunks, flushed as one writev with the end:
+/// the size lines of all but the first chunk were not copied, so the size is unknown.
+#[rstest]
+#[case::five_thousand(5)]
+#[case::two_chunks(2)]
+fn streamed_writev_chunked_response_size_is_left_out(#[case] chunks: usize) {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    sim.read(k, &get("/stream"));
+    let data = vec![b'x'; 1000];
+    let mut iovs: Vec<&[u8]> = Vec::new();
+    let mut head = NODE_HEAD.to_vec();
+    head.extend(b"3e8");
+    iovs.push(&head);
+    for i in 0..chunks {
+        if i > 0 {
+            iovs.push(b"3e8");
+        }
+        iovs.extend([b"\r\n".as_slice(), &data, b"\r\n"]);
+    }
+    iovs.push(b"0\r\n\r\n");
+    let (_, end) = sim.writev(k, &iovs);
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1, "the end is still seen");
+    assert_eq!(
+        (spans[0].response_body_size, spans[0].end_unix_ns),
+        (None, end)
+    );
+    let st = sim.stats();
+    assert_eq!((st.chunked_size_unknown, st.ended_by_last_chunk), (1, 1));
+}
+
+/// A chunked upload of several chunks read in one read larger than the copy: exact when
+/// the last size line was copied; otherwise chunk boundaries fall in the uncopied bytes, and
+/// the request's size is left out, and counted.
+#[rstest]
+#[case::last_size_line_copied(&[3000, 2000], Some(5000))]
+#[case::boundary_near_the_copy_end(&[3900, 1100], Some(5000))]
+#[case::boundary_after_the_copy(&[4500, 500], None)]
+#[case::many_small(&[500; 10], None)]
+fn multi_chunk_request_body_over_the_copy(#[case] sizes: &[usize], #[case] want: Option<u64>) {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 1);
+    sim.open(k, Role::Server);
+    let mut req =
+        b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for &n in sizes {
+        req.extend(format!("{n:x}\r\n").bytes());
+        req.extend(std::iter::repeat_n(b'a', n));
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    assert!(req.len() > COPY);
+    sim.read(k, &req);
+    sim.write(k, &ok("done"));
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        (spans[0].request_body_size, spans[0].status_code),
+        (want, Some(200))
+    );
+    assert_eq!(sim.stats().chunked_size_unknown, u64::from(want.is_none()));
+}
