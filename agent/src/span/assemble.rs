@@ -95,10 +95,9 @@ impl Exchange {
             (SpanKind::Client, Some(p)) => (p.trace_id, p.parent_id, None),
             (_, None) => (new_trace_id(), new_span_id(), None),
         };
-        // `*` (OPTIONS *) and authorities (CONNECT host:port) have no route.
-        let route = self
-            .path
-            .starts_with('/')
+        // `*` (OPTIONS *) and authorities (CONNECT host:port) have no route, nor has a
+        // request that matched none (404): its span is named by its method alone.
+        let route = (self.path.starts_with('/') && route::status_has_route(self.status))
             .then(|| route::template(&self.path));
         HttpSpan {
             kind: self.kind,
@@ -254,6 +253,20 @@ Authorization: Basic c2VjcmV0\r\nCookie: s=secret\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(span.route.as_deref(), route);
     }
 
+    #[rstest]
+    #[case::found(Some(200), Some("/missing/{id}"))]
+    #[case::not_found(Some(404), None)]
+    #[case::forbidden(Some(403), Some("/missing/{id}"))]
+    #[case::no_response(None, Some("/missing/{id}"))]
+    fn no_route_when_none_matched(#[case] status: Option<u16>, #[case] route: Option<&str>) {
+        for kind in [SpanKind::Server, SpanKind::Client] {
+            let mut ex = exchange(b"GET /missing/123 HTTP/1.1\r\n\r\n", kind);
+            ex.status = status;
+            let span = ex.into_span(1, &tuple(), None);
+            assert_eq!(span.route.as_deref(), route, "{kind:?}");
+        }
+    }
+
     #[test]
     fn invalid_traceparent_starts_a_new_trace() {
         let head = b"GET / HTTP/1.1\r\ntraceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n\r\n";
@@ -269,7 +282,7 @@ Authorization: Basic c2VjcmV0\r\nCookie: s=secret\r\nContent-Length: 5\r\n\r\n";
     #[case::matrix_on_root("/;s=1", "/", "/")]
     #[case::empty_param("/a;/b;", "/a/b", "/a/b")]
     #[case::only_params_segment("/a/;x=1/b", "/a//b", "/a//b")]
-    #[case::encoded_semicolon_kept("/a%3Bb", "/a%3Bb", "/a%3Bb")]
+    #[case::encoded_semicolon_kept("/a%3Bb", "/a%3Bb", "/{id}")]
     #[case::semicolon_in_query_only("/a?x=1;y=2", "/a", "/a")]
     #[case::absolute_form("http://h/a;jsessionid=X/b", "/a/b", "/a/b")]
     #[case::asterisk("*", "*", "")]
