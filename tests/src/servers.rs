@@ -1,4 +1,5 @@
-//! Real servers for the end-to-end tests: nginx (Debian package) and a Rust (axum) server.
+//! Real servers for the end-to-end tests: nginx (Debian package), Node.js `http`, and a Rust
+//! (axum) server.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -30,6 +31,21 @@ pub fn nginx(dir: &Path, root: &Path, port: u16) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nginx (apt install nginx-light)");
+    let p = Proc(child);
+    wait_port(port);
+    p
+}
+
+/// `node -e <script>` with the port in `PORT`; returns once it listens on 127.0.0.1:`port`.
+/// The script listens on `+process.env.PORT`.
+pub fn node(script: &str, port: u16) -> Proc {
+    let child = Command::new("node")
+        .args(["-e", script])
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node (is Node.js installed?)");
     let p = Proc(child);
     wait_port(port);
     p

@@ -95,6 +95,9 @@ pub struct Stats {
     pub upgraded_connections: u64,
     /// Chunked bodies whose framing could not be followed.
     pub chunk_framing_lost: u64,
+    /// Chunked bodies seen to end (the last-chunk marker in a record's final bytes) whose
+    /// size is left out of the span: bytes the kernel did not copy may hide chunk boundaries.
+    pub chunked_size_unknown: u64,
     /// Unframed responses ended by: the last-chunk marker in a record's final bytes,
     /// the next request, the close (or EOF), the idle timeout (or eviction).
     pub ended_by_last_chunk: u64,
@@ -109,7 +112,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with a stable snake_case name, for export as metrics.
-    pub fn counters(&self) -> [(&'static str, u64); 23] {
+    pub fn counters(&self) -> [(&'static str, u64); 24] {
         [
             ("records", self.records),
             ("requests", self.requests),
@@ -128,6 +131,7 @@ impl Stats {
             ("interim_responses", self.interim_responses),
             ("upgraded_connections", self.upgraded_connections),
             ("chunk_framing_lost", self.chunk_framing_lost),
+            ("chunked_size_unknown", self.chunked_size_unknown),
             ("ended_by_last_chunk", self.ended_by_last_chunk),
             ("ended_by_next_request", self.ended_by_next_request),
             ("ended_by_next_response", self.ended_by_next_response),

@@ -260,12 +260,13 @@ impl Conn {
                 Side::Body(Body::Chunked(c)) => {
                     match consume_chunked(c, known, &mut pos, total, d, ctx.stats) {
                         ChunkOutcome::More => return,
-                        ChunkOutcome::Done => {
-                            let size = c.data_bytes;
+                        outcome @ (ChunkOutcome::Done | ChunkOutcome::DoneSizeUnknown) => {
+                            let size =
+                                matches!(outcome, ChunkOutcome::Done).then_some(c.data_bytes);
                             if self.req_body_pending
                                 && let Some(back) = self.pending.back_mut()
                             {
-                                back.request_body_size = Some(size);
+                                back.request_body_size = size;
                             }
                             self.req_body_pending = false;
                             self.req = Side::Head;
@@ -418,13 +419,18 @@ fn kind_of(role: Role) -> SpanKind {
 
 enum ChunkOutcome {
     More,
+    /// The body ended; its data bytes are `Chunked::data_bytes`.
     Done,
+    /// The body ended (a record's last bytes are the last-chunk marker), but uncopied bytes
+    /// may hide chunk boundaries: its size is unknown (`Stats::chunked_size_unknown`).
+    DoneSizeUnknown,
     Lost,
 }
 
 /// Runs the chunk decoder over this record's copied bytes from `pos`, then accounts for the
 /// bytes that were moved but not copied: in sync while they stay inside one chunk, else the
-/// record's tail may still show the terminating `0\r\n\r\n`.
+/// record's tail may still show the terminating `0\r\n\r\n` (with the data bytes known when
+/// the unseen ones can only be the rest of one chunk: `Chunked::finish_across`).
 fn consume_chunked(
     c: &mut Chunked,
     known: &[u8],
@@ -451,7 +457,11 @@ fn consume_chunked(
         }
         if d.tail.as_ref().is_some_and(|t| ends_with_last_chunk(t)) {
             stats.ended_by_last_chunk += 1;
-            return ChunkOutcome::Done;
+            if c.finish_across(unseen) {
+                return ChunkOutcome::Done;
+            }
+            stats.chunked_size_unknown += 1;
+            return ChunkOutcome::DoneSizeUnknown;
         }
         return ChunkOutcome::Lost;
     }

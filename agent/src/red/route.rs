@@ -1,8 +1,11 @@
 //! Raw URL path → low-cardinality route template (`/users/42` → `/users/{id}`).
 //!
-//! A segment collapses to `{id}` when it looks like an identifier rather than a name:
-//! numbers, UUIDs, hex hashes, e-mail-like values, and long random-looking tokens. A file
-//! extension is kept (`/img/123.png` → `/img/{id}.png`).
+//! A segment collapses to `{id}` when it looks like an identifier or free text rather than a
+//! name: numbers, UUIDs, hex hashes, anything with a byte outside `[A-Za-z0-9_-]` (e-mail
+//! addresses, `john.doe`, percent-encoded text, `~user`), several digits among letters, and
+//! long random-looking tokens. A known file extension is kept (`/img/123.png` →
+//! `/img/{id}.png`, `/static/app.js` stays). A response that went through no route (404)
+//! has no template at all: see [`status_has_route`].
 
 /// Placeholder for a collapsed segment.
 pub const ID: &str = "{id}";
@@ -10,6 +13,22 @@ pub const ID: &str = "{id}";
 pub const MAX_SEGMENTS: usize = 12;
 /// Longest segment kept verbatim; longer ones collapse.
 pub const MAX_SEGMENT_LEN: usize = 64;
+
+/// Extensions of static files kept in a template (compared without case).
+const FILE_EXTENSIONS: &[&str] = &[
+    "html", "htm", "js", "mjs", "css", "map", "json", "xml", "txt", "csv", "md", "yaml", "yml",
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "woff", "woff2", "ttf", "otf",
+    "eot", "pdf", "zip", "gz", "tgz", "wasm", "mp3", "mp4", "webm", "php", "jsp", "asp", "aspx",
+];
+
+/// Whether a response with this status went through a route of the server, so that the
+/// request's template is a route. Not for 404 (no route matched: scanners and typos would
+/// make a route of every path they try) nor 414 (refused before routing). Other 4xx come
+/// from routes or from middleware in front of them (401, 403, 405 for a path that exists,
+/// 400, 429) and keep theirs. Unknown (no response) keeps it too: the request named it.
+pub fn status_has_route(status: Option<u16>) -> bool {
+    !matches!(status, Some(404 | 414))
+}
 
 /// Derives the route template of a request path (without its query string).
 pub fn template(path: &str) -> String {
@@ -40,25 +59,19 @@ fn push_segment(out: &mut String, segment: &str) {
     if segment.is_empty() {
         return;
     }
-    if is_id(segment) {
-        out.push_str(ID);
-        return;
-    }
     if let Some((stem, ext)) = segment.rsplit_once('.')
         && !stem.is_empty()
-        && (1..=5).contains(&ext.len())
-        && ext.bytes().all(|b| b.is_ascii_alphanumeric())
-        && is_id(stem)
+        && FILE_EXTENSIONS.iter().any(|e| e.eq_ignore_ascii_case(ext))
     {
-        out.push_str(ID);
+        out.push_str(if is_id(stem) { ID } else { stem });
         out.push('.');
         out.push_str(ext);
         return;
     }
-    out.push_str(segment);
+    out.push_str(if is_id(segment) { ID } else { segment });
 }
 
-/// Whether one path segment looks like an identifier.
+/// Whether one path segment looks like an identifier or free text rather than a name.
 pub fn is_id(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() > MAX_SEGMENT_LEN {
@@ -71,14 +84,24 @@ pub fn is_id(s: &str) -> bool {
     if is_uuid(b) {
         return true;
     }
-    if b.contains(&b'@') || (b.contains(&b'%') && b.len() >= 16) {
-        return true; // e-mail addresses, long percent-encoded values
+    // Names are words: e-mail addresses, dotted names (john.doe), percent-encoded or
+    // form-encoded text (hello%20world, a+b), ~users, `key=value` and non-ASCII are values.
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+    {
+        return true;
     }
-    // Numbers with separators: dates, versions-as-ids, ranges (2024-01-31, 10.0.0.1, 1_000).
+    // Numbers with separators: dates, ranges (2024-01-31, 1_000).
     if digits > 0
         && b.iter()
-            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.' | b':'))
+            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'_'))
     {
+        return true;
+    }
+    // Several digits among letters (user123, a1b2): numbered values, not names (v1, oauth2,
+    // v10, h2c stay).
+    if digits >= 3 || (digits >= 2 && digit_runs(b) >= 2) {
         return true;
     }
     // Hex hashes and object ids (5f2b9c1e, a94a8fe5ccb19ba61c4c0873d391e987982fbbd3).
@@ -86,6 +109,20 @@ pub fn is_id(s: &str) -> bool {
         return true;
     }
     looks_random(b, digits)
+}
+
+/// Runs of consecutive digits.
+fn digit_runs(b: &[u8]) -> usize {
+    let mut runs = 0;
+    let mut prev = false;
+    for c in b {
+        let d = c.is_ascii_digit();
+        if d && !prev {
+            runs += 1;
+        }
+        prev = d;
+    }
+    runs
 }
 
 fn is_uuid(b: &[u8]) -> bool {
@@ -155,7 +192,49 @@ mod tests {
     #[case::double_slash("//a//1", "//a//{id}")]
     #[case::huge_segment(&format!("/x/{}", "a".repeat(100)), "/x/{id}")]
     #[case::many_segments(&"/a".repeat(20), &format!("{}/{{rest}}", "/a".repeat(12)))]
+    // Free text and values: bounded, whatever users type.
+    #[case::dotted_name("/u/john.doe", "/u/{id}")]
+    #[case::dotted_name_upper("/u/John.Doe/posts", "/u/{id}/posts")]
+    #[case::percent_short("/search/hello%20world", "/search/{id}")]
+    #[case::percent_tiny("/a%3Bb", "/{id}")]
+    #[case::plus_text("/search/hello+world", "/search/{id}")]
+    #[case::tilde_user("/~alice/pub", "/{id}/pub")]
+    #[case::key_value("/filter/color=red", "/filter/{id}")]
+    #[case::colon_method("/v1/users:batchGet", "/v1/{id}")]
+    #[case::non_ascii("/wiki/café", "/wiki/{id}")]
+    #[case::non_ascii_only("/tag/日本", "/tag/{id}")]
+    #[case::numbered_name("/u/user123", "/u/{id}")]
+    #[case::alternating("/k/a1b2", "/k/{id}")]
+    #[case::sha256_word("/hash/sha256", "/hash/{id}")]
+    #[case::two_digits_one_run_kept("/items/page10", "/items/page10")]
+    #[case::v10_kept("/api/v10/x", "/api/v10/x")]
+    #[case::h2c_kept("/h2c", "/h2c")]
+    #[case::underscore_name_kept("/api/user_profile", "/api/user_profile")]
+    #[case::dotted_version("/pkg/1.2.3/x", "/pkg/{id}/x")]
+    #[case::dotted_version_v("/pkg/v1.2/x", "/pkg/{id}/x")]
+    #[case::favicon("/favicon.ico", "/favicon.ico")]
+    #[case::index_html("/docs/index.html", "/docs/index.html")]
+    #[case::extension_upper("/IMG/Photo.PNG", "/IMG/Photo.PNG")]
+    #[case::minified("/js/jquery.min.js", "/js/{id}.js")]
+    #[case::text_with_extension("/f/hello%20world.pdf", "/f/{id}.pdf")]
+    #[case::unknown_extension("/f/report.final", "/f/{id}")]
+    #[case::dot_only("/.", "/{id}")]
+    #[case::dotfile("/.env", "/{id}")]
+    #[case::trailing_dot("/a.", "/{id}")]
     fn templates(#[case] path: &str, #[case] expected: &str) {
         assert_eq!(template(path), expected);
+    }
+
+    #[rstest]
+    #[case::ok(Some(200), true)]
+    #[case::not_found(Some(404), false)]
+    #[case::uri_too_long(Some(414), false)]
+    #[case::method_not_allowed(Some(405), true)]
+    #[case::unauthorized(Some(401), true)]
+    #[case::bad_request(Some(400), true)]
+    #[case::server_error(Some(500), true)]
+    #[case::no_response(None, true)]
+    fn route_only_when_one_matched(#[case] status: Option<u16>, #[case] has: bool) {
+        assert_eq!(status_has_route(status), has);
     }
 }

@@ -57,7 +57,7 @@ impl Exchange {
             pid,
             tid,
             method: head.method.to_owned(),
-            path: bounded(path, MAX_TARGET),
+            path: bounded(&without_params(path), MAX_TARGET),
             query: query.map(|q| bounded(q, MAX_TARGET)),
             minor: head.minor,
             host: h.host.map(|v| bounded(v, MAX_HOST)),
@@ -95,10 +95,9 @@ impl Exchange {
             (SpanKind::Client, Some(p)) => (p.trace_id, p.parent_id, None),
             (_, None) => (new_trace_id(), new_span_id(), None),
         };
-        // `*` (OPTIONS *) and authorities (CONNECT host:port) have no route.
-        let route = self
-            .path
-            .starts_with('/')
+        // `*` (OPTIONS *) and authorities (CONNECT host:port) have no route, nor has a
+        // request that matched none (404): its span is named by its method alone.
+        let route = (self.path.starts_with('/') && route::status_has_route(self.status))
             .then(|| route::template(&self.path));
         HttpSpan {
             kind: self.kind,
@@ -126,6 +125,23 @@ impl Exchange {
             error_type: error_type.map(str::to_owned),
         }
     }
+}
+
+/// The path without the `;` parameters of its segments (`/a;jsessionid=X/b;v=1` → `/a/b`).
+/// RFC 3986 lets any segment carry them; servlet containers put session ids there. They are
+/// neither part of the resource's route nor safe to export, like the query string.
+fn without_params(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') || !path.starts_with('/') {
+        return path.into();
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or_default());
+    }
+    out.into()
 }
 
 /// Copies at most `max` bytes of `s`, cut at a character boundary.
@@ -237,12 +253,52 @@ Authorization: Basic c2VjcmV0\r\nCookie: s=secret\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(span.route.as_deref(), route);
     }
 
+    #[rstest]
+    #[case::found(Some(200), Some("/missing/{id}"))]
+    #[case::not_found(Some(404), None)]
+    #[case::forbidden(Some(403), Some("/missing/{id}"))]
+    #[case::no_response(None, Some("/missing/{id}"))]
+    fn no_route_when_none_matched(#[case] status: Option<u16>, #[case] route: Option<&str>) {
+        for kind in [SpanKind::Server, SpanKind::Client] {
+            let mut ex = exchange(b"GET /missing/123 HTTP/1.1\r\n\r\n", kind);
+            ex.status = status;
+            let span = ex.into_span(1, &tuple(), None);
+            assert_eq!(span.route.as_deref(), route, "{kind:?}");
+        }
+    }
+
     #[test]
     fn invalid_traceparent_starts_a_new_trace() {
         let head = b"GET / HTTP/1.1\r\ntraceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n\r\n";
         let span = exchange(head, SpanKind::Server).into_span(200, &tuple(), None);
         assert_eq!(span.parent_span_id, None);
         assert_ne!(span.trace_id, [0; 16]);
+    }
+
+    #[rstest]
+    #[case::session_id("/a;jsessionid=ABC123", "/a", "/a")]
+    #[case::session_id_with_query("/a;jsessionid=ABC123?x=1", "/a", "/a")]
+    #[case::every_segment("/cart;v=1/items;sort=asc/42;x", "/cart/items/42", "/cart/items/{id}")]
+    #[case::matrix_on_root("/;s=1", "/", "/")]
+    #[case::empty_param("/a;/b;", "/a/b", "/a/b")]
+    #[case::only_params_segment("/a/;x=1/b", "/a//b", "/a//b")]
+    #[case::encoded_semicolon_kept("/a%3Bb", "/a%3Bb", "/{id}")]
+    #[case::semicolon_in_query_only("/a?x=1;y=2", "/a", "/a")]
+    #[case::absolute_form("http://h/a;jsessionid=X/b", "/a/b", "/a/b")]
+    #[case::asterisk("*", "*", "")]
+    fn path_parameters_are_not_exported(
+        #[case] target: &str,
+        #[case] path: &str,
+        #[case] route: &str,
+    ) {
+        let method = if target == "*" { "OPTIONS" } else { "GET" };
+        let head = format!("{method} {target} HTTP/1.1\r\n\r\n");
+        let mut ex = exchange(head.as_bytes(), SpanKind::Server);
+        ex.status = Some(200);
+        let span = ex.into_span(1, &tuple(), None);
+        assert_eq!(span.path, path);
+        assert_eq!(span.route.as_deref().unwrap_or(""), route);
+        assert!(!format!("{span:?}").contains("jsessionid"));
     }
 
     #[rstest]

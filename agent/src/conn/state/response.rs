@@ -86,8 +86,10 @@ impl Conn {
                         Body::Chunked(c) => {
                             match consume_chunked(c, known, &mut pos, total, d, ctx.stats) {
                                 ChunkOutcome::More => return,
-                                ChunkOutcome::Done => {
-                                    front.response_body_size = Some(c.data_bytes);
+                                outcome @ (ChunkOutcome::Done | ChunkOutcome::DoneSizeUnknown) => {
+                                    front.response_body_size =
+                                        matches!(outcome, ChunkOutcome::Done)
+                                            .then_some(c.data_bytes);
                                     self.finish_front(d.end_unix_ns, None, ctx);
                                     self.resp = Side::Head;
                                 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::ebpf::record::{Data, Direction};
 use crate::span::SpanKind;
 
+mod body_size;
 mod framing;
 mod lifecycle;
 mod real;

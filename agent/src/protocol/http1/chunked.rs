@@ -59,6 +59,10 @@ impl Default for Chunked {
 /// the previous chunk's data.
 const LAST_CHUNK: &[u8] = b"\r\n0\r\n\r\n";
 
+/// Longest end of a size line (after its digits) that `Chunked::finish_across` accepts in
+/// bytes it did not see.
+const MAX_LINE_REST: u64 = 4;
+
 /// Whether a buffer's final bytes end a chunked body (`...\r\n0\r\n\r\n`, or the buffer is
 /// exactly `0\r\n\r\n`). Used when framing was lost or the middle of a buffer was not copied.
 pub fn ends_with_last_chunk(tail: &[u8]) -> bool {
@@ -99,6 +103,48 @@ impl Chunked {
             }
             _ => false,
         }
+    }
+
+    /// Ends the body across `unseen` bytes that were moved but not copied, the last of which
+    /// a record's final bytes showed to be the last-chunk marker (`\r\n0\r\n\r\n`). Returns
+    /// whether the data bytes are then known exactly; when false, the decoder is left as it
+    /// was and the body's size is unknown (the unseen bytes may hide chunk boundaries).
+    ///
+    /// Exact when the bytes before the marker (the gap) can only be the rest of the current
+    /// chunk: its remaining data, or the end of its size line (1 to 4 bytes: `\n`, `\r\n`,
+    /// a short extension) and its data. Any other split of the gap needs more bytes: one more
+    /// hidden chunk at least 5 (LF, size digit, LF, one data byte, plus the size line's end),
+    /// one more hex digit in the size at least 15 times the chunk's size.
+    pub fn finish_across(&mut self, unseen: u64) -> bool {
+        let marker = LAST_CHUNK.len() as u64;
+        if unseen < marker {
+            // The marker began in the copied bytes: the unseen ones are its known end.
+            let mut c = self.clone();
+            let from = (marker - unseen) as usize;
+            if c.feed(&LAST_CHUNK[from..]) == Step::Done(LAST_CHUNK.len() - from) {
+                *self = c;
+                return true;
+            }
+            return false;
+        }
+        let gap = unseen - marker;
+        let rest_of_line = |value: u64| {
+            (value > 0 && gap > value && gap - value <= MAX_LINE_REST).then_some(value)
+        };
+        let data = match self.state {
+            State::Data(left) => (gap == left).then_some(left),
+            State::DataCr => (gap == 0).then_some(0),
+            State::Size { value, digits } if digits > 0 => rest_of_line(value),
+            State::Ext { value } => rest_of_line(value),
+            State::SizeLf { value } => (value > 0 && gap == value + 1).then_some(value),
+            _ => None,
+        };
+        let Some(data) = data else {
+            return false;
+        };
+        self.data_bytes += data;
+        self.state = State::Done;
+        true
     }
 
     /// Feeds the next bytes of the body.
@@ -253,6 +299,50 @@ mod tests {
         let mut c = Chunked::new();
         assert_eq!(c.feed(fed), Step::NeedMore);
         assert!(!c.skip(n));
+    }
+
+    /// `fed` is copied, then `unseen` bytes are not, and the record ends with the marker.
+    #[rstest]
+    // Node's `res.end(body)` as one writev: head + size digits in the copied first iovec.
+    #[case::node_writev_size_digits(b"5", 14, Some(5))]
+    #[case::node_writev_5000(b"1388", 5009, Some(5000))]
+    #[case::size_line_ended_lf_only(b"5", 13, Some(5))]
+    #[case::size_line_with_extension(b"5", 16, Some(5))]
+    #[case::after_extension_start(b"5;a=b", 13, Some(5))]
+    #[case::after_size_cr(b"5\r", 13, Some(5))]
+    // A read larger than the copy, inside the last chunk's data (chunked request bodies).
+    #[case::inside_data(b"1388\r\nabc", 5004, Some(5000))]
+    #[case::at_data_end(b"3\r\nabc", 7, Some(3))]
+    #[case::marker_partly_copied(b"3\r\nabc\r\n0", 4, Some(3))]
+    #[case::marker_all_but_one(b"3\r\nabc\r\n0\r\n\r", 1, Some(3))]
+    // The head's CRLF and the unseen `0\r\n\r\n` make the marker: an empty body.
+    #[case::empty_body_unseen(b"", 5, Some(0))]
+    // The gap could hide more chunks, digits or a longer extension: unknown, never a guess.
+    #[case::streamed_many_chunks(b"3e8", 5030 + 7, None)]
+    #[case::gap_longer_than_chunk(b"3\r\nab", 12, None)]
+    #[case::gap_shorter_than_chunk(b"3\r\na", 7, None)]
+    #[case::rest_of_line_too_long(b"5", 5 + 5 + 7, None)]
+    #[case::no_rest_of_line(b"5", 12, None)]
+    #[case::leading_zero_may_continue(b"0", 14, None)]
+    #[case::at_size_start(b"3\r\nabc\r\n", 20, None)]
+    #[case::size_lf_needs_exactly_lf(b"5\r", 14, None)]
+    #[case::in_trailers(b"0\r\nX: 1", 9, None)]
+    #[case::marker_does_not_fit(b"3\r\nab", 4, None)]
+    fn finishes_across_unseen_bytes(
+        #[case] fed: &[u8],
+        #[case] unseen: u64,
+        #[case] data: Option<u64>,
+    ) {
+        let mut c = Chunked::new();
+        assert_eq!(c.feed(fed), Step::NeedMore);
+        let before = c.clone();
+        let exact = c.finish_across(unseen);
+        assert_eq!(exact.then_some(c.data_bytes), data);
+        if exact {
+            assert!(c.is_done());
+        } else {
+            assert_eq!(c, before, "left as it was");
+        }
     }
 
     #[rstest]
