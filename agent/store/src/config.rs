@@ -227,8 +227,8 @@ impl StoreSection {
         ns(self.rootless_trace_idle_period)
     }
 
-    pub fn search_limits(&self) -> crate::params::SearchLimits {
-        crate::params::SearchLimits {
+    pub fn search_limits(&self) -> crate::api::params::SearchLimits {
+        crate::api::params::SearchLimits {
             default_limit: self.search.default_result_limit,
             max_limit: self.search.max_result_limit,
             default_spss: self.search.default_spans_per_span_set,

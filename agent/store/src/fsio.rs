@@ -59,13 +59,13 @@ pub fn dir_bytes(path: &Path) -> u64 {
 }
 
 /// A hook that fails every write once a byte budget is used up (tests: "disk full").
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(test)]
 #[derive(Debug)]
 pub struct FullDisk {
     pub remaining: std::sync::atomic::AtomicI64,
 }
 
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(test)]
 impl FullDisk {
     pub fn new(budget: i64) -> Arc<Self> {
         Arc::new(Self {
@@ -79,7 +79,7 @@ impl FullDisk {
     }
 }
 
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(test)]
 impl IoHooks for FullDisk {
     fn before_write(&self, _path: &Path, len: usize) -> io::Result<()> {
         let left = self

@@ -1,6 +1,17 @@
-//! The embedded Tempo-compatible trace store: OTLP ingest → per-tenant WAL and live traces →
-//! immutable blocks (trace-id index, bloom filter, columnar search data) → compaction and
-//! retention; queried through Tempo's HTTP API.
+//! The embedded Tempo-compatible trace store, by stage:
+//!
+//! | stage | module |
+//! |---|---|
+//! | ingest: OTLP receivers, per-trace fragments | [`ingest`] |
+//! | live traces and the cuts waiting to become blocks | [`live`], per tenant in [`tenant`] |
+//! | write-ahead log | [`wal`] |
+//! | immutable blocks: trace-id index, bloom filter, columnar search rows | [`block`], [`rows`] |
+//! | maintenance: cut, compact, retention | [`maintenance`] |
+//! | query: trace by id, search, TraceQL over a trace view | [`query`] |
+//! | Tempo's HTTP API and its parameters | [`api`] |
+//!
+//! The on-disk layout is named in [`layout`]; every write goes through [`fsio`] so tests can
+//! fill the disk.
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -10,26 +21,24 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-pub mod api;
-pub mod block;
-pub mod codec;
+pub(crate) mod api;
+pub(crate) mod block;
+pub(crate) mod codec;
 pub mod config;
 mod error;
-pub mod fsio;
-pub mod hash;
+pub(crate) mod fsio;
+pub(crate) mod hash;
 pub mod ids;
-pub mod maint;
-pub mod metrics;
-pub mod model;
-pub mod otlp;
-pub mod params;
-pub mod qlview;
-pub mod query;
+pub(crate) mod ingest;
+pub(crate) mod layout;
+pub(crate) mod live;
+pub(crate) mod maintenance;
+pub(crate) mod metrics;
+pub(crate) mod query;
+pub(crate) mod rows;
 mod serve;
-pub mod split;
-pub mod tenant;
-pub mod view;
-pub mod wal;
+pub(crate) mod tenant;
+pub(crate) mod wal;
 
 pub use config::{SearchSection, StoreLimits, StoreSection};
 pub use error::{IngestError, StoreError};
@@ -37,6 +46,7 @@ pub use serve::{serve, serve_on};
 pub use tenant::IngestOutcome;
 
 use fsio::{Io, RealIo};
+use layout::tenant_dir;
 use metrics::Metrics;
 use tenant::{Limits, Tenant};
 
@@ -188,7 +198,7 @@ impl Store {
         if let Some(t) = map.get(name) {
             return Ok(t.clone());
         }
-        let dir: PathBuf = self.inner.cfg.data_dir.join(name);
+        let dir: PathBuf = tenant_dir(&self.inner.cfg.data_dir, name);
         let t = Arc::new(Tenant::open(
             name,
             &dir,
@@ -232,13 +242,13 @@ impl Store {
         let m = &self.inner.metrics;
         let tl = Metrics::labels(&[("tenant", tenant)]);
         let req_bytes = req.encoded_len();
-        let split = split::split(&req);
+        let split = ingest::split::split(&req);
         m.spans_received
             .get_or_create(&tl)
             .inc_by(split.spans_total as u64);
         m.bytes_received.get_or_create(&tl).inc_by(req_bytes as u64);
         let t = self.tenant(tenant).map_err(|e| IngestError::Storage {
-            path: self.inner.cfg.data_dir.join(tenant),
+            path: tenant_dir(&self.inner.cfg.data_dir, tenant),
             source: std::io::Error::other(e.to_string()),
         })?;
         let res = t.ingest(&req, &split, req_bytes, self.now_ns());
@@ -334,7 +344,7 @@ impl Store {
 /// A copy of the request holding only the spans of accepted fragments.
 fn accepted_only(
     mut req: ExportTraceServiceRequest,
-    split: &split::Split,
+    split: &ingest::split::Split,
     accepted: &[bool],
 ) -> ExportTraceServiceRequest {
     let mut keep: std::collections::HashSet<(usize, u32, u32)> = std::collections::HashSet::new();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Store, StoreError, api, otlp};
+use super::{Store, StoreError, api, ingest};
 use crate::config::StoreSection;
 
 async fn bind(addr: &str, what: &'static str) -> Result<tokio::net::TcpListener, StoreError> {
@@ -49,11 +49,11 @@ pub async fn serve_on(
     let api = axum::serve(api_l, api::router(store.clone()))
         .with_graceful_shutdown(async move { sd.cancelled().await });
     let sd = shutdown.clone();
-    let http = axum::serve(http_l, otlp::http_router(store.clone()))
+    let http = axum::serve(http_l, ingest::otlp::http_router(store.clone()))
         .with_graceful_shutdown(async move { sd.cancelled().await });
     let sd = shutdown.clone();
     let grpc = tonic::transport::Server::builder()
-        .add_service(otlp::grpc_service(store.clone()))
+        .add_service(ingest::otlp::grpc_service(store.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_l).with_nodelay(Some(true)),
             async move { sd.cancelled().await },

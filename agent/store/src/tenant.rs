@@ -1,5 +1,5 @@
-//! One tenant's data: live traces (with their WAL), traces being cut into a block, and
-//! blocks on disk. Ingest appends to the WAL before touching memory; queries read live →
+//! One tenant: its live traces (with their WAL), traces being cut into a block, blocks on
+//! disk, and its ingest limits. Ingest appends to the WAL before touching memory; queries read live →
 //! pending → blocks, and movers insert into the next stage before removing from the last, so
 //! a trace is never invisible while it moves.
 use std::{
@@ -8,8 +8,7 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest,
-    trace::v1::{ResourceSpans, TracesData},
+    collector::trace::v1::ExportTraceServiceRequest, trace::v1::TracesData,
 };
 use prost::Message;
 
@@ -19,66 +18,11 @@ use super::{
     fsio::Io,
     hash::FastMap,
     ids::TraceId,
-    model::{Remap, SpanRow, Table},
-    split::Split,
+    ingest::split::Split,
+    live::{Live, LiveState, LiveTrace, Pending, insert_fragment},
+    rows::Remap,
     wal::{self, Wal},
 };
-
-/// A trace still accepting spans.
-#[derive(Debug, Default)]
-pub struct LiveTrace {
-    /// Concatenated `TracesData` fields (one per fragment).
-    pub payload: Vec<u8>,
-    pub spans: Vec<SpanRow>,
-    /// Ingest-clock time of the first and last append.
-    pub first_ns: u64,
-    pub last_ns: u64,
-    /// Oldest WAL segment holding part of this trace.
-    pub min_seg: u64,
-    /// A span without a parent arrived (the root usually comes last).
-    pub has_root: bool,
-}
-
-impl LiveTrace {
-    fn mem_bytes(&self) -> usize {
-        self.payload.capacity() + self.spans.capacity() * size_of::<SpanRow>() + 96
-    }
-}
-
-/// Live traces and the table their rows point into.
-#[derive(Debug, Default)]
-pub struct Live {
-    pub table: Table,
-    pub traces: FastMap<TraceId, LiveTrace>,
-    /// Approximate memory held by traces (payload + rows).
-    pub bytes: usize,
-}
-
-/// Live state guarded by one lock, with the WAL so appends stay in ingest order.
-#[derive(Debug)]
-pub struct LiveState {
-    pub live: Live,
-    pub wal: Wal,
-}
-
-/// Traces taken out of live, waiting to be written as a block. Immutable and queryable.
-#[derive(Debug)]
-pub struct Pending {
-    pub table: Table,
-    /// Sorted by id.
-    pub traces: Vec<(TraceId, LiveTrace)>,
-    /// WAL segments below this one hold nothing newer than these traces.
-    pub wal_seq: u64,
-}
-
-impl Pending {
-    pub fn find(&self, id: &TraceId) -> Option<&LiveTrace> {
-        self.traces
-            .binary_search_by(|(t, _)| t.cmp(id))
-            .ok()
-            .map(|i| &self.traces[i].1)
-    }
-}
 
 /// A token bucket over bytes per second.
 #[derive(Debug)]
@@ -144,43 +88,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Insert one fragment's spans (already in the WAL) into live.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per path (ingest, replay); a struct would only rename them"
-)]
-fn insert_fragment(
-    live: &mut Live,
-    id: TraceId,
-    payload: &[u8],
-    rs: &ResourceSpans,
-    res_key: &[u8],
-    scope_keys: &[Vec<u8>],
-    spans: impl Iterator<Item = (usize, usize)>,
-    now_ns: u64,
-    seg: u64,
-) {
-    let res = live.table.add_resource(rs.resource.as_ref(), res_key);
-    let t = live.traces.entry(id).or_insert_with(|| LiveTrace {
-        first_ns: now_ns,
-        min_seg: seg,
-        ..LiveTrace::default()
-    });
-    let before = t.mem_bytes();
-    t.payload.extend_from_slice(payload);
-    t.spans.reserve(spans.size_hint().0);
-    for (si, pi) in spans {
-        let ss = &rs.scope_spans[si];
-        let scope = live.table.add_scope(ss.scope.as_ref(), &scope_keys[si]);
-        let row = live.table.add_span(&ss.spans[pi], res, scope);
-        t.has_root |= row.parent_id == [0; 8];
-        t.spans.push(row);
-    }
-    t.last_ns = now_ns;
-    t.min_seg = t.min_seg.min(seg);
-    live.bytes += t.mem_bytes() - before;
-}
-
 impl Tenant {
     /// Open a tenant directory: load blocks, replay the WAL.
     pub fn open(
@@ -191,14 +98,14 @@ impl Tenant {
         sync_each_write: bool,
         now_ns: u64,
     ) -> Result<Self, StoreError> {
-        let blocks_dir = dir.join("blocks");
+        let blocks_dir = crate::layout::blocks_dir(dir);
         std::fs::create_dir_all(&blocks_dir).map_err(|e| StoreError::io(&blocks_dir, e))?;
         let mut blocks = Vec::new();
         let rd = std::fs::read_dir(&blocks_dir).map_err(|e| StoreError::io(&blocks_dir, e))?;
         for e in rd.flatten() {
             let p = e.path();
             let fname = e.file_name().to_string_lossy().to_string();
-            if fname.starts_with(".tmp-") {
+            if fname.starts_with(crate::layout::TMP_PREFIX) {
                 let _ = std::fs::remove_dir_all(&p);
                 continue;
             }
@@ -210,7 +117,7 @@ impl Tenant {
             }
         }
         blocks.sort_by(|a: &Arc<Block>, b| a.meta.id.cmp(&b.meta.id));
-        let wal_dir = dir.join("wal");
+        let wal_dir = crate::layout::wal_dir(dir);
         let (wal, replayed) =
             Wal::open(&wal_dir, io, sync_each_write).map_err(|e| StoreError::io(&wal_dir, e))?;
         let mut live = Live::default();
@@ -351,7 +258,7 @@ impl Tenant {
         st.wal
             .append(&record)
             .map_err(|source| IngestError::Storage {
-                path: self.dir.join("wal"),
+                path: crate::layout::wal_dir(&self.dir),
                 source,
             })?;
         out.bytes = record.len();
@@ -420,7 +327,7 @@ impl Tenant {
         let wal_seq = st
             .wal
             .rotate()
-            .map_err(|e| StoreError::io(self.dir.join("wal"), e))?;
+            .map_err(|e| StoreError::io(crate::layout::wal_dir(&self.dir), e))?;
         let p = Arc::new(Pending {
             table: old,
             traces: taken,

@@ -97,10 +97,6 @@ pub struct Wal {
     sync_each_write: bool,
 }
 
-fn seg_name(seq: u64) -> String {
-    format!("{seq:016}.wal")
-}
-
 /// Sorted segment numbers in `dir`.
 fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut v: Vec<u64> = std::fs::read_dir(dir)?
@@ -119,7 +115,7 @@ impl Wal {
         let mut replayed = Vec::new();
         let segs = segments(dir)?;
         for &s in &segs {
-            let p = dir.join(seg_name(s));
+            let p = dir.join(crate::layout::wal_segment(s));
             let buf = std::fs::read(&p)?;
             let (recs, valid) = parse_segment(s, &buf);
             if valid < buf.len() {
@@ -132,7 +128,7 @@ impl Wal {
             replayed.extend(recs);
         }
         let seq = segs.last().map_or(1, |s| s + 1);
-        let path = dir.join(seg_name(seq));
+        let path = dir.join(crate::layout::wal_segment(seq));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         fsio::sync_dir(dir)?;
         Ok((
@@ -180,7 +176,7 @@ impl Wal {
     /// Start a new segment; returns its number.
     pub fn rotate(&mut self) -> io::Result<u64> {
         let seq = self.seq + 1;
-        let path = self.dir.join(seg_name(seq));
+        let path = self.dir.join(crate::layout::wal_segment(seq));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         self.file.sync_data()?;
         self.file = file;
@@ -199,7 +195,7 @@ impl Wal {
     pub fn remove_below(&self, seq: u64) -> io::Result<()> {
         for s in segments(&self.dir)? {
             if s < seq && s != self.seq {
-                std::fs::remove_file(self.dir.join(seg_name(s)))?;
+                std::fs::remove_file(self.dir.join(crate::layout::wal_segment(s)))?;
             }
         }
         Ok(())
@@ -248,11 +244,11 @@ mod tests {
         let second = rec(2, 2, b"bbbbbbbb");
         let mut bytes = first.clone();
         bytes.extend_from_slice(&second[..keep_of_second]);
-        std::fs::write(dir.path().join(seg_name(1)), &bytes).unwrap();
+        std::fs::write(dir.path().join(crate::layout::wal_segment(1)), &bytes).unwrap();
         let (_w, r) = Wal::open(dir.path(), Arc::new(RealIo), false).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(
-            std::fs::metadata(dir.path().join(seg_name(1)))
+            std::fs::metadata(dir.path().join(crate::layout::wal_segment(1)))
                 .unwrap()
                 .len(),
             first.len() as u64

@@ -26,10 +26,10 @@
 //! grammar errors win over type errors, which win over "not supported yet". Queries are
 //! bounded (2048 tokens, 256 levels of nesting) so a hostile query cannot exhaust the stack.
 
-pub mod ast;
-pub mod eval;
-pub mod lexer;
-pub mod parser;
+pub(crate) mod ast;
+pub(crate) mod eval;
+pub(crate) mod lexer;
+pub(crate) mod parser;
 
 #[cfg(test)]
 mod examples_test;

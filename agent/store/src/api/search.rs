@@ -12,9 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiState, Params, json_response, tenants, text};
 use crate::{
+    api::params,
     ids,
     metrics::Metrics,
-    params,
     query::{Filter, OutVal, SearchResult, SearchSpec, TraceHit},
 };
 use sonde_traceql as traceql;

@@ -19,12 +19,12 @@ use super::{
     tenants, text,
 };
 use crate::{
+    api::params::parse_window,
     metrics::Metrics,
-    model::{NO_SYM, SpanRow},
-    params::parse_window,
-    qlview::QlTrace,
+    query::traceql_view::QlTrace,
+    query::view::{TraceRef, val_string, val_type},
     query::{self, SCOPES},
-    view::{TraceRef, val_string, val_type},
+    rows::{NO_SYM, SpanRow},
 };
 use sonde_traceql as traceql;
 
@@ -238,7 +238,7 @@ impl Distinct {
 
 fn span_values(t: &TraceRef<'_>, s: &SpanRow, tag: &TagRef, d: &mut Distinct) {
     let tab = t.table;
-    let attrs = |list: &[crate::model::Attr], name: &str, d: &mut Distinct| {
+    let attrs = |list: &[crate::rows::Attr], name: &str, d: &mut Distinct| {
         for a in list.iter().filter(|a| tab.dict.get(a.key) == name) {
             d.add(val_type(a.val), val_string(tab, a.val));
         }

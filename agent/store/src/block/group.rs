@@ -4,11 +4,11 @@ use super::super::{
     codec::{Dec, DecodeError, Enc},
     hash::FastMap,
     ids::TraceId,
-    model::{
+    query::view::TraceRef,
+    rows::{
         Attr, Dict, EventRow, LinkRow, NO_SYM, Range32, Remap, ResourceRow, ScopeRow, SpanRow,
         Table, Val,
     },
-    view::TraceRef,
 };
 
 /// One trace's entry in a group.
@@ -84,10 +84,6 @@ impl GroupBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.group.traces.is_empty()
-    }
-
-    pub fn span_count(&self) -> usize {
-        self.group.spans.len()
     }
 
     pub fn take(&mut self) -> Group {

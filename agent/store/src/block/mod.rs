@@ -15,7 +15,8 @@ use super::{
     error::StoreError,
     fsio::{self, Io},
     ids::TraceId,
-    model::{SpanRow, Table},
+    layout,
+    rows::{SpanRow, Table},
 };
 
 pub mod bloom;
@@ -125,10 +126,10 @@ impl BlockWriter {
         io: Io,
         opts: WriteOptions,
     ) -> Result<Self, StoreError> {
-        let tmp_dir = blocks_dir.join(format!(".tmp-{id}"));
+        let tmp_dir = layout::block_tmp_dir(blocks_dir, id);
         std::fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
-        let dp = tmp_dir.join("data");
-        let sp = tmp_dir.join("search");
+        let dp = tmp_dir.join(layout::BLOCK_DATA);
+        let sp = tmp_dir.join(layout::BLOCK_SEARCH);
         let data = File::create(&dp).map_err(io_err(&dp))?;
         let search = File::create(&sp).map_err(io_err(&sp))?;
         Ok(Self {
@@ -191,7 +192,7 @@ impl BlockWriter {
         let Some(first) = self.page_first.take() else {
             return Ok(());
         };
-        let path = self.tmp_dir.join("data");
+        let path = self.tmp_dir.join(layout::BLOCK_DATA);
         let c = compress(&self.page.buf, self.opts.zstd_level).map_err(io_err(&path))?;
         fsio::write_all(&self.io, &path, &mut self.data, &c).map_err(io_err(&path))?;
         self.pages.push(PageEntry {
@@ -222,7 +223,7 @@ impl BlockWriter {
         }
         self.group_blooms.push(strings);
         let raw = group::encode(&g);
-        let path = self.tmp_dir.join("search");
+        let path = self.tmp_dir.join(layout::BLOCK_SEARCH);
         let c = compress(&raw, self.opts.zstd_level).map_err(io_err(&path))?;
         fsio::write_all(&self.io, &path, &mut self.search, &c).map_err(io_err(&path))?;
         self.groups.push(GroupEntry {
@@ -238,10 +239,6 @@ impl BlockWriter {
         Ok(())
     }
 
-    pub fn traces(&self) -> u64 {
-        self.meta.traces
-    }
-
     /// Write the index and meta, fsync, and move the block into place.
     pub fn finish(mut self, created_ns: u64) -> Result<BlockMeta, StoreError> {
         let r = self.finish_inner(created_ns);
@@ -254,9 +251,9 @@ impl BlockWriter {
     fn finish_inner(&mut self, created_ns: u64) -> Result<BlockMeta, StoreError> {
         self.flush_page()?;
         self.flush_group()?;
-        let dp = self.tmp_dir.join("data");
+        let dp = self.tmp_dir.join(layout::BLOCK_DATA);
         self.data.sync_all().map_err(io_err(&dp))?;
-        let sp = self.tmp_dir.join("search");
+        let sp = self.tmp_dir.join(layout::BLOCK_SEARCH);
         self.search.sync_all().map_err(io_err(&sp))?;
         let mut bloom = Bloom::new(self.ids.len());
         self.ids.iter().for_each(|i| bloom.insert(i));
@@ -286,7 +283,7 @@ impl BlockWriter {
         }
         let crc = crc32fast::hash(&e.buf);
         e.raw(&crc.to_le_bytes());
-        let ip = self.tmp_dir.join("index");
+        let ip = self.tmp_dir.join(layout::BLOCK_INDEX);
         fsio::write_new_file(&self.io, &ip, &e.buf).map_err(io_err(&ip))?;
         self.meta.data_bytes = self.data_off;
         self.meta.search_bytes = self.search_off;
@@ -295,7 +292,7 @@ impl BlockWriter {
         if self.meta.min_start_ns == u64::MAX {
             self.meta.min_start_ns = 0;
         }
-        let mp = self.tmp_dir.join("meta.json");
+        let mp = self.tmp_dir.join(layout::BLOCK_META);
         let json =
             serde_json::to_vec_pretty(&self.meta).map_err(|e| StoreError::corrupt(&mp, e))?;
         fsio::write_new_file(&self.io, &mp, &json).map_err(io_err(&mp))?;
@@ -380,16 +377,16 @@ fn page_records(buf: &[u8]) -> Result<Vec<(TraceId, &[u8])>, DecodeError> {
 
 impl Block {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let mp = dir.join("meta.json");
+        let mp = dir.join(layout::BLOCK_META);
         let mbytes = std::fs::read(&mp).map_err(io_err(&mp))?;
         let meta: BlockMeta =
             serde_json::from_slice(&mbytes).map_err(|e| StoreError::corrupt(&mp, e))?;
-        let ip = dir.join("index");
+        let ip = dir.join(layout::BLOCK_INDEX);
         let ibytes = std::fs::read(&ip).map_err(io_err(&ip))?;
         let (pages, groups, bloom, group_strings) =
             parse_index(&ibytes).map_err(|e| StoreError::corrupt(&ip, e))?;
-        let dp = dir.join("data");
-        let sp = dir.join("search");
+        let dp = dir.join(layout::BLOCK_DATA);
+        let sp = dir.join(layout::BLOCK_SEARCH);
         Ok(Self {
             meta,
             dir: dir.to_path_buf(),
@@ -417,7 +414,7 @@ impl Block {
     }
 
     fn read_page(&self, p: &PageEntry) -> Result<Vec<u8>, StoreError> {
-        let path = self.dir.join("data");
+        let path = self.dir.join(layout::BLOCK_DATA);
         let mut buf = vec![0u8; p.len as usize];
         self.data
             .read_exact_at(&mut buf, p.offset)
@@ -435,7 +432,8 @@ impl Block {
             return Ok(None);
         };
         let raw = self.read_page(p)?;
-        let recs = page_records(&raw).map_err(|e| StoreError::corrupt(self.dir.join("data"), e))?;
+        let recs = page_records(&raw)
+            .map_err(|e| StoreError::corrupt(self.dir.join(layout::BLOCK_DATA), e))?;
         Ok(recs
             .into_iter()
             .find(|(rid, _)| rid == id)
@@ -444,7 +442,7 @@ impl Block {
 
     /// Decode search row group `i`.
     pub fn read_group(&self, i: usize) -> Result<Group, StoreError> {
-        let path = self.dir.join("search");
+        let path = self.dir.join(layout::BLOCK_SEARCH);
         let g = self
             .groups
             .get(i)
@@ -464,7 +462,7 @@ impl Block {
 
     /// The (trace id, payload) records of data page `i`.
     pub fn page_records(&self, i: usize) -> Result<Vec<(TraceId, Vec<u8>)>, StoreError> {
-        let path = self.dir.join("data");
+        let path = self.dir.join(layout::BLOCK_DATA);
         let p = self
             .pages
             .get(i)

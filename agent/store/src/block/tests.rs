@@ -7,7 +7,7 @@ use super::{Block, BlockWriter, WriteOptions, group};
 use crate::{
     fsio::{FullDisk, RealIo},
     ids::TraceId,
-    model::{SpanRow, Table},
+    rows::{SpanRow, Table},
     testutil::*,
 };
 

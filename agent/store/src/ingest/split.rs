@@ -10,7 +10,7 @@ use prost::{
     encoding::{WireType, encode_key, encode_varint, encoded_len_varint},
 };
 
-use super::ids::TraceId;
+use crate::ids::TraceId;
 
 /// Spans of one trace from one `ResourceSpans`, with its encoded payload.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use super::{IngestError, IngestOutcome, Store, ids, metrics::Metrics};
+use crate::{IngestError, IngestOutcome, Store, ids, metrics::Metrics};
 
 /// Largest accepted request body (after decompression).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;

@@ -1,11 +1,11 @@
 //! `TraceView` for TraceQL over the store's search form: the evaluator reads rows, never OTLP.
 use std::{borrow::Cow, cell::OnceCell};
 
-use super::{
+use crate::{
     hash::FastMap,
     ids::SpanId,
-    model::{NO_SYM, STATUS_ERROR, STATUS_OK, Val},
-    view::TraceRef,
+    query::view::TraceRef,
+    rows::{NO_SYM, STATUS_ERROR, STATUS_OK, Val},
 };
 use sonde_traceql::{AttrScope, Intrinsic, KindValue, StatusValue, TraceView, Value};
 

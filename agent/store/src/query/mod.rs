@@ -1,5 +1,9 @@
 //! Queries over one or more tenants: trace by id (live → pending → blocks, merged) and search
-//! (newest data first, stopping at the limit) with `tags=` or TraceQL filters.
+//! (newest data first, stopping at the limit) with `tags=` or TraceQL filters, over the
+//! trace [`view`] and its TraceQL [`traceql_view`].
+pub mod traceql_view;
+pub mod view;
+
 use std::{
     collections::{HashSet, VecDeque},
     sync::{Arc, Mutex},
@@ -10,10 +14,10 @@ use super::{
     block::{Block, group::Group},
     hash::FastMap,
     ids::TraceId,
-    model::{NO_SYM, SpanRow, Table, Val},
-    qlview::QlTrace,
+    query::traceql_view::QlTrace,
+    query::view::{ServiceStats, TraceRef},
+    rows::{SpanRow, Table, Val},
     tenant::Tenant,
-    view::{ServiceStats, TraceRef},
 };
 use sonde_traceql::{self as traceql, ConditionField, Intrinsic};
 
@@ -176,8 +180,7 @@ fn referenced(q: &traceql::Query) -> Referenced {
 fn span_hit(t: &TraceRef<'_>, s: &SpanRow, refs: &Referenced) -> SpanHit {
     let mut attrs = Vec::new();
     for (scope, name) in &refs.attrs {
-        let find =
-            |a: &[super::model::Attr]| a.iter().find(|a| t.str(a.key) == name).map(|a| a.val);
+        let find = |a: &[super::rows::Attr]| a.iter().find(|a| t.str(a.key) == name).map(|a| a.val);
         let v = match scope {
             Some(traceql::AttrScope::Span) => find(t.span_attrs(s)),
             Some(traceql::AttrScope::Resource) => find(t.resource_attrs(s)),
@@ -190,13 +193,21 @@ fn span_hit(t: &TraceRef<'_>, s: &SpanRow, refs: &Referenced) -> SpanHit {
     if refs.status {
         attrs.push((
             "status".into(),
-            OutVal::Str(super::qlview::status_value(s.status).as_str().into()),
+            OutVal::Str(
+                super::query::traceql_view::status_value(s.status)
+                    .as_str()
+                    .into(),
+            ),
         ));
     }
     if refs.kind {
         attrs.push((
             "kind".into(),
-            OutVal::Str(super::qlview::kind_value(s.kind).as_str().into()),
+            OutVal::Str(
+                super::query::traceql_view::kind_value(s.kind)
+                    .as_str()
+                    .into(),
+            ),
         ));
     }
     SpanHit {
@@ -590,9 +601,4 @@ pub fn collect_keys<'a>(
             }
         }
     }
-}
-
-/// `status_msg` helper for tag values.
-pub fn status_message(t: &TraceRef<'_>, s: &SpanRow) -> Option<String> {
-    (s.status_msg != NO_SYM).then(|| t.str(s.status_msg).to_string())
 }

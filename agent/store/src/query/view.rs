@@ -1,8 +1,8 @@
 //! A read-only view of one trace in search form, with what search results need: root span,
 //! time range, service stats, and Tempo's `tags=` matching.
-use super::{
+use crate::{
     ids::TraceId,
-    model::{Attr, NO_SYM, STATUS_ERROR, STATUS_OK, STATUS_UNSET, SpanRow, Table, Val},
+    rows::{Attr, NO_SYM, STATUS_ERROR, STATUS_OK, STATUS_UNSET, SpanRow, Table, Val},
 };
 
 /// One trace: the table its rows point into and its span rows.

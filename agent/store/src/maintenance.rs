@@ -9,15 +9,12 @@ use super::{
     error::StoreError,
     fsio::Io,
     ids::TraceId,
+    layout,
+    live::Pending,
     metrics::Metrics,
-    model::{SpanRow, Table},
-    tenant::{Pending, Tenant},
+    rows::{SpanRow, Table},
+    tenant::Tenant,
 };
-
-/// A block id that sorts by creation time.
-pub fn new_block_id(now_ns: u64) -> String {
-    format!("{now_ns:020}-{:08x}", rand::random::<u32>())
-}
 
 /// Write one pending cut as a block and publish it; then drop it from pending and free WAL
 /// segments nobody needs. On failure the pending data stays in memory and in the WAL.
@@ -28,13 +25,13 @@ pub fn write_pending(
     opts: WriteOptions,
     now_ns: u64,
 ) -> Result<BlockMeta, StoreError> {
-    let blocks_dir = t.dir.join("blocks");
-    let id = new_block_id(now_ns);
+    let blocks_dir = layout::blocks_dir(&t.dir);
+    let id = layout::new_block_id(now_ns);
     let mut w = BlockWriter::create(&blocks_dir, &id, 0, io.clone(), opts)?;
     for (tid, lt) in &p.traces {
         let parts: [(&Table, &[SpanRow]); 1] = [(&p.table, &lt.spans)];
         if let Err(e) = w.add(*tid, &lt.payload, &parts) {
-            let _ = std::fs::remove_dir_all(blocks_dir.join(format!(".tmp-{id}")));
+            let _ = std::fs::remove_dir_all(layout::block_tmp_dir(&blocks_dir, &id));
             return Err(e);
         }
     }
@@ -138,8 +135,8 @@ pub fn compact(
     opts: WriteOptions,
     now_ns: u64,
 ) -> Result<BlockMeta, StoreError> {
-    let blocks_dir = t.dir.join("blocks");
-    let id = new_block_id(now_ns);
+    let blocks_dir = layout::blocks_dir(&t.dir);
+    let id = layout::new_block_id(now_ns);
     let level = inputs.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
     let mut cursors = Vec::with_capacity(inputs.len());
     for b in inputs {
@@ -166,7 +163,7 @@ pub fn compact(
         Ok::<(), StoreError>(())
     })();
     if let Err(e) = res {
-        let _ = std::fs::remove_dir_all(blocks_dir.join(format!(".tmp-{id}")));
+        let _ = std::fs::remove_dir_all(layout::block_tmp_dir(&blocks_dir, &id));
         return Err(e);
     }
     let meta = w.finish(now_ns)?;
