@@ -89,6 +89,10 @@ pub struct DesiredDatasource {
     pub lists: Vec<ListOwnership>,
     /// `secureJsonData` to send; write-only in Grafana, so drift is tracked by a hash.
     pub secure: BTreeMap<String, Secret>,
+    /// Sonde's custom HTTP headers (name, value), in order. They are numbered when planned
+    /// against the observed record (`httpHeaderName<N>` / `httpHeaderValue<N>`): Grafana reads
+    /// N = 1, 2, … and stops at the first gap, and a user's own headers keep their numbers.
+    pub headers: Vec<(String, Secret)>,
     /// Tempo UIDs this datasource links to (a patch waits for them to exist).
     pub depends_on: Vec<String>,
 }
@@ -101,6 +105,11 @@ pub struct DesiredGrafana {
     /// Choices and skipped links, for the report.
     pub notes: Vec<String>,
 }
+
+/// The header carrying the Tempo tenant.
+pub const TENANT_HEADER: &str = "X-Scope-OrgID";
+/// The header carrying a Tempo bearer token.
+pub const AUTH_HEADER: &str = "Authorization";
 
 /// Types accepted for a metrics link when a reference names no type.
 const METRICS_TYPES: &[&str] = &["prometheus"];
@@ -426,6 +435,7 @@ fn patch(
             entries,
         }],
         secure: BTreeMap::new(),
+        headers: Vec::new(),
         depends_on: tempo_uids,
     }
 }
@@ -464,31 +474,16 @@ fn tempo_datasource(
             set(&mut sets, &["basicAuthUser"], json!(""));
         }
     }
-    match &t.tenant {
-        Some(tenant) => {
-            set(
-                &mut sets,
-                &["jsonData", "httpHeaderName1"],
-                json!("X-Scope-OrgID"),
-            );
-            secure.insert("httpHeaderValue1".to_string(), tenant.clone());
-        }
-        None => sets.push((path(&["jsonData", "httpHeaderName1"]), None)),
+    let mut headers = Vec::new();
+    if let Some(tenant) = &t.tenant {
+        headers.push((TENANT_HEADER.to_string(), tenant.clone()));
     }
-    match &t.bearer {
-        Some(token) => {
-            set(
-                &mut sets,
-                &["jsonData", "httpHeaderName2"],
-                json!("Authorization"),
-            );
-            secure.insert(
-                "httpHeaderValue2".to_string(),
-                Secret::new(format!("Bearer {}", token.expose())),
-            );
-        }
-        None => sets.push((path(&["jsonData", "httpHeaderName2"]), None)),
+    if let Some(token) = &t.bearer {
+        let value = Secret::new(format!("Bearer {}", token.expose()));
+        headers.push((AUTH_HEADER.to_string(), value));
     }
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    set(&mut sets, &["jsonData", MARKER, "headers"], json!(names));
     if let Some((logs_uid, _)) = logs {
         let base = ["jsonData", "tracesToLogsV2"];
         let leaf = |k: &'static str| [base[0], base[1], k];
@@ -543,8 +538,13 @@ fn tempo_datasource(
     }
     set(&mut sets, &["jsonData", MARKER, "owner"], json!("sonde"));
     set(&mut sets, &["jsonData", MARKER, "grafana"], json!(grafana));
-    if let Some(key) = hash_key.filter(|_| !secure.is_empty()) {
-        let h = secure_hash(key, grafana, &t.uid, &secure);
+    if let Some(key) = hash_key.filter(|_| !secure.is_empty() || !headers.is_empty()) {
+        // Headers are hashed by name: their number depends on the observed record.
+        let mut hashed = secure.clone();
+        for (name, value) in &headers {
+            hashed.insert(format!("header:{name}"), value.clone());
+        }
+        let h = secure_hash(key, grafana, &t.uid, &hashed);
         set(&mut sets, &["jsonData", MARKER, "secureHash"], json!(h));
     } else {
         sets.push((path(&["jsonData", MARKER, "secureHash"]), None));
@@ -558,6 +558,7 @@ fn tempo_datasource(
         unlink_if_dangling: unlink,
         lists: Vec::new(),
         secure,
+        headers,
         depends_on: Vec::new(),
     }
 }
