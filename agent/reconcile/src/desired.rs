@@ -397,6 +397,36 @@ pub fn build(
     }
 }
 
+/// A Loki/Prometheus patch without its links to `tempos` (Tempos that were not written);
+/// `None` when it links to nothing else.
+pub fn without_links_to(
+    d: &DesiredDatasource,
+    tempos: &BTreeSet<String>,
+) -> Option<DesiredDatasource> {
+    let mut d = d.clone();
+    d.depends_on.retain(|t| !tempos.contains(t));
+    if d.depends_on.is_empty() {
+        return None;
+    }
+    for l in &mut d.lists {
+        l.entries.retain(|e| {
+            e.get("datasourceUid")
+                .and_then(Value::as_str)
+                .is_none_or(|u| !tempos.contains(u))
+        });
+    }
+    let marker = |k: &str| path(&["jsonData", MARKER, k]);
+    d.sets
+        .retain(|(p, _)| *p != marker("specHash") && *p != marker("tempoUids"));
+    set(
+        &mut d.sets,
+        &["jsonData", MARKER, "tempoUids"],
+        json!(d.depends_on),
+    );
+    stamp_spec_hash(&mut d);
+    Some(d)
+}
+
 /// Record a hash of everything Sonde sets (secrets excluded) in the marker, so that a later
 /// run can tell drift (config unchanged, Grafana changed) from a config change.
 fn stamp_spec_hash(d: &mut DesiredDatasource) {

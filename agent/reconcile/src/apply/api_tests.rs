@@ -663,3 +663,62 @@ async fn custom_headers_are_numbered_without_gaps_and_user_headers_are_kept() {
     );
     assert_eq!(run(&s.section, false).await.writes, 0, "idempotent");
 }
+
+/// A Tempo `uid` that belongs to a datasource of another type: a conflict, and nothing may
+/// link to that uid (the Prometheus would link to itself), in a dry run as well.
+#[tokio::test]
+async fn a_tempo_uid_taken_by_another_type_is_never_linked_to() {
+    let mut s = setup().await;
+    s.section.tempos[0].uid = Some("prom-a".into());
+    for dry_run in [true, false] {
+        let report = run(&s.section, dry_run).await;
+        match &report.items[0].outcome {
+            Outcome::Conflict(m) => assert!(m.contains("\"prometheus\""), "{m}"),
+            o => panic!("dry run {dry_run}: expected a conflict, got {o:?}"),
+        }
+        assert!(
+            report.items[1..]
+                .iter()
+                .all(|i| matches!(i.outcome, Outcome::Skipped(_))),
+            "dry run {dry_run}: {:?}",
+            outcomes(&report)
+        );
+        assert!(report.failed(), "exit 1");
+    }
+    assert_eq!(s.fake.state().writes, 0);
+    let (loki, _) = s.fake.state().get("loki-a").expect("loki");
+    assert_eq!(
+        loki["jsonData"]["derivedFields"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (prom, _) = s.fake.state().get("prom-a").expect("prom");
+    assert!(
+        prom["jsonData"]
+            .get("exemplarTraceIdDestinations")
+            .is_none(),
+        "{prom}"
+    );
+    // A second, good Tempo is still linked both ways; only the bad one's links are left out.
+    s.section.tempos.push(TempoConfig {
+        name: "Other traces".into(),
+        url: "http://other:3200".into(),
+        ..Default::default()
+    });
+    let report = run(&s.section, false).await;
+    assert!(report.failed(), "the conflict stays");
+    let other = crate::tempo_uid(&s.section.tempos[1]);
+    let (prom, _) = s.fake.state().get("prom-a").expect("prom");
+    assert_eq!(
+        prom["jsonData"]["exemplarTraceIdDestinations"],
+        json!([{"name": "traceID", "datasourceUid": other}])
+    );
+    let (loki, _) = s.fake.state().get("loki-a").expect("loki");
+    assert_eq!(
+        loki["jsonData"]["derivedFields"][1]["datasourceUid"],
+        json!(other)
+    );
+    assert_eq!(
+        loki["jsonData"]["derivedFields"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
