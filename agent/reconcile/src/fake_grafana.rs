@@ -15,6 +15,10 @@
 //!   `secureJsonData.httpHeaderValue<N>` for N = 1, 2, … and stops at the first N without a
 //!   name ([`FakeState::headers_sent`]), so a header after a gap is never sent.
 //! - Basic auth or a bearer token is required (401 otherwise).
+//! - `POST /api/admin/provisioning/datasources/reload`: needs a server admin (basic auth; 403
+//!   for a token); a file that cannot be applied (e.g. "data source with the same uid already
+//!   exists") is HTTP 500 `{"message": "Internal Server Error", "error": cause}` (the handler's
+//!   `response.Error(500, "", err)`; production builds leave `error` out).
 //! - Orgs: a token acts in org 1; basic auth picks org 1 or 2 with `X-Grafana-Org-Id`. Names
 //!   and UIDs are unique per org only.
 use std::{
@@ -48,8 +52,11 @@ pub struct FakeState {
     pub writes: usize,
     /// Before the next PUT, bump the target's version as if another client had written.
     pub interfere_next_put: bool,
-    /// Provisioning reloads requested.
+    /// Provisioning reloads that succeeded.
     pub reloads: usize,
+    /// Make the next provisioning reloads fail as Grafana does when a file cannot be applied:
+    /// HTTP 500, `message` "Internal Server Error" and the cause in `error`.
+    pub reload_error: Option<String>,
     /// Accepted credentials: the bearer token and the basic-auth `user:password`.
     pub token: String,
     pub basic: String,
@@ -504,6 +511,10 @@ async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
             StatusCode::FORBIDDEN,
             "You'll need additional permissions to perform this action",
         );
+    }
+    if let Some(cause) = &st.reload_error {
+        let body = json!({"message": "Internal Server Error", "error": cause});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
     }
     st.reloads += 1;
     Json(json!({"message": "Datasources config reloaded"})).into_response()

@@ -12,7 +12,7 @@ use crate::{
     config::{GrafanaConfig, ReconcileSection},
     desired::{self, DsSummary, Role},
     diff::{self, Action},
-    observed::grafana::GrafanaClient,
+    observed::grafana::{ApiError, GrafanaClient},
     secret::MASK,
 };
 
@@ -180,6 +180,7 @@ pub async fn reconcile(
         _ => (render_files::provisioning(g, &bodies), true),
     };
     let shown = mask_secure_lines(&main);
+    let previous = std::fs::read_to_string(&main_path).ok();
     sync_file(&main_path, &main, &shown, private, dry_run, &mut report);
     let main_changed = report.files.last().is_some_and(|f| f.changed);
     let back = render_files::backlinks(g, &patches, mode == Mode::Provisioning);
@@ -203,15 +204,38 @@ pub async fn reconcile(
     }
     if mode == Mode::Provisioning && main_changed && !dry_run && report.error.is_none() {
         match client {
-            Some(c) => {
-                if let Err(e) = c.reload_provisioning().await {
+            Some(c) => match c.reload_provisioning().await {
+                Ok(()) => {}
+                // Not allowed to reload: the file is fine, Grafana reads it at start-up.
+                Err(e @ (ApiError::Unauthorized { .. } | ApiError::Http { status: 403, .. })) => {
                     report.notes.push(format!(
                         "wrote {} but could not ask Grafana to reload ({e}); reloading needs a \
                          server admin with basic auth, or restart Grafana",
                         main_path.display()
+                    ))
+                }
+                // Grafana could not apply the file; a restart would fail the same way (and
+                // may keep Grafana from starting), so the previous file is put back and the
+                // next run tries again.
+                Err(e) => {
+                    let restored = match &previous {
+                        Some(old) => write_atomic(&main_path, old, private),
+                        None => std::fs::remove_file(&main_path).map_err(|source| Error::Write {
+                            path: main_path.display().to_string(),
+                            source,
+                        }),
+                    };
+                    let restored = match restored {
+                        Ok(()) => "the previous file was put back".to_string(),
+                        Err(r) => format!("and the previous file could not be put back: {r}"),
+                    };
+                    report.error = Some(format!(
+                        "Grafana could not load {} ({e}); {restored}. Fix the cause (Grafana's \
+                         log has the details) and run again",
+                        main_path.display()
                     ));
                 }
-            }
+            },
             None => report.notes.push(format!(
                 "wrote {}; Grafana reads it at start-up or on POST \
                  /api/admin/provisioning/datasources/reload",

@@ -149,11 +149,15 @@ impl GrafanaClient {
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok((status, json));
         }
-        let message = json
+        let mut message = json
             .get("message")
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| text.chars().take(200).collect());
+        // Grafana puts the cause of a 500 in `error` (outside production builds).
+        if let Some(cause) = json.get("error").and_then(Value::as_str) {
+            message = format!("{message}: {cause}");
+        }
         let (grafana, what) = (self.id.clone(), what.to_string());
         Err(match status {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized {
