@@ -722,3 +722,22 @@ async fn a_tempo_uid_taken_by_another_type_is_never_linked_to() {
         Some(2)
     );
 }
+
+/// An unreachable Grafana: the cause (here: connection refused) is in the message, and the
+/// run's summary counts the Grafana as failed.
+#[tokio::test]
+async fn an_unreachable_grafana_keeps_the_cause_and_counts_as_failed() {
+    let s = setup().await;
+    let mut section = s.section.clone();
+    // Port 9 (discard) on loopback: nothing listens there.
+    section.grafanas[0].url = Some("http://127.0.0.1:9".into());
+    let reports = crate::reconcile_once(&section, false).await;
+    let err = reports[0].error.clone().expect("an error");
+    assert!(
+        err.contains("cannot reach") && err.to_ascii_lowercase().contains("connection refused"),
+        "{err}"
+    );
+    let text = crate::render::reports(&reports, false);
+    assert!(text.contains("1 of 1 Grafana(s) failed: g1"), "{text}");
+    assert!(!text.contains("0 failed or in conflict"), "{text}");
+}
