@@ -1,7 +1,8 @@
 //! File modes: write the Tempo datasources as Grafana provisioning YAML or as grafana-operator
 //! manifests, plus a `backlinks.yaml` with the entries to merge into Loki/Prometheus
 //! datasources that Sonde does not own in these modes. A file is only rewritten when its
-//! content changes, atomically; a dry run shows a line diff with secrets masked.
+//! content changes, atomically; a dry run shows a line diff with secrets masked. A provisioned
+//! datasource Sonde no longer wants is listed under `deleteDatasources`.
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -177,7 +178,11 @@ pub async fn reconcile(
     let (main_path, back_path) = paths(mode, &section.output_dir, g);
     let (main, private) = match mode {
         Mode::Operator => (render_files::operator(g, &bodies), false),
-        _ => (render_files::provisioning(g, &bodies), true),
+        _ => {
+            let previous = std::fs::read_to_string(&main_path).unwrap_or_default();
+            let deletes = no_longer_wanted(&previous, &bodies);
+            (render_files::provisioning(g, &bodies, &deletes), true)
+        }
     };
     let shown = mask_secure_lines(&main);
     let previous = std::fs::read_to_string(&main_path).ok();
@@ -244,6 +249,34 @@ pub async fn reconcile(
         }
     }
     report
+}
+
+/// The datasource names Sonde's previous provisioning file created or deleted that the new
+/// one does not create: Grafana never removes a provisioned datasource by itself, so these go
+/// under `deleteDatasources` (kept there, for a Grafana that reads the file later).
+pub fn no_longer_wanted(previous: &str, bodies: &[serde_json::Value]) -> Vec<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(previous).unwrap_or_default();
+    let names = |key: &str| -> Vec<String> {
+        doc.get(key)
+            .and_then(serde_yaml::Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.get("name")?.as_str())
+            .map(|n| n.replace("$$", "$"))
+            .collect()
+    };
+    let wanted: Vec<&str> = bodies
+        .iter()
+        .filter_map(|b| b.get("name")?.as_str())
+        .collect();
+    let mut out: Vec<String> = names("datasources")
+        .into_iter()
+        .chain(names("deleteDatasources"))
+        .filter(|n| !wanted.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn mode_name(mode: Mode) -> &'static str {

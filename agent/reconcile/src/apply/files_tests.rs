@@ -337,3 +337,60 @@ async fn a_failed_provisioning_reload_is_an_error_with_grafanas_reason() {
     assert_eq!(fake.state().reloads, 1, "retried on the next run");
     assert!(main.exists());
 }
+
+/// What Sonde provisioned and no longer wants goes under `deleteDatasources`: a renamed Tempo
+/// keeping its uid (else Grafana's reload fails "data source with the same uid already
+/// exists") and a Tempo removed from the config (else it stays, read-only, forever).
+#[tokio::test]
+async fn provisioning_deletes_what_sonde_no_longer_wants() {
+    let mut s = setup(Mode::Provisioning);
+    s.section.grafanas.truncate(1);
+    s.section.metrics.truncate(1);
+    s.section.validate().expect("valid");
+    run_all(&s.section, false).await;
+    let main = paths(
+        Mode::Provisioning,
+        &s.section.output_dir,
+        &s.section.grafanas[0],
+    )
+    .0;
+    let doc = |p: &Path| -> serde_yaml::Value { serde_yaml::from_str(&read(p)).expect("yaml") };
+    assert!(doc(&main).get("deleteDatasources").is_none());
+    s.section.tempos[0].name = "Renamed traces".into();
+    run_all(&s.section, false).await;
+    let d = doc(&main);
+    assert_eq!(
+        serde_yaml::to_string(&d["deleteDatasources"]).expect("yaml"),
+        "- name: Sonde traces\n  orgId: 1\n",
+    );
+    assert_eq!(d["datasources"][0]["name"].as_str(), Some("Renamed traces"));
+    assert_eq!(d["datasources"][0]["uid"].as_str(), Some("sonde-traces"));
+    // Idempotent: the next run keeps the delete (a Grafana restarted later needs it too).
+    assert!(!run_all(&s.section, false).await[0].files[0].changed);
+    s.section.tempos.clear();
+    run_all(&s.section, false).await;
+    let d = doc(&main);
+    let names: Vec<_> = d["deleteDatasources"]
+        .as_sequence()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Renamed traces", "Sonde traces"]);
+    assert_eq!(d["datasources"].as_sequence().map(Vec::len), Some(0));
+    // Wanted again: no longer deleted.
+    s.section.tempos.push(TempoConfig {
+        name: "Sonde traces".into(),
+        url: "http://sonde:3200".into(),
+        ..Default::default()
+    });
+    run_all(&s.section, false).await;
+    let d = doc(&main);
+    let names: Vec<_> = d["deleteDatasources"]
+        .as_sequence()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Renamed traces"]);
+}
