@@ -117,7 +117,8 @@ const METRICS_TYPES: &[&str] = &["prometheus"];
 const LOGS_TYPES: &[&str] = &["loki"];
 
 /// Pick the datasource for `refs` in Grafana `grafana`: the first reference with a match wins;
-/// among several matches of one reference, the smallest UID. Returns the choice and notes.
+/// among several matches of one reference, a writable one (a provisioned datasource cannot get
+/// Sonde's backlink), then the smallest UID. Returns the choice and notes.
 pub fn select(
     refs: &[BackendRef],
     grafana: &str,
@@ -131,13 +132,14 @@ pub fn select(
             Some(k) => k == kind,
             None => default_types.contains(&kind),
         };
-        let mut matches: Vec<(String, String)> = match (&r.uid, inventory) {
+        // (read-only, uid, name): writable candidates sort first.
+        let mut matches: Vec<(bool, String, String)> = match (&r.uid, inventory) {
             (Some(_), _) if r.grafana.as_deref().is_some_and(|g| g != grafana) => Vec::new(),
             (Some(uid), Some(inv)) => {
                 let found: Vec<_> = inv
                     .iter()
                     .filter(|d| &d.uid == uid && type_ok(&d.kind))
-                    .map(|d| (d.uid.clone(), d.name.clone()))
+                    .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
                     .collect();
                 if found.is_empty() && r.grafana.as_deref() == Some(grafana) {
                     notes.push(format!(
@@ -148,7 +150,7 @@ pub fn select(
                 found
             }
             (Some(uid), None) if r.grafana.as_deref() == Some(grafana) => {
-                vec![(uid.clone(), uid.clone())]
+                vec![(false, uid.clone(), uid.clone())]
             }
             (Some(uid), None) => {
                 notes.push(format!(
@@ -160,7 +162,7 @@ pub fn select(
             (None, Some(inv)) => inv
                 .iter()
                 .filter(|d| r.name.as_ref().is_none_or(|n| n == &d.name) && type_ok(&d.kind))
-                .map(|d| (d.uid.clone(), d.name.clone()))
+                .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
                 .collect(),
             (None, None) => {
                 notes.push(format!(
@@ -171,16 +173,29 @@ pub fn select(
         };
         matches.sort();
         matches.dedup();
-        if let Some(first) = matches.first() {
+        // A provisioned (read-only) candidate cannot get its backlink: prefer a writable one.
+        let read_only: Vec<String> = matches
+            .iter()
+            .filter(|m| m.0)
+            .map(|m| m.1.clone())
+            .collect();
+        if matches.first().is_some_and(|m| !m.0) && !read_only.is_empty() {
+            matches.retain(|m| !m.0);
+            notes.push(format!(
+                "{what}: chose writable uid {:?} over read-only (provisioned) {read_only:?}, \
+                 whose backlink Sonde cannot write",
+                matches[0].1
+            ));
+        }
+        if let Some((_, uid, name)) = matches.first() {
             if matches.len() > 1 {
-                let others: Vec<_> = matches[1..].iter().map(|m| m.0.as_str()).collect();
+                let others: Vec<_> = matches[1..].iter().map(|m| m.1.as_str()).collect();
                 notes.push(format!(
-                    "{what}: {} candidates; chose uid {:?} (smallest uid), not {others:?}",
+                    "{what}: {} candidates; chose uid {uid:?} (smallest uid), not {others:?}",
                     matches.len(),
-                    first.0
                 ));
             }
-            return Some(first.clone());
+            return Some((uid.clone(), name.clone()));
         }
     }
     None

@@ -741,3 +741,30 @@ async fn an_unreachable_grafana_keeps_the_cause_and_counts_as_failed() {
     assert!(text.contains("1 of 1 Grafana(s) failed: g1"), "{text}");
     assert!(!text.contains("0 failed or in conflict"), "{text}");
 }
+
+/// Chosen by type alone, a read-only (provisioned) Prometheus can never get its exemplar
+/// link: a writable candidate is preferred, and the report says so.
+#[tokio::test]
+async fn a_writable_prometheus_is_preferred_over_a_read_only_one() {
+    let s = setup().await;
+    s.fake.state().seed(
+        json!({"uid": "prom-0", "name": "Provisioned", "type": "prometheus", "readOnly": true}),
+        &[],
+    );
+    let report = run(&s.section, false).await;
+    assert!(!report.failed(), "{:?}", outcomes(&report));
+    let uid = report.items[0].planned.uid.clone();
+    let (tempo, _) = s.fake.state().get(&uid).expect("tempo");
+    assert_eq!(
+        tempo["jsonData"]["tracesToMetrics"]["datasourceUid"],
+        "prom-a"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("\"prom-a\"") && n.contains("read-only") && n.contains("prom-0")),
+        "{:?}",
+        report.notes
+    );
+}
