@@ -105,7 +105,13 @@ fn unreachable_grafana_exits_1_and_names_it() {
     let (code, out, err) = sonde(&["reconcile", "--config", &cfg, "--once"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains("grafana far") && out.contains("cannot reach"),
+        out.contains("grafana far: failed")
+            && out.contains("cannot reach")
+            && out.to_ascii_lowercase().contains("connection refused"),
+        "the cause is kept: {out}"
+    );
+    assert!(
+        out.contains("summary: 1 of 1 Grafana(s) failed: far"),
         "{out}"
     );
     assert!(!out.contains("not-a-real-token") && !err.contains("not-a-real-token"));

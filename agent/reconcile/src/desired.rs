@@ -89,6 +89,10 @@ pub struct DesiredDatasource {
     pub lists: Vec<ListOwnership>,
     /// `secureJsonData` to send; write-only in Grafana, so drift is tracked by a hash.
     pub secure: BTreeMap<String, Secret>,
+    /// Sonde's custom HTTP headers (name, value), in order. They are numbered when planned
+    /// against the observed record (`httpHeaderName<N>` / `httpHeaderValue<N>`): Grafana reads
+    /// N = 1, 2, … and stops at the first gap, and a user's own headers keep their numbers.
+    pub headers: Vec<(String, Secret)>,
     /// Tempo UIDs this datasource links to (a patch waits for them to exist).
     pub depends_on: Vec<String>,
 }
@@ -102,13 +106,19 @@ pub struct DesiredGrafana {
     pub notes: Vec<String>,
 }
 
+/// The header carrying the Tempo tenant.
+pub const TENANT_HEADER: &str = "X-Scope-OrgID";
+/// The header carrying a Tempo bearer token.
+pub const AUTH_HEADER: &str = "Authorization";
+
 /// Types accepted for a metrics link when a reference names no type.
 const METRICS_TYPES: &[&str] = &["prometheus"];
 /// Types accepted for a logs link when a reference names no type.
 const LOGS_TYPES: &[&str] = &["loki"];
 
 /// Pick the datasource for `refs` in Grafana `grafana`: the first reference with a match wins;
-/// among several matches of one reference, the smallest UID. Returns the choice and notes.
+/// among several matches of one reference, a writable one (a provisioned datasource cannot get
+/// Sonde's backlink), then the smallest UID. Returns the choice and notes.
 pub fn select(
     refs: &[BackendRef],
     grafana: &str,
@@ -122,13 +132,14 @@ pub fn select(
             Some(k) => k == kind,
             None => default_types.contains(&kind),
         };
-        let mut matches: Vec<(String, String)> = match (&r.uid, inventory) {
+        // (read-only, uid, name): writable candidates sort first.
+        let mut matches: Vec<(bool, String, String)> = match (&r.uid, inventory) {
             (Some(_), _) if r.grafana.as_deref().is_some_and(|g| g != grafana) => Vec::new(),
             (Some(uid), Some(inv)) => {
                 let found: Vec<_> = inv
                     .iter()
                     .filter(|d| &d.uid == uid && type_ok(&d.kind))
-                    .map(|d| (d.uid.clone(), d.name.clone()))
+                    .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
                     .collect();
                 if found.is_empty() && r.grafana.as_deref() == Some(grafana) {
                     notes.push(format!(
@@ -139,7 +150,7 @@ pub fn select(
                 found
             }
             (Some(uid), None) if r.grafana.as_deref() == Some(grafana) => {
-                vec![(uid.clone(), uid.clone())]
+                vec![(false, uid.clone(), uid.clone())]
             }
             (Some(uid), None) => {
                 notes.push(format!(
@@ -151,7 +162,7 @@ pub fn select(
             (None, Some(inv)) => inv
                 .iter()
                 .filter(|d| r.name.as_ref().is_none_or(|n| n == &d.name) && type_ok(&d.kind))
-                .map(|d| (d.uid.clone(), d.name.clone()))
+                .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
                 .collect(),
             (None, None) => {
                 notes.push(format!(
@@ -162,16 +173,29 @@ pub fn select(
         };
         matches.sort();
         matches.dedup();
-        if let Some(first) = matches.first() {
+        // A provisioned (read-only) candidate cannot get its backlink: prefer a writable one.
+        let read_only: Vec<String> = matches
+            .iter()
+            .filter(|m| m.0)
+            .map(|m| m.1.clone())
+            .collect();
+        if matches.first().is_some_and(|m| !m.0) && !read_only.is_empty() {
+            matches.retain(|m| !m.0);
+            notes.push(format!(
+                "{what}: chose writable uid {:?} over read-only (provisioned) {read_only:?}, \
+                 whose backlink Sonde cannot write",
+                matches[0].1
+            ));
+        }
+        if let Some((_, uid, name)) = matches.first() {
             if matches.len() > 1 {
-                let others: Vec<_> = matches[1..].iter().map(|m| m.0.as_str()).collect();
+                let others: Vec<_> = matches[1..].iter().map(|m| m.1.as_str()).collect();
                 notes.push(format!(
-                    "{what}: {} candidates; chose uid {:?} (smallest uid), not {others:?}",
+                    "{what}: {} candidates; chose uid {uid:?} (smallest uid), not {others:?}",
                     matches.len(),
-                    first.0
                 ));
             }
-            return Some(first.clone());
+            return Some((uid.clone(), name.clone()));
         }
     }
     None
@@ -388,6 +412,36 @@ pub fn build(
     }
 }
 
+/// A Loki/Prometheus patch without its links to `tempos` (Tempos that were not written);
+/// `None` when it links to nothing else.
+pub fn without_links_to(
+    d: &DesiredDatasource,
+    tempos: &BTreeSet<String>,
+) -> Option<DesiredDatasource> {
+    let mut d = d.clone();
+    d.depends_on.retain(|t| !tempos.contains(t));
+    if d.depends_on.is_empty() {
+        return None;
+    }
+    for l in &mut d.lists {
+        l.entries.retain(|e| {
+            e.get("datasourceUid")
+                .and_then(Value::as_str)
+                .is_none_or(|u| !tempos.contains(u))
+        });
+    }
+    let marker = |k: &str| path(&["jsonData", MARKER, k]);
+    d.sets
+        .retain(|(p, _)| *p != marker("specHash") && *p != marker("tempoUids"));
+    set(
+        &mut d.sets,
+        &["jsonData", MARKER, "tempoUids"],
+        json!(d.depends_on),
+    );
+    stamp_spec_hash(&mut d);
+    Some(d)
+}
+
 /// Record a hash of everything Sonde sets (secrets excluded) in the marker, so that a later
 /// run can tell drift (config unchanged, Grafana changed) from a config change.
 fn stamp_spec_hash(d: &mut DesiredDatasource) {
@@ -426,6 +480,7 @@ fn patch(
             entries,
         }],
         secure: BTreeMap::new(),
+        headers: Vec::new(),
         depends_on: tempo_uids,
     }
 }
@@ -464,31 +519,16 @@ fn tempo_datasource(
             set(&mut sets, &["basicAuthUser"], json!(""));
         }
     }
-    match &t.tenant {
-        Some(tenant) => {
-            set(
-                &mut sets,
-                &["jsonData", "httpHeaderName1"],
-                json!("X-Scope-OrgID"),
-            );
-            secure.insert("httpHeaderValue1".to_string(), tenant.clone());
-        }
-        None => sets.push((path(&["jsonData", "httpHeaderName1"]), None)),
+    let mut headers = Vec::new();
+    if let Some(tenant) = &t.tenant {
+        headers.push((TENANT_HEADER.to_string(), tenant.clone()));
     }
-    match &t.bearer {
-        Some(token) => {
-            set(
-                &mut sets,
-                &["jsonData", "httpHeaderName2"],
-                json!("Authorization"),
-            );
-            secure.insert(
-                "httpHeaderValue2".to_string(),
-                Secret::new(format!("Bearer {}", token.expose())),
-            );
-        }
-        None => sets.push((path(&["jsonData", "httpHeaderName2"]), None)),
+    if let Some(token) = &t.bearer {
+        let value = Secret::new(format!("Bearer {}", token.expose()));
+        headers.push((AUTH_HEADER.to_string(), value));
     }
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    set(&mut sets, &["jsonData", MARKER, "headers"], json!(names));
     if let Some((logs_uid, _)) = logs {
         let base = ["jsonData", "tracesToLogsV2"];
         let leaf = |k: &'static str| [base[0], base[1], k];
@@ -543,8 +583,13 @@ fn tempo_datasource(
     }
     set(&mut sets, &["jsonData", MARKER, "owner"], json!("sonde"));
     set(&mut sets, &["jsonData", MARKER, "grafana"], json!(grafana));
-    if let Some(key) = hash_key.filter(|_| !secure.is_empty()) {
-        let h = secure_hash(key, grafana, &t.uid, &secure);
+    if let Some(key) = hash_key.filter(|_| !secure.is_empty() || !headers.is_empty()) {
+        // Headers are hashed by name: their number depends on the observed record.
+        let mut hashed = secure.clone();
+        for (name, value) in &headers {
+            hashed.insert(format!("header:{name}"), value.clone());
+        }
+        let h = secure_hash(key, grafana, &t.uid, &hashed);
         set(&mut sets, &["jsonData", MARKER, "secureHash"], json!(h));
     } else {
         sets.push((path(&["jsonData", MARKER, "secureHash"]), None));
@@ -558,6 +603,7 @@ fn tempo_datasource(
         unlink_if_dangling: unlink,
         lists: Vec::new(),
         secure,
+        headers,
         depends_on: Vec::new(),
     }
 }

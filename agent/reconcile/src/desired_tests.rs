@@ -171,13 +171,11 @@ fn one_grafana_links_both_ways() {
         Some(&json!("prom-1"))
     );
     assert_eq!(
-        value_at(tempo, &["jsonData", "httpHeaderName1"]),
-        Some(&json!("X-Scope-OrgID"))
+        value_at(tempo, &["jsonData", MARKER, "headers"]),
+        Some(&json!(["X-Scope-OrgID"]))
     );
-    assert_eq!(
-        tempo.secure.get("httpHeaderValue1").map(Secret::expose),
-        Some("t1")
-    );
+    assert_eq!(tempo.headers[0].0, "X-Scope-OrgID");
+    assert_eq!(tempo.headers[0].1.expose(), "t1");
     assert!(value_at(tempo, &["jsonData", MARKER, "secureHash"]).is_some());
     let loki = &d.datasources[1];
     assert_eq!(loki.lists[0].list, path(&["jsonData", "derivedFields"]));

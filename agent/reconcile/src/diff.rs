@@ -3,13 +3,13 @@
 //! The record to write starts from the observed record (Grafana's PUT replaces the whole
 //! record), so everything Sonde does not own is carried over untouched; then Sonde's leaves,
 //! list entries and marker are written in. The change list is the difference between the two.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
 use super::{
     MARKER,
-    desired::{DesiredDatasource, DsSummary, ListOwnership, Role},
+    desired::{AUTH_HEADER, DesiredDatasource, DsSummary, ListOwnership, Role, TENANT_HEADER},
 };
 
 /// What to do with one datasource.
@@ -290,6 +290,7 @@ pub fn plan(
             put(&mut body, p, None);
         }
     }
+    let (header_secure, renumbered) = number_headers(desired, &base, &mut body);
     let recorded = observed.map(recorded_tempos).unwrap_or_default();
     for own in &desired.lists {
         let merged = merge_list(get(&base, &own.list), own, &recorded);
@@ -297,11 +298,17 @@ pub fn plan(
     }
     let mut changes = Vec::new();
     diff_values(observed.map(|_| &base), Some(&body), "", &mut changes);
-    let secrets_needed = observed.is_none() || secrets_stale(desired, &base, &body);
-    if secrets_needed && !desired.secure.is_empty() {
+    let secrets_needed =
+        observed.is_none() || renumbered || secrets_stale(desired, &base, &body, &header_secure);
+    if secrets_needed && !(desired.secure.is_empty() && header_secure.is_empty()) {
         let mut secure = Map::new();
-        for (k, v) in &desired.secure {
-            secure.insert(k.clone(), Value::String(v.expose().to_string()));
+        let values = desired
+            .secure
+            .iter()
+            .map(|(k, v)| (k, v.expose()))
+            .chain(header_secure.iter().map(|(k, v)| (k, v.as_str())));
+        for (k, v) in values {
+            secure.insert(k.clone(), Value::String(v.to_string()));
             changes.push(Change {
                 path: format!("secureJsonData.{k}"),
                 before: None,
@@ -341,17 +348,99 @@ fn spec_hash(v: &Value) -> Option<&Value> {
 /// Secrets must be re-sent when the hash of the desired secrets changed, or when Grafana no
 /// longer lists one of the keys in `secureJsonFields` (reset in the UI). A secret changed in
 /// the UI to another value cannot be seen: Grafana never returns secret values.
-fn secrets_stale(desired: &DesiredDatasource, base: &Value, body: &Value) -> bool {
+fn secrets_stale(
+    desired: &DesiredDatasource,
+    base: &Value,
+    body: &Value,
+    headers: &BTreeMap<String, String>,
+) -> bool {
     let hash_path = super::desired::path(&["jsonData", MARKER, "secureHash"]);
     if get(base, &hash_path) != get(body, &hash_path) {
         return true;
     }
-    desired.secure.keys().any(|k| {
+    let header_keys = headers
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k);
+    desired.secure.keys().chain(header_keys).any(|k| {
         base.get("secureJsonFields")
             .and_then(|f| f.get(k))
             .and_then(Value::as_bool)
             != Some(true)
     })
+}
+
+/// Number Sonde's custom headers in `body` (Grafana reads `httpHeaderName1`, `2`, … and stops
+/// at the first gap). A header that is not Sonde's keeps its number (its value is write-only
+/// and cannot be moved); Sonde's take the lowest free numbers, in order. Returns the
+/// `httpHeaderValue<N>` values to send (an empty one wipes a number Sonde no longer uses) and
+/// whether any number changed, in which case the values must be sent again.
+fn number_headers(
+    desired: &DesiredDatasource,
+    base: &Value,
+    body: &mut Value,
+) -> (BTreeMap<String, String>, bool) {
+    let mut secure = BTreeMap::new();
+    if desired.role != Role::Owned {
+        return (secure, false);
+    }
+    let observed: BTreeMap<usize, String> = base
+        .get("jsonData")
+        .and_then(Value::as_object)
+        .map(|jd| {
+            jd.iter()
+                .filter_map(|(k, v)| {
+                    let n = k.strip_prefix("httpHeaderName")?.parse().ok()?;
+                    Some((n, v.as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The names Sonde set last time; before it recorded them, it only ever set these two.
+    let recorded: Vec<String> = base
+        .pointer(&format!("/jsonData/{MARKER}/headers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_else(|| vec![TENANT_HEADER.into(), AUTH_HEADER.into()]);
+    let ours = |name: &str| {
+        let names = desired.headers.iter().map(|(n, _)| n).chain(&recorded);
+        names.into_iter().any(|n| n.eq_ignore_ascii_case(name))
+    };
+    let user: BTreeSet<usize> = observed
+        .iter()
+        .filter(|(_, name)| !ours(name))
+        .map(|(n, _)| *n)
+        .collect();
+    let key = |prefix: &str, n: usize| vec!["jsonData".to_string(), format!("{prefix}{n}")];
+    for n in observed.keys().filter(|n| !user.contains(n)) {
+        put(body, &key("httpHeaderName", *n), None);
+    }
+    let mut renumbered = false;
+    let mut used = BTreeSet::new();
+    let mut free = (1usize..).filter(|n| !user.contains(n));
+    for ((name, value), n) in desired.headers.iter().zip(&mut free) {
+        put(
+            body,
+            &key("httpHeaderName", n),
+            Some(Value::String(name.clone())),
+        );
+        secure.insert(format!("httpHeaderValue{n}"), value.expose().to_string());
+        renumbered |= observed.get(&n) != Some(name);
+        used.insert(n);
+    }
+    for n in observed
+        .keys()
+        .filter(|n| !user.contains(n) && !used.contains(n))
+    {
+        secure.insert(format!("httpHeaderValue{n}"), String::new());
+        renumbered = true;
+    }
+    (secure, renumbered)
 }
 
 fn name_conflict(name: &str, other: &str) -> String {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    desired::{DesiredDatasource, DsSummary, ListOwnership, Role, path},
+    desired::{DesiredDatasource, DsSummary, ListOwnership, Role, TENANT_HEADER, path},
     secret::Secret,
 };
 
@@ -76,11 +76,12 @@ fn tempo() -> DesiredDatasource {
             s(&["jsonData", "serviceMap", "datasourceUid"], json!("prom")),
             s(&["jsonData", MARKER, "specHash"], json!("h1")),
             s(&["jsonData", MARKER, "secureHash"], json!("s1")),
-            (path(&["jsonData", "httpHeaderName2"]), None),
+            s(&["jsonData", MARKER, "headers"], json!([TENANT_HEADER])),
         ],
         unlink_if_dangling: vec![path(&["jsonData", "tracesToLogsV2", "datasourceUid"])],
         lists: Vec::new(),
-        secure: BTreeMap::from([("httpHeaderValue1".to_string(), Secret::new("tenant"))]),
+        secure: BTreeMap::new(),
+        headers: vec![(TENANT_HEADER.to_string(), Secret::new("tenant"))],
         depends_on: Vec::new(),
     }
 }
@@ -89,8 +90,8 @@ fn tempo() -> DesiredDatasource {
 fn stored() -> Value {
     json!({"id": 7, "uid": "sonde-t", "orgId": 1, "name": "T", "type": "tempo",
            "url": "http://tempo:3200", "version": 3, "readOnly": false,
-           "jsonData": {"serviceMap": {"datasourceUid": "prom"},
-                        MARKER: {"specHash": "h1", "secureHash": "s1"}},
+           "jsonData": {"serviceMap": {"datasourceUid": "prom"}, "httpHeaderName1": "X-Scope-OrgID",
+                        MARKER: {"specHash": "h1", "secureHash": "s1", "headers": ["X-Scope-OrgID"]}},
            "secureJsonFields": {"httpHeaderValue1": true}})
 }
 
@@ -117,8 +118,20 @@ fn edit(mut v: Value, f: impl FnOnce(&mut Value)) -> Value {
 #[case::user_added_unowned_field(Some(edit(stored(), |v| v["jsonData"]["spanBar"] = json!({"type": "None"}))), vec![], "noop", false, &[])]
 #[case::user_edited_owned_field(Some(edit(stored(), |v| v["jsonData"]["serviceMap"]["datasourceUid"] = json!("other"))),
     vec![], "update", true, &["jsonData.serviceMap.datasourceUid"])]
-#[case::owned_absent_field_removed(Some(edit(stored(), |v| v["jsonData"]["httpHeaderName2"] = json!("X"))),
-    vec![], "update", true, &["jsonData.httpHeaderName2"])]
+#[case::user_header_kept(Some(edit(stored(), |v| v["jsonData"]["httpHeaderName2"] = json!("X"))),
+    vec![], "noop", false, &[])]
+#[case::our_header_after_a_gap_renumbered(Some(edit(stored(), |v| {
+        v["jsonData"]["httpHeaderName2"] = json!("X-Scope-OrgID");
+        v["jsonData"].as_object_mut().map(|j| j.remove("httpHeaderName1"));
+    })), vec![], "update", true,
+    &["jsonData.httpHeaderName1", "jsonData.httpHeaderName2", "secureJsonData.httpHeaderValue1",
+      "secureJsonData.httpHeaderValue2"])]
+#[case::legacy_token_header_removed(Some(edit(stored(), |v| {
+        v["jsonData"]["httpHeaderName2"] = json!("Authorization");
+        v["jsonData"][MARKER].as_object_mut().map(|m| m.remove("headers"));
+    })), vec![], "update", true,
+    &["jsonData.httpHeaderName2", "jsonData.sondeReconciler.headers",
+      "secureJsonData.httpHeaderValue1", "secureJsonData.httpHeaderValue2"])]
 #[case::config_changed_not_drift(Some(edit(stored(), |v| v["jsonData"][MARKER]["specHash"] = json!("h0"))),
     vec![], "update", false, &["jsonData.sondeReconciler.specHash"])]
 #[case::dangling_link_removed(Some(edit(stored(), |v| v["jsonData"]["tracesToLogsV2"] = json!({"datasourceUid": "gone", "tags": []}))),

@@ -11,7 +11,14 @@
 //!   Secure values not sent are kept. 400 when the body's uid differs from the URL's. 403
 //!   "Cannot update read-only data source" for provisioned (`readOnly`) datasources.
 //! - Reads never return `secureJsonData`, only `secureJsonFields: {key: true}`.
+//! - Custom headers: the proxy sends `jsonData.httpHeaderName<N>` with
+//!   `secureJsonData.httpHeaderValue<N>` for N = 1, 2, … and stops at the first N without a
+//!   name ([`FakeState::headers_sent`]), so a header after a gap is never sent.
 //! - Basic auth or a bearer token is required (401 otherwise).
+//! - `POST /api/admin/provisioning/datasources/reload`: needs a server admin (basic auth; 403
+//!   for a token); a file that cannot be applied (e.g. "data source with the same uid already
+//!   exists") is HTTP 500 `{"message": "Internal Server Error", "error": cause}` (the handler's
+//!   `response.Error(500, "", err)`; production builds leave `error` out).
 //! - Orgs: a token acts in org 1; basic auth picks org 1 or 2 with `X-Grafana-Org-Id`. Names
 //!   and UIDs are unique per org only.
 use std::{
@@ -45,8 +52,11 @@ pub struct FakeState {
     pub writes: usize,
     /// Before the next PUT, bump the target's version as if another client had written.
     pub interfere_next_put: bool,
-    /// Provisioning reloads requested.
+    /// Provisioning reloads that succeeded.
     pub reloads: usize,
+    /// Make the next provisioning reloads fail as Grafana does when a file cannot be applied:
+    /// HTTP 500, `message` "Internal Server Error" and the cause in `error`.
+    pub reload_error: Option<String>,
     /// Accepted credentials: the bearer token and the basic-auth `user:password`.
     pub token: String,
     pub basic: String,
@@ -186,6 +196,39 @@ impl FakeState {
             let v = r.get("version").and_then(Value::as_i64).unwrap_or(0);
             r.insert("version".into(), json!(v + 1));
         }
+    }
+
+    /// Set a write-only value as a user would in the UI (bumps the version).
+    pub fn set_secure(&mut self, uid: &str, key: &str, value: &str) {
+        if let Some(i) = self.find(uid) {
+            self.stored[i].secure.insert(key.into(), value.into());
+            self.edit(uid, |_| {});
+        }
+    }
+
+    /// The custom headers Grafana's proxy sends to the datasource's backend, in org 1: it
+    /// reads `httpHeaderName1`, `httpHeaderName2`, … and stops at the first missing index.
+    pub fn headers_sent(&self, uid: &str) -> Vec<(String, String)> {
+        let Some(i) = self.find(uid) else {
+            return Vec::new();
+        };
+        let s = &self.stored[i];
+        let mut out = Vec::new();
+        for n in 1.. {
+            let name = s
+                .record
+                .get("jsonData")
+                .and_then(|j| j.get(format!("httpHeaderName{n}")))
+                .and_then(Value::as_str);
+            let Some(name) = name else { break };
+            let value = s
+                .secure
+                .get(&format!("httpHeaderValue{n}"))
+                .cloned()
+                .unwrap_or_default();
+            out.push((name.to_string(), value));
+        }
+        out
     }
 
     /// Delete a record directly.
@@ -468,6 +511,10 @@ async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
             StatusCode::FORBIDDEN,
             "You'll need additional permissions to perform this action",
         );
+    }
+    if let Some(cause) = &st.reload_error {
+        let body = json!({"message": "Internal Server Error", "error": cause});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
     }
     st.reloads += 1;
     Json(json!({"message": "Datasources config reloaded"})).into_response()

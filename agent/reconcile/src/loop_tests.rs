@@ -106,6 +106,7 @@ fn report(outcome: Option<Outcome>, error: bool) -> GrafanaReport {
             unlink_if_dangling: Vec::new(),
             lists: Vec::new(),
             secure: Default::default(),
+            headers: Vec::new(),
             depends_on: Vec::new(),
         };
         let mut item = Item::skipped(&d, String::new());

@@ -42,14 +42,23 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
         let trouble = count(&|o| matches!(o, Outcome::Conflict(_) | Outcome::Failed(_)));
         let manual = count(&|o| matches!(o, Outcome::Skipped(_)));
         let verb = if dry_run { "to change" } else { "changed" };
-        let _ = writeln!(
-            out,
-            "grafana {}: {pending} {verb}, {same} unchanged, {trouble} failed or in conflict, \
-             {manual} skipped, {} write(s)",
-            r.grafana, r.writes
-        );
-        if let Some(e) = &r.error {
-            let _ = writeln!(out, "  error: {e}");
+        match &r.error {
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "grafana {}: failed, {pending} {verb}, {} write(s)",
+                    r.grafana, r.writes
+                );
+                let _ = writeln!(out, "  error: {e}");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "grafana {}: {pending} {verb}, {same} unchanged, {trouble} failed or in \
+                     conflict, {manual} skipped, {} write(s)",
+                    r.grafana, r.writes
+                );
+            }
         }
         for item in &r.items {
             let p = &item.planned;
@@ -98,6 +107,22 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
         for n in &r.notes {
             let _ = writeln!(out, "  note: {n}");
         }
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| r.grafana.as_str())
+        .collect();
+    if failed.is_empty() {
+        let _ = writeln!(out, "summary: {} Grafana(s), none failed", reports.len());
+    } else {
+        let _ = writeln!(
+            out,
+            "summary: {} of {} Grafana(s) failed: {}",
+            failed.len(),
+            reports.len(),
+            failed.join(", ")
+        );
     }
     out
 }

@@ -89,13 +89,29 @@ pub async fn reconcile(
     }
     let mut failed_tempos = BTreeSet::new();
     for ds in &want.datasources {
-        if let Some(t) = ds.depends_on.iter().find(|t| failed_tempos.contains(*t)) {
-            report.items.push(Item::skipped(
-                ds,
-                format!("Tempo {t} was not written; not linking to it"),
-            ));
-            continue;
-        }
+        let failed: Vec<&String> = ds
+            .depends_on
+            .iter()
+            .filter(|t| failed_tempos.contains(*t))
+            .collect();
+        let narrowed;
+        let ds = match (
+            failed.is_empty(),
+            desired::without_links_to(ds, &failed_tempos),
+        ) {
+            (true, _) => ds,
+            (false, Some(d)) => {
+                narrowed = d;
+                &narrowed
+            }
+            (false, None) => {
+                report.items.push(Item::skipped(
+                    ds,
+                    format!("Tempo {failed:?} was not written; not linking to it"),
+                ));
+                continue;
+            }
+        };
         let item = apply_one(client, ds, &inventory, dry_run, &mut report.writes).await;
         if item.planned.drift {
             let paths: Vec<_> = item
@@ -106,13 +122,16 @@ pub async fn reconcile(
                 .collect();
             tracing::warn!(grafana = client.id(), uid = %ds.uid, ?paths, "drift: changed outside Sonde");
         }
-        // A Tempo that could not be written is linked to only if it exists anyway (e.g. a
-        // read-only one): never leave a link to a UID that is not there.
+        // A Tempo that could not be written is linked to only if a Tempo with its uid exists
+        // anyway (e.g. a read-only one): never leave a link to a UID that is not there, nor
+        // to a datasource of another type that holds the uid.
         let ok = matches!(
             item.outcome,
             Outcome::Applied | Outcome::Unchanged | Outcome::Planned
         );
-        let exists = inventory.iter().any(|d| d.uid == ds.uid);
+        let exists = inventory
+            .iter()
+            .any(|d| d.uid == ds.uid && d.kind == ds.kind);
         if !ok && !exists && ds.role == desired::Role::Owned {
             failed_tempos.insert(ds.uid.clone());
         }
@@ -136,10 +155,10 @@ async fn apply_one(
         };
         let planned = diff::plan(ds, observed.as_ref(), Some(inventory));
         if dry_run {
-            let outcome = if planned.pending() {
-                Outcome::Planned
-            } else {
-                Outcome::Unchanged
+            let outcome = match &planned.action {
+                Action::Conflict(m) => Outcome::Conflict(m.clone()),
+                Action::Create | Action::Update => Outcome::Planned,
+                Action::Noop => Outcome::Unchanged,
             };
             return Item { planned, outcome };
         }

@@ -602,3 +602,169 @@ async fn client_maps_grafana_datasource_api_semantics() {
         Value::from(ok_uid)
     );
 }
+
+fn sent(s: &Setup, uid: &str) -> Vec<(String, String)> {
+    s.fake.state().headers_sent(uid)
+}
+
+fn pair(name: &str, value: &str) -> (String, String) {
+    (name.to_string(), value.to_string())
+}
+
+/// Grafana sends custom headers 1, 2, … up to the first gap: a bearer token without a
+/// tenant, or after the tenant is removed, must still be sent; a user's header is kept.
+#[tokio::test]
+async fn custom_headers_are_numbered_without_gaps_and_user_headers_are_kept() {
+    let mut s = setup().await;
+    s.section.tempos[0].tenant = None;
+    s.section.tempos[0].bearer_token = Some(SecretSource {
+        value: Some("tok".into()),
+        ..Default::default()
+    });
+    let first = run(&s.section, false).await;
+    let uid = first.items[0].planned.uid.clone();
+    assert_eq!(sent(&s, &uid), [pair("Authorization", "Bearer tok")]);
+    // The user adds a header of their own in the UI, at the next index.
+    {
+        let mut st = s.fake.state();
+        st.edit(&uid, |r| r["jsonData"]["httpHeaderName2"] = json!("X-User"));
+        st.set_secure(&uid, "httpHeaderValue2", "mine");
+    }
+    assert_eq!(
+        run(&s.section, false).await.writes,
+        0,
+        "user header kept as is"
+    );
+    // A tenant is added: it takes the first free index, the user's header stays where it is.
+    s.section.tempos[0].tenant = Some(SecretSource {
+        value: Some("team-a".into()),
+        ..Default::default()
+    });
+    run(&s.section, false).await;
+    assert_eq!(
+        sent(&s, &uid),
+        [
+            pair("X-Scope-OrgID", "team-a"),
+            pair("X-User", "mine"),
+            pair("Authorization", "Bearer tok"),
+        ]
+    );
+    // The tenant is removed: no gap is left, the token is still sent.
+    s.section.tempos[0].tenant = None;
+    run(&s.section, false).await;
+    assert_eq!(
+        sent(&s, &uid),
+        [pair("Authorization", "Bearer tok"), pair("X-User", "mine")]
+    );
+    let (tempo, _) = s.fake.state().get(&uid).expect("tempo");
+    assert!(
+        tempo["jsonData"].get("httpHeaderName3").is_none(),
+        "{tempo}"
+    );
+    assert_eq!(run(&s.section, false).await.writes, 0, "idempotent");
+}
+
+/// A Tempo `uid` that belongs to a datasource of another type: a conflict, and nothing may
+/// link to that uid (the Prometheus would link to itself), in a dry run as well.
+#[tokio::test]
+async fn a_tempo_uid_taken_by_another_type_is_never_linked_to() {
+    let mut s = setup().await;
+    s.section.tempos[0].uid = Some("prom-a".into());
+    for dry_run in [true, false] {
+        let report = run(&s.section, dry_run).await;
+        match &report.items[0].outcome {
+            Outcome::Conflict(m) => assert!(m.contains("\"prometheus\""), "{m}"),
+            o => panic!("dry run {dry_run}: expected a conflict, got {o:?}"),
+        }
+        assert!(
+            report.items[1..]
+                .iter()
+                .all(|i| matches!(i.outcome, Outcome::Skipped(_))),
+            "dry run {dry_run}: {:?}",
+            outcomes(&report)
+        );
+        assert!(report.failed(), "exit 1");
+    }
+    assert_eq!(s.fake.state().writes, 0);
+    let (loki, _) = s.fake.state().get("loki-a").expect("loki");
+    assert_eq!(
+        loki["jsonData"]["derivedFields"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (prom, _) = s.fake.state().get("prom-a").expect("prom");
+    assert!(
+        prom["jsonData"]
+            .get("exemplarTraceIdDestinations")
+            .is_none(),
+        "{prom}"
+    );
+    // A second, good Tempo is still linked both ways; only the bad one's links are left out.
+    s.section.tempos.push(TempoConfig {
+        name: "Other traces".into(),
+        url: "http://other:3200".into(),
+        ..Default::default()
+    });
+    let report = run(&s.section, false).await;
+    assert!(report.failed(), "the conflict stays");
+    let other = crate::tempo_uid(&s.section.tempos[1]);
+    let (prom, _) = s.fake.state().get("prom-a").expect("prom");
+    assert_eq!(
+        prom["jsonData"]["exemplarTraceIdDestinations"],
+        json!([{"name": "traceID", "datasourceUid": other}])
+    );
+    let (loki, _) = s.fake.state().get("loki-a").expect("loki");
+    assert_eq!(
+        loki["jsonData"]["derivedFields"][1]["datasourceUid"],
+        json!(other)
+    );
+    assert_eq!(
+        loki["jsonData"]["derivedFields"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+/// An unreachable Grafana: the cause (here: connection refused) is in the message, and the
+/// run's summary counts the Grafana as failed.
+#[tokio::test]
+async fn an_unreachable_grafana_keeps_the_cause_and_counts_as_failed() {
+    let s = setup().await;
+    let mut section = s.section.clone();
+    // Port 9 (discard) on loopback: nothing listens there.
+    section.grafanas[0].url = Some("http://127.0.0.1:9".into());
+    let reports = crate::reconcile_once(&section, false).await;
+    let err = reports[0].error.clone().expect("an error");
+    assert!(
+        err.contains("cannot reach") && err.to_ascii_lowercase().contains("connection refused"),
+        "{err}"
+    );
+    let text = crate::render::reports(&reports, false);
+    assert!(text.contains("1 of 1 Grafana(s) failed: g1"), "{text}");
+    assert!(!text.contains("0 failed or in conflict"), "{text}");
+}
+
+/// Chosen by type alone, a read-only (provisioned) Prometheus can never get its exemplar
+/// link: a writable candidate is preferred, and the report says so.
+#[tokio::test]
+async fn a_writable_prometheus_is_preferred_over_a_read_only_one() {
+    let s = setup().await;
+    s.fake.state().seed(
+        json!({"uid": "prom-0", "name": "Provisioned", "type": "prometheus", "readOnly": true}),
+        &[],
+    );
+    let report = run(&s.section, false).await;
+    assert!(!report.failed(), "{:?}", outcomes(&report));
+    let uid = report.items[0].planned.uid.clone();
+    let (tempo, _) = s.fake.state().get(&uid).expect("tempo");
+    assert_eq!(
+        tempo["jsonData"]["tracesToMetrics"]["datasourceUid"],
+        "prom-a"
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("\"prom-a\"") && n.contains("read-only") && n.contains("prom-0")),
+        "{:?}",
+        report.notes
+    );
+}

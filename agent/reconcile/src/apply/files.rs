@@ -1,7 +1,8 @@
 //! File modes: write the Tempo datasources as Grafana provisioning YAML or as grafana-operator
 //! manifests, plus a `backlinks.yaml` with the entries to merge into Loki/Prometheus
 //! datasources that Sonde does not own in these modes. A file is only rewritten when its
-//! content changes, atomically; a dry run shows a line diff with secrets masked.
+//! content changes, atomically; a dry run shows a line diff with secrets masked. A provisioned
+//! datasource Sonde no longer wants is listed under `deleteDatasources`.
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -12,7 +13,7 @@ use crate::{
     config::{GrafanaConfig, ReconcileSection},
     desired::{self, DsSummary, Role},
     diff::{self, Action},
-    observed::grafana::GrafanaClient,
+    observed::grafana::{ApiError, GrafanaClient},
     secret::MASK,
 };
 
@@ -177,9 +178,14 @@ pub async fn reconcile(
     let (main_path, back_path) = paths(mode, &section.output_dir, g);
     let (main, private) = match mode {
         Mode::Operator => (render_files::operator(g, &bodies), false),
-        _ => (render_files::provisioning(g, &bodies), true),
+        _ => {
+            let previous = std::fs::read_to_string(&main_path).unwrap_or_default();
+            let deletes = no_longer_wanted(&previous, &bodies);
+            (render_files::provisioning(g, &bodies, &deletes), true)
+        }
     };
     let shown = mask_secure_lines(&main);
+    let previous = std::fs::read_to_string(&main_path).ok();
     sync_file(&main_path, &main, &shown, private, dry_run, &mut report);
     let main_changed = report.files.last().is_some_and(|f| f.changed);
     let back = render_files::backlinks(g, &patches, mode == Mode::Provisioning);
@@ -203,15 +209,38 @@ pub async fn reconcile(
     }
     if mode == Mode::Provisioning && main_changed && !dry_run && report.error.is_none() {
         match client {
-            Some(c) => {
-                if let Err(e) = c.reload_provisioning().await {
+            Some(c) => match c.reload_provisioning().await {
+                Ok(()) => {}
+                // Not allowed to reload: the file is fine, Grafana reads it at start-up.
+                Err(e @ (ApiError::Unauthorized { .. } | ApiError::Http { status: 403, .. })) => {
                     report.notes.push(format!(
                         "wrote {} but could not ask Grafana to reload ({e}); reloading needs a \
                          server admin with basic auth, or restart Grafana",
                         main_path.display()
+                    ))
+                }
+                // Grafana could not apply the file; a restart would fail the same way (and
+                // may keep Grafana from starting), so the previous file is put back and the
+                // next run tries again.
+                Err(e) => {
+                    let restored = match &previous {
+                        Some(old) => write_atomic(&main_path, old, private),
+                        None => std::fs::remove_file(&main_path).map_err(|source| Error::Write {
+                            path: main_path.display().to_string(),
+                            source,
+                        }),
+                    };
+                    let restored = match restored {
+                        Ok(()) => "the previous file was put back".to_string(),
+                        Err(r) => format!("and the previous file could not be put back: {r}"),
+                    };
+                    report.error = Some(format!(
+                        "Grafana could not load {} ({e}); {restored}. Fix the cause (Grafana's \
+                         log has the details) and run again",
+                        main_path.display()
                     ));
                 }
-            }
+            },
             None => report.notes.push(format!(
                 "wrote {}; Grafana reads it at start-up or on POST \
                  /api/admin/provisioning/datasources/reload",
@@ -220,6 +249,34 @@ pub async fn reconcile(
         }
     }
     report
+}
+
+/// The datasource names Sonde's previous provisioning file created or deleted that the new
+/// one does not create: Grafana never removes a provisioned datasource by itself, so these go
+/// under `deleteDatasources` (kept there, for a Grafana that reads the file later).
+pub fn no_longer_wanted(previous: &str, bodies: &[serde_json::Value]) -> Vec<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(previous).unwrap_or_default();
+    let names = |key: &str| -> Vec<String> {
+        doc.get(key)
+            .and_then(serde_yaml::Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.get("name")?.as_str())
+            .map(|n| n.replace("$$", "$"))
+            .collect()
+    };
+    let wanted: Vec<&str> = bodies
+        .iter()
+        .filter_map(|b| b.get("name")?.as_str())
+        .collect();
+    let mut out: Vec<String> = names("datasources")
+        .into_iter()
+        .chain(names("deleteDatasources"))
+        .filter(|n| !wanted.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn mode_name(mode: Mode) -> &'static str {

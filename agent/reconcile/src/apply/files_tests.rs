@@ -278,3 +278,119 @@ async fn with_api_access_names_are_resolved_and_grafana_is_reloaded() {
 fn masks_secure_blocks(#[case] input: &str, #[case] want: &str) {
     assert_eq!(mask_secure_lines(input), want);
 }
+
+/// A reload that Grafana refuses (HTTP 500) is an error with Grafana's reason, the previous
+/// file is put back (a file Grafana cannot load can keep it from starting), and the next run
+/// tries again.
+#[tokio::test]
+async fn a_failed_provisioning_reload_is_an_error_with_grafanas_reason() {
+    let fake = FakeGrafana::start("tok", "admin:pw").await;
+    fake.state().reload_error = Some("data source with the same uid already exists".into());
+    let mut pw = tempfile::NamedTempFile::new().expect("tempfile");
+    writeln!(pw, "pw").expect("write");
+    let mut s = setup(Mode::Provisioning);
+    s.section.grafanas.truncate(1);
+    s.section.grafanas[0].url = Some(fake.url());
+    s.section.grafanas[0].basic_auth = Some(BasicAuth {
+        user: "admin".into(),
+        password: SecretSource {
+            file: Some(pw.path().into()),
+            ..Default::default()
+        },
+    });
+    s.section.metrics.truncate(1);
+    s.section.validate().expect("valid");
+    let client = crate::apply::client_for(&s.section.grafanas[0])
+        .expect("c")
+        .expect("url");
+    let tempos = resolve_tempos(&s.section).expect("tempos");
+    let g = &s.section.grafanas[0];
+    let go = || {
+        reconcile(
+            Mode::Provisioning,
+            g,
+            Some(&client),
+            &s.section,
+            &tempos,
+            false,
+        )
+    };
+    let report = go().await;
+    let err = report.error.clone().expect("an error");
+    assert!(
+        err.contains("same uid already exists") && err.contains("500"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("permission"),
+        "not a permission problem: {err}"
+    );
+    assert_eq!(crate::exit_code(&[report], false), 1);
+    let main = paths(Mode::Provisioning, &s.section.output_dir, g).0;
+    assert!(
+        !main.exists(),
+        "the file Grafana refused is not left behind"
+    );
+    fake.state().reload_error = None;
+    let report = go().await;
+    assert_eq!(report.error, None);
+    assert_eq!(fake.state().reloads, 1, "retried on the next run");
+    assert!(main.exists());
+}
+
+/// What Sonde provisioned and no longer wants goes under `deleteDatasources`: a renamed Tempo
+/// keeping its uid (else Grafana's reload fails "data source with the same uid already
+/// exists") and a Tempo removed from the config (else it stays, read-only, forever).
+#[tokio::test]
+async fn provisioning_deletes_what_sonde_no_longer_wants() {
+    let mut s = setup(Mode::Provisioning);
+    s.section.grafanas.truncate(1);
+    s.section.metrics.truncate(1);
+    s.section.validate().expect("valid");
+    run_all(&s.section, false).await;
+    let main = paths(
+        Mode::Provisioning,
+        &s.section.output_dir,
+        &s.section.grafanas[0],
+    )
+    .0;
+    let doc = |p: &Path| -> serde_yaml::Value { serde_yaml::from_str(&read(p)).expect("yaml") };
+    assert!(doc(&main).get("deleteDatasources").is_none());
+    s.section.tempos[0].name = "Renamed traces".into();
+    run_all(&s.section, false).await;
+    let d = doc(&main);
+    assert_eq!(
+        serde_yaml::to_string(&d["deleteDatasources"]).expect("yaml"),
+        "- name: Sonde traces\n  orgId: 1\n",
+    );
+    assert_eq!(d["datasources"][0]["name"].as_str(), Some("Renamed traces"));
+    assert_eq!(d["datasources"][0]["uid"].as_str(), Some("sonde-traces"));
+    // Idempotent: the next run keeps the delete (a Grafana restarted later needs it too).
+    assert!(!run_all(&s.section, false).await[0].files[0].changed);
+    s.section.tempos.clear();
+    run_all(&s.section, false).await;
+    let d = doc(&main);
+    let names: Vec<_> = d["deleteDatasources"]
+        .as_sequence()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Renamed traces", "Sonde traces"]);
+    assert_eq!(d["datasources"].as_sequence().map(Vec::len), Some(0));
+    // Wanted again: no longer deleted.
+    s.section.tempos.push(TempoConfig {
+        name: "Sonde traces".into(),
+        url: "http://sonde:3200".into(),
+        ..Default::default()
+    });
+    run_all(&s.section, false).await;
+    let d = doc(&main);
+    let names: Vec<_> = d["deleteDatasources"]
+        .as_sequence()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Renamed traces"]);
+}

@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use crate::secret::Secret;
 
+/// How long one request may take.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How to authenticate.
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -83,7 +86,7 @@ impl GrafanaClient {
         ca_pem: Option<&[u8]>,
     ) -> Result<Self, ApiError> {
         let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
+            .timeout(TIMEOUT)
             .user_agent(concat!("sonde-reconcile/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
             let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ApiError::Transport {
@@ -141,7 +144,7 @@ impl GrafanaClient {
         let resp = req.send().await.map_err(|e| ApiError::Transport {
             grafana: self.id.clone(),
             url: url.clone(),
-            reason: e.without_url().to_string(),
+            reason: transport_reason(&e),
         })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -149,11 +152,15 @@ impl GrafanaClient {
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok((status, json));
         }
-        let message = json
+        let mut message = json
             .get("message")
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| text.chars().take(200).collect());
+        // Grafana puts the cause of a 500 in `error` (outside production builds).
+        if let Some(cause) = json.get("error").and_then(Value::as_str) {
+            message = format!("{message}: {cause}");
+        }
         let (grafana, what) = (self.id.clone(), what.to_string());
         Err(match status {
             StatusCode::UNAUTHORIZED => ApiError::Unauthorized {
@@ -286,6 +293,32 @@ impl GrafanaClient {
         }
         Ok(v)
     }
+}
+
+/// Why a request got no answer, with the whole cause chain (connection refused, DNS, TLS,
+/// timeout): reqwest's own message is only "error sending request".
+fn transport_reason(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if e.is_timeout() {
+        parts.push(format!("timed out after {}s", TIMEOUT.as_secs()));
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    let hint = if e.is_timeout() || e.is_connect() {
+        "; check `url` and that Grafana is running and reachable from here"
+    } else {
+        ""
+    };
+    format!("{}{hint}", parts.join(": "))
 }
 
 /// Percent-encode one URL path segment.
