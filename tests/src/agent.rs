@@ -63,3 +63,20 @@ pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
         .expect("agent did not report it is capturing");
     proc
 }
+
+/// The agent's `/metrics` text on `port`.
+pub async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// One sample's value in a Prometheus text exposition (panics when absent).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing in {text}"))
+}

@@ -6,7 +6,7 @@ use std::{process::Command, time::Duration};
 
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use sonde_e2e::{
-    agent::start_agent,
+    agent::{metric, scrape, start_agent},
     curl, free_port,
     otlp::{attr, attr_in, start_receiver},
     python_http_server, require_kernel,
@@ -37,23 +37,6 @@ async fn one_server_span(received: &sonde_e2e::otlp::Received, port: u16, path: 
     assert_eq!(got.len(), 1, "one span, for {path}: {:?}", names(&got));
     assert_eq!(attr(&got[0], "url.path").as_deref(), Some(path));
     got[0].clone()
-}
-
-/// The agent's /metrics text.
-async fn scrape(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// One sample's value in a Prometheus text exposition (panics when absent).
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} missing in {text}"))
 }
 
 fn names(spans: &[Span]) -> Vec<String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
 use sonde_e2e::{
-    agent::start_agent,
+    agent::{metric, scrape, start_agent},
     curl, free_port,
     otlp::{attr, start_receiver},
     require_kernel,
@@ -84,21 +84,6 @@ fn run(port: u16, path: &str, upload: Option<usize>, dir: &std::path::Path) -> u
     };
     assert!(ok, "curl {url} failed");
     out.trim().parse().expect("a size")
-}
-
-async fn scrape(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} missing in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
