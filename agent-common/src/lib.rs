@@ -10,6 +10,12 @@ pub const MAX_DATA: usize = 4096;
 pub const TAIL_LEN: usize = 16;
 /// Default runtime copy limit (configurable down to 64 and up to `MAX_DATA`).
 pub const DEFAULT_COPY_LEN: u32 = 4096;
+/// Buffers up to this many bytes are copied whole (up to the copy limit), whatever they hold.
+pub const SMALL_BUF: usize = 256;
+/// Bytes copied of a larger buffer that does not start like an HTTP/1.x head (a request line
+/// or a status line): a body, or another protocol. Its length and its last bytes are enough
+/// to count a body and follow chunk framing; the ring's volume follows heads, not bodies.
+pub const BODY_PREFIX: usize = 64;
 
 /// What a record describes.
 pub mod kind {
@@ -106,8 +112,21 @@ pub struct EventHeader {
     /// when not known (softirq context), and not written at all on data records (whatever the
     /// ring held there). Names a process that exits before userspace can read /proc.
     pub comm: [u8; 16],
+    /// How many records of this socket (as seen by this process) the kernel could not write
+    /// because the ring was full, so far ([`SockInfo::lost`]). When it changes between two
+    /// records of a connection, records between them are missing: userspace drops that
+    /// connection's pending exchanges and resumes at the next head.
+    pub sock_lost: u32,
+    /// Records lost to a full ring on the whole host when this one was written (wrapping).
+    /// A connection that ends without a record of its own end (its close or its process's
+    /// exit was among the lost) is judged by this: when it moved since the connection's last
+    /// record, what was in flight on it may have lost its answer.
+    pub ring_lost: u32,
 }
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 120);
+
+/// [`EventHeader::sock_lost`] of a close the kernel saw without the socket's entry.
+pub const LOST_UNKNOWN: u32 = u32::MAX;
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 128);
 
 /// One ring-buffer record: header plus a bounded prefix of the buffer.
 #[repr(C)]
@@ -116,7 +135,7 @@ pub struct Event {
     pub header: EventHeader,
     pub data: [u8; MAX_DATA],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 120 + MAX_DATA);
+const _: () = assert!(core::mem::size_of::<Event>() == 128 + MAX_DATA);
 
 /// Selection modes written into [`Config::mode`].
 pub mod mode {
@@ -194,7 +213,8 @@ pub struct SockInfo {
     /// may be gone without a close(2) (exec closing close-on-exec fds, process exit), so the
     /// next use of the fd number walks the fd table again instead of trusting this entry.
     pub closing: u32,
-    pub _pad: u32,
+    /// Records of this socket lost to a full ring (see [`EventHeader::sock_lost`]).
+    pub lost: u32,
 }
 const _: () = assert!(core::mem::size_of::<SockInfo>() == 64);
 

@@ -65,6 +65,11 @@ pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536
 #[map]
 pub static LIVE_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
+/// Records lost to a full ring, host-wide (one slot, updated atomically): every record
+/// carries its value (`EventHeader::ring_lost`).
+#[map]
+pub static RING_LOST: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Kernel-side counters, indexed by `agent_common::counter`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> =

@@ -44,6 +44,8 @@ fn record(pid: u32, conn: u32, k: u8, sc: u8, ts: u64, len: u32, data: &[u8]) ->
         tuple: t,
         tail: [0; 16],
         comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0",
+        sock_lost: 0,
+        ring_lost: 0,
     };
     // SAFETY: EventHeader is repr(C) plain data.
     let head = unsafe {

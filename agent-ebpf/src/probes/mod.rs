@@ -11,7 +11,7 @@ use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
 };
 
-use crate::maps::{CONFIG, COUNTERS, EVENTS, LIVE_SOCKS, SELECTED, SOCKS};
+use crate::maps::{CONFIG, COUNTERS, EVENTS, LIVE_SOCKS, RING_LOST, SELECTED, SOCKS};
 
 const S_IFMT: u16 = 0o170_000;
 const S_IFSOCK: u16 = 0o140_000;
@@ -67,14 +67,20 @@ pub fn select(tgid: u32) {
 /// process still holds does not close, so its entry stays until the number is closed again
 /// or the LRU evicts it.)
 #[inline(always)]
-pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
+pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<Sock> {
     if cfg.offsets_ok == 0 || fd < 0 {
         return None;
     }
     let key = sock_key(tgid, fd);
     // SAFETY: read-only lookup; the value is copied out.
     let stale = match unsafe { SOCKS.get(&key) } {
-        Some(info) if info.closing == 0 => return Some((info.sk, info.tuple)),
+        Some(info) if info.closing == 0 => {
+            return Some(Sock {
+                sk: info.sk,
+                tuple: info.tuple,
+                lost: info.lost,
+            });
+        }
         Some(_) => true,
         None => false,
     };
@@ -89,14 +95,18 @@ pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
                     sk,
                     tuple: t,
                     closing: 0,
-                    _pad: 0,
+                    lost: 0,
                 };
                 let _ = SOCKS.insert(&key, &info, 0);
                 let _ = LIVE_SOCKS.insert(&sk, &key, 0);
             } else if stale {
                 forget_fd(tgid, fd);
             }
-            Some((sk, t))
+            Some(Sock {
+                sk,
+                tuple: t,
+                lost: 0,
+            })
         }
         None => {
             if stale {
@@ -104,6 +114,27 @@ pub fn socket_of_fd(cfg: &Config, tgid: u32, fd: i32) -> Option<(u64, Tuple)> {
             }
             None
         }
+    }
+}
+
+/// A socket fd's identity, as a record reports it.
+#[derive(Clone, Copy)]
+pub struct Sock {
+    /// The `struct sock *`.
+    pub sk: u64,
+    pub tuple: Tuple,
+    /// Records of it lost so far (`SockInfo::lost`).
+    pub lost: u32,
+}
+
+/// A record of socket `fd` could not be written (the ring was full): count it on the socket,
+/// so that its next record tells userspace that something is missing in between. Two CPUs
+/// racing here may count one loss for two, which is enough: any change is the signal.
+#[inline(always)]
+pub fn note_loss(tgid: u32, fd: i32) {
+    if let Some(info) = SOCKS.get_ptr_mut(&sock_key(tgid, fd)) {
+        // SAFETY: a map value; see above for the race.
+        unsafe { (*info).lost = (*info).lost.wrapping_add(1) };
     }
 }
 
@@ -207,8 +238,24 @@ pub fn reserve<const N: usize>() -> Option<RingBufEntry<Rec<N>>> {
     let entry = EVENTS.reserve::<Rec<N>>(0);
     if entry.is_none() {
         bump(counter::RINGBUF_FULL);
+        if let Some(lost) = RING_LOST.get_ptr_mut(0) {
+            // SAFETY: an aligned u32 in the map, updated by every CPU with atomic adds.
+            unsafe {
+                core::intrinsics::atomic_xadd::<
+                    u32,
+                    u32,
+                    { core::intrinsics::AtomicOrdering::Relaxed },
+                >(lost, 1);
+            }
+        }
     }
     entry
+}
+
+/// Records lost host-wide so far (`EventHeader::ring_lost`).
+#[inline(always)]
+pub fn ring_lost() -> u32 {
+    RING_LOST.get(0).copied().unwrap_or(0)
 }
 
 /// Hand a filled record to userspace without waking anyone: the agent drains on a short

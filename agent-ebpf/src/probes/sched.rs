@@ -35,7 +35,7 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if group_dead == 0 || !selected(cfg, tgid) {
         return Ok(());
     }
-    emit_lifecycle(tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT);
+    emit_lifecycle(tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT, 0);
     Ok(())
 }
 
@@ -91,6 +91,8 @@ fn emit_exec(ctx: &TracePointContext, pid: u32, tid: u32) {
             tuple: Tuple::default(),
             tail: [0; agent_common::TAIL_LEN],
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
+            sock_lost: 0,
+            ring_lost: super::ring_lost(),
         };
     }
     submit(entry);
@@ -119,11 +121,13 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     };
     // The fd may be gone without a close(2) that Sonde sees (exec, process exit): its cached
     // entry must not vouch for whatever gets that fd number next.
+    let mut lost = agent_common::LOST_UNKNOWN;
     if let Some(info) = SOCKS.get_ptr_mut(&key) {
         // SAFETY: a map value; a concurrent reader at worst walks the fd table once more.
         unsafe {
             if (*info).sk == skaddr {
                 (*info).closing = 1;
+                lost = (*info).lost;
             }
         }
     }
@@ -132,7 +136,7 @@ fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let _ = LIVE_SOCKS.remove(&skaddr);
     let owner = (key >> 32) as u32;
-    emit_lifecycle(owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE);
+    emit_lifecycle(owner, 0, -1, skaddr, kind::CLOSE, syscall::CLOSE, lost);
     Ok(())
 }
 
@@ -147,7 +151,7 @@ unsafe fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const T) }
 }
 
-fn emit_lifecycle(pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
+fn emit_lifecycle(pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8, sock_lost: u32) {
     let Some(mut entry) = reserve::<0>() else {
         return;
     };
@@ -172,6 +176,8 @@ fn emit_lifecycle(pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8) {
             } else {
                 bpf_get_current_comm().unwrap_or([0; 16])
             },
+            sock_lost,
+            ring_lost: super::ring_lost(),
         },
         data: [],
     });

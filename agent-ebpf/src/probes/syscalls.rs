@@ -5,7 +5,9 @@
 //! of the buffer. `ret` is at offset 16 of every sys_exit record
 //! (/sys/kernel/tracing/events/syscalls/*/format).
 
-use agent_common::{Config, EventHeader, MAX_DATA, TAIL_LEN, Tuple, kind, syscall};
+use agent_common::{
+    BODY_PREFIX, Config, EventHeader, MAX_DATA, SMALL_BUF, TAIL_LEN, kind, syscall,
+};
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated as gen_helpers,
@@ -17,13 +19,17 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use super::{Rec, config, forget_fd, reserve, select, selected, socket_of_fd, submit};
+use super::{
+    Rec, Sock, config, forget_fd, note_loss, reserve, select, selected, socket_of_fd, submit,
+};
 use crate::maps::{LIVE_SOCKS, PORTS, SOCKS};
 
 /// iovecs looked at to find a vectored call's last bytes (hyper writes a whole chunked
 /// response as one writev of 2 + 3 per chunk iovecs).
 const MAX_TAIL_IOVS: u64 = 32;
 const RET: usize = 16;
+/// The first argument in a sys_enter record.
+const ARG0: usize = 16;
 const EINPROGRESS: i64 = -115;
 
 /// A returning syscall: its first three arguments and which syscall it was. (Its time is read
@@ -89,9 +95,35 @@ exit!(sys_exit_sendfile64, syscall::SENDFILE);
 exit!(sys_exit_accept, syscall::ACCEPT);
 exit!(sys_exit_accept4, syscall::ACCEPT);
 exit!(sys_exit_connect, syscall::CONNECT);
-exit!(sys_exit_close, syscall::CLOSE);
 exit!(sys_exit_dup2, syscall::DUP);
 exit!(sys_exit_dup3, syscall::DUP);
+
+/// A close is handled at its entry, while the fd still names the socket: once the kernel has
+/// released the number, another thread of the process can get it for a new socket before
+/// this close's exit runs, and the cached entry (still the old socket's) would vouch for the
+/// new connection's first records, and the late close would then end the new connection.
+/// (A close that fails still releases the fd on Linux, except for a number that was not
+/// open, which has no entry.)
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !selected(cfg, (pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    // SAFETY: `args[0]` (the fd) is at offset 16 of every sys_enter record.
+    let fd = unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(ARG0) as *const u64) };
+    closed(
+        pid_tgid,
+        &Call {
+            ptr: 0,
+            arg2: 0,
+            fd: fd as i32,
+            syscall: syscall::CLOSE,
+        },
+    );
+    0
+}
 
 /// The return value, loaded straight from the tracepoint record (tracepoint programs may read
 /// their context directly; `read_at` would cost a helper call).
@@ -153,7 +185,6 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
     let ok = match sc {
         syscall::ACCEPT => ret >= 0,
         syscall::CONNECT => ret == 0 || ret == EINPROGRESS,
-        syscall::CLOSE => ret == 0,
         syscall::DUP => ret >= 0,
         _ => ret > 0,
     };
@@ -186,7 +217,6 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
                 lifecycle(cfg, pid_tgid, call.fd, &call, kind::CONNECT);
             }
         }
-        syscall::CLOSE => closed(pid_tgid, &call),
         // dup2/dup3 closed whatever `newfd` (the second argument) held.
         syscall::DUP => closed(
             pid_tgid,
@@ -211,32 +241,40 @@ fn closed(pid_tgid: u64, call: &Call) {
     };
     forget_fd(tgid, call.fd);
     let _ = LIVE_SOCKS.remove(&info.sk);
-    lifecycle_record(pid_tgid, call.fd, call, kind::CLOSE, info.sk, &info.tuple);
+    let sock = Sock {
+        sk: info.sk,
+        tuple: info.tuple,
+        lost: info.lost,
+    };
+    lifecycle_record(pid_tgid, call.fd, call, kind::CLOSE, &sock);
 }
 
 /// Accept, connect or close of an inet stream socket: a record with no payload.
 /// Not inlined: its stack frame must not add to the caller's (512 bytes in all).
 #[inline(never)]
 fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, fd) else {
+    let Some(sock) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, fd) else {
         return;
     };
     let tgid = (pid_tgid >> 32) as u32;
     if k == kind::ACCEPT && cfg.port_select != 0 && !selected(cfg, tgid) {
         // SAFETY: read-only lookup of a plain u8 value.
-        if unsafe { PORTS.get(&tuple.local_port) }.is_none() {
+        if unsafe { PORTS.get(&sock.tuple.local_port) }.is_none() {
             return;
         }
         select(tgid);
     }
-    let _ = LIVE_SOCKS.insert(&sk, &super::sock_key(tgid, fd), 0);
-    lifecycle_record(pid_tgid, fd, call, k, sk, &tuple);
+    let _ = LIVE_SOCKS.insert(&sock.sk, &super::sock_key(tgid, fd), 0);
+    lifecycle_record(pid_tgid, fd, call, k, &sock);
 }
 
 /// A record with no payload.
 #[inline(always)]
-fn lifecycle_record(pid_tgid: u64, fd: i32, call: &Call, k: u8, sk: u64, tuple: &Tuple) {
+fn lifecycle_record(pid_tgid: u64, fd: i32, call: &Call, k: u8, sock: &Sock) {
     let Some(mut entry) = reserve::<0>() else {
+        if k != kind::CLOSE {
+            note_loss((pid_tgid >> 32) as u32, fd);
+        }
         return;
     };
     let rec: *mut Rec<0> = entry.as_mut_ptr();
@@ -248,8 +286,7 @@ fn lifecycle_record(pid_tgid: u64, fd: i32, call: &Call, k: u8, sk: u64, tuple: 
             fd,
             call,
             k,
-            sk,
-            tuple,
+            sock,
             0,
             0,
         );
@@ -257,11 +294,14 @@ fn lifecycle_record(pid_tgid: u64, fd: i32, call: &Call, k: u8, sk: u64, tuple: 
     submit(entry);
 }
 
-/// A read or write of `len` bytes: copy a prefix (and a tail for flat buffers) into a record
-/// of the smallest size class that holds it.
+/// A read or write of `len` bytes: copy a prefix (and the last bytes) into a record of the
+/// smallest size class that holds it. A buffer larger than `SMALL_BUF` is copied up to the
+/// copy limit only when it starts like an HTTP/1.x head; of anything else (a body, another
+/// protocol) only `BODY_PREFIX` bytes are copied: userspace needs a body's length, its
+/// first bytes (a chunk-size line) and its last bytes, not its middle.
 #[inline(never)]
 fn data(cfg: &Config, pid_tgid: u64, call: &Call, len: u64) {
-    let Some((sk, tuple)) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, call.fd) else {
+    let Some(sock) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, call.fd) else {
         return;
     };
     let (src, cap) = match source(call) {
@@ -272,19 +312,23 @@ fn data(cfg: &Config, pid_tgid: u64, call: &Call, len: u64) {
     if n > cfg.copy_len as u64 {
         n = cfg.copy_len as u64;
     }
+    if n > SMALL_BUF as u64 && !starts_like_head(src) {
+        n = BODY_PREFIX as u64;
+    }
     let d = Data {
         pid_tgid,
         call,
         len,
         src,
         n,
-        sk,
-        tuple: &tuple,
+        sock: &sock,
     };
     if n == 0 {
         // sendfile, or nothing readable: the header alone.
         fill_data::<0>(&d);
-    } else if n <= 256 {
+    } else if n <= BODY_PREFIX as u64 {
+        fill_data::<BODY_PREFIX>(&d);
+    } else if n <= SMALL_BUF as u64 {
         fill_data::<256>(&d);
     } else if n <= 1024 {
         fill_data::<1024>(&d);
@@ -301,13 +345,33 @@ struct Data<'a> {
     /// Where the bytes start, and how many to copy (at most `N` are).
     src: u64,
     n: u64,
-    sk: u64,
-    tuple: &'a Tuple,
+    sock: &'a Sock,
+}
+
+/// Whether the bytes at `src` begin like an HTTP/1.x head: a status line (`HTTP/`) or a
+/// request line (a method of 3 to 7 capital letters and a space; `PRI * HTTP/2.0`, the
+/// HTTP/2 preface, passes too). Unreadable bytes count as a head (copied as before).
+#[inline(always)]
+fn starts_like_head(src: u64) -> bool {
+    // SAFETY: checked user read.
+    let Ok(b) = (unsafe { bpf_probe_read_user(src as *const [u8; 8]) }) else {
+        return true;
+    };
+    if b[0] == b'H' && b[1] == b'T' && b[2] == b'T' && b[3] == b'P' && b[4] == b'/' {
+        return true;
+    }
+    let mut i = 0;
+    while i < 8 && b[i].is_ascii_uppercase() {
+        i += 1;
+    }
+    // `i & 7` is `i` (below 8 here); the mask spares the index a bounds check.
+    (3..8).contains(&i) && b[i & 7] == b' '
 }
 
 #[inline(always)]
 fn fill_data<const N: usize>(d: &Data<'_>) {
     let Some(mut entry) = reserve::<N>() else {
+        note_loss((d.pid_tgid >> 32) as u32, d.call.fd);
         return;
     };
     let rec: *mut Rec<N> = entry.as_mut_ptr();
@@ -333,8 +397,7 @@ fn fill_data<const N: usize>(d: &Data<'_>) {
             d.call.fd,
             d.call,
             kind_of(d.call.syscall),
-            d.sk,
-            d.tuple,
+            d.sock,
             d.len as u32,
             copied,
         );
@@ -462,8 +525,7 @@ unsafe fn fill_header(
     fd: i32,
     call: &Call,
     k: u8,
-    sk: u64,
-    tuple: &Tuple,
+    sock: &Sock,
     len: u32,
     copied: u32,
 ) {
@@ -472,7 +534,7 @@ unsafe fn fill_header(
         let now = bpf_ktime_get_ns();
         (*h).start_ns = now;
         (*h).end_ns = now;
-        (*h).sock_id = sk;
+        (*h).sock_id = sock.sk;
         (*h).pid = (pid_tgid >> 32) as u32;
         (*h).tid = pid_tgid as u32;
         (*h).fd = fd;
@@ -481,7 +543,9 @@ unsafe fn fill_header(
         (*h).tail_len = 0;
         (*h).kind = k;
         (*h).syscall = call.syscall;
-        (*h).tuple = *tuple;
+        (*h).tuple = sock.tuple;
+        (*h).sock_lost = sock.lost;
+        (*h).ring_lost = super::ring_lost();
         // The command name matters only where a connection starts (userspace names short-lived
         // processes from it and reads it from no other record): data records leave it alone.
         if k != kind::READ

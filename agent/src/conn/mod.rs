@@ -108,11 +108,15 @@ pub struct Stats {
     pub ended_by_timeout: u64,
     /// A side lost sync because uncopied bytes hid where the next head starts.
     pub lost_sync: u64,
+    /// Connections resynchronised because the kernel lost some of their records (full ring).
+    pub ring_loss_resyncs: u64,
+    /// Exchanges dropped without a span because records of their connection were lost.
+    pub ring_loss_exchanges: u64,
 }
 
 impl Stats {
     /// Every counter with a stable snake_case name, for export as metrics.
-    pub fn counters(&self) -> [(&'static str, u64); 24] {
+    pub fn counters(&self) -> [(&'static str, u64); 26] {
         [
             ("records", self.records),
             ("requests", self.requests),
@@ -138,6 +142,8 @@ impl Stats {
             ("ended_by_close", self.ended_by_close),
             ("ended_by_timeout", self.ended_by_timeout),
             ("lost_sync", self.lost_sync),
+            ("ring_loss_resyncs", self.ring_loss_resyncs),
+            ("ring_loss_exchanges", self.ring_loss_exchanges),
         ]
     }
 }
@@ -155,6 +161,8 @@ pub struct Tracker {
     /// Which connection a socket belongs to (for kernel-side closes without an fd).
     by_sock: HashMap<u64, ConnKey>,
     scratch: Vec<u8>,
+    /// The kernel's host-wide count of lost records, as of the latest record.
+    ring_lost: u32,
 }
 
 impl Tracker {
@@ -166,6 +174,7 @@ impl Tracker {
             by_fd: HashMap::default(),
             by_sock: HashMap::default(),
             scratch: Vec::new(),
+            ring_lost: 0,
         }
     }
 
@@ -180,6 +189,9 @@ impl Tracker {
     /// Feeds one record; finished exchanges are appended to `out`. Never panics.
     pub fn push(&mut self, rec: Record, out: &mut Vec<HttpSpan>) {
         self.stats.records += 1;
+        if let Some(n) = rec.ring_lost() {
+            self.ring_lost = n;
+        }
         match rec {
             Record::Data(d) => {
                 if let Some(conn) = self.conns.get_mut(&d.key) {
@@ -199,7 +211,14 @@ impl Tracker {
                     self.stats.non_http_skipped += 1;
                     return;
                 }
-                let conn = Conn::new(d.key.pid, None, Mode::Http, d.tuple, d.end_unix_ns);
+                let conn = Conn::new(
+                    d.key.pid,
+                    None,
+                    Mode::Http,
+                    d.tuple,
+                    d.end_unix_ns,
+                    d.sock_lost,
+                );
                 self.insert(d.key, conn, out);
                 if let Some(conn) = self.conns.get_mut(&d.key) {
                     let mut ctx = Ctx {
@@ -216,8 +235,15 @@ impl Tracker {
                 role,
                 tuple,
                 unix_ns,
-            } => self.open(key, role, tuple, unix_ns, out),
-            Record::Close { key, unix_ns } => {
+                sock_lost,
+                ..
+            } => self.open(key, role, tuple, unix_ns, sock_lost, out),
+            Record::Close {
+                key,
+                unix_ns,
+                sock_lost,
+                ..
+            } => {
                 let found = if key.fd < 0 {
                     self.by_sock.get(&key.sock_id).copied()
                 } else if self.conns.contains_key(&key) {
@@ -229,10 +255,24 @@ impl Tracker {
                         .map(|&sock_id| ConnKey { sock_id, ..key })
                 };
                 if let Some(k) = found {
-                    self.end(k, unix_ns, EndReason::Close, out);
+                    // Records lost before the close: what is in flight cannot be trusted.
+                    if sock_lost == agent_common::LOST_UNKNOWN {
+                        self.end(k, unix_ns, EndReason::KernelClose, out);
+                    } else {
+                        if let Some(conn) = self.conns.get_mut(&k) {
+                            let mut ctx = Ctx {
+                                cfg: &self.cfg,
+                                stats: &mut self.stats,
+                                out,
+                                scratch: &mut self.scratch,
+                            };
+                            conn.check_loss(sock_lost, &mut ctx);
+                        }
+                        self.end(k, unix_ns, EndReason::Close, out);
+                    }
                 }
             }
-            Record::ProcessExit { pid, unix_ns } => {
+            Record::ProcessExit { pid, unix_ns, .. } => {
                 let keys: Vec<ConnKey> = self
                     .conns
                     .keys()
@@ -280,6 +320,7 @@ impl Tracker {
         role: Role,
         tuple: Tuple,
         unix_ns: u64,
+        sock_lost: u32,
         out: &mut Vec<HttpSpan>,
     ) {
         self.retire_fd(key, unix_ns, out);
@@ -295,7 +336,7 @@ impl Tracker {
         };
         self.insert(
             key,
-            Conn::new(key.pid, Some(role), mode, tuple, unix_ns),
+            Conn::new(key.pid, Some(role), mode, tuple, unix_ns, sock_lost),
             out,
         );
     }
@@ -318,10 +359,11 @@ impl Tracker {
         }
     }
 
-    fn insert(&mut self, key: ConnKey, conn: Conn, out: &mut Vec<HttpSpan>) {
+    fn insert(&mut self, key: ConnKey, mut conn: Conn, out: &mut Vec<HttpSpan>) {
         if self.conns.len() >= self.cfg.max_connections.max(1) {
             self.evict_oldest(out);
         }
+        conn.ring_lost_seen = self.ring_lost;
         self.conns.insert(key, conn);
         if key.fd >= 0 {
             self.by_fd.insert((key.pid, key.fd), key.sock_id);
@@ -364,6 +406,11 @@ impl Tracker {
             out,
             scratch: &mut self.scratch,
         };
+        // Without a record of its own close, a connection may have lost the answers to what
+        // was in flight (with its close) if records were lost since its last one.
+        if reason != EndReason::Close && conn.ring_lost_seen != self.ring_lost {
+            conn.drop_in_flight(&mut ctx);
+        }
         conn.end(unix_ns, reason, &mut ctx);
     }
 

@@ -28,7 +28,10 @@ pub(super) enum Mode {
 /// Why a connection's state is being torn down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum EndReason {
+    /// The process closed the fd (or the kernel closed a socket it still had a record of).
     Close,
+    /// The kernel closed the socket after the process's close was lost.
+    KernelClose,
     ProcessExit,
     Timeout,
     Evicted,
@@ -126,10 +129,21 @@ pub(super) struct Conn {
     resp: Side,
     resp_buf: HeadBuf,
     pending: VecDeque<Exchange>,
+    /// The kernel's count of this socket's lost records, as of the last record seen.
+    sock_lost: u32,
+    /// The kernel's host-wide count of lost records, as of the last record seen.
+    pub ring_lost_seen: u32,
 }
 
 impl Conn {
-    pub fn new(pid: u32, role: Option<Role>, mode: Mode, tuple: Tuple, now: u64) -> Self {
+    pub fn new(
+        pid: u32,
+        role: Option<Role>,
+        mode: Mode,
+        tuple: Tuple,
+        now: u64,
+        sock_lost: u32,
+    ) -> Self {
         Self {
             role,
             mode,
@@ -144,7 +158,35 @@ impl Conn {
             resp: Side::Head,
             resp_buf: HeadBuf::default(),
             pending: VecDeque::new(),
+            sock_lost,
+            ring_lost_seen: 0,
         }
+    }
+
+    /// Checks a record's count of the socket's lost records against the last one seen. When
+    /// it moved, records of this connection are missing: the exchanges in flight may be
+    /// missing their request, their response or a part of either, and the next bytes may be
+    /// anywhere in a message. They are dropped (counted), and both directions wait for a
+    /// record that starts with a head, so that no request is paired with another's response.
+    pub fn check_loss(&mut self, sock_lost: u32, ctx: &mut Ctx<'_>) {
+        if sock_lost == self.sock_lost {
+            return;
+        }
+        self.sock_lost = sock_lost;
+        ctx.stats.ring_loss_resyncs += 1;
+        self.drop_in_flight(ctx);
+    }
+
+    /// Drops the exchanges in flight (records of this connection may be missing) and waits
+    /// for the next head on both sides.
+    pub fn drop_in_flight(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.stats.ring_loss_exchanges += self.pending.len() as u64;
+        self.pending.clear();
+        self.req_buf.bytes.clear();
+        self.resp_buf.bytes.clear();
+        self.req_body_pending = false;
+        self.req = Side::Lost;
+        self.resp = Side::Lost;
     }
 
     /// Exchanges waiting for (or receiving) a response.
@@ -155,6 +197,8 @@ impl Conn {
 
     /// Feeds one data record.
     pub fn on_data(&mut self, d: &Data, ctx: &mut Ctx<'_>) {
+        self.check_loss(d.sock_lost, ctx);
+        self.ring_lost_seen = d.ring_lost;
         self.last_unix_ns = self.last_unix_ns.max(d.end_unix_ns);
         self.tuple = d.tuple;
         match self.mode {

@@ -94,6 +94,8 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
                 len: h.len,
                 bytes: std::borrow::Cow::Borrowed(&raw[HEADER..HEADER + copied]),
                 tail,
+                sock_lost: h.sock_lost,
+                ring_lost: h.ring_lost,
             })
         }
         kind::ACCEPT | kind::CONNECT => Record::Open {
@@ -105,14 +107,19 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
             },
             tuple,
             unix_ns: clock.to_unix(h.end_ns),
+            sock_lost: h.sock_lost,
+            ring_lost: h.ring_lost,
         },
         kind::CLOSE => Record::Close {
             key,
             unix_ns: clock.to_unix(h.end_ns),
+            sock_lost: h.sock_lost,
+            ring_lost: h.ring_lost,
         },
         kind::EXIT => Record::ProcessExit {
             pid: h.pid,
             unix_ns: clock.to_unix(h.end_ns),
+            ring_lost: h.ring_lost,
         },
         kind::EXEC => {
             let copied = (h.copied as usize).min(raw.len() - HEADER);
@@ -201,6 +208,8 @@ mod tests {
             },
             tail: [0; 16],
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
+            sock_lost: 3,
+            ring_lost: 11,
         }
     }
 
@@ -226,6 +235,7 @@ mod tests {
             }
         );
         assert_eq!(d.tail, None);
+        assert_eq!((d.sock_lost, d.ring_lost), (3, 11));
         assert_eq!(
             comm(&raw(header(kind::ACCEPT, 0), &[])).as_deref(),
             Some("curl")

@@ -37,7 +37,7 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("syscalls", "sys_exit_accept"),
     ("syscalls", "sys_exit_accept4"),
     ("syscalls", "sys_exit_connect"),
-    ("syscalls", "sys_exit_close"),
+    ("syscalls", "sys_enter_close"),
     ("syscalls", "sys_exit_dup2"),
     ("syscalls", "sys_exit_dup3"),
     ("sock", "inet_sock_set_state"),

@@ -55,6 +55,11 @@ pub struct Data<'a> {
     /// The last bytes of the buffer when they were not in the prefix, right-aligned; leading
     /// bytes are zero when fewer were known (a vectored write's short last iovecs).
     pub tail: Option<[u8; agent_common::TAIL_LEN]>,
+    /// Records of this socket the kernel lost to a full ring so far: a change between two
+    /// records of one connection means records between them are missing.
+    pub sock_lost: u32,
+    /// Records lost host-wide when this one was written (see `Tracker`).
+    pub ring_lost: u32,
 }
 
 /// One decoded kernel record.
@@ -68,12 +73,28 @@ pub enum Record<'a> {
         role: Role,
         tuple: Tuple,
         unix_ns: u64,
+        /// As in [`Data::sock_lost`].
+        sock_lost: u32,
+        /// As in [`Data::ring_lost`].
+        ring_lost: u32,
     },
     /// The process closed the fd (`key.fd >= 0`), or the kernel closed the socket
     /// (`key.fd == -1`, matched by `key.sock_id`).
-    Close { key: ConnKey, unix_ns: u64 },
+    Close {
+        key: ConnKey,
+        unix_ns: u64,
+        /// As in [`Data::sock_lost`].
+        sock_lost: u32,
+        /// As in [`Data::ring_lost`].
+        ring_lost: u32,
+    },
     /// The whole process exited.
-    ProcessExit { pid: u32, unix_ns: u64 },
+    ProcessExit {
+        pid: u32,
+        unix_ns: u64,
+        /// As in [`Data::ring_lost`].
+        ring_lost: u32,
+    },
     /// A process not selected yet ran a new program (selection by executable path); the
     /// kernel traces it provisionally until the agent has matched the program.
     Exec {
@@ -93,6 +114,17 @@ impl Record<'_> {
         }
     }
 
+    /// Records lost host-wide when this one was written (exec records do not say).
+    pub fn ring_lost(&self) -> Option<u32> {
+        match self {
+            Record::Data(d) => Some(d.ring_lost),
+            Record::Open { ring_lost, .. }
+            | Record::Close { ring_lost, .. }
+            | Record::ProcessExit { ring_lost, .. } => Some(*ring_lost),
+            Record::Exec { .. } => None,
+        }
+    }
+
     /// The same record, owning its bytes.
     pub fn into_owned(self) -> Record<'static> {
         match self {
@@ -105,14 +137,36 @@ impl Record<'_> {
                 role,
                 tuple,
                 unix_ns,
+                sock_lost,
+                ring_lost,
             } => Record::Open {
                 key,
                 role,
                 tuple,
                 unix_ns,
+                sock_lost,
+                ring_lost,
             },
-            Record::Close { key, unix_ns } => Record::Close { key, unix_ns },
-            Record::ProcessExit { pid, unix_ns } => Record::ProcessExit { pid, unix_ns },
+            Record::Close {
+                key,
+                unix_ns,
+                sock_lost,
+                ring_lost,
+            } => Record::Close {
+                key,
+                unix_ns,
+                sock_lost,
+                ring_lost,
+            },
+            Record::ProcessExit {
+                pid,
+                unix_ns,
+                ring_lost,
+            } => Record::ProcessExit {
+                pid,
+                unix_ns,
+                ring_lost,
+            },
             Record::Exec { pid, path } => Record::Exec {
                 pid,
                 path: Cow::Owned(path.into_owned()),

@@ -326,9 +326,10 @@ impl Conn {
         match reason {
             EndReason::NextRequest => ctx.stats.ended_by_next_request += 1,
             EndReason::Timeout | EndReason::Evicted => ctx.stats.ended_by_timeout += 1,
-            EndReason::Close | EndReason::ProcessExit | EndReason::Replaced => {
-                ctx.stats.ended_by_close += 1
-            }
+            EndReason::Close
+            | EndReason::KernelClose
+            | EndReason::ProcessExit
+            | EndReason::Replaced => ctx.stats.ended_by_close += 1,
         }
         self.finish_front(end, None, ctx);
         self.resp = Side::Head;

@@ -39,6 +39,8 @@ impl Sim {
             len: len as u32,
             bytes: first[..copied].to_vec().into(),
             tail,
+            sock_lost: self.sock_lost,
+            ring_lost: self.ring_lost,
         }));
         (t, t + 10)
     }

@@ -342,6 +342,8 @@ fn sendfile_body_counts_length_without_bytes() {
             len,
             bytes: Vec::new().into(),
             tail: None,
+            sock_lost: 0,
+            ring_lost: 0,
         })
     };
     sim.push(sendfile(600_000, t));

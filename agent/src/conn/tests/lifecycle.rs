@@ -46,6 +46,7 @@ fn process_exit_ends_all_its_connections() {
     sim.push(Record::ProcessExit {
         pid: CLIENT,
         unix_ns: t,
+        ring_lost: 0,
     });
     let spans = sim.take();
     assert_eq!(spans.len(), 5);
@@ -324,4 +325,94 @@ fn a_lone_method_prefix_does_not_decide_the_role() {
     let spans = sim.take();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].kind, SpanKind::Client);
+}
+
+/// A keep-alive client connection loses the record of one response to a full ring. Without
+/// the kernel's per-socket loss count, that request would take the next one's response and
+/// every later request its successor's (404 reported as 500, for the rest of the connection).
+#[test]
+fn ring_loss_drops_the_exchanges_in_flight_and_resumes_at_the_next_head() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 4, 9);
+    sim.open(k, Role::Client);
+    sim.write(k, &get("/a"));
+    sim.read(k, &ok("a"));
+    sim.write(k, &get("/b"));
+    // The response to /b (a 404) is lost.
+    sim.lose();
+    sim.write(k, &get("/c"));
+    sim.read(
+        k,
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+    );
+    sim.write(k, &get("/d"));
+    sim.read(k, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    let got: Vec<(String, Option<u16>)> = sim
+        .take()
+        .into_iter()
+        .map(|s| (s.path, s.status_code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/a".to_owned(), Some(200)),
+            ("/c".to_owned(), Some(500)),
+            ("/d".to_owned(), Some(201)),
+        ]
+    );
+    assert_eq!(sim.stats().ring_loss_resyncs, 1);
+    assert_eq!(sim.stats().ring_loss_exchanges, 1);
+}
+
+/// A lost record in the middle of a response body: the response is not ended by guesswork,
+/// and the next exchange is exact.
+#[test]
+fn ring_loss_inside_a_body_resumes_at_the_next_head() {
+    let mut sim = Sim::new();
+    let k = key(SERVER, 5, 3);
+    sim.open(k, Role::Server);
+    sim.read(k, &get("/big"));
+    sim.write(k, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234");
+    sim.lose();
+    sim.read(k, &get("/next"));
+    sim.write(k, &ok("xy"));
+    let spans = sim.take();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(spans[0].path, "/next");
+    assert_eq!(spans[0].response_body_size, Some(2));
+    assert_eq!(sim.stats().ring_loss_exchanges, 1);
+}
+
+/// A close that follows lost records does not turn the exchange in flight into an error span.
+#[test]
+fn ring_loss_before_close_drops_instead_of_erroring() {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 4, 9);
+    sim.open(k, Role::Client);
+    sim.write(k, &get("/x"));
+    sim.lose();
+    sim.close(k);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.stats().ring_loss_exchanges, 1);
+}
+
+/// The response and the close of a client connection were lost; its process's exit says that
+/// records were lost since the connection's last one: the request in flight is dropped, not
+/// reported as `connection_closed`. Without loss, the same exit reports it.
+#[rstest]
+#[case::records_lost_meanwhile(1, 0)]
+#[case::nothing_lost(0, 1)]
+fn exit_after_ring_loss_drops_instead_of_erroring(#[case] lost: u32, #[case] errors: usize) {
+    let mut sim = Sim::new();
+    let k = key(CLIENT, 4, 9);
+    sim.open(k, Role::Client);
+    sim.write(k, &get("/x"));
+    let t = sim.tick();
+    sim.push(Record::ProcessExit {
+        pid: CLIENT,
+        unix_ns: t,
+        ring_lost: lost,
+    });
+    assert_eq!(sim.take().len(), errors);
+    assert_eq!(sim.stats().ring_loss_exchanges, u64::from(lost));
 }

@@ -29,6 +29,10 @@ struct Sim {
     tracker: Tracker,
     out: Vec<HttpSpan>,
     now: u64,
+    /// The kernel's counts of lost records (the socket's, the host's) every record carries
+    /// (`lose` moves both).
+    sock_lost: u32,
+    ring_lost: u32,
 }
 
 impl Sim {
@@ -41,6 +45,8 @@ impl Sim {
             tracker: Tracker::new(cfg),
             out: Vec::new(),
             now: 1_000,
+            sock_lost: 0,
+            ring_lost: 0,
         }
     }
 
@@ -60,12 +66,25 @@ impl Sim {
             role,
             tuple: tuple(),
             unix_ns: t,
+            sock_lost: self.sock_lost,
+            ring_lost: self.ring_lost,
         });
     }
 
     fn close(&mut self, k: ConnKey) {
         let t = self.tick();
-        self.push(Record::Close { key: k, unix_ns: t });
+        self.push(Record::Close {
+            key: k,
+            unix_ns: t,
+            sock_lost: self.sock_lost,
+            ring_lost: self.ring_lost,
+        });
+    }
+
+    /// The kernel could not write a record (full ring): later records say so.
+    fn lose(&mut self) {
+        self.sock_lost += 1;
+        self.ring_lost += 1;
     }
 
     /// A fully copied read or write; returns (start, end) of the syscall.
@@ -100,6 +119,8 @@ impl Sim {
             len: bytes.len() as u32,
             bytes: bytes[..copied].to_vec().into(),
             tail,
+            sock_lost: self.sock_lost,
+            ring_lost: self.ring_lost,
         }));
         (t, t + 10)
     }

@@ -77,6 +77,8 @@ fn replay(fixture: &str, role: Role) -> (Sim, Vec<u64>) {
                     len: len.parse().expect("length"),
                     bytes: bytes.into(),
                     tail: None,
+                    sock_lost: 0,
+                    ring_lost: 0,
                 }));
                 ends.push(t + 10);
             }
