@@ -55,6 +55,9 @@ pub struct PipelineConfig {
 #[derive(Debug, Default)]
 pub struct PipelineStats {
     pub records: AtomicU64,
+    /// Bytes the records took in the ring buffer (with the ring's 8-byte record header and
+    /// padding): its volume per request is what decides when it overflows.
+    pub ring_bytes: AtomicU64,
     pub decode_errors: AtomicU64,
     pub spans: AtomicU64,
     pub kernel_lost: AtomicU64,
@@ -154,51 +157,56 @@ fn run(
         // holds far more than one interval's worth of records.
         std::thread::sleep(cfg.drain_interval);
         let drained_at = Instant::now();
-        let n = probes.drain(|raw| match decode(raw, clock) {
-            Ok(rec) => {
-                // A program started after the agent: the kernel traces it from its exec on;
-                // keep it if it matches, else drop what it sent and unselect it. (A process
-                // dropped before is judged afresh: it runs another program now.)
-                match &rec {
-                    Record::Exec { pid, path } => {
-                        rejected.remove(pid);
-                        if !selected.contains(pid)
-                            && !cfg.selection.exe_matches(Path::new("/proc"), *pid, path)
-                        {
-                            rejected.insert(*pid, drained_at);
-                            unselect.push(*pid);
-                            return;
+        let mut ring_bytes = 0u64;
+        let n = probes.drain(|raw| {
+            ring_bytes += ring_footprint(raw.len());
+            match decode(raw, clock) {
+                Ok(rec) => {
+                    // A program started after the agent: the kernel traces it from its exec on;
+                    // keep it if it matches, else drop what it sent and unselect it. (A process
+                    // dropped before is judged afresh: it runs another program now.)
+                    match &rec {
+                        Record::Exec { pid, path } => {
+                            rejected.remove(pid);
+                            if !selected.contains(pid)
+                                && !cfg.selection.exe_matches(Path::new("/proc"), *pid, path)
+                            {
+                                rejected.insert(*pid, drained_at);
+                                unselect.push(*pid);
+                                return;
+                            }
+                            if selected.insert(*pid) {
+                                tracing::debug!(pid, "selected at exec");
+                            }
                         }
-                        if selected.insert(*pid) {
-                            tracing::debug!(pid, "selected at exec");
-                        }
+                        _ if !rejected.is_empty() && rejected.contains_key(&rec.pid()) => return,
+                        _ => {}
                     }
-                    _ if !rejected.is_empty() && rejected.contains_key(&rec.pid()) => return,
-                    _ => {}
-                }
-                if let Record::Open { key, .. } = &rec {
-                    if !names.contains_key(&key.pid) {
-                        if names.len() >= MAX_NAMES {
-                            names.clear();
+                    if let Record::Open { key, .. } = &rec {
+                        if !names.contains_key(&key.pid) {
+                            if names.len() >= MAX_NAMES {
+                                names.clear();
+                            }
+                            if let Some(comm) = decode::comm(raw) {
+                                names.insert(key.pid, comm);
+                            }
                         }
-                        if let Some(comm) = decode::comm(raw) {
-                            names.insert(key.pid, comm);
-                        }
+                        // Read the process's resource while it is surely alive.
+                        resources.get_named(key.pid, names.get(&key.pid).map(String::as_str));
                     }
-                    // Read the process's resource while it is surely alive.
-                    resources.get_named(key.pid, names.get(&key.pid).map(String::as_str));
+                    tracing::trace!(?rec, "record");
+                    if let Record::ProcessExit { pid, .. } = rec {
+                        exited.push(pid);
+                    }
+                    tracker.push(rec, &mut spans);
                 }
-                tracing::trace!(?rec, "record");
-                if let Record::ProcessExit { pid, .. } = rec {
-                    exited.push(pid);
+                Err(_) => {
+                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                 }
-                tracker.push(rec, &mut spans);
-            }
-            Err(_) => {
-                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
             }
         });
         stats.records.fetch_add(n as u64, Ordering::Relaxed);
+        stats.ring_bytes.fetch_add(ring_bytes, Ordering::Relaxed);
         if last_sweep.elapsed() >= Duration::from_millis(500) {
             tracker.sweep(clock.to_unix(monotonic_ns()), &mut spans);
             // Records a rejected process wrote before its bit was cleared are all drained a
@@ -272,6 +280,12 @@ fn run(
     if !pending.is_empty() {
         sink.send(pending);
     }
+}
+
+/// Bytes a record of `len` bytes takes in a BPF ring buffer: an 8-byte header, and the
+/// whole rounded up to 8.
+fn ring_footprint(len: usize) -> u64 {
+    (len as u64 + 8).next_multiple_of(8)
 }
 
 fn monotonic_ns() -> u64 {

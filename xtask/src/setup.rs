@@ -16,6 +16,11 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "openssl",
+    // Runtimes the end-to-end tests and the benchmark trace: each behaves differently on
+    // the wire (writev, thread pools, event loops, goroutines).
+    "nodejs",
+    "openjdk-17-jdk-headless",
+    "golang-go",
 ];
 
 /// Python packages for the store tests (a real OpenTelemetry SDK as OTLP client).

@@ -60,6 +60,12 @@ impl Collector for AgentCollector {
         )?;
         counter(
             e,
+            "sonde_agent_ring_bytes",
+            "Bytes the records read took in the ring buffer (headers and padding included).",
+            p.ring_bytes.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
             "sonde_agent_decode_errors",
             "Kernel records that could not be decoded.",
             p.decode_errors.load(Ordering::Relaxed),

@@ -1,14 +1,17 @@
-//! `cargo xtask bench overhead`: wrk on loopback against nginx and python3 http.server,
-//! untraced vs traced by `sonde agent`, in interleaved rounds (each traced run paired with its
-//! own round's untraced run). Prints the throughput ratio, agent CPU per span, agent peak RSS,
-//! and completeness (spans received at an OTLP receiver / requests wrk completed).
+//! `cargo xtask bench overhead`: wrk on loopback against nginx, python3 http.server and a Go
+//! `net/http` server, untraced vs traced by `sonde agent`, in interleaved rounds (each traced
+//! run paired with its own round's untraced run). Prints the throughput ratio, agent CPU per
+//! span, agent peak RSS, completeness (spans received at an OTLP receiver / spans expected
+//! for the requests wrk completed) and the ring buffer's bytes per request, for the agent
+//! selecting the server's port alone and for its default selection (every process, both
+//! sides: wrk's client spans are expected too).
 //! Pinning follows shared/research/kernel-floor.md: server on CPU 1, wrk on CPU 0.
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU16, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -26,9 +29,12 @@ pub struct Args {
     /// wrk connection counts to run.
     #[arg(long, value_delimiter = ',', default_value = "2,16")]
     connections: Vec<u32>,
-    /// Targets to run (nginx, python).
-    #[arg(long, value_delimiter = ',', default_value = "nginx,python")]
+    /// Targets to run (nginx, python, go).
+    #[arg(long, value_delimiter = ',', default_value = "nginx,python,go")]
     targets: Vec<String>,
+    /// Skip the run with the default selection (every process, both sides).
+    #[arg(long)]
+    no_default_selection: bool,
     /// Also run, in each round, the agent attached but selecting another port: the cost of
     /// the hooks alone on a process that is not traced (this machine's floor, side by side).
     #[arg(long)]
@@ -88,13 +94,47 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("nothing listens on {port}")
 }
 
-/// Start the named target server (`nginx` or `python`) on `port`, serving from `dir`.
+/// Start the named target server (`nginx`, `python` or `go`) on `port`, serving from `dir`.
 pub(super) fn start_target(name: &str, dir: &Path, port: u16) -> Result<Server> {
     match name {
         "nginx" => start_nginx(dir, port),
         "python" => start_python(dir, port),
+        "go" => start_go(dir, port),
         other => bail!("unknown target {other}"),
     }
+}
+
+/// A Go `net/http` server answering every request with the same 695 bytes as the others
+/// serve, built with Debian's Go (`golang-go`) and run on one CPU.
+fn start_go(dir: &Path, port: u16) -> Result<Server> {
+    let src = dir.join("main.go");
+    std::fs::write(
+        &src,
+        "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n\t\"strings\"\n)\n\n\
+         func main() {\n\tbody := []byte(strings.Repeat(\"x\", 695))\n\t\
+         http.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) { w.Write(body) })\n\t\
+         http.ListenAndServe(\"127.0.0.1:\"+os.Args[1], nil)\n}\n",
+    )?;
+    let bin = dir.join("server");
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .status()
+        .context("run go build (apt install golang-go)")?;
+    if !status.success() {
+        bail!("go build failed");
+    }
+    let child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(&bin)
+        .arg(port.to_string())
+        .env("GOMAXPROCS", "1")
+        .spawn()
+        .context("start the Go server")?;
+    wait_port(port)?;
+    Ok(Server { child, port })
 }
 
 fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
@@ -179,54 +219,89 @@ pub(super) fn wrk(port: u16, connections: u32, secs: u32) -> Result<(u64, f64)> 
     Ok((requests, rps))
 }
 
-/// Spans in an OTLP `ExportTraceServiceRequest`, counted by walking the wire format
-/// (resource_spans = 1 → scope_spans = 2 → spans = 2) without decoding them: the receiver
-/// stands in for a remote backend, so its CPU must not weigh on the machine under test.
-/// A malformed request counts what was found before the damage.
-fn count_spans(msg: &[u8]) -> u64 {
+/// Spans in an OTLP `ExportTraceServiceRequest` whose `server.port` is `port` (other
+/// processes on the machine may be traced too), counted by walking the wire format
+/// (resource_spans = 1 → scope_spans = 2 → spans = 2 → attributes = 9) without decoding
+/// them: the receiver stands in for a remote backend, so its CPU must not weigh on the
+/// machine under test. A malformed request counts what was found before the damage.
+fn count_spans(msg: &[u8], port: u16) -> u64 {
     fields(msg, 1)
         .flat_map(|rs| fields(rs, 2))
-        .map(|ss| fields(ss, 2).count() as u64)
-        .sum()
+        .flat_map(|ss| fields(ss, 2))
+        .filter(|span| {
+            // KeyValue { key = 1, value = 2: AnyValue { int_value = 3 } }.
+            fields(span, 9).any(|kv| {
+                fields(kv, 1).next() == Some(b"server.port".as_slice())
+                    && fields(kv, 2).next().and_then(|v| varint(v, 3)) == Some(u64::from(port))
+            })
+        })
+        .count() as u64
+}
+
+/// The first varint field numbered `number` of one protobuf message.
+fn varint(msg: &[u8], number: u32) -> Option<u64> {
+    scan(msg).find_map(|(field, value)| match value {
+        Field::Varint(v) if field == number => Some(v),
+        _ => None,
+    })
 }
 
 /// The length-delimited fields numbered `number` of one protobuf message.
 fn fields(msg: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    scan(msg).filter_map(move |(field, value)| match value {
+        Field::Bytes(b) if field == number => Some(b),
+        _ => None,
+    })
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// Every field of one protobuf message, in order; stops at the first malformed one.
+fn scan(msg: &[u8]) -> impl Iterator<Item = (u32, Field<'_>)> {
     use prost::encoding::{WireType, decode_key, decode_varint};
     let mut buf = msg;
     std::iter::from_fn(move || {
-        while !buf.is_empty() {
-            let (field, wire) = decode_key(&mut buf).ok()?;
-            let len = match wire {
-                WireType::Varint => {
-                    decode_varint(&mut buf).ok()?;
-                    continue;
-                }
-                WireType::SixtyFourBit => 8,
-                WireType::ThirtyTwoBit => 4,
-                WireType::LengthDelimited => usize::try_from(decode_varint(&mut buf).ok()?).ok()?,
-                WireType::StartGroup | WireType::EndGroup => return None,
-            };
-            let value = buf.get(..len)?;
-            buf = &buf[len..];
-            if field == number && wire == WireType::LengthDelimited {
-                return Some(value);
-            }
+        if buf.is_empty() {
+            return None;
         }
-        None
+        let (field, wire) = decode_key(&mut buf).ok()?;
+        let len = match wire {
+            WireType::Varint => return Some((field, Field::Varint(decode_varint(&mut buf).ok()?))),
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => usize::try_from(decode_varint(&mut buf).ok()?).ok()?,
+            WireType::StartGroup | WireType::EndGroup => return None,
+        };
+        let value = buf.get(..len)?;
+        buf = &buf[len..];
+        Some((
+            field,
+            if wire == WireType::LengthDelimited {
+                Field::Bytes(value)
+            } else {
+                Field::Fixed
+            },
+        ))
     })
 }
 
 /// An OTLP/HTTP receiver that only counts spans.
-fn start_receiver(rt: &tokio::runtime::Runtime, spans: Arc<AtomicU64>) -> Result<u16> {
+fn start_receiver(rt: &tokio::runtime::Runtime, received: Arc<Received>) -> Result<u16> {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let port = listener.local_addr()?.port();
     let app = axum::Router::new().route(
         "/v1/traces",
         axum::routing::post(move |body: axum::body::Bytes| {
-            let spans = spans.clone();
+            let received = received.clone();
             async move {
-                spans.fetch_add(count_spans(&body), Ordering::Relaxed);
+                let port = received.port.load(Ordering::Relaxed);
+                received
+                    .spans
+                    .fetch_add(count_spans(&body, port), Ordering::Relaxed);
                 (
                     [("content-type", "application/x-protobuf")],
                     Vec::<u8>::new(),
@@ -294,15 +369,27 @@ struct Traced {
     spans: u64,
     cpu_s: f64,
     hwm_kib: u64,
+    /// Bytes the agent's records took in the ring buffer, and records the kernel lost.
+    ring_bytes: u64,
+    lost: u64,
 }
 
-/// What one traced run attaches: the agent selecting `select_port`, exporting or not, or
-/// the reference tracer on the server's processes.
+/// Which processes the agent traces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Select {
+    /// The processes listening on this port, server side only (`--port P --no-client`).
+    Port(u16),
+    /// The default: every process, both sides.
+    Default,
+}
+
+/// What one traced run attaches: the agent with a selection, exporting or not, or the
+/// reference tracer on the server's processes.
 #[derive(Clone, Copy)]
 enum Tracer<'a> {
     Agent {
         bin: &'a Path,
-        select_port: u16,
+        select: Select,
         export: bool,
     },
     Reference {
@@ -312,20 +399,22 @@ enum Tracer<'a> {
 }
 
 impl Tracer<'_> {
-    fn command(&self, receiver: u16) -> Command {
+    fn command(&self, receiver: u16, metrics: u16) -> Command {
         match *self {
             Tracer::Agent {
                 bin,
-                select_port,
+                select,
                 export,
             } => {
                 let mut cmd = Command::new(bin);
-                cmd.args(["agent", "--port", &select_port.to_string(), "--no-client"])
-                    .args(if export {
-                        &[][..]
-                    } else {
-                        &["--no-export"][..]
-                    })
+                cmd.arg("agent");
+                if let Select::Port(port) = select {
+                    cmd.args(["--port", &port.to_string(), "--no-client"]);
+                }
+                if !export {
+                    cmd.arg("--no-export");
+                }
+                cmd.args(["--metrics-listen-address", &format!("127.0.0.1:{metrics}")])
                     .env(
                         "OTEL_EXPORTER_OTLP_ENDPOINT",
                         format!("http://127.0.0.1:{receiver}"),
@@ -344,9 +433,22 @@ impl Tracer<'_> {
         }
     }
 
-    /// Whether spans for every request are expected at the receiver.
-    fn exports_server_spans(&self, server_port: u16) -> bool {
-        matches!(*self, Tracer::Agent { select_port, export: true, .. } if select_port == server_port)
+    /// Spans expected at the receiver per request wrk completed: the server's, and wrk's
+    /// own client span when every process is traced.
+    fn spans_per_request(&self, server_port: u16) -> u64 {
+        match *self {
+            Tracer::Agent {
+                select: Select::Port(p),
+                export: true,
+                ..
+            } if p == server_port => 1,
+            Tracer::Agent {
+                select: Select::Default,
+                export: true,
+                ..
+            } => 2,
+            _ => 0,
+        }
     }
 }
 
@@ -372,17 +474,26 @@ fn process_tree(pid: u32) -> Vec<u32> {
     out
 }
 
+/// What the OTLP receiver counts: spans whose `server.port` is the target's.
+#[derive(Default)]
+struct Received {
+    spans: AtomicU64,
+    port: AtomicU16,
+}
+
 fn traced_run(
     tracer: &Tracer<'_>,
     server: &Server,
-    receiver: u16,
-    spans: &AtomicU64,
+    receiver: (u16, &Received),
     c: u32,
     secs: u32,
 ) -> Result<Traced> {
-    spans.store(0, Ordering::Relaxed);
+    let (receiver_port, received) = receiver;
+    received.spans.store(0, Ordering::Relaxed);
+    received.port.store(server.port, Ordering::Relaxed);
+    let metrics = free_port()?;
     let mut agent = tracer
-        .command(receiver)
+        .command(receiver_port, metrics)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -390,25 +501,51 @@ fn traced_run(
     std::thread::sleep(Duration::from_secs(3));
     // CPU spent loading and attaching is not per-span work: count only what the load costs.
     let (cpu_before, _) = agent_usage(agent.id())?;
+    let before = agent_counters(metrics);
     let (requests, rps) = wrk(server.port, c, secs)?;
     // Let the last batch leave (batch interval 1 s) before reading the totals.
+    let expected = requests * tracer.spans_per_request(server.port);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while tracer.exports_server_spans(server.port)
-        && spans.load(Ordering::Relaxed) < requests
-        && Instant::now() < deadline
-    {
+    while received.spans.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(1200));
     let (cpu_after, hwm_kib) = agent_usage(agent.id())?;
+    let after = agent_counters(metrics);
     stop(&mut agent);
     Ok(Traced {
         rps,
         requests,
-        spans: spans.load(Ordering::Relaxed),
+        spans: received.spans.load(Ordering::Relaxed),
         cpu_s: cpu_after - cpu_before,
         hwm_kib,
+        ring_bytes: after.0.saturating_sub(before.0),
+        lost: after.1.saturating_sub(before.1),
     })
+}
+
+/// The agent's ring-buffer bytes and lost records so far, from its `/metrics` (zeros for
+/// the reference tracer, which serves none).
+fn agent_counters(port: u16) -> (u64, u64) {
+    use std::io::{Read as _, Write as _};
+    let text = (|| -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })()
+    .unwrap_or_default();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        value("sonde_agent_ring_bytes_total"),
+        value("sonde_agent_kernel_lost_records_total"),
+    )
 }
 
 /// The median of sorted values (the machine is shared: a median of paired per-round ratios
@@ -418,6 +555,32 @@ fn median(sorted: &[f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Totals of a series of traced runs.
+struct Totals {
+    rps: f64,
+    /// Spans received / spans expected.
+    completeness: f64,
+    cpu_us_per_span: f64,
+    hwm_mib: f64,
+    ring_bytes_per_request: f64,
+    lost: u64,
+}
+
+fn totals(runs: &[Traced], spans_per_request: u64) -> Totals {
+    let n = runs.len().max(1) as f64;
+    let spans: u64 = runs.iter().map(|t| t.spans).sum();
+    let requests: u64 = runs.iter().map(|t| t.requests).sum();
+    Totals {
+        rps: runs.iter().map(|t| t.rps).sum::<f64>() / n,
+        completeness: spans as f64 / (requests * spans_per_request).max(1) as f64,
+        cpu_us_per_span: runs.iter().map(|t| t.cpu_s).sum::<f64>() * 1e6 / spans.max(1) as f64,
+        hwm_mib: runs.iter().map(|t| t.hwm_kib).max().unwrap_or(0) as f64 / 1024.0,
+        ring_bytes_per_request: runs.iter().map(|t| t.ring_bytes).sum::<u64>() as f64
+            / requests.max(1) as f64,
+        lost: runs.iter().map(|t| t.lost).sum(),
     }
 }
 
@@ -432,21 +595,23 @@ pub fn run(args: &Args) -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let spans = Arc::new(AtomicU64::new(0));
-    let receiver = start_receiver(&rt, spans.clone())?;
+    let received = Arc::new(Received::default());
+    let receiver_port = start_receiver(&rt, received.clone())?;
+    let receiver = (receiver_port, &*received);
     println!(
-        "target  conns  untraced_rps  traced_rps  ratio  per-round(median min-max)  completeness  agent_us/span  agent_peak_rss_MiB{}{}{}",
-        if args.capture_only {
-            "  capture(median)"
-        } else {
+        "Agent selecting the server's port (server side); 'default' = every process, both sides \
+         (wrk's client spans expected too). Ratios are per-round medians of traced/untraced req/s."
+    );
+    println!(
+        "target  conns  untraced_rps  traced_rps  ratio(min-max)       complete  us/span  rss_MiB  ringB/req  lost{}{}{}{}",
+        if args.no_default_selection {
             ""
+        } else {
+            "  default:ratio  complete  us/span  ringB/req  lost"
         },
-        if args.floor { "  floor(median)" } else { "" },
-        if args.reference {
-            "  reference(median)"
-        } else {
-            ""
-        }
+        if args.capture_only { "  capture" } else { "" },
+        if args.floor { "  floor" } else { "" },
+        if args.reference { "  reference" } else { "" }
     );
     // Nothing listens here: with it selected, the traced server is not.
     let unused_port = free_port()?;
@@ -458,13 +623,18 @@ pub fn run(args: &Args) -> Result<()> {
             let pids = process_tree(server.child.id());
             let traced_agent = Tracer::Agent {
                 bin: &bin,
-                select_port: port,
+                select: Select::Port(port),
                 export: true,
             };
-            let run = |tracer: &Tracer<'_>| {
-                traced_run(tracer, &server, receiver, &spans, c, args.duration)
+            let default_agent = Tracer::Agent {
+                bin: &bin,
+                select: Select::Default,
+                export: true,
             };
-            let (mut base, mut traced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            let run = |tracer: &Tracer<'_>| traced_run(tracer, &server, receiver, c, args.duration);
+            let (mut ratios, mut traced) = (Vec::new(), Vec::new());
+            let (mut default_ratios, mut default_runs) = (Vec::new(), Vec::new());
+            let mut base = Vec::new();
             // The optional runs of each round, in column order: capture only, hooks only,
             // reference tracer.
             let extras = [
@@ -472,7 +642,7 @@ pub fn run(args: &Args) -> Result<()> {
                     args.capture_only,
                     Tracer::Agent {
                         bin: &bin,
-                        select_port: port,
+                        select: Select::Port(port),
                         export: false,
                     },
                 ),
@@ -480,7 +650,7 @@ pub fn run(args: &Args) -> Result<()> {
                     args.floor,
                     Tracer::Agent {
                         bin: &bin,
-                        select_port: unused_port,
+                        select: Select::Port(unused_port),
                         export: true,
                     },
                 ),
@@ -502,6 +672,11 @@ pub fn run(args: &Args) -> Result<()> {
                     let t = run(&traced_agent)?;
                     (wrk(port, c, args.duration)?, t)
                 };
+                if !args.no_default_selection {
+                    let d = run(&default_agent)?;
+                    default_ratios.push(d.rps / b.1);
+                    default_runs.push(d);
+                }
                 for ((on, tracer), out) in extras.iter().zip(&mut extra_ratios) {
                     if *on {
                         out.push(run(tracer)?.rps / b.1);
@@ -511,39 +686,51 @@ pub fn run(args: &Args) -> Result<()> {
                 base.push(b.1);
                 traced.push(t);
             }
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let b = mean(&base);
-            let t = mean(&traced.iter().map(|t| t.rps).collect::<Vec<_>>());
-            let spans_total: u64 = traced.iter().map(|t| t.spans).sum();
-            let reqs_total: u64 = traced.iter().map(|t| t.requests).sum();
-            let cpu_total: f64 = traced.iter().map(|t| t.cpu_s).sum();
-            let hwm = traced.iter().map(|t| t.hwm_kib).max().unwrap_or(0);
+            let b = base.iter().sum::<f64>() / base.len() as f64;
+            let t = totals(&traced, 1);
             ratios.sort_by(f64::total_cmp);
             let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
-            let mid = median(&ratios);
-            // Each column as wide as its header.
+            let default_columns = if args.no_default_selection {
+                String::new()
+            } else {
+                default_ratios.sort_by(f64::total_cmp);
+                let d = totals(&default_runs, 2);
+                format!(
+                    "  {:>13.3}  {:>8.4}  {:>7.2}  {:>9.0}  {:>4}",
+                    median(&default_ratios),
+                    d.completeness,
+                    d.cpu_us_per_span,
+                    d.ring_bytes_per_request,
+                    d.lost
+                )
+            };
             let extra_columns: String = extras
                 .iter()
                 .zip(&mut extra_ratios)
-                .zip([15, 13, 17])
-                .filter(|(((on, _), _), _)| *on)
-                .map(|((_, v), width)| {
+                .filter(|((on, _), _)| *on)
+                .map(|(_, v)| {
                     v.sort_by(f64::total_cmp);
-                    format!("  {:>width$.3}", median(v))
+                    format!("  {:>.3}", median(v))
                 })
                 .collect();
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {t:>10.0}  {:>5.3}  {mid:.3} {lo:.3}-{hi:.3}         {:>10.4}  {:>13.2}  {:>18.1}{extra_columns}",
-                t / b,
-                spans_total as f64 / reqs_total.max(1) as f64,
-                cpu_total * 1e6 / spans_total.max(1) as f64,
-                hwm as f64 / 1024.0,
+                "{target:<7} {c:>5}  {b:>12.0}  {:>10.0}  {:.3} ({lo:.3}-{hi:.3})  {:>8.4}  {:>7.2}  {:>7.1}  {:>9.0}  {:>4}{default_columns}{extra_columns}",
+                t.rps,
+                median(&ratios),
+                t.completeness,
+                t.cpu_us_per_span,
+                t.hwm_mib,
+                t.ring_bytes_per_request,
+                t.lost,
             );
             drop(server);
         }
     }
     println!(
-        "completeness = spans received / requests wrk completed (wrk does not count requests still in flight when it stops, so it can exceed 1 slightly)"
+        "complete = spans received / spans expected for the requests wrk completed (wrk does not \
+         count requests still in flight when it stops, so it can exceed 1 slightly); \
+         ringB/req = ring-buffer bytes per request (records of every traced process); lost = \
+         records the kernel could not queue"
     );
     Ok(())
 }
@@ -552,6 +739,7 @@ pub fn run(args: &Args) -> Result<()> {
 mod tests {
     use opentelemetry_proto::tonic::{
         collector::trace::v1::ExportTraceServiceRequest,
+        common::v1::{AnyValue, KeyValue, any_value},
         trace::v1::{ResourceSpans, ScopeSpans, Span},
     };
     use prost::Message as _;
@@ -569,6 +757,22 @@ mod tests {
             spans: vec![
                 Span {
                     name: "GET".into(),
+                    attributes: vec![
+                        KeyValue {
+                            key: "url.path".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue("/".into())),
+                            }),
+                            ..Default::default()
+                        },
+                        KeyValue {
+                            key: "server.port".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::IntValue(8080)),
+                            }),
+                            ..Default::default()
+                        },
+                    ],
                     ..Default::default()
                 };
                 n
@@ -588,8 +792,9 @@ mod tests {
             ],
         };
         let bytes = req.encode_to_vec();
-        assert_eq!(super::count_spans(&bytes), 7);
-        assert_eq!(super::count_spans(&bytes[..bytes.len() - 3]), 3);
-        assert_eq!(super::count_spans(b""), 0);
+        assert_eq!(super::count_spans(&bytes, 8080), 7);
+        assert_eq!(super::count_spans(&bytes[..bytes.len() - 3], 8080), 3);
+        assert_eq!(super::count_spans(&bytes, 9090), 0);
+        assert_eq!(super::count_spans(b"", 8080), 0);
     }
 }
