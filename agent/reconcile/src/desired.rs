@@ -102,8 +102,10 @@ pub struct DesiredDatasource {
 pub struct DesiredGrafana {
     pub grafana: String,
     pub datasources: Vec<DesiredDatasource>,
-    /// Choices and skipped links, for the report.
+    /// Why a choice was made, for the report.
     pub notes: Vec<String>,
+    /// One line per link not made: which link, and why each candidate seen was rejected.
+    pub unlinked: Vec<String>,
 }
 
 /// The header carrying the Tempo tenant.
@@ -118,55 +120,76 @@ const LOGS_TYPES: &[&str] = &["loki"];
 
 /// Pick the datasource for `refs` in Grafana `grafana`: the first reference with a match wins;
 /// among several matches of one reference, a writable one (a provisioned datasource cannot get
-/// Sonde's backlink), then the smallest UID. Returns the choice and notes.
-pub fn select(
+/// Sonde's backlink), then the smallest UID. Returns the choice (notes say why it won), or
+/// why each candidate seen was rejected.
+pub(crate) fn select(
     refs: &[BackendRef],
     grafana: &str,
     inventory: Option<&[DsSummary]>,
     default_types: &[&str],
     what: &str,
     notes: &mut Vec<String>,
-) -> Option<(String, String)> {
+) -> Result<(String, String), Vec<String>> {
+    let mut rejected = Vec::new();
     for r in refs {
         let type_ok = |kind: &str| match &r.kind {
             Some(k) => k == kind,
             None => default_types.contains(&kind),
         };
+        let wanted = r.kind.clone().unwrap_or_else(|| default_types.join(" or "));
         // (read-only, uid, name): writable candidates sort first.
         let mut matches: Vec<(bool, String, String)> = match (&r.uid, inventory) {
-            (Some(_), _) if r.grafana.as_deref().is_some_and(|g| g != grafana) => Vec::new(),
+            (Some(uid), _) if r.grafana.as_deref().is_some_and(|g| g != grafana) => {
+                let g = r.grafana.as_deref().unwrap_or_default();
+                rejected.push(format!(
+                    "uid {uid:?} is in grafana {g:?} (exchange data), not this one"
+                ));
+                Vec::new()
+            }
             (Some(uid), Some(inv)) => {
-                let found: Vec<_> = inv
-                    .iter()
-                    .filter(|d| &d.uid == uid && type_ok(&d.kind))
-                    .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
-                    .collect();
-                if found.is_empty() && r.grafana.as_deref() == Some(grafana) {
-                    notes.push(format!(
-                        "{what}: exchanged uid {uid:?} is not a matching datasource in this \
-                         Grafana (deleted or re-created?); not linking it"
+                let same_uid: Vec<_> = inv.iter().filter(|d| &d.uid == uid).collect();
+                for d in same_uid.iter().filter(|d| !type_ok(&d.kind)) {
+                    rejected.push(format!(
+                        "uid {uid:?} is {} datasource {:?}, not {wanted}",
+                        d.kind, d.name
                     ));
                 }
-                found
+                if same_uid.is_empty() {
+                    rejected.push(format!(
+                        "uid {uid:?} is not in this Grafana (deleted or re-created?)"
+                    ));
+                }
+                same_uid
+                    .iter()
+                    .filter(|d| type_ok(&d.kind))
+                    .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
+                    .collect()
             }
             (Some(uid), None) if r.grafana.as_deref() == Some(grafana) => {
                 vec![(false, uid.clone(), uid.clone())]
             }
             (Some(uid), None) => {
-                notes.push(format!(
-                    "{what}: uid {uid:?} has no `grafana` tag and this Grafana cannot be \
-                     listed; not linking it (it might not exist here)"
+                rejected.push(format!(
+                    "uid {uid:?} has no `grafana` tag and this Grafana cannot be listed (no \
+                     `url`/credentials), so it might not exist here"
                 ));
                 Vec::new()
             }
-            (None, Some(inv)) => inv
-                .iter()
-                .filter(|d| r.name.as_ref().is_none_or(|n| n == &d.name) && type_ok(&d.kind))
-                .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
-                .collect(),
+            (None, Some(inv)) => {
+                let found: Vec<_> = inv
+                    .iter()
+                    .filter(|d| r.name.as_ref().is_none_or(|n| n == &d.name) && type_ok(&d.kind))
+                    .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
+                    .collect();
+                if found.is_empty() {
+                    rejected.push(no_match(r, &wanted, inv, &type_ok));
+                }
+                found
+            }
             (None, None) => {
-                notes.push(format!(
-                    "{what}: lookup by name/type needs this Grafana's `url` and credentials"
+                rejected.push(format!(
+                    "{}: a lookup by name/type needs this Grafana's `url` and credentials",
+                    describe(r)
                 ));
                 Vec::new()
             }
@@ -195,10 +218,68 @@ pub fn select(
                     matches.len(),
                 ));
             }
-            return Some((uid.clone(), name.clone()));
+            return Ok((uid.clone(), name.clone()));
         }
     }
-    None
+    Err(rejected)
+}
+
+/// A reference as the config writes it, e.g. `name "Prom"` or `type prometheus`.
+fn describe(r: &BackendRef) -> String {
+    match (&r.name, &r.kind) {
+        (Some(n), Some(k)) => format!("name {n:?} type {k}"),
+        (Some(n), None) => format!("name {n:?}"),
+        (None, Some(k)) => format!("type {k}"),
+        (None, None) => "reference".into(),
+    }
+}
+
+/// Why a name/type reference matched nothing, naming what this Grafana holds instead.
+fn no_match(
+    r: &BackendRef,
+    wanted: &str,
+    inv: &[DsSummary],
+    type_ok: &dyn Fn(&str) -> bool,
+) -> String {
+    let show = |ds: &[&DsSummary]| {
+        let mut shown: Vec<String> = ds
+            .iter()
+            .take(5)
+            .map(|d| format!("{:?} ({}, uid {:?})", d.name, d.kind, d.uid))
+            .collect();
+        if ds.len() > 5 {
+            shown.push(format!("{} more", ds.len() - 5));
+        }
+        shown.join(", ")
+    };
+    let named: Vec<&DsSummary> = match &r.name {
+        Some(n) => inv.iter().filter(|d| &d.name == n).collect(),
+        None => Vec::new(),
+    };
+    let typed: Vec<&DsSummary> = inv.iter().filter(|d| type_ok(&d.kind)).collect();
+    let head = describe(r);
+    if !named.is_empty() {
+        format!("{head}: matches {}, not {wanted}", show(&named))
+    } else if r.name.is_some() && !typed.is_empty() {
+        format!(
+            "{head}: no datasource of that name; {wanted} datasources here: {}",
+            show(&typed)
+        )
+    } else if inv.is_empty() {
+        format!("{head}: this Grafana has no datasources")
+    } else {
+        let all: Vec<&DsSummary> = inv.iter().collect();
+        format!("{head}: no {wanted} datasource here; seen: {}", show(&all))
+    }
+}
+
+/// The line for a link not made: which link, and why each candidate was rejected.
+fn unlinked_line(what: &str, key: &str, rejected: &[String]) -> String {
+    if rejected.is_empty() {
+        format!("{what}: no candidate (`{key}` lists nothing)")
+    } else {
+        format!("{what}: {}", rejected.join("; "))
+    }
 }
 
 /// The Tempo UID: configured, or `sonde-` + a slug of the name (+ a hash when the slug is
@@ -292,6 +373,7 @@ pub fn build(
 ) -> DesiredGrafana {
     let c = &section.correlation;
     let mut notes = Vec::new();
+    let mut unlinked = Vec::new();
     let mut tempo_ds = Vec::new();
     let mut logs_links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut metrics_links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -302,34 +384,23 @@ pub fn build(
         let what = format!("tempo {:?}", t.config.name);
         let metrics_refs = t.config.metrics.as_deref().unwrap_or(&section.metrics);
         let logs_refs = t.config.logs.as_deref().unwrap_or(&section.logs);
-        let metrics = select(
-            metrics_refs,
-            grafana,
-            inventory,
-            METRICS_TYPES,
-            &format!("{what} metrics"),
-            &mut notes,
-        );
-        let logs = select(
-            logs_refs,
-            grafana,
-            inventory,
-            LOGS_TYPES,
-            &format!("{what} logs"),
-            &mut notes,
-        );
+        let mut pick = |refs: &[BackendRef], types: &[&str], link: &str, key: &str| {
+            let what = format!("{what} {link}");
+            match select(refs, grafana, inventory, types, &what, &mut notes) {
+                Ok(choice) => Some(choice),
+                Err(rejected) => {
+                    unlinked.push(unlinked_line(&what, key, &rejected));
+                    None
+                }
+            }
+        };
+        let metrics = pick(metrics_refs, METRICS_TYPES, "→ metrics", "metrics");
+        let logs = pick(logs_refs, LOGS_TYPES, "→ logs", "logs");
         let own_map = t.config.service_map.as_deref();
         let map_refs =
             own_map.or((!section.service_map.is_empty()).then_some(&section.service_map[..]));
         let service_map = match map_refs {
-            Some(refs) => select(
-                refs,
-                grafana,
-                inventory,
-                METRICS_TYPES,
-                &format!("{what} service map"),
-                &mut notes,
-            ),
+            Some(refs) => pick(refs, METRICS_TYPES, "→ service map", "service_map"),
             None => metrics.clone(),
         };
         let links = Links {
@@ -409,6 +480,7 @@ pub fn build(
         grafana: grafana.to_string(),
         datasources,
         notes,
+        unlinked,
     }
 }
 

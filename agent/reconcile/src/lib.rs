@@ -179,6 +179,8 @@ pub struct GrafanaReport {
     /// Files written or planned (file modes).
     pub files: Vec<apply::files::FilePlan>,
     pub notes: Vec<String>,
+    /// One line per link not made: which link, the candidates seen and why each was rejected.
+    pub unlinked: Vec<String>,
     /// The Grafana could not be reconciled at all.
     pub error: Option<String>,
     /// Write requests sent.

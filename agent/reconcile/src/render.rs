@@ -104,6 +104,9 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
                 let _ = writeln!(out, "      {line}");
             }
         }
+        for u in &r.unlinked {
+            let _ = writeln!(out, "  not linked: {u}");
+        }
         for n in &r.notes {
             let _ = writeln!(out, "  note: {n}");
         }

@@ -78,6 +78,7 @@ pub async fn reconcile(
         Some(client.auth().key()),
     );
     report.notes = want.notes.clone();
+    report.unlinked = want.unlinked.clone();
     for d in inventory.iter().filter(|d| d.sonde_tempo) {
         if !want.datasources.iter().any(|w| w.uid == d.uid) {
             report.notes.push(format!(
@@ -247,5 +248,5 @@ async fn apply_one(
 }
 
 #[cfg(test)]
-#[path = "api_tests.rs"]
+#[path = "api_tests/mod.rs"]
 mod tests;

@@ -128,6 +128,7 @@ pub async fn reconcile(
     };
     let want = desired::build(section, tempos, &g.id, inventory.as_deref(), None);
     report.notes = want.notes.clone();
+    report.unlinked = want.unlinked.clone();
     let mut bodies = Vec::new();
     let mut patches = Vec::new();
     let mut pending_items = Vec::new();

@@ -255,10 +255,12 @@ async fn with_api_access_names_are_resolved_and_grafana_is_reloaded() {
     );
     assert!(back.contains("$${__value.raw}"), "{back}");
     // `prom-1` is exchange data for g1 but this Grafana has no such datasource: no link.
-    assert!(
-        report.notes.iter().any(|n| n.contains("prom-1")),
-        "{:?}",
-        report.notes
+    assert_eq!(
+        report.unlinked,
+        [
+            "tempo \"Sonde traces\" → metrics: uid \"prom-1\" is not in this Grafana (deleted or \
+             re-created?)"
+        ],
     );
     let main = read(&paths(Mode::Provisioning, &s.section.output_dir, g).0);
     assert!(!main.contains("serviceMap"), "{main}");
