@@ -71,6 +71,12 @@ pub struct GrafanaConfig {
     pub basic_auth: Option<BasicAuth>,
     /// PEM CA bundle to trust for this Grafana's TLS certificate.
     pub ca_file: Option<PathBuf>,
+    /// `provisioning` mode: your own datasource provisioning files (in the directory Grafana
+    /// provisions from) that define the Loki/Prometheus datasources Sonde links back from.
+    /// Sonde adds its `derivedFields` / `exemplarTraceIdDestinations` entries to those
+    /// datasources there and changes nothing else (comments are not kept). A backlink to a
+    /// datasource defined elsewhere fails with what to add where.
+    pub provisioning_files: Vec<PathBuf>,
     /// grafana-operator settings for `operator` mode.
     pub operator: OperatorTarget,
 }
@@ -84,6 +90,7 @@ impl Default for GrafanaConfig {
             token: None,
             basic_auth: None,
             ca_file: None,
+            provisioning_files: Vec::new(),
             operator: OperatorTarget::default(),
         }
     }

@@ -19,6 +19,16 @@
 //!   for a token); a file that cannot be applied (e.g. "data source with the same uid already
 //!   exists") is HTTP 500 `{"message": "Internal Server Error", "error": cause}` (the handler's
 //!   `response.Error(500, "", err)`; production builds leave `error` out).
+//! - `POST …/reload` also applies the provisioning files in [`FakeState::provisioning_dirs`]
+//!   as Grafana does (docs `administration/provisioning`): every file's `deleteDatasources`
+//!   first, then each of `datasources` inserted or updated by (name, orgId) as a read-only
+//!   datasource whose `secureJsonData` replaces the whole secure set; a uid held by another
+//!   datasource fails the reload ("data source with the same uid already exists"); with
+//!   `prune: true`, provisioned datasources no file lists any more are deleted. Values are
+//!   expanded: `$$` is a literal `$`, `$__env{VAR}`, `${VAR}`, `$VAR` and `$__file{path}`
+//!   (content trimmed) are replaced.
+//! - `DELETE /api/datasources/uid/:uid`: 403 "Cannot delete read-only data source" for a
+//!   provisioned one, 404 when missing.
 //! - Orgs: a token acts in org 1; basic auth picks org 1 or 2 with `X-Grafana-Org-Id`. Names
 //!   and UIDs are unique per org only.
 use std::{
@@ -57,6 +67,8 @@ pub struct FakeState {
     /// Make the next provisioning reloads fail as Grafana does when a file cannot be applied:
     /// HTTP 500, `message` "Internal Server Error" and the cause in `error`.
     pub reload_error: Option<String>,
+    /// Directories of provisioning YAML files that a reload applies (none: reload only counts).
+    pub provisioning_dirs: Vec<std::path::PathBuf>,
     /// Accepted credentials: the bearer token and the basic-auth `user:password`.
     pub token: String,
     pub basic: String,
@@ -147,6 +159,7 @@ impl FakeState {
     /// The record as Grafana returns it: no secrets, `secureJsonFields` instead.
     fn view(s: &Stored) -> Value {
         let mut r = s.record.clone();
+        r.remove("provisioned");
         let fields: Map<String, Value> =
             s.secure.keys().map(|k| (k.clone(), json!(true))).collect();
         r.insert("secureJsonFields".into(), Value::Object(fields));
@@ -479,6 +492,24 @@ async fn update(
         .into_response()
 }
 
+async fn delete(State(s): State<Shared>, headers: HeaderMap, Path(uid): Path<String>) -> Response {
+    let mut st = lock(&s);
+    st.writes += 1;
+    if !st.authorized(&headers) {
+        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let Some(i) = st.find_in(caller_org(&headers), &uid) else {
+        return err(StatusCode::NOT_FOUND, "Data source not found");
+    };
+    let record = &st.stored[i].record;
+    if record.get("readOnly").and_then(Value::as_bool) == Some(true) {
+        return err(StatusCode::FORBIDDEN, "Cannot delete read-only data source");
+    }
+    let id = record.get("id").cloned().unwrap_or(json!(0));
+    st.stored.remove(i);
+    Json(json!({"message": "Data source deleted", "id": id})).into_response()
+}
+
 /// `GET /api/org`: the caller's org. Tokens are bound to org 1; basic auth follows
 /// `X-Grafana-Org-Id` (the fake admin is a member of orgs 1 and 2).
 async fn org(State(s): State<Shared>, headers: HeaderMap) -> Response {
@@ -512,12 +543,170 @@ async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
             "You'll need additional permissions to perform this action",
         );
     }
-    if let Some(cause) = &st.reload_error {
+    let applied = match &st.reload_error {
+        Some(cause) => Err(cause.clone()),
+        None => {
+            let dirs = st.provisioning_dirs.clone();
+            provisioning::apply(&mut st, &dirs)
+        }
+    };
+    if let Err(cause) = applied {
         let body = json!({"message": "Internal Server Error", "error": cause});
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
     }
     st.reloads += 1;
     Json(json!({"message": "Datasources config reloaded"})).into_response()
+}
+
+mod provisioning {
+    //! Grafana's datasource provisioning, applied by the fake's reload.
+    use std::path::{Path, PathBuf};
+
+    use serde_json::{Map, Value, json};
+
+    use super::{FakeState, Stored, org_of_record};
+
+    /// Expand one provisioning value as Grafana does: `$$` is a literal `$`; `$__env{V}`,
+    /// `${V}`, `$V` and `$__file{path}` are replaced.
+    pub fn expand(value: &str) -> Result<String, String> {
+        let re = regex::Regex::new(r"\$(__env|__file)?\{([^}]+)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+            .map_err(|e| e.to_string())?;
+        let mut parts = Vec::new();
+        for part in value.split("$$") {
+            let mut out = String::new();
+            let mut last = 0;
+            for c in re.captures_iter(part) {
+                let m = c.get(0).map_or(0..0, |m| m.range());
+                out.push_str(&part[last..m.start]);
+                last = m.end;
+                let kind = c.get(1).map(|k| k.as_str());
+                let arg = c.get(2).or(c.get(3)).map_or("", |a| a.as_str());
+                out.push_str(&match kind {
+                    Some("__file") => std::fs::read_to_string(arg)
+                        .map_err(|e| format!("$__file{{{arg}}}: {e}"))?
+                        .trim()
+                        .to_string(),
+                    _ => std::env::var(arg).unwrap_or_default(),
+                });
+            }
+            out.push_str(&part[last..]);
+            parts.push(out);
+        }
+        Ok(parts.join("$"))
+    }
+
+    fn expand_all(v: &mut Value) -> Result<(), String> {
+        match v {
+            Value::String(s) => *s = expand(s)?,
+            Value::Array(a) => a.iter_mut().try_for_each(expand_all)?,
+            Value::Object(m) => m.values_mut().try_for_each(expand_all)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn files(dirs: &[PathBuf]) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+            paths.sort();
+            for p in paths.iter().filter(|p| is_yaml(p)) {
+                let text = std::fs::read_to_string(p).map_err(|e| e.to_string())?;
+                let doc: Value =
+                    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+                out.push(doc);
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_yaml(p: &Path) -> bool {
+        p.extension().is_some_and(|e| e == "yaml" || e == "yml")
+    }
+
+    fn list<'a>(doc: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+        doc.get(key).and_then(Value::as_array).into_iter().flatten()
+    }
+
+    fn org(v: &Value) -> u64 {
+        v.get("orgId").and_then(Value::as_u64).unwrap_or(1)
+    }
+
+    fn named(st: &FakeState, name: &str, org: u64) -> Option<usize> {
+        st.stored.iter().position(|d| {
+            d.record.get("name").and_then(Value::as_str) == Some(name) && org_of_record(d) == org
+        })
+    }
+
+    /// Apply every provisioning file in `dirs`; the error is the cause Grafana reports.
+    pub fn apply(st: &mut FakeState, dirs: &[PathBuf]) -> Result<(), String> {
+        let docs = files(dirs)?;
+        for d in docs.iter().flat_map(|doc| list(doc, "deleteDatasources")) {
+            let name = d.get("name").and_then(Value::as_str).unwrap_or_default();
+            if let Some(i) = named(st, name, org(d)) {
+                st.stored.remove(i);
+            }
+        }
+        let mut listed = Vec::new();
+        for d in docs.iter().flat_map(|doc| list(doc, "datasources")) {
+            let mut d = d.clone();
+            expand_all(&mut d)?;
+            let name = d.get("name").and_then(Value::as_str).unwrap_or_default();
+            let org = org(&d);
+            listed.push((name.to_string(), org));
+            let existing = named(st, name, org);
+            if let Some(uid) = d.get("uid").and_then(Value::as_str)
+                && let Some(j) = st.find_in(org, uid)
+                && Some(j) != existing
+            {
+                return Err("data source with the same uid already exists".into());
+            }
+            let secure = super::secure_of(&d);
+            let mut record: Map<String, Value> = d.as_object().cloned().unwrap_or_default();
+            record.remove("secureJsonData");
+            record.remove("editable");
+            record.insert("orgId".into(), json!(org));
+            record.insert("readOnly".into(), json!(true));
+            record.insert("provisioned".into(), json!(true));
+            record.entry("jsonData").or_insert(json!({}));
+            match existing {
+                Some(i) => {
+                    let old = &st.stored[i].record;
+                    for k in ["id", "uid"] {
+                        if let (Some(v), false) = (old.get(k).cloned(), record.contains_key(k)) {
+                            record.insert(k.into(), v);
+                        }
+                    }
+                    let v = old.get("version").and_then(Value::as_i64).unwrap_or(0);
+                    record.insert("version".into(), json!(v + 1));
+                    st.stored[i] = Stored { record, secure };
+                }
+                None => {
+                    st.next_id += 1;
+                    record.insert("id".into(), json!(st.next_id));
+                    let generated = json!(format!("gen{:05}", st.next_id));
+                    record.entry("uid").or_insert(generated);
+                    record.insert("version".into(), json!(1));
+                    st.stored.push(Stored { record, secure });
+                }
+            }
+        }
+        if docs.iter().any(|d| d.get("prune") == Some(&json!(true))) {
+            st.stored.retain(|d| {
+                let provisioned = d.record.get("provisioned") == Some(&json!(true));
+                let name = d
+                    .record
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                !provisioned || listed.contains(&(name.to_string(), org_of_record(d)))
+            });
+        }
+        Ok(())
+    }
 }
 
 impl FakeGrafana {
@@ -531,7 +720,10 @@ impl FakeGrafana {
         }));
         let app = Router::new()
             .route("/api/datasources", get(list).post(create))
-            .route("/api/datasources/uid/{uid}", get(get_uid).put(update))
+            .route(
+                "/api/datasources/uid/{uid}",
+                get(get_uid).put(update).delete(delete),
+            )
             .route("/api/datasources/name/{name}", get(get_name))
             .route("/api/org", get(org))
             .route(
