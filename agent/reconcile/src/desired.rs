@@ -29,6 +29,10 @@ pub struct DsSummary {
     pub read_only: bool,
     /// The datasource carries Sonde's marker as a Tempo owner (a Sonde Tempo).
     pub sonde_tempo: bool,
+    /// The Grafana id recorded in Sonde's marker (which config created it).
+    pub sonde_grafana: Option<String>,
+    /// The datasource carries Sonde's backlink entries (marker `tempoUids`).
+    pub sonde_links: bool,
 }
 
 impl DsSummary {
@@ -47,11 +51,16 @@ impl DsSummary {
         let owner = v
             .pointer(&format!("/jsonData/{MARKER}/owner"))
             .and_then(Value::as_str);
+        let marker = |k: &str| v.pointer(&format!("/jsonData/{MARKER}/{k}"));
         Some(Self {
             kind: s("type"),
             name: s("name"),
             read_only: v.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
             sonde_tempo: owner == Some("sonde") && s("type") == "tempo",
+            sonde_grafana: marker("grafana")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            sonde_links: marker("tempoUids").is_some(),
             uid,
         })
     }
@@ -482,6 +491,58 @@ pub fn build(
         notes,
         unlinked,
     }
+}
+
+/// What Sonde owned in one Grafana and no longer wants: its Tempos created for this Grafana
+/// (`grafana` in the marker) that the config no longer lists, and its backlink entries in
+/// Loki/Prometheus datasources that no longer link to a Sonde Tempo. The Tempos are to be
+/// deleted; the returned patches remove the entries and the marker.
+pub(crate) fn unwanted(
+    want: &DesiredGrafana,
+    inventory: &[DsSummary],
+) -> (Vec<DsSummary>, Vec<DesiredDatasource>) {
+    let wanted = |uid: &str| want.datasources.iter().any(|w| w.uid == uid);
+    let tempos = inventory
+        .iter()
+        .filter(|d| d.sonde_tempo && d.sonde_grafana.as_deref() == Some(&want.grafana))
+        .filter(|d| !wanted(&d.uid))
+        .cloned()
+        .collect();
+    let managed: BTreeSet<String> = inventory
+        .iter()
+        .filter(|d| d.sonde_tempo)
+        .map(|d| d.uid.clone())
+        .chain(
+            want.datasources
+                .iter()
+                .filter(|d| d.role == Role::Owned)
+                .map(|d| d.uid.clone()),
+        )
+        .collect();
+    let unlink = inventory
+        .iter()
+        .filter(|d| d.sonde_links && !wanted(&d.uid))
+        .map(|d| DesiredDatasource {
+            uid: d.uid.clone(),
+            name: d.name.clone(),
+            kind: d.kind.clone(),
+            role: Role::Patched,
+            sets: vec![(path(&["jsonData", MARKER]), None)],
+            unlink_if_dangling: Vec::new(),
+            lists: ["derivedFields", "exemplarTraceIdDestinations"]
+                .iter()
+                .map(|l| ListOwnership {
+                    list: path(&["jsonData", l]),
+                    managed: managed.clone(),
+                    entries: Vec::new(),
+                })
+                .collect(),
+            secure: BTreeMap::new(),
+            headers: Vec::new(),
+            depends_on: Vec::new(),
+        })
+        .collect();
+    (tempos, unlink)
 }
 
 /// A Loki/Prometheus patch without its links to `tempos` (Tempos that were not written);

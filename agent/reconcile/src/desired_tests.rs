@@ -15,6 +15,8 @@ fn ds(uid: &str, name: &str, kind: &str) -> DsSummary {
         kind: kind.into(),
         read_only: false,
         sonde_tempo: false,
+        sonde_grafana: None,
+        sonde_links: false,
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Action {
     Create,
     Update,
     Noop,
+    /// Sonde created it and no longer wants it.
+    Delete,
     /// Sonde must not or cannot write it; the reason says what to do.
     Conflict(String),
 }
@@ -54,7 +56,10 @@ pub struct Planned {
 impl Planned {
     /// A write is pending.
     pub fn pending(&self) -> bool {
-        matches!(self.action, Action::Create | Action::Update)
+        matches!(
+            self.action,
+            Action::Create | Action::Update | Action::Delete
+        )
     }
 }
 

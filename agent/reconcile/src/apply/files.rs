@@ -9,6 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use serde::Deserialize as _;
 use serde_json::json;
 
 use super::{render_files, textdiff, user_files};
@@ -234,7 +235,7 @@ pub(crate) async fn reconcile(
     let main_changed = sync_file(&main_path, &main, &shown, own_mode, dry_run, &mut report);
     let mut written = Vec::new();
     if main_changed {
-        written.push((main_path.clone(), previous, own_mode));
+        written.push((main_path.clone(), previous.clone(), own_mode));
     }
     for f in user.iter().filter(|f| f.changed()) {
         let text = f.render();
@@ -251,6 +252,18 @@ pub(crate) async fn reconcile(
             (true, false) => Outcome::Applied,
         };
         report.items.insert(0, Item { planned, outcome });
+    }
+    if mode == Mode::Operator {
+        for (name, uid) in dropped_manifests(previous.as_deref().unwrap_or_default(), &bodies) {
+            report.notes.push(format!(
+                "GrafanaDatasource {name:?} (uid {uid}) is no longer written: delete it with \
+                 `kubectl delete grafanadatasource {name} -n {}`, or apply the file with \
+                 `kubectl apply --prune -l {} -f {}`",
+                g.operator.namespace,
+                render_files::operator_selector(g),
+                main_path.display()
+            ));
+        }
     }
     if mode == Mode::Operator && !bodies.is_empty() {
         let keys = render_files::operator_secret_keys(&bodies);
@@ -416,6 +429,23 @@ fn secret_refs(tempos: &[ResolvedTempo], bodies: &[serde_json::Value]) -> render
         }
     }
     out
+}
+
+/// (name, uid) of the `GrafanaDatasource` objects in Sonde's previous manifests that the new
+/// ones do not hold: Sonde cannot delete Kubernetes objects, so the report says how.
+fn dropped_manifests(previous: &str, bodies: &[serde_json::Value]) -> Vec<(String, String)> {
+    let wanted: Vec<&str> = bodies
+        .iter()
+        .filter_map(|b| b.get("uid")?.as_str())
+        .collect();
+    serde_yaml::Deserializer::from_str(previous)
+        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .filter_map(|doc| {
+            let name = doc.get("metadata")?.get("name")?.as_str()?.to_string();
+            let uid = doc.get("spec")?.get("uid")?.as_str()?.to_string();
+            (!wanted.contains(&uid.as_str())).then_some((name, uid))
+        })
+        .collect()
 }
 
 /// The datasource names Sonde's previous provisioning file created or deleted that the new

@@ -596,3 +596,26 @@ async fn provisioning_deletes_what_sonde_no_longer_wants() {
         .collect();
     assert_eq!(names, ["Renamed traces"]);
 }
+
+/// Operator mode cannot delete Kubernetes objects: a Tempo dropped from the config is named,
+/// with the `kubectl` command that deletes it, and the file says how to apply with `--prune`.
+#[tokio::test]
+async fn operator_mode_says_how_to_delete_what_sonde_no_longer_writes() {
+    let mut s = setup(Mode::Operator);
+    s.section.grafanas.truncate(1);
+    s.section.metrics.truncate(1);
+    run_all(&s.section, false).await;
+    s.section.tempos[0].uid = Some("sonde-traces-2".into());
+    let reports = run_all(&s.section, false).await;
+    let notes = reports[0].notes.join("\n");
+    assert!(
+        notes.contains(
+            "GrafanaDatasource \"sonde-traces\" (uid sonde-traces) is no longer written: delete \
+             it with `kubectl delete grafanadatasource sonde-traces -n monitoring`"
+        ) && notes.contains(
+            "kubectl apply --prune -l app.kubernetes.io/managed-by=sonde,sonde/grafana=g1"
+        ),
+        "{notes}"
+    );
+    assert!(read(&s.main(0)).contains("kubectl apply --prune -l"));
+}

@@ -176,7 +176,18 @@ pub fn operator(g: &GrafanaConfig, bodies: &[Value]) -> String {
         });
         docs.push(yaml(&doc));
     }
-    format!("{HEADER}# grafana: {}\n{}", g.id, docs.join("---\n"))
+    format!(
+        "{HEADER}# grafana: {}\n# Apply with `kubectl apply --prune -l {} -f <this file>`: the \
+         selector deletes what Sonde no longer writes.\n{}",
+        g.id,
+        operator_selector(g),
+        docs.join("---\n")
+    )
+}
+
+/// The label selector of the manifests Sonde writes for one Grafana.
+pub fn operator_selector(g: &GrafanaConfig) -> String {
+    format!("app.kubernetes.io/managed-by=sonde,sonde/grafana={}", g.id)
 }
 
 /// The secret keys the operator manifests expect (for the user's `kubectl create secret`).

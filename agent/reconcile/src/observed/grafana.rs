@@ -272,6 +272,14 @@ impl GrafanaClient {
         self.expect_found(status, v, &what)
     }
 
+    /// `DELETE /api/datasources/uid/:uid`; `false` when it was already gone (404).
+    pub async fn delete(&self, uid: &str) -> Result<bool, ApiError> {
+        let what = format!("delete uid {uid}");
+        let path = format!("/api/datasources/uid/{uid}");
+        let (status, _) = self.call(Method::DELETE, &path, None, &what).await?;
+        Ok(status != StatusCode::NOT_FOUND)
+    }
+
     /// `POST /api/admin/provisioning/datasources/reload` (needs a server admin, basic auth).
     pub async fn reload_provisioning(&self) -> Result<(), ApiError> {
         let path = "/api/admin/provisioning/datasources/reload";
