@@ -53,16 +53,6 @@ pub struct Planned {
     pub drift: bool,
 }
 
-impl Planned {
-    /// A write is pending.
-    pub fn pending(&self) -> bool {
-        matches!(
-            self.action,
-            Action::Create | Action::Update | Action::Delete
-        )
-    }
-}
-
 /// Read the value at `p`.
 pub fn get<'a>(v: &'a Value, p: &[String]) -> Option<&'a Value> {
     p.iter().try_fold(v, |cur, k| cur.get(k))

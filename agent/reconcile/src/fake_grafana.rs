@@ -299,26 +299,6 @@ async fn get_uid(State(s): State<Shared>, headers: HeaderMap, Path(uid): Path<St
     }
 }
 
-async fn get_name(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    let st = lock(&s);
-    if !st.authorized(&headers) {
-        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let org = caller_org(&headers);
-    match st
-        .stored
-        .iter()
-        .find(|d| name_of(d) == Some(&name) && org_of_record(d) == org)
-    {
-        Some(d) => Json(FakeState::view(d)).into_response(),
-        None => err(StatusCode::NOT_FOUND, "Data source not found"),
-    }
-}
-
 fn secure_of(body: &Value) -> BTreeMap<String, String> {
     body.get("secureJsonData")
         .and_then(Value::as_object)
@@ -724,7 +704,6 @@ impl FakeGrafana {
                 "/api/datasources/uid/{uid}",
                 get(get_uid).put(update).delete(delete),
             )
-            .route("/api/datasources/name/{name}", get(get_name))
             .route("/api/org", get(org))
             .route(
                 "/api/admin/provisioning/datasources/reload",
