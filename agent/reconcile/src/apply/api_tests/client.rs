@@ -5,16 +5,7 @@ use super::*;
 async fn wrong_credentials_fail_with_a_clear_error() {
     let s = setup().await;
     let mut section = s.section.clone();
-    section.grafanas[0].token = None;
-    let mut pw = tempfile::NamedTempFile::new().expect("tempfile");
-    writeln!(pw, "wrong").expect("write");
-    section.grafanas[0].basic_auth = Some(crate::config::BasicAuth {
-        user: "admin".into(),
-        password: SecretSource {
-            file: Some(pw.path().into()),
-            ..Default::default()
-        },
-    });
+    let _pw = basic_auth(&mut section, "wrong");
     let report = run(&section, false).await;
     let err = report.error.expect("error");
     assert!(err.contains("authentication failed"), "{err}");

@@ -125,16 +125,7 @@ async fn basic_auth_works_and_recreated_backend_is_relinked() {
         );
     }
     let mut section = s.section.clone();
-    let mut pw = tempfile::NamedTempFile::new().expect("tempfile");
-    writeln!(pw, "pw").expect("write");
-    section.grafanas[0].token = None;
-    section.grafanas[0].basic_auth = Some(crate::config::BasicAuth {
-        user: "admin".into(),
-        password: SecretSource {
-            file: Some(pw.path().into()),
-            ..Default::default()
-        },
-    });
+    let _pw = basic_auth(&mut section, "pw");
     let report = run(&section, false).await;
     assert_eq!(report.error, None);
     let tempo_uid = report.items[0].planned.uid.clone();

@@ -87,6 +87,21 @@ async fn run(section: &ReconcileSection, dry_run: bool) -> GrafanaReport {
     reconcile(&client, section, &tempos, dry_run).await
 }
 
+/// Log in as `admin` with `password` (read from the returned file) instead of the token.
+fn basic_auth(section: &mut ReconcileSection, password: &str) -> tempfile::NamedTempFile {
+    let mut pw = tempfile::NamedTempFile::new().expect("tempfile");
+    writeln!(pw, "{password}").expect("write");
+    section.grafanas[0].token = None;
+    section.grafanas[0].basic_auth = Some(crate::config::BasicAuth {
+        user: "admin".into(),
+        password: SecretSource {
+            file: Some(pw.path().into()),
+            ..Default::default()
+        },
+    });
+    pw
+}
+
 fn outcomes(r: &GrafanaReport) -> Vec<(String, Outcome)> {
     r.items
         .iter()
