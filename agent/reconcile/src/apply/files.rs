@@ -275,7 +275,7 @@ pub(crate) async fn reconcile(
         }
     }
     if mode == Mode::Provisioning && !written.is_empty() && !dry_run && report.error.is_none() {
-        reload(client, &main_path, &written, &mut report).await;
+        reload(client, &written, &mut report).await;
     }
     report
 }
@@ -327,15 +327,15 @@ async fn backlink(
 /// the next run tries again.
 async fn reload(
     client: Option<&GrafanaClient>,
-    main_path: &Path,
     written: &[(PathBuf, Option<String>, u32)],
     report: &mut GrafanaReport,
 ) {
+    let paths: Vec<String> = written.iter().map(|w| w.0.display().to_string()).collect();
     let Some(c) = client else {
         report.notes.push(format!(
-            "wrote {}; Grafana reads it at start-up or on POST \
+            "wrote {}; Grafana reads provisioning files at start-up or on POST \
              /api/admin/provisioning/datasources/reload",
-            main_path.display()
+            paths.join(", ")
         ));
         return;
     };
@@ -346,7 +346,7 @@ async fn reload(
             report.notes.push(format!(
                 "wrote {} but could not ask Grafana to reload ({e}); reloading needs a server \
                  admin with basic auth, or restart Grafana",
-                main_path.display()
+                paths.join(", ")
             ))
         }
         Err(e) => {
@@ -371,7 +371,6 @@ async fn reload(
                     problems.join("; ")
                 )
             };
-            let paths: Vec<String> = written.iter().map(|w| w.0.display().to_string()).collect();
             report.error = Some(format!(
                 "Grafana could not load {} ({e}); {restored}. Fix the cause (Grafana's log has \
                  the details) and run again",
