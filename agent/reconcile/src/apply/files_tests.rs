@@ -619,3 +619,39 @@ async fn operator_mode_says_how_to_delete_what_sonde_no_longer_writes() {
     );
     assert!(read(&s.main(0)).contains("kubectl apply --prune -l"));
 }
+
+/// Secrets from `env`/`file` become Grafana expansions, matched to the header their number
+/// carries; an inline tenant stays a value.
+#[test]
+fn secret_sources_become_grafana_expansions() {
+    let mut s = setup(Mode::Provisioning);
+    let t = &mut s.section.tempos[0];
+    t.bearer_token = None;
+    t.tenant = Some(SecretSource {
+        file: Some("/run/tenant".into()),
+        ..Default::default()
+    });
+    t.basic_auth = Some(BasicAuth {
+        user: "u".into(),
+        password: SecretSource {
+            env: Some("TEMPO_PW".into()),
+            ..Default::default()
+        },
+    });
+    let tempo = crate::ResolvedTempo {
+        config: t.clone(),
+        uid: "t".into(),
+        tenant: None,
+        basic_auth: None,
+        bearer: None,
+    };
+    let body = json!({"uid": "t", "jsonData": {"httpHeaderName1": "X-Scope-OrgID"},
+        "secureJsonData": {"httpHeaderValue1": "x", "basicAuthPassword": "y"}});
+    let refs = secret_refs(&[tempo], &[body]);
+    let get = |k: &str| {
+        refs.get(&("t".to_string(), k.to_string()))
+            .map(String::as_str)
+    };
+    assert_eq!(get("httpHeaderValue1"), Some("$__file{/run/tenant}"));
+    assert_eq!(get("basicAuthPassword"), Some("$__env{TEMPO_PW}"));
+}
