@@ -71,6 +71,12 @@ pub struct GrafanaConfig {
     pub basic_auth: Option<BasicAuth>,
     /// PEM CA bundle to trust for this Grafana's TLS certificate.
     pub ca_file: Option<PathBuf>,
+    /// `provisioning` mode: your own datasource provisioning files (in the directory Grafana
+    /// provisions from) that define the Loki/Prometheus datasources Sonde links back from.
+    /// Sonde adds its `derivedFields` / `exemplarTraceIdDestinations` entries to those
+    /// datasources there and changes nothing else (comments are not kept). A backlink to a
+    /// datasource defined elsewhere fails with what to add where.
+    pub provisioning_files: Vec<PathBuf>,
     /// grafana-operator settings for `operator` mode.
     pub operator: OperatorTarget,
 }
@@ -84,6 +90,7 @@ impl Default for GrafanaConfig {
             token: None,
             basic_auth: None,
             ca_file: None,
+            provisioning_files: Vec::new(),
             operator: OperatorTarget::default(),
         }
     }
@@ -260,7 +267,9 @@ pub fn is_valid_uid(uid: &str) -> bool {
 }
 
 impl SecretSource {
-    fn check(&self, what: &str, allow_inline: bool, problems: &mut Vec<String>) {
+    /// Check the source. `for_grafana`: provisioning mode writes a Tempo secret from `env` or
+    /// `file` as Grafana's `$__env{VAR}` / `$__file{path}`, which Grafana expands itself.
+    fn check(&self, what: &str, allow_inline: bool, for_grafana: bool, problems: &mut Vec<String>) {
         let set = [
             self.value.is_some(),
             self.env.is_some(),
@@ -278,6 +287,27 @@ impl SecretSource {
             problems.push(format!(
                 "{what}: credentials must not be written in the config; use `env` or `file`"
             ));
+        }
+        if let Some(var) = &self.env {
+            let mut chars = var.chars();
+            let name = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name {
+                problems.push(format!(
+                    "{what}.env: {var:?} is not an environment variable name (A-Z, a-z, 0-9, _)"
+                ));
+            }
+        }
+        if let Some(path) = self.file.as_ref().filter(|_| for_grafana) {
+            let text = path.display().to_string();
+            if !path.is_absolute() || text.contains('}') {
+                problems.push(format!(
+                    "{what}.file: provisioning mode writes it as $__file{{{text}}} for Grafana \
+                     to read: use an absolute path without `}}`, the same for Sonde and Grafana"
+                ));
+            }
         }
     }
 }
@@ -363,11 +393,15 @@ impl ReconcileSection {
                 ));
             }
             if let Some(t) = &g.token {
-                t.check(&format!("{what}.token"), false, &mut problems);
+                t.check(&format!("{what}.token"), false, false, &mut problems);
             }
             if let Some(b) = &g.basic_auth {
-                b.password
-                    .check(&format!("{what}.basic_auth.password"), false, &mut problems);
+                b.password.check(
+                    &format!("{what}.basic_auth.password"),
+                    false,
+                    false,
+                    &mut problems,
+                );
                 if b.user.is_empty() {
                     problems.push(format!("{what}.basic_auth.user: must not be empty"));
                 }
@@ -406,15 +440,22 @@ impl ReconcileSection {
             }
             uids.push(uid);
             names.push(t.name.clone());
+            let grafana_reads = self.mode == Mode::Provisioning;
             if let Some(s) = &t.tenant {
-                s.check(&format!("{what}.tenant"), true, &mut problems);
+                s.check(
+                    &format!("{what}.tenant"),
+                    true,
+                    grafana_reads,
+                    &mut problems,
+                );
             }
             if let Some(b) = &t.basic_auth {
-                b.password
-                    .check(&format!("{what}.basic_auth.password"), false, &mut problems);
+                let key = format!("{what}.basic_auth.password");
+                b.password.check(&key, false, grafana_reads, &mut problems);
             }
             if let Some(s) = &t.bearer_token {
-                s.check(&format!("{what}.bearer_token"), false, &mut problems);
+                let key = format!("{what}.bearer_token");
+                s.check(&key, false, grafana_reads, &mut problems);
             }
             if t.basic_auth.is_some() && t.bearer_token.is_some() {
                 problems.push(format!("{what}: set either `basic_auth` or `bearer_token`"));

@@ -58,6 +58,12 @@ fn base_is_valid() {
 #[case::regex_two_groups(|s: &mut ReconcileSection| s.correlation.derived_field_regex = "(a)(b)".into(), "exactly one capture group")]
 #[case::regex_garbage(|s: &mut ReconcileSection| s.correlation.derived_field_regex = "(".into(), "derived_field_regex")]
 #[case::operator_needs_selector(|s: &mut ReconcileSection| s.mode = Mode::Operator, "instance_selector")]
+#[case::env_name(|s: &mut ReconcileSection| s.grafanas[0].token = Some(SecretSource { env: Some("$TOKEN".into()), ..Default::default() }),
+    "reconcile.grafanas[0] (g1).token.env: \"$TOKEN\" is not an environment variable name")]
+#[case::provisioning_relative_file(|s: &mut ReconcileSection| { s.mode = Mode::Provisioning; s.tempos[0].bearer_token = Some(SecretSource { file: Some("token".into()), ..Default::default() }) },
+    "reconcile.tempos[0] (traces).bearer_token.file: provisioning mode writes it as $__file{token}")]
+#[case::provisioning_brace_in_file(|s: &mut ReconcileSection| { s.mode = Mode::Provisioning; s.tempos[0].basic_auth = Some(BasicAuth { user: "u".into(), password: SecretSource { file: Some("/a}b".into()), ..Default::default() } }) },
+    "reconcile.tempos[0] (traces).basic_auth.password.file: provisioning mode")]
 fn invalid(#[case] edit: fn(&mut ReconcileSection), #[case] want: &str) {
     let mut s = base();
     edit(&mut s);

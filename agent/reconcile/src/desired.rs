@@ -12,6 +12,10 @@ use serde_json::{Map, Value, json};
 use super::{MARKER, ResolvedTempo, secret::Secret};
 use crate::config::{BackendRef, CorrelationConfig, ReconcileSection};
 
+mod select;
+pub(crate) use select::select;
+use select::unlinked_line;
+
 /// A JSON path from the record root, e.g. `["jsonData", "serviceMap", "datasourceUid"]`.
 pub type Path = Vec<String>;
 
@@ -29,6 +33,10 @@ pub struct DsSummary {
     pub read_only: bool,
     /// The datasource carries Sonde's marker as a Tempo owner (a Sonde Tempo).
     pub sonde_tempo: bool,
+    /// The Grafana id recorded in Sonde's marker (which config created it).
+    pub sonde_grafana: Option<String>,
+    /// The datasource carries Sonde's backlink entries (marker `tempoUids`).
+    pub sonde_links: bool,
 }
 
 impl DsSummary {
@@ -47,11 +55,16 @@ impl DsSummary {
         let owner = v
             .pointer(&format!("/jsonData/{MARKER}/owner"))
             .and_then(Value::as_str);
+        let marker = |k: &str| v.pointer(&format!("/jsonData/{MARKER}/{k}"));
         Some(Self {
             kind: s("type"),
             name: s("name"),
             read_only: v.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
             sonde_tempo: owner == Some("sonde") && s("type") == "tempo",
+            sonde_grafana: marker("grafana")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            sonde_links: marker("tempoUids").is_some(),
             uid,
         })
     }
@@ -102,8 +115,10 @@ pub struct DesiredDatasource {
 pub struct DesiredGrafana {
     pub grafana: String,
     pub datasources: Vec<DesiredDatasource>,
-    /// Choices and skipped links, for the report.
+    /// Why a choice was made, for the report.
     pub notes: Vec<String>,
+    /// One line per link not made: which link, and why each candidate seen was rejected.
+    pub unlinked: Vec<String>,
 }
 
 /// The header carrying the Tempo tenant.
@@ -115,91 +130,6 @@ pub const AUTH_HEADER: &str = "Authorization";
 const METRICS_TYPES: &[&str] = &["prometheus"];
 /// Types accepted for a logs link when a reference names no type.
 const LOGS_TYPES: &[&str] = &["loki"];
-
-/// Pick the datasource for `refs` in Grafana `grafana`: the first reference with a match wins;
-/// among several matches of one reference, a writable one (a provisioned datasource cannot get
-/// Sonde's backlink), then the smallest UID. Returns the choice and notes.
-pub fn select(
-    refs: &[BackendRef],
-    grafana: &str,
-    inventory: Option<&[DsSummary]>,
-    default_types: &[&str],
-    what: &str,
-    notes: &mut Vec<String>,
-) -> Option<(String, String)> {
-    for r in refs {
-        let type_ok = |kind: &str| match &r.kind {
-            Some(k) => k == kind,
-            None => default_types.contains(&kind),
-        };
-        // (read-only, uid, name): writable candidates sort first.
-        let mut matches: Vec<(bool, String, String)> = match (&r.uid, inventory) {
-            (Some(_), _) if r.grafana.as_deref().is_some_and(|g| g != grafana) => Vec::new(),
-            (Some(uid), Some(inv)) => {
-                let found: Vec<_> = inv
-                    .iter()
-                    .filter(|d| &d.uid == uid && type_ok(&d.kind))
-                    .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
-                    .collect();
-                if found.is_empty() && r.grafana.as_deref() == Some(grafana) {
-                    notes.push(format!(
-                        "{what}: exchanged uid {uid:?} is not a matching datasource in this \
-                         Grafana (deleted or re-created?); not linking it"
-                    ));
-                }
-                found
-            }
-            (Some(uid), None) if r.grafana.as_deref() == Some(grafana) => {
-                vec![(false, uid.clone(), uid.clone())]
-            }
-            (Some(uid), None) => {
-                notes.push(format!(
-                    "{what}: uid {uid:?} has no `grafana` tag and this Grafana cannot be \
-                     listed; not linking it (it might not exist here)"
-                ));
-                Vec::new()
-            }
-            (None, Some(inv)) => inv
-                .iter()
-                .filter(|d| r.name.as_ref().is_none_or(|n| n == &d.name) && type_ok(&d.kind))
-                .map(|d| (d.read_only, d.uid.clone(), d.name.clone()))
-                .collect(),
-            (None, None) => {
-                notes.push(format!(
-                    "{what}: lookup by name/type needs this Grafana's `url` and credentials"
-                ));
-                Vec::new()
-            }
-        };
-        matches.sort();
-        matches.dedup();
-        // A provisioned (read-only) candidate cannot get its backlink: prefer a writable one.
-        let read_only: Vec<String> = matches
-            .iter()
-            .filter(|m| m.0)
-            .map(|m| m.1.clone())
-            .collect();
-        if matches.first().is_some_and(|m| !m.0) && !read_only.is_empty() {
-            matches.retain(|m| !m.0);
-            notes.push(format!(
-                "{what}: chose writable uid {:?} over read-only (provisioned) {read_only:?}, \
-                 whose backlink Sonde cannot write",
-                matches[0].1
-            ));
-        }
-        if let Some((_, uid, name)) = matches.first() {
-            if matches.len() > 1 {
-                let others: Vec<_> = matches[1..].iter().map(|m| m.1.as_str()).collect();
-                notes.push(format!(
-                    "{what}: {} candidates; chose uid {uid:?} (smallest uid), not {others:?}",
-                    matches.len(),
-                ));
-            }
-            return Some((uid.clone(), name.clone()));
-        }
-    }
-    None
-}
 
 /// The Tempo UID: configured, or `sonde-` + a slug of the name (+ a hash when the slug is
 /// lossy or long), always a valid Grafana UID.
@@ -292,6 +222,7 @@ pub fn build(
 ) -> DesiredGrafana {
     let c = &section.correlation;
     let mut notes = Vec::new();
+    let mut unlinked = Vec::new();
     let mut tempo_ds = Vec::new();
     let mut logs_links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut metrics_links: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -302,34 +233,23 @@ pub fn build(
         let what = format!("tempo {:?}", t.config.name);
         let metrics_refs = t.config.metrics.as_deref().unwrap_or(&section.metrics);
         let logs_refs = t.config.logs.as_deref().unwrap_or(&section.logs);
-        let metrics = select(
-            metrics_refs,
-            grafana,
-            inventory,
-            METRICS_TYPES,
-            &format!("{what} metrics"),
-            &mut notes,
-        );
-        let logs = select(
-            logs_refs,
-            grafana,
-            inventory,
-            LOGS_TYPES,
-            &format!("{what} logs"),
-            &mut notes,
-        );
+        let mut pick = |refs: &[BackendRef], types: &[&str], link: &str, key: &str| {
+            let what = format!("{what} {link}");
+            match select(refs, grafana, inventory, types, &what, &mut notes) {
+                Ok(choice) => Some(choice),
+                Err(rejected) => {
+                    unlinked.push(unlinked_line(&what, key, &rejected));
+                    None
+                }
+            }
+        };
+        let metrics = pick(metrics_refs, METRICS_TYPES, "→ metrics", "metrics");
+        let logs = pick(logs_refs, LOGS_TYPES, "→ logs", "logs");
         let own_map = t.config.service_map.as_deref();
         let map_refs =
             own_map.or((!section.service_map.is_empty()).then_some(&section.service_map[..]));
         let service_map = match map_refs {
-            Some(refs) => select(
-                refs,
-                grafana,
-                inventory,
-                METRICS_TYPES,
-                &format!("{what} service map"),
-                &mut notes,
-            ),
+            Some(refs) => pick(refs, METRICS_TYPES, "→ service map", "service_map"),
             None => metrics.clone(),
         };
         let links = Links {
@@ -409,7 +329,60 @@ pub fn build(
         grafana: grafana.to_string(),
         datasources,
         notes,
+        unlinked,
     }
+}
+
+/// What Sonde owned in one Grafana and no longer wants: its Tempos created for this Grafana
+/// (`grafana` in the marker) that the config no longer lists, and its backlink entries in
+/// Loki/Prometheus datasources that no longer link to a Sonde Tempo. The Tempos are to be
+/// deleted; the returned patches remove the entries and the marker.
+pub(crate) fn unwanted(
+    want: &DesiredGrafana,
+    inventory: &[DsSummary],
+) -> (Vec<DsSummary>, Vec<DesiredDatasource>) {
+    let wanted = |uid: &str| want.datasources.iter().any(|w| w.uid == uid);
+    let tempos = inventory
+        .iter()
+        .filter(|d| d.sonde_tempo && d.sonde_grafana.as_deref() == Some(&want.grafana))
+        .filter(|d| !wanted(&d.uid))
+        .cloned()
+        .collect();
+    let managed: BTreeSet<String> = inventory
+        .iter()
+        .filter(|d| d.sonde_tempo)
+        .map(|d| d.uid.clone())
+        .chain(
+            want.datasources
+                .iter()
+                .filter(|d| d.role == Role::Owned)
+                .map(|d| d.uid.clone()),
+        )
+        .collect();
+    let unlink = inventory
+        .iter()
+        .filter(|d| d.sonde_links && !wanted(&d.uid))
+        .map(|d| DesiredDatasource {
+            uid: d.uid.clone(),
+            name: d.name.clone(),
+            kind: d.kind.clone(),
+            role: Role::Patched,
+            sets: vec![(path(&["jsonData", MARKER]), None)],
+            unlink_if_dangling: Vec::new(),
+            lists: ["derivedFields", "exemplarTraceIdDestinations"]
+                .iter()
+                .map(|l| ListOwnership {
+                    list: path(&["jsonData", l]),
+                    managed: managed.clone(),
+                    entries: Vec::new(),
+                })
+                .collect(),
+            secure: BTreeMap::new(),
+            headers: Vec::new(),
+            depends_on: Vec::new(),
+        })
+        .collect();
+    (tempos, unlink)
 }
 
 /// A Loki/Prometheus patch without its links to `tempos` (Tempos that were not written);

@@ -15,6 +15,8 @@ fn ds(uid: &str, name: &str, kind: &str) -> DsSummary {
         kind: kind.into(),
         read_only: false,
         sonde_tempo: false,
+        sonde_grafana: None,
+        sonde_links: false,
     }
 }
 
@@ -40,33 +42,47 @@ fn by_type(kind: &str) -> BackendRef {
     }
 }
 
+/// `want`: the chosen uid, or every substring the explanation of the missing link must hold.
 #[rstest]
-#[case::one_grafana_by_type(vec![by_type("prometheus")], "g1", Some(vec![ds("prom-a", "Prom", "prometheus")]), Some("prom-a"), 0)]
+#[case::one_grafana_by_type(vec![by_type("prometheus")], "g1", Some(vec![ds("prom-a", "Prom", "prometheus")]), Ok("prom-a"), 0)]
 #[case::exchange_uid_in_its_grafana(
     vec![by_uid("p1", Some("g1")), by_uid("p2", Some("g2"))], "g2",
-    Some(vec![ds("p2", "Mimir", "prometheus")]), Some("p2"), 0)]
+    Some(vec![ds("p2", "Mimir", "prometheus")]), Ok("p2"), 0)]
 #[case::exchange_uid_of_other_grafana_is_ignored(
-    vec![by_uid("p1", Some("g1"))], "g2", Some(vec![ds("p1", "Same uid elsewhere", "prometheus")]), None, 0)]
-#[case::backend_only_in_one_grafana(vec![by_uid("p1", Some("g1"))], "g1", Some(vec![]), None, 1)]
-#[case::renamed_but_uid_stable(vec![by_uid("p1", Some("g1"))], "g1", Some(vec![ds("p1", "New name", "prometheus")]), Some("p1"), 0)]
-#[case::renamed_name_lookup_misses(vec![by_name("Old name")], "g1", Some(vec![ds("p1", "New name", "prometheus")]), None, 0)]
-#[case::recreated_new_uid_exchange_is_stale(vec![by_uid("old", Some("g1"))], "g1", Some(vec![ds("new", "Prom", "prometheus")]), None, 1)]
-#[case::recreated_new_uid_name_follows(vec![by_name("Prom")], "g1", Some(vec![ds("new", "Prom", "prometheus")]), Some("new"), 0)]
+    vec![by_uid("p1", Some("g1"))], "g2", Some(vec![ds("p1", "Same uid elsewhere", "prometheus")]),
+    Err(&["uid \"p1\" is in grafana \"g1\"", "not this one"][..]), 0)]
+#[case::backend_only_in_one_grafana(vec![by_uid("p1", Some("g1"))], "g1", Some(vec![]),
+    Err(&["uid \"p1\" is not in this Grafana"][..]), 0)]
+#[case::renamed_but_uid_stable(vec![by_uid("p1", Some("g1"))], "g1", Some(vec![ds("p1", "New name", "prometheus")]), Ok("p1"), 0)]
+#[case::renamed_name_lookup_misses(vec![by_name("Old name")], "g1", Some(vec![ds("p1", "New name", "prometheus")]),
+    Err(&["name \"Old name\": no datasource of that name", "\"New name\" (prometheus, uid \"p1\")"][..]), 0)]
+#[case::recreated_new_uid_exchange_is_stale(vec![by_uid("old", Some("g1"))], "g1", Some(vec![ds("new", "Prom", "prometheus")]),
+    Err(&["uid \"old\" is not in this Grafana (deleted or re-created?)"][..]), 0)]
+#[case::recreated_new_uid_name_follows(vec![by_name("Prom")], "g1", Some(vec![ds("new", "Prom", "prometheus")]), Ok("new"), 0)]
 #[case::several_qualify_smallest_uid(vec![by_type("prometheus")], "g1",
-    Some(vec![ds("zz", "A", "prometheus"), ds("aa", "B", "prometheus")]), Some("aa"), 1)]
+    Some(vec![ds("zz", "A", "prometheus"), ds("aa", "B", "prometheus")]), Ok("aa"), 1)]
 #[case::config_order_wins(vec![by_name("Mimir"), by_type("prometheus")], "g1",
-    Some(vec![ds("aa", "Prom", "prometheus"), ds("zz", "Mimir", "prometheus")]), Some("zz"), 0)]
-#[case::wrong_type_never_links(vec![by_uid("l1", Some("g1"))], "g1", Some(vec![ds("l1", "Loki", "loki")]), None, 1)]
-#[case::no_inventory_tagged_uid_trusted(vec![by_uid("p1", Some("g1"))], "g1", None, Some("p1"), 0)]
-#[case::no_inventory_untagged_uid_skipped(vec![by_uid("p1", None)], "g1", None, None, 1)]
-#[case::no_inventory_name_needs_api(vec![by_name("Prom")], "g1", None, None, 1)]
-#[case::empty_refs(vec![], "g1", Some(vec![ds("p", "P", "prometheus")]), None, 0)]
-#[case::empty_inventory(vec![by_type("prometheus")], "g1", Some(vec![]), None, 0)]
+    Some(vec![ds("aa", "Prom", "prometheus"), ds("zz", "Mimir", "prometheus")]), Ok("zz"), 0)]
+#[case::wrong_type_never_links(vec![by_uid("l1", Some("g1"))], "g1", Some(vec![ds("l1", "Loki", "loki")]),
+    Err(&["uid \"l1\" is loki datasource \"Loki\", not prometheus"][..]), 0)]
+#[case::name_of_another_type(vec![by_name("Logs")], "g1", Some(vec![ds("l1", "Logs", "loki")]),
+    Err(&["name \"Logs\": matches \"Logs\" (loki, uid \"l1\"), not prometheus"][..]), 0)]
+#[case::every_reference_explained(vec![by_uid("p1", Some("g2")), by_name("Prom")], "g1",
+    Some(vec![ds("l1", "Logs", "loki")]),
+    Err(&["uid \"p1\" is in grafana \"g2\"", "; name \"Prom\": no prometheus datasource here; seen: \"Logs\" (loki"][..]), 0)]
+#[case::no_inventory_tagged_uid_trusted(vec![by_uid("p1", Some("g1"))], "g1", None, Ok("p1"), 0)]
+#[case::no_inventory_untagged_uid_skipped(vec![by_uid("p1", None)], "g1", None,
+    Err(&["uid \"p1\" has no `grafana` tag", "cannot be listed"][..]), 0)]
+#[case::no_inventory_name_needs_api(vec![by_name("Prom")], "g1", None,
+    Err(&["name \"Prom\": a lookup by name/type needs this Grafana's `url` and credentials"][..]), 0)]
+#[case::empty_refs(vec![], "g1", Some(vec![ds("p", "P", "prometheus")]), Err(&["no candidate (`metrics` lists nothing)"][..]), 0)]
+#[case::empty_inventory(vec![by_type("prometheus")], "g1", Some(vec![]),
+    Err(&["type prometheus: this Grafana has no datasources"][..]), 0)]
 fn select_backend(
     #[case] refs: Vec<BackendRef>,
     #[case] grafana: &str,
     #[case] inventory: Option<Vec<DsSummary>>,
-    #[case] want: Option<&str>,
+    #[case] want: Result<&str, &[&str]>,
     #[case] want_notes: usize,
 ) {
     let mut notes = Vec::new();
@@ -78,7 +94,16 @@ fn select_backend(
         "t",
         &mut notes,
     );
-    assert_eq!(got.map(|g| g.0).as_deref(), want);
+    match (got, want) {
+        (Ok(got), Ok(want)) => assert_eq!(got.0, want),
+        (Err(rejected), Err(parts)) => {
+            let line = unlinked_line("t", "metrics", &rejected);
+            for p in parts {
+                assert!(line.contains(p), "{line:?} lacks {p:?}");
+            }
+        }
+        (got, want) => panic!("got {got:?}, want {want:?}"),
+    }
     assert_eq!(notes.len(), want_notes, "{notes:?}");
 }
 

@@ -18,6 +18,8 @@ pub enum Action {
     Create,
     Update,
     Noop,
+    /// Sonde created it and no longer wants it.
+    Delete,
     /// Sonde must not or cannot write it; the reason says what to do.
     Conflict(String),
 }
@@ -49,13 +51,6 @@ pub struct Planned {
     /// Sonde configured this datasource before with the same config: the change was made
     /// outside Sonde.
     pub drift: bool,
-}
-
-impl Planned {
-    /// A write is pending.
-    pub fn pending(&self) -> bool {
-        matches!(self.action, Action::Create | Action::Update)
-    }
 }
 
 /// Read the value at `p`.

@@ -103,6 +103,8 @@ fn inv(uids: &[&str]) -> Vec<DsSummary> {
             kind: "x".into(),
             read_only: false,
             sonde_tempo: false,
+            sonde_grafana: None,
+            sonde_links: false,
         })
         .collect()
 }
@@ -164,6 +166,7 @@ fn plans(
         Action::Create => "create",
         Action::Update => "update",
         Action::Noop => "noop",
+        Action::Delete => "delete",
         Action::Conflict(_) => "conflict",
     };
     assert_eq!(action, want, "{:?}", p.changes);

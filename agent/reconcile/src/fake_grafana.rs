@@ -19,6 +19,16 @@
 //!   for a token); a file that cannot be applied (e.g. "data source with the same uid already
 //!   exists") is HTTP 500 `{"message": "Internal Server Error", "error": cause}` (the handler's
 //!   `response.Error(500, "", err)`; production builds leave `error` out).
+//! - `POST …/reload` also applies the provisioning files in [`FakeState::provisioning_dirs`]
+//!   as Grafana does (docs `administration/provisioning`): every file's `deleteDatasources`
+//!   first, then each of `datasources` inserted or updated by (name, orgId) as a read-only
+//!   datasource whose `secureJsonData` replaces the whole secure set; a uid held by another
+//!   datasource fails the reload ("data source with the same uid already exists"); with
+//!   `prune: true`, provisioned datasources no file lists any more are deleted. Values are
+//!   expanded: `$$` is a literal `$`, `$__env{VAR}`, `${VAR}`, `$VAR` and `$__file{path}`
+//!   (content trimmed) are replaced.
+//! - `DELETE /api/datasources/uid/:uid`: 403 "Cannot delete read-only data source" for a
+//!   provisioned one, 404 when missing.
 //! - Orgs: a token acts in org 1; basic auth picks org 1 or 2 with `X-Grafana-Org-Id`. Names
 //!   and UIDs are unique per org only.
 use std::{
@@ -57,6 +67,8 @@ pub struct FakeState {
     /// Make the next provisioning reloads fail as Grafana does when a file cannot be applied:
     /// HTTP 500, `message` "Internal Server Error" and the cause in `error`.
     pub reload_error: Option<String>,
+    /// Directories of provisioning YAML files that a reload applies (none: reload only counts).
+    pub provisioning_dirs: Vec<std::path::PathBuf>,
     /// Accepted credentials: the bearer token and the basic-auth `user:password`.
     pub token: String,
     pub basic: String,
@@ -147,6 +159,7 @@ impl FakeState {
     /// The record as Grafana returns it: no secrets, `secureJsonFields` instead.
     fn view(s: &Stored) -> Value {
         let mut r = s.record.clone();
+        r.remove("provisioned");
         let fields: Map<String, Value> =
             s.secure.keys().map(|k| (k.clone(), json!(true))).collect();
         r.insert("secureJsonFields".into(), Value::Object(fields));
@@ -282,26 +295,6 @@ async fn get_uid(State(s): State<Shared>, headers: HeaderMap, Path(uid): Path<St
     }
     match st.find_in(caller_org(&headers), &uid) {
         Some(i) => Json(FakeState::view(&st.stored[i])).into_response(),
-        None => err(StatusCode::NOT_FOUND, "Data source not found"),
-    }
-}
-
-async fn get_name(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    let st = lock(&s);
-    if !st.authorized(&headers) {
-        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    let org = caller_org(&headers);
-    match st
-        .stored
-        .iter()
-        .find(|d| name_of(d) == Some(&name) && org_of_record(d) == org)
-    {
-        Some(d) => Json(FakeState::view(d)).into_response(),
         None => err(StatusCode::NOT_FOUND, "Data source not found"),
     }
 }
@@ -479,6 +472,24 @@ async fn update(
         .into_response()
 }
 
+async fn delete(State(s): State<Shared>, headers: HeaderMap, Path(uid): Path<String>) -> Response {
+    let mut st = lock(&s);
+    st.writes += 1;
+    if !st.authorized(&headers) {
+        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let Some(i) = st.find_in(caller_org(&headers), &uid) else {
+        return err(StatusCode::NOT_FOUND, "Data source not found");
+    };
+    let record = &st.stored[i].record;
+    if record.get("readOnly").and_then(Value::as_bool) == Some(true) {
+        return err(StatusCode::FORBIDDEN, "Cannot delete read-only data source");
+    }
+    let id = record.get("id").cloned().unwrap_or(json!(0));
+    st.stored.remove(i);
+    Json(json!({"message": "Data source deleted", "id": id})).into_response()
+}
+
 /// `GET /api/org`: the caller's org. Tokens are bound to org 1; basic auth follows
 /// `X-Grafana-Org-Id` (the fake admin is a member of orgs 1 and 2).
 async fn org(State(s): State<Shared>, headers: HeaderMap) -> Response {
@@ -512,13 +523,22 @@ async fn reload(State(s): State<Shared>, headers: HeaderMap) -> Response {
             "You'll need additional permissions to perform this action",
         );
     }
-    if let Some(cause) = &st.reload_error {
+    let applied = match &st.reload_error {
+        Some(cause) => Err(cause.clone()),
+        None => {
+            let dirs = st.provisioning_dirs.clone();
+            provisioning::apply(&mut st, &dirs)
+        }
+    };
+    if let Err(cause) = applied {
         let body = json!({"message": "Internal Server Error", "error": cause});
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
     }
     st.reloads += 1;
     Json(json!({"message": "Datasources config reloaded"})).into_response()
 }
+
+mod provisioning;
 
 impl FakeGrafana {
     /// Start on 127.0.0.1 with a port chosen by the kernel; accepts `token` as bearer token and
@@ -531,8 +551,10 @@ impl FakeGrafana {
         }));
         let app = Router::new()
             .route("/api/datasources", get(list).post(create))
-            .route("/api/datasources/uid/{uid}", get(get_uid).put(update))
-            .route("/api/datasources/name/{name}", get(get_name))
+            .route(
+                "/api/datasources/uid/{uid}",
+                get(get_uid).put(update).delete(delete),
+            )
             .route("/api/org", get(org))
             .route(
                 "/api/admin/provisioning/datasources/reload",

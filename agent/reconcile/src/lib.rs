@@ -21,13 +21,16 @@ use std::{path::Path, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-pub mod apply;
+// The public surface is what `sonde reconcile` needs: the `reconcile:` section (`config`),
+// the apply `Mode` and `run`; the fake Grafana for other crates' tests. The stages below are
+// the crate's own.
+pub(crate) mod apply;
 pub mod config;
-pub mod desired;
-pub mod diff;
-pub mod observed;
-pub mod render;
-pub mod secret;
+pub(crate) mod desired;
+pub(crate) mod diff;
+pub(crate) mod observed;
+pub(crate) mod render;
+pub(crate) mod secret;
 
 pub use config::{
     BackendRef, BasicAuth, CorrelationConfig, GrafanaConfig, MetricsQuery, OperatorTarget,
@@ -43,7 +46,7 @@ use secret::Secret;
 
 /// The `jsonData` key holding Sonde's marker: owner, Grafana id, linked Tempo UIDs, a hash of
 /// the owned fields (drift vs config change) and a keyed hash of the secrets sent.
-pub const MARKER: &str = "sondeReconciler";
+pub(crate) const MARKER: &str = "sondeReconciler";
 
 /// How the desired state is applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -60,7 +63,7 @@ pub enum Mode {
 
 /// Reconciler errors outside a single Grafana's API calls.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("cannot read secret {what}: {reason}")]
     Secret { what: String, reason: String },
     #[error("cannot read CA file {path}: {source}")]
@@ -78,13 +81,13 @@ pub enum Error {
 }
 
 /// The UID of a Tempo's datasource (configured or derived from its name).
-pub fn tempo_uid(t: &TempoConfig) -> String {
+pub(crate) fn tempo_uid(t: &TempoConfig) -> String {
     desired::tempo_uid(&t.name, t.uid.as_deref())
 }
 
 /// A Tempo entry with its secrets read.
 #[derive(Debug, Clone)]
-pub struct ResolvedTempo {
+pub(crate) struct ResolvedTempo {
     pub config: TempoConfig,
     pub uid: String,
     pub tenant: Option<Secret>,
@@ -93,7 +96,7 @@ pub struct ResolvedTempo {
 }
 
 /// Read the Tempo secrets (each run, so rotated files are picked up).
-pub fn resolve_tempos(section: &ReconcileSection) -> Result<Vec<ResolvedTempo>, Error> {
+pub(crate) fn resolve_tempos(section: &ReconcileSection) -> Result<Vec<ResolvedTempo>, Error> {
     section
         .tempos
         .iter()
@@ -129,7 +132,7 @@ pub fn resolve_tempos(section: &ReconcileSection) -> Result<Vec<ResolvedTempo>, 
 
 /// What happened to one datasource.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Dry run: a write is pending.
     Planned,
     Applied,
@@ -141,7 +144,7 @@ pub enum Outcome {
 
 /// One datasource's plan and outcome.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
+pub(crate) struct Item {
     pub planned: Planned,
     pub outcome: Outcome,
 }
@@ -173,12 +176,14 @@ impl Item {
 
 /// The result for one Grafana.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct GrafanaReport {
+pub(crate) struct GrafanaReport {
     pub grafana: String,
     pub items: Vec<Item>,
     /// Files written or planned (file modes).
     pub files: Vec<apply::files::FilePlan>,
     pub notes: Vec<String>,
+    /// One line per link not made: which link, the candidates seen and why each was rejected.
+    pub unlinked: Vec<String>,
     /// The Grafana could not be reconciled at all.
     pub error: Option<String>,
     /// Write requests sent.
@@ -210,7 +215,10 @@ impl GrafanaReport {
 }
 
 /// One pass over every Grafana.
-pub async fn reconcile_once(section: &ReconcileSection, dry_run: bool) -> Vec<GrafanaReport> {
+pub(crate) async fn reconcile_once(
+    section: &ReconcileSection,
+    dry_run: bool,
+) -> Vec<GrafanaReport> {
     let tempos = match resolve_tempos(section) {
         Ok(t) => t,
         Err(e) => {
@@ -295,11 +303,11 @@ pub async fn run(how: Run<'_>, section: ReconcileSection) -> u8 {
 }
 
 /// Exit code when `--dry-run` finds pending changes.
-pub const EXIT_PENDING: u8 = 2;
+pub(crate) const EXIT_PENDING: u8 = 2;
 
 /// The exit code of one pass: 1 when something failed or conflicted, 2 when a dry run found
 /// pending changes, else 0.
-pub fn exit_code(reports: &[GrafanaReport], dry_run: bool) -> u8 {
+pub(crate) fn exit_code(reports: &[GrafanaReport], dry_run: bool) -> u8 {
     if reports.iter().any(GrafanaReport::failed) {
         1
     } else if dry_run && reports.iter().any(GrafanaReport::pending) {
@@ -317,7 +325,7 @@ fn stamp(path: Option<&Path>) -> Option<(SystemTime, u64)> {
 
 /// Reconcile every `interval` and whenever the config file changes (an invalid new config is
 /// logged and the previous one kept), until `stop` is cancelled.
-pub async fn run_loop(
+pub(crate) async fn run_loop(
     how: &Run<'_>,
     mut section: ReconcileSection,
     stop: &tokio_util::sync::CancellationToken,

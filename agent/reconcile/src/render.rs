@@ -68,6 +68,9 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
                 (Outcome::Planned | Outcome::Applied, Action::Create) => {
                     format!("  + create {what}")
                 }
+                (Outcome::Planned | Outcome::Applied, Action::Delete) => {
+                    format!("  - delete {what}: Sonde created it and no longer wants it")
+                }
                 (Outcome::Planned | Outcome::Applied, _) => {
                     let drift = if p.drift {
                         " [drift: changed outside Sonde]"
@@ -103,6 +106,9 @@ pub fn reports(reports: &[GrafanaReport], dry_run: bool) -> String {
             for line in f.diff.lines() {
                 let _ = writeln!(out, "      {line}");
             }
+        }
+        for u in &r.unlinked {
+            let _ = writeln!(out, "  not linked: {u}");
         }
         for n in &r.notes {
             let _ = writeln!(out, "  note: {n}");

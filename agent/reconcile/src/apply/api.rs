@@ -78,15 +78,7 @@ pub async fn reconcile(
         Some(client.auth().key()),
     );
     report.notes = want.notes.clone();
-    for d in inventory.iter().filter(|d| d.sonde_tempo) {
-        if !want.datasources.iter().any(|w| w.uid == d.uid) {
-            report.notes.push(format!(
-                "tempo datasource {:?} (uid {}) was created by Sonde but is no longer configured \
-                 for this Grafana; Sonde leaves it alone: delete it in Grafana if unused",
-                d.name, d.uid
-            ));
-        }
-    }
+    report.unlinked = want.unlinked.clone();
     let mut failed_tempos = BTreeSet::new();
     for ds in &want.datasources {
         let failed: Vec<&String> = ds
@@ -137,7 +129,57 @@ pub async fn reconcile(
         }
         report.items.push(item);
     }
+    // What Sonde owned and no longer wants: its entries first (no link may dangle), then the
+    // Tempos it created for this Grafana.
+    let (gone, unlinks) = desired::unwanted(&want, &inventory);
+    for ds in &unlinks {
+        let item = apply_one(client, ds, &inventory, dry_run, &mut report.writes).await;
+        report.items.push(item);
+    }
+    for d in &gone {
+        let item = delete_one(client, d, dry_run, &mut report.writes).await;
+        report.items.push(item);
+    }
     report
+}
+
+/// Delete a Tempo Sonde created for this Grafana and no longer wants.
+async fn delete_one(
+    client: &GrafanaClient,
+    d: &DsSummary,
+    dry_run: bool,
+    writes: &mut usize,
+) -> Item {
+    let planned = diff::Planned {
+        uid: d.uid.clone(),
+        name: d.name.clone(),
+        kind: d.kind.clone(),
+        role: desired::Role::Owned,
+        action: Action::Delete,
+        changes: Vec::new(),
+        body: Value::Null,
+        version: None,
+        drift: false,
+    };
+    let read_only = || {
+        "Sonde created it for this Grafana and it is no longer configured, but it is \
+         provisioned (read-only): remove it from its provisioning file, or list it under \
+         `deleteDatasources` there (Sonde's provisioning mode does this for its own file)"
+            .to_string()
+    };
+    let outcome = if d.read_only {
+        Outcome::Conflict(read_only())
+    } else if dry_run {
+        Outcome::Planned
+    } else {
+        *writes += 1;
+        match client.delete(&d.uid).await {
+            Ok(_) => Outcome::Applied,
+            Err(ApiError::ReadOnly { .. }) => Outcome::Conflict(read_only()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    };
+    Item { planned, outcome }
 }
 
 async fn apply_one(
@@ -157,13 +199,14 @@ async fn apply_one(
         if dry_run {
             let outcome = match &planned.action {
                 Action::Conflict(m) => Outcome::Conflict(m.clone()),
-                Action::Create | Action::Update => Outcome::Planned,
+                Action::Create | Action::Update | Action::Delete => Outcome::Planned,
                 Action::Noop => Outcome::Unchanged,
             };
             return Item { planned, outcome };
         }
         let result = match &planned.action {
-            Action::Noop => {
+            // `plan` never deletes; deletions go through `delete_one`.
+            Action::Noop | Action::Delete => {
                 return Item {
                     planned,
                     outcome: Outcome::Unchanged,
@@ -247,5 +290,5 @@ async fn apply_one(
 }
 
 #[cfg(test)]
-#[path = "api_tests.rs"]
+#[path = "api_tests/mod.rs"]
 mod tests;

@@ -11,6 +11,7 @@ pub mod api;
 pub mod files;
 pub mod render_files;
 pub mod textdiff;
+pub(crate) mod user_files;
 
 /// Build the API client for a Grafana that has a `url`; `None` without one.
 pub fn client_for(g: &GrafanaConfig) -> Result<Option<GrafanaClient>, Error> {

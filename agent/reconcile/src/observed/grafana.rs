@@ -244,14 +244,6 @@ impl GrafanaClient {
         Ok((status != StatusCode::NOT_FOUND).then_some(v))
     }
 
-    /// `GET /api/datasources/name/:name`; `None` on 404.
-    pub async fn get_by_name(&self, name: &str) -> Result<Option<Value>, ApiError> {
-        let what = format!("get name {name:?}");
-        let path = format!("/api/datasources/name/{}", encode_segment(name));
-        let (status, v) = self.call(Method::GET, &path, None, &what).await?;
-        Ok((status != StatusCode::NOT_FOUND).then_some(v))
-    }
-
     /// `POST /api/datasources`.
     pub async fn create(&self, body: &Value) -> Result<Value, ApiError> {
         let what = format!(
@@ -270,6 +262,14 @@ impl GrafanaClient {
         let path = format!("/api/datasources/uid/{uid}");
         let (status, v) = self.call(Method::PUT, &path, Some(body), &what).await?;
         self.expect_found(status, v, &what)
+    }
+
+    /// `DELETE /api/datasources/uid/:uid`; `false` when it was already gone (404).
+    pub async fn delete(&self, uid: &str) -> Result<bool, ApiError> {
+        let what = format!("delete uid {uid}");
+        let path = format!("/api/datasources/uid/{uid}");
+        let (status, _) = self.call(Method::DELETE, &path, None, &what).await?;
+        Ok(status != StatusCode::NOT_FOUND)
     }
 
     /// `POST /api/admin/provisioning/datasources/reload` (needs a server admin, basic auth).
@@ -319,34 +319,4 @@ fn transport_reason(e: &reqwest::Error) -> String {
         ""
     };
     format!("{}{hint}", parts.join(": "))
-}
-
-/// Percent-encode one URL path segment.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use rstest::rstest;
-
-    use super::encode_segment;
-
-    #[rstest]
-    #[case::plain("Loki", "Loki")]
-    #[case::space("My Loki", "My%20Loki")]
-    #[case::slash("a/b", "a%2Fb")]
-    #[case::unicode("é", "%C3%A9")]
-    #[case::empty("", "")]
-    fn segment_encoding(#[case] input: &str, #[case] want: &str) {
-        assert_eq!(encode_segment(input), want);
-    }
 }
