@@ -34,7 +34,18 @@ pub mod kind {
     /// A process not selected yet ran a new program (`Config::exec_notify`); the payload is
     /// the program's path as passed to exec. The kernel selected the process provisionally.
     pub const EXEC: u8 = 7;
+    /// What names a process, sent at its first accept or connect since it started or ran a
+    /// new program, so that a process gone before userspace reads /proc keeps its name:
+    /// its executable's file name (payload, NUL-terminated) ...
+    pub const PROC_EXE: u8 = 8;
+    /// ... and its environment (NUL-separated `NAME=value`), in chunks of up to `MAX_DATA`
+    /// bytes: `fd` is the chunk's offset and `len` the bytes sent in all (at most
+    /// `ENV_MAX`). Userspace keeps only the `OTEL_*` naming variables.
+    pub const PROC_ENV: u8 = 9;
 }
+
+/// Most environment bytes sent for one process (`kind::PROC_ENV`).
+pub const ENV_MAX: usize = 4 * MAX_DATA;
 
 /// Bytes of the program path an exec record carries (longer paths are cut).
 pub const EXEC_PATH: usize = 256;
@@ -196,8 +207,19 @@ pub struct Offsets {
     pub skc_v6_rcv_saddr: u32,
     /// `struct socket.type` (SOCK_STREAM = 1): only stream sockets are traced.
     pub socket_type: u32,
+    /// What names a process (`kind::PROC_EXE`, `kind::PROC_ENV`): its environment
+    /// (`task->mm->env_start..env_end`) and its executable's file name
+    /// (`mm->exe_file->f_path.dentry->d_name.name`).
+    pub task_mm: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
+    pub mm_exe_file: u32,
+    pub file_f_path: u32,
+    pub path_dentry: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
 }
-const _: () = assert!(core::mem::size_of::<Offsets>() == 64);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
 
 /// What the kernel remembers of a socket fd between syscalls, so that the next read or write
 /// on it skips the fd-table walk (the entry leaves at close, dup2 or dup3 of the fd).

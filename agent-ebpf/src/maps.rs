@@ -36,6 +36,14 @@ pub static CONFIG: Config = Config {
         skc_v6_daddr: 0,
         skc_v6_rcv_saddr: 0,
         socket_type: 0,
+        task_mm: 0,
+        mm_env_start: 0,
+        mm_env_end: 0,
+        mm_exe_file: 0,
+        file_f_path: 0,
+        path_dentry: 0,
+        dentry_d_name: 0,
+        qstr_name: 0,
     },
 };
 
@@ -69,6 +77,11 @@ pub static LIVE_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536
 /// carries its value (`EventHeader::ring_lost`).
 #[map]
 pub static RING_LOST: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Processes whose naming facts were sent (`kind::PROC_EXE`, `kind::PROC_ENV`) since they
+/// started or last ran a new program, by tgid.
+#[map]
+pub static NAMED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
 
 /// Kernel-side counters, indexed by `agent_common::counter`.
 #[map]

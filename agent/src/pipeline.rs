@@ -23,7 +23,7 @@ use crate::{
     },
     span::{
         HttpSpan,
-        resource::{ProcessResource, ResourceCache},
+        resource::{ProcessResource, ResourceCache, alive::Assembler},
     },
 };
 
@@ -127,6 +127,8 @@ fn run(
     let mut unselect: Vec<u32> = Vec::new();
     // Command names from the kernel, for processes that exit before /proc can be read.
     let mut names: HashMap<u32, String> = HashMap::new();
+    // Naming facts the kernel sends at a process's first connection, being assembled.
+    let mut naming = Assembler::new(1024);
     let mut last_sweep = Instant::now();
     let mut last_select = Instant::now();
     // Finished spans with their resources (taken while the process surely still had one),
@@ -180,6 +182,24 @@ fn run(
                             }
                         }
                         _ if !rejected.is_empty() && rejected.contains_key(&rec.pid()) => return,
+                        _ => {}
+                    }
+                    // The kernel describes a process right after its first connection's record; its
+                    // resource is built again from that (/proc may be gone).
+                    match &rec {
+                        Record::ExeName { pid, name } => naming.exe_name(*pid, name),
+                        Record::Environ {
+                            pid,
+                            offset,
+                            total,
+                            bytes,
+                        } => {
+                            if let Some(facts) =
+                                naming.environ(*pid, *offset as usize, *total as usize, bytes)
+                            {
+                                resources.remember(*pid, facts);
+                            }
+                        }
                         _ => {}
                     }
                     if let Record::Open { key, .. } = &rec {

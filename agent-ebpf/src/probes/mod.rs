@@ -1,6 +1,7 @@
 //! Shared kernel helpers: process selection, the fd → socket walk, and record emission.
 //! The hook entry points live in `syscalls.rs` (per syscall) and `sched.rs` (sock/sched).
 
+mod process;
 mod sched;
 mod syscalls;
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 
 use super::{config, reserve, select, selected, submit};
-use crate::maps::{LIVE_SOCKS, SOCKS};
+use crate::maps::{LIVE_SOCKS, NAMED, SOCKS};
 
 const TCP_FIN_WAIT1: i32 = 4;
 const TCP_CLOSE: i32 = 7;
@@ -32,7 +32,12 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let group_dead: u8 = unsafe { field(ctx, 32) };
     let cfg = config();
     let tgid = (pid_tgid >> 32) as u32;
-    if group_dead == 0 || !selected(cfg, tgid) {
+    if group_dead == 0 {
+        return Ok(());
+    }
+    // The pid may be reused: the next process with it is described afresh.
+    let _ = NAMED.remove(&tgid);
+    if !selected(cfg, tgid) {
         return Ok(());
     }
     emit_lifecycle(tgid, pid_tgid as u32, -1, 0, kind::EXIT, syscall::EXIT, 0);
@@ -47,11 +52,13 @@ fn try_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let cfg = config();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // A new program, a new environment: described afresh at its first connection.
+    let _ = NAMED.remove(&tgid);
     if cfg.exec_notify == 0 {
         return 0;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
     if tgid != cfg.self_pid && !selected(cfg, tgid) {
         emit_exec(&ctx, tgid, pid_tgid as u32);
     }

@@ -207,14 +207,17 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
         syscall: sc,
     };
     match sc {
-        syscall::ACCEPT => {
-            if cfg.capture_server != 0 {
-                lifecycle(cfg, pid_tgid, ret as i32, &call, kind::ACCEPT);
-            }
-        }
-        syscall::CONNECT => {
-            if cfg.capture_client != 0 {
-                lifecycle(cfg, pid_tgid, call.fd, &call, kind::CONNECT);
+        syscall::ACCEPT | syscall::CONNECT => {
+            let (on, fd, k) = if sc == syscall::ACCEPT {
+                (cfg.capture_server, ret as i32, kind::ACCEPT)
+            } else {
+                (cfg.capture_client, call.fd, kind::CONNECT)
+            };
+            // The process's naming records follow its first connection's (userspace builds
+            // its resource again when they arrive). Called from here, not from
+            // `lifecycle`: the two frames together would pass the 512-byte stack.
+            if on != 0 && lifecycle(cfg, pid_tgid, fd, &call, k) {
+                super::process::describe(cfg, pid_tgid);
             }
         }
         // dup2/dup3 closed whatever `newfd` (the second argument) held.
@@ -249,23 +252,25 @@ fn closed(pid_tgid: u64, call: &Call) {
     lifecycle_record(pid_tgid, call.fd, call, kind::CLOSE, &sock);
 }
 
-/// Accept, connect or close of an inet stream socket: a record with no payload.
+/// Accept or connect of an inet stream socket: a record with no payload (an accept on a
+/// selected port selects its process). Returns whether the connection is followed.
 /// Not inlined: its stack frame must not add to the caller's (512 bytes in all).
 #[inline(never)]
-fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) {
+fn lifecycle(cfg: &Config, pid_tgid: u64, fd: i32, call: &Call, k: u8) -> bool {
     let Some(sock) = socket_of_fd(cfg, (pid_tgid >> 32) as u32, fd) else {
-        return;
+        return false;
     };
     let tgid = (pid_tgid >> 32) as u32;
     if k == kind::ACCEPT && cfg.port_select != 0 && !selected(cfg, tgid) {
         // SAFETY: read-only lookup of a plain u8 value.
         if unsafe { PORTS.get(&sock.tuple.local_port) }.is_none() {
-            return;
+            return false;
         }
         select(tgid);
     }
     let _ = LIVE_SOCKS.insert(&sock.sk, &super::sock_key(tgid, fd), 0);
     lifecycle_record(pid_tgid, fd, call, k, &sock);
+    true
 }
 
 /// A record with no payload.

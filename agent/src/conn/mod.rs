@@ -283,8 +283,8 @@ impl Tracker {
                     self.end(k, unix_ns, EndReason::ProcessExit, out);
                 }
             }
-            // Process selection, not connection state: the pipeline acts on it.
-            Record::Exec { .. } => {}
+            // Process selection and naming, not connection state: the pipeline acts on them.
+            Record::Exec { .. } | Record::ExeName { .. } | Record::Environ { .. } => {}
         }
     }
 

@@ -235,6 +235,14 @@ impl Btf {
             skc_family: self.offset("sock_common", "skc_family")?,
             skc_v6_daddr: self.offset("sock_common", "skc_v6_daddr")?,
             skc_v6_rcv_saddr: self.offset("sock_common", "skc_v6_rcv_saddr")?,
+            task_mm: self.offset("task_struct", "mm")?,
+            mm_env_start: self.offset("mm_struct", "env_start")?,
+            mm_env_end: self.offset("mm_struct", "env_end")?,
+            mm_exe_file: self.offset("mm_struct", "exe_file")?,
+            file_f_path: self.offset("file", "f_path")?,
+            path_dentry: self.offset("path", "dentry")?,
+            dentry_d_name: self.offset("dentry", "d_name")?,
+            qstr_name: self.offset("qstr", "name")?,
         })
     }
 }

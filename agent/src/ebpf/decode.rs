@@ -131,6 +131,23 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
                 path: std::borrow::Cow::Borrowed(path),
             }
         }
+        kind::PROC_EXE => {
+            let copied = (h.copied as usize).min(raw.len() - HEADER);
+            let name = &raw[HEADER..HEADER + copied];
+            Record::ExeName {
+                pid: h.pid,
+                name: std::borrow::Cow::Borrowed(name.strip_suffix(b"\0").unwrap_or(name)),
+            }
+        }
+        kind::PROC_ENV => {
+            let copied = (h.copied as usize).min(raw.len() - HEADER);
+            Record::Environ {
+                pid: h.pid,
+                offset: h.fd as u32,
+                total: h.len,
+                bytes: std::borrow::Cow::Borrowed(&raw[HEADER..HEADER + copied]),
+            }
+        }
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -269,6 +286,8 @@ mod tests {
     #[case::close(kind::CLOSE)]
     #[case::exit(kind::EXIT)]
     #[case::exec(kind::EXEC)]
+    #[case::exe_name(kind::PROC_EXE)]
+    #[case::environ(kind::PROC_ENV)]
     fn lifecycle_records(#[case] k: u8) {
         let bytes = raw(header(k, 0), &[]);
         let rec = decode(&bytes, Clock::with_offset(0)).unwrap();
@@ -287,7 +306,9 @@ mod tests {
             )
             | (kind::CLOSE, Record::Close { .. })
             | (kind::EXIT, Record::ProcessExit { pid: 42, .. })
-            | (kind::EXEC, Record::Exec { pid: 42, .. }) => {}
+            | (kind::EXEC, Record::Exec { pid: 42, .. })
+            | (kind::PROC_EXE, Record::ExeName { pid: 42, .. })
+            | (kind::PROC_ENV, Record::Environ { pid: 42, .. }) => {}
             (k, r) => panic!("kind {k} decoded as {r:?}"),
         }
     }

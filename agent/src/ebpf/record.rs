@@ -102,6 +102,16 @@ pub enum Record<'a> {
         /// The program's path as passed to exec (at most `agent_common::EXEC_PATH` bytes).
         path: Cow<'a, [u8]>,
     },
+    /// The file name of a process's executable, sent at its first connection.
+    ExeName { pid: u32, name: Cow<'a, [u8]> },
+    /// A chunk of a process's environment, sent at its first connection: `bytes` sit at
+    /// `offset` of the `total` bytes sent.
+    Environ {
+        pid: u32,
+        offset: u32,
+        total: u32,
+        bytes: Cow<'a, [u8]>,
+    },
 }
 
 impl Record<'_> {
@@ -110,7 +120,10 @@ impl Record<'_> {
         match self {
             Record::Data(d) => d.key.pid,
             Record::Open { key, .. } | Record::Close { key, .. } => key.pid,
-            Record::ProcessExit { pid, .. } | Record::Exec { pid, .. } => *pid,
+            Record::ProcessExit { pid, .. }
+            | Record::Exec { pid, .. }
+            | Record::ExeName { pid, .. }
+            | Record::Environ { pid, .. } => *pid,
         }
     }
 
@@ -121,7 +134,7 @@ impl Record<'_> {
             Record::Open { ring_lost, .. }
             | Record::Close { ring_lost, .. }
             | Record::ProcessExit { ring_lost, .. } => Some(*ring_lost),
-            Record::Exec { .. } => None,
+            Record::Exec { .. } | Record::ExeName { .. } | Record::Environ { .. } => None,
         }
     }
 
@@ -170,6 +183,21 @@ impl Record<'_> {
             Record::Exec { pid, path } => Record::Exec {
                 pid,
                 path: Cow::Owned(path.into_owned()),
+            },
+            Record::ExeName { pid, name } => Record::ExeName {
+                pid,
+                name: Cow::Owned(name.into_owned()),
+            },
+            Record::Environ {
+                pid,
+                offset,
+                total,
+                bytes,
+            } => Record::Environ {
+                pid,
+                offset,
+                total,
+                bytes: Cow::Owned(bytes.into_owned()),
             },
         }
     }

@@ -10,6 +10,10 @@
 //! time in clock ticks since boot (`/proc/<pid>/stat` field 22). That is stable for the life of
 //! the process and differs when a pid is reused; it is `<host.name>:<pid>` when the process is
 //! gone before we could read it.
+//!
+//! A process gone from /proc by the time its spans are built (a short-lived client) is named
+//! from what the kernel sent at its first connection ([`alive`]): its executable's file name
+//! and its naming variables.
 use std::{
     collections::VecDeque,
     path::{Path, PathBuf},
@@ -89,6 +93,9 @@ pub struct ProcFacts {
     pub environ: Option<Vec<u8>>,
     pub cgroup: Option<String>,
     pub exe: Option<PathBuf>,
+    /// The executable's file name when its path is not known (the kernel's, for a process
+    /// gone from /proc).
+    pub exe_name: Option<String>,
     pub comm: Option<String>,
     pub stat: Option<String>,
 }
@@ -101,6 +108,7 @@ impl ProcFacts {
             environ: std::fs::read(dir.join("environ")).ok(),
             cgroup: std::fs::read_to_string(dir.join("cgroup")).ok(),
             exe: std::fs::read_link(dir.join("exe")).ok(),
+            exe_name: None,
             comm: std::fs::read_to_string(dir.join("comm")).ok(),
             stat: std::fs::read_to_string(dir.join("stat")).ok(),
         }
@@ -131,7 +139,8 @@ pub fn build_resource(pid: u32, host_name: &str, facts: &ProcFacts) -> ProcessRe
         .as_deref()
         .and_then(|p| p.rsplit('/').next())
         .filter(|n| !n.is_empty())
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or_else(|| facts.exe_name.clone().filter(|n| !n.is_empty()));
     let comm = facts
         .comm
         .as_deref()
@@ -310,6 +319,8 @@ struct CacheInner {
     /// Insertion order as `(seq, pid)`; stale rows (forgotten or replaced) are skipped.
     order: VecDeque<(u64, u32)>,
     next_seq: u64,
+    /// What the kernel sent of processes while they were alive (bounded by `capacity`).
+    alive: rustc_hash::FxHashMap<u32, AliveFacts>,
 }
 
 impl ResourceCache {
@@ -348,6 +359,15 @@ impl ResourceCache {
         if facts.comm.is_none() {
             facts.comm = comm.map(str::to_owned);
         }
+        if facts.environ.is_none() || facts.exe.is_none() {
+            // Gone (or going): what the kernel saw while it was alive.
+            if let Some(alive) = self.lock().alive.get(&pid) {
+                if facts.environ.is_none() {
+                    facts.environ = Some(alive.environ.clone());
+                }
+                facts.exe_name = alive.exe_name.clone();
+            }
+        }
         let fresh = Arc::new(build_resource(pid, &self.host_name, &facts));
         let mut inner = self.lock();
         if let Some((_, r)) = inner.map.get(&pid) {
@@ -375,7 +395,20 @@ impl ResourceCache {
 
     /// Drop the cached resource of `pid` (call on process exit).
     pub fn forget(&self, pid: u32) {
-        self.lock().map.remove(&pid);
+        let mut inner = self.lock();
+        inner.map.remove(&pid);
+        inner.alive.remove(&pid);
+    }
+
+    /// Keep what the kernel sent of `pid` while it was alive, for when /proc no longer has
+    /// it. A resource already built from less is built again.
+    pub fn remember(&self, pid: u32, facts: AliveFacts) {
+        let mut inner = self.lock();
+        if inner.alive.len() >= self.capacity {
+            inner.alive.clear();
+        }
+        inner.alive.insert(pid, facts);
+        inner.map.remove(&pid);
     }
 
     /// Number of cached processes.
@@ -396,5 +429,8 @@ impl ResourceCache {
     }
 }
 
+pub mod alive;
 #[cfg(test)]
 mod tests;
+
+pub use alive::AliveFacts;

@@ -91,6 +91,7 @@ fn facts(environ: &str, cgroup: Option<&str>, exe: Option<&str>, comm: Option<&s
         exe: exe.map(PathBuf::from),
         comm: comm.map(str::to_owned),
         stat: None,
+        exe_name: None,
     }
 }
 
@@ -285,4 +286,37 @@ fn real_current_process() {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let want = own_env.or_else(|| systemd_unit(&cgroup)).unwrap_or(name);
     assert_eq!(r.service_name, want);
+}
+
+/// A short-lived client gone from /proc before its spans are built keeps the name the kernel
+/// sent while it was alive, and its naming variables; the rest of its environment is gone.
+#[test]
+fn a_process_gone_from_proc_is_named_from_what_the_kernel_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ResourceCache::with_proc_root("h", 16, dir.path());
+    let before = cache.get_named(77, Some("curl"));
+    assert_eq!(before.service_name, "unknown_service:curl");
+    cache.remember(
+        77,
+        AliveFacts {
+            exe_name: Some("curl".into()),
+            environ: b"OTEL_SERVICE_NAME=nightly-export\0".to_vec(),
+        },
+    );
+    let after = cache.get_named(77, Some("curl"));
+    assert_eq!(after.service_name, "nightly-export");
+    assert_eq!(
+        after.attr("process.executable.name"),
+        Some(&AttrValue::Str("curl".into()))
+    );
+    cache.remember(
+        78,
+        AliveFacts {
+            exe_name: Some("wget".into()),
+            environ: Vec::new(),
+        },
+    );
+    assert_eq!(cache.get_named(78, None).service_name, "wget");
+    cache.forget(77);
+    assert_eq!(cache.get_named(77, None).service_name, "unknown_service");
 }
