@@ -50,3 +50,35 @@ pub fn node(script: &str, port: u16) -> Proc {
     wait_port(port);
     p
 }
+
+/// nginx on 127.0.0.1:`port` proxying everything to 127.0.0.1:`upstream` over kept-alive
+/// upstream connections (HTTP/1.1, `Connection` cleared), as a reverse proxy is deployed.
+pub fn nginx_proxy(dir: &Path, port: u16, upstream: u16) -> Proc {
+    let dir = dir.join(format!("nginx-proxy-{port}"));
+    std::fs::create_dir_all(&dir).expect("nginx dir");
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n access_log off;\n client_max_body_size 10m;\n\
+          client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
+          uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+          upstream app {{ server 127.0.0.1:{upstream}; keepalive 8; }}\n\
+          server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
+             proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }}\n }}\n}}\n",
+        d = dir.display(),
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx (apt install nginx-light)");
+    let p = Proc(child);
+    wait_port(port);
+    p
+}

@@ -23,11 +23,13 @@ const APT_PACKAGES: &[&str] = &[
     "golang-go",
 ];
 
-/// Python packages for the store tests (a real OpenTelemetry SDK as OTLP client).
+/// Python packages: a real OpenTelemetry SDK as OTLP client (store tests) and aiohttp, an
+/// asyncio HTTP server the capture tests trace.
 const PIP_PACKAGES: &[&str] = &[
     "opentelemetry-sdk",
     "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-exporter-otlp-proto-http",
+    "aiohttp",
 ];
 
 /// Toolchain that builds the kernel object (same LLVM major as bpf-linker's llvm-22).
@@ -140,7 +142,7 @@ fn bpf_linker() -> Result<()> {
 fn python() -> Result<()> {
     let have = ok(Command::new("python3").args([
         "-c",
-        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
+        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, aiohttp",
     ]));
     if have {
         return Ok(());
