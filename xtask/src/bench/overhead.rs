@@ -29,7 +29,7 @@ pub struct Args {
     /// wrk connection counts to run.
     #[arg(long, value_delimiter = ',', default_value = "2,16")]
     connections: Vec<u32>,
-    /// Targets to run (nginx, python, go).
+    /// Targets to run (nginx, python, go, proxy: nginx proxying to Node).
     #[arg(long, value_delimiter = ',', default_value = "nginx,python,go")]
     targets: Vec<String>,
     /// Skip the run with the default selection (every process, both sides).
@@ -53,11 +53,14 @@ pub struct Args {
 pub(super) struct Server {
     child: Child,
     port: u16,
+    /// What the server depends on (the proxy target's upstream), stopped after it.
+    upstream: Option<Box<Server>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         stop(&mut self.child);
+        self.upstream.take();
     }
 }
 
@@ -100,8 +103,54 @@ pub(super) fn start_target(name: &str, dir: &Path, port: u16) -> Result<Server> 
         "nginx" => start_nginx(dir, port),
         "python" => start_python(dir, port),
         "go" => start_go(dir, port),
+        "proxy" => start_proxy(dir, port),
         other => bail!("unknown target {other}"),
     }
+}
+
+/// nginx (one worker, CPU 1) proxying over kept-alive upstream connections to a Node.js
+/// `http` server (CPU 0, beside wrk) answering the same 695 bytes: two traced hops per
+/// request, four with the default selection's client sides.
+fn start_proxy(dir: &Path, port: u16) -> Result<Server> {
+    let upstream_port = free_port()?;
+    let node = Command::new("taskset")
+        .args(["-c", "0", "node", "-e"])
+        .arg(
+            "const b = 'x'.repeat(695); require('http').createServer((q, r) => { q.resume(); \
+             q.on('end', () => r.end(b)); }).listen(+process.argv[1], '127.0.0.1');",
+        )
+        .arg(upstream_port.to_string())
+        .spawn()
+        .context("start node (apt install nodejs)")?;
+    wait_port(upstream_port)?;
+    let upstream = Server {
+        child: node,
+        port: upstream_port,
+        upstream: None,
+    };
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\nhttp {{ access_log off; keepalive_requests 1000000;\n\
+         client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+         upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 32; keepalive_requests 1000000; }}\n\
+         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; proxy_http_version 1.1; \
+         proxy_set_header Connection \"\"; }} }} }}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf)?;
+    let child = Command::new("taskset")
+        .args(["-c", "1", "nginx", "-c"])
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .spawn()
+        .context("start nginx")?;
+    wait_port(port)?;
+    Ok(Server {
+        child,
+        port,
+        upstream: Some(Box::new(upstream)),
+    })
 }
 
 /// A Go `net/http` server answering every request with the same 695 bytes as the others
@@ -134,7 +183,11 @@ fn start_go(dir: &Path, port: u16) -> Result<Server> {
         .spawn()
         .context("start the Go server")?;
     wait_port(port)?;
-    Ok(Server { child, port })
+    Ok(Server {
+        child,
+        port,
+        upstream: None,
+    })
 }
 
 fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
@@ -157,7 +210,11 @@ fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
         .spawn()
         .context("start nginx")?;
     wait_port(port)?;
-    Ok(Server { child, port })
+    Ok(Server {
+        child,
+        port,
+        upstream: None,
+    })
 }
 
 fn start_python(dir: &Path, port: u16) -> Result<Server> {
@@ -182,7 +239,11 @@ fn start_python(dir: &Path, port: u16) -> Result<Server> {
         .spawn()
         .context("start python3 http.server")?;
     wait_port(port)?;
-    Ok(Server { child, port })
+    Ok(Server {
+        child,
+        port,
+        upstream: None,
+    })
 }
 
 /// Run wrk; returns (requests completed, requests/s).
