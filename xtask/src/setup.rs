@@ -21,6 +21,9 @@ const APT_PACKAGES: &[&str] = &[
     "nodejs",
     "openjdk-17-jdk-headless",
     "golang-go",
+    // systemd-analyze checks the unit in deploy/systemd; setpriv runs the agent unprivileged.
+    "systemd",
+    "util-linux",
 ];
 
 /// Python packages: a real OpenTelemetry SDK as OTLP client (store tests) and aiohttp, an

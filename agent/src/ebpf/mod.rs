@@ -100,13 +100,33 @@ pub struct LoadOptions {
     pub exec_notify: bool,
 }
 
+/// Capabilities the agent needs (bit numbers from linux/capability.h): CAP_BPF to load the
+/// programs and maps, CAP_PERFMON to attach them to tracepoints, CAP_DAC_READ_SEARCH to read
+/// tracefs (root-only) as another user.
+const NEEDED_CAPS: [(u32, &str); 3] = [
+    (39, "CAP_BPF"),
+    (38, "CAP_PERFMON"),
+    (2, "CAP_DAC_READ_SEARCH"),
+];
+
+/// Whether the effective capability set in a `/proc/<pid>/status` text holds every needed
+/// capability (root normally does; a non-root user can be granted exactly these).
+fn has_capabilities(status: &str) -> bool {
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    NEEDED_CAPS.iter().all(|(bit, _)| effective >> bit & 1 == 1)
+}
+
 /// Say what is missing before trying to load, in one clear line.
 pub fn check_environment() -> Result<(), EbpfError> {
     if !object::is_built() {
         return Err(EbpfError::NotBuilt);
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !has_capabilities(&status) {
         return Err(EbpfError::NotPrivileged);
     }
     if !Path::new("/sys/kernel/tracing/events/syscalls").exists()
@@ -327,5 +347,20 @@ impl Probes {
         };
         let sum = |i: u32| arr.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
         (sum(counter::RINGBUF_FULL), sum(counter::SUBMITTED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::root("CapEff:\t000001ffffffffff\n", true)]
+    #[case::exactly_the_three("CapEff:\t000000c000000004\n", true)]
+    #[case::no_dac_read_search("CapEff:\t000000c000000000\n", false)]
+    #[case::unprivileged("CapEff:\t0000000000000000\n", false)]
+    #[case::unreadable("", false)]
+    fn capability_check(#[case] status: &str, #[case] ok: bool) {
+        assert_eq!(super::has_capabilities(status), ok);
     }
 }
