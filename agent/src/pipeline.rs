@@ -93,6 +93,7 @@ pub fn start(
     let handle = std::thread::Builder::new()
         .name("sonde-capture".into())
         .spawn(move || {
+            raise_priority();
             run(
                 &mut probes,
                 &cfg,
@@ -306,6 +307,27 @@ fn run(
 /// whole rounded up to 8.
 fn ring_footprint(len: usize) -> u64 {
     (len as u64 + 8).next_multiple_of(8)
+}
+
+/// Nice value of the ring reader: under saturating load every CPU is busy with the traced
+/// processes, and a reader that waits its turn lets the ring overflow. It sleeps between
+/// drains, so its priority costs the others only the work it has to do anyway.
+const READER_NICE: i32 = -10;
+
+/// Give the calling thread (the ring reader) `READER_NICE`; without the right to
+/// (CAP_SYS_NICE) it keeps its priority, and says so once.
+fn raise_priority() {
+    // SAFETY: gettid and setpriority on the calling thread have no preconditions.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, READER_NICE)
+    };
+    if rc != 0 {
+        tracing::info!(
+            error = %std::io::Error::last_os_error(),
+            "the ring reader keeps its default priority"
+        );
+    }
 }
 
 fn monotonic_ns() -> u64 {

@@ -25,9 +25,33 @@ pub fn sonde_bin() -> PathBuf {
     bin
 }
 
+/// The release build of `sonde`, for tests that measure what users run (`cargo xtask test`
+/// builds it; by hand: `cargo build --release -p sonde --bin sonde`). It must be at least as
+/// new as the debug build, or it is stale.
+pub fn release_sonde_bin() -> PathBuf {
+    let debug = sonde_bin();
+    let bin = debug
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("release/sonde");
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    assert!(
+        modified(&bin).is_some_and(|r| modified(&debug).is_none_or(|d| r >= d)),
+        "{} missing or older than the debug build: cargo build --release -p sonde --bin sonde",
+        bin.display()
+    );
+    bin
+}
+
 /// Start `sonde agent <args>` exporting OTLP/gRPC to `receiver`; returns once it is capturing.
 pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
-    let mut child = Command::new(sonde_bin())
+    start_agent_bin(&sonde_bin(), receiver, args)
+}
+
+/// [`start_agent`] with a given `sonde` binary.
+pub fn start_agent_bin(bin: &std::path::Path, receiver: SocketAddr, args: &[&str]) -> Proc {
+    let mut child = Command::new(bin)
         .arg("agent")
         .args(args)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))

@@ -96,6 +96,17 @@ pub fn attr_in(
 }
 
 impl Received {
+    /// How many spans received satisfy `pred` (without copying them: for large volumes).
+    pub fn count(&self, pred: impl Fn(&Span) -> bool) -> usize {
+        let guard = self.0.lock().expect("lock");
+        guard
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .filter(|s| pred(s))
+            .count()
+    }
+
     /// Wait until `pred` holds for the spans received (or `timeout`); returns the spans.
     pub async fn wait_for(
         &self,

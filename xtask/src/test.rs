@@ -36,6 +36,11 @@ pub fn run(args: &Args) -> Result<()> {
     // The end-to-end tests run the real `sonde` binary: build it first, so that they never
     // test a stale one.
     cargo(&["build", "-p", "sonde", "--bins"], args)?;
+    // The saturation test measures what users run: the release build.
+    cargo(
+        &["build", "--release", "-p", "sonde", "--bin", "sonde"],
+        args,
+    )?;
     cargo(&["test", "--workspace", "--no-fail-fast"], args)?;
     Ok(())
 }
