@@ -103,6 +103,35 @@ pub fn python_http_server(dir: &std::path::Path, port: u16) -> Proc {
     p
 }
 
+/// A Python server script (`python3 -c <script> <port>`) listening on 127.0.0.1:`port`.
+pub fn python_server(script: &str, port: u16) -> Proc {
+    let p = Proc(
+        Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .spawn()
+            .expect("start a python server"),
+    );
+    wait_port(port);
+    p
+}
+
+/// Run a Python client script (`python3 -c <script> <args…>`) that prints how many of its
+/// requests failed; panics with its stderr unless that is 0.
+pub fn python_client_without_failures(script: &str, args: &[String]) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run a python client");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "the client saw failures: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run curl with `args`; returns (exit ok, stdout).
 pub fn curl(args: &[&str]) -> (bool, String) {
     let out = Command::new("curl")

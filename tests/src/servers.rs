@@ -20,20 +20,7 @@ pub fn nginx(dir: &Path, root: &Path, port: u16) -> Proc {
         d = dir.display(),
         r = root.display(),
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).expect("write nginx.conf");
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(&path)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nginx (apt install nginx-light)");
-    let p = Proc(child);
-    wait_port(port);
-    p
+    run_nginx(dir, &conf, port)
 }
 
 /// `node -e <script>` with the port in `PORT`; returns once it listens on 127.0.0.1:`port`.
@@ -67,6 +54,11 @@ pub fn nginx_proxy(dir: &Path, port: u16, upstream: u16) -> Proc {
              proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }}\n }}\n}}\n",
         d = dir.display(),
     );
+    run_nginx(&dir, &conf, port)
+}
+
+/// nginx with `conf` (written into `dir`) in the foreground; returns once it listens on `port`.
+fn run_nginx(dir: &Path, conf: &str, port: u16) -> Proc {
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).expect("write nginx.conf");
     let child = Command::new("nginx")

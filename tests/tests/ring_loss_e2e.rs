@@ -2,15 +2,14 @@
 //! every 100 ms): records are lost, and the spans that are exported must still be right.
 //! Keep-alive connections whose records were lost resume at the next request: no request is
 //! paired with another request's response (a 404 reported as 500, a 201 as 200).
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use sonde_e2e::{
-    Proc,
     agent::{metric, scrape, start_agent},
     free_port,
     otlp::{attr, start_receiver},
-    require_kernel, wait_port,
+    require_kernel,
 };
 
 const THREADS: usize = 4;
@@ -66,13 +65,7 @@ async fn after_ring_loss_spans_stay_right() {
     )
     .unwrap();
     let port = free_port();
-    let _server = Proc(
-        Command::new("python3")
-            .args(["-c", SERVER, &port.to_string()])
-            .spawn()
-            .expect("start python server"),
-    );
-    wait_port(port);
+    let _server = sonde_e2e::python_server(SERVER, port);
     let metrics = free_port();
     let (addr, received) = start_receiver().await;
     let _agent = start_agent(
@@ -84,21 +77,9 @@ async fn after_ring_loss_spans_stay_right() {
             &format!("127.0.0.1:{metrics}"),
         ],
     );
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            CLIENT,
-            &port.to_string(),
-            &THREADS.to_string(),
-            &PER_THREAD.to_string(),
-        ])
-        .output()
-        .expect("run python client");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "the client saw wrong statuses: {}",
-        String::from_utf8_lossy(&out.stderr)
+    sonde_e2e::python_client_without_failures(
+        CLIENT,
+        &[port, THREADS as u16, PER_THREAD as u16].map(|v| v.to_string()),
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let text = scrape(metrics).await;

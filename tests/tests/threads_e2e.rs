@@ -4,13 +4,13 @@
 //! closing a socket and another thread getting the same fd number at once must not mix the
 //! two connections up: every request is one client span and one server span with its own
 //! path, status 200 and no error.
-use std::{collections::HashMap, process::Command, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use sonde_e2e::{
-    Proc, free_port,
+    free_port,
     otlp::{attr, start_receiver},
-    require_kernel, wait_port,
+    require_kernel,
 };
 
 const THREADS: usize = 8;
@@ -58,32 +58,14 @@ print(len(failed))
 async fn threads_reusing_fd_numbers_keep_their_connections_apart() {
     require_kernel!();
     let port = free_port();
-    let _server = Proc(
-        Command::new("python3")
-            .args(["-c", SERVER, &port.to_string()])
-            .spawn()
-            .expect("start python server"),
-    );
-    wait_port(port);
+    let _server = sonde_e2e::python_server(SERVER, port);
     let (addr, received) = start_receiver().await;
     // Every process, both sides: the client is a short-lived process started after the agent.
     let metrics = format!("127.0.0.1:{}", free_port());
     let _agent = sonde_e2e::agent::start_agent(addr, &["--metrics-listen-address", &metrics]);
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            CLIENT,
-            &port.to_string(),
-            &THREADS.to_string(),
-            &PER_THREAD.to_string(),
-        ])
-        .output()
-        .expect("run python client");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "the client saw failures: {}",
-        String::from_utf8_lossy(&out.stderr)
+    sonde_e2e::python_client_without_failures(
+        CLIENT,
+        &[port, THREADS as u16, PER_THREAD as u16].map(|v| v.to_string()),
     );
     let total = THREADS * PER_THREAD;
     let ours = |kind: SpanKind| {

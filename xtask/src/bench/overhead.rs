@@ -137,20 +137,7 @@ fn start_proxy(dir: &Path, port: u16) -> Result<Server> {
          server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; proxy_http_version 1.1; \
          proxy_set_header Connection \"\"; }} }} }}\n"
     );
-    std::fs::write(dir.join("nginx.conf"), conf)?;
-    let child = Command::new("taskset")
-        .args(["-c", "1", "nginx", "-c"])
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .spawn()
-        .context("start nginx")?;
-    wait_port(port)?;
-    Ok(Server {
-        child,
-        port,
-        upstream: Some(Box::new(upstream)),
-    })
+    run_nginx(dir, &conf, port, Some(upstream))
 }
 
 /// A Go `net/http` server answering every request with the same 695 bytes as the others
@@ -201,6 +188,11 @@ fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
          client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
          server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n"
     );
+    run_nginx(dir, &conf, port, None)
+}
+
+/// nginx on CPU 1 with `conf` (written into `dir`); returns once it listens on `port`.
+fn run_nginx(dir: &Path, conf: &str, port: u16, upstream: Option<Server>) -> Result<Server> {
     std::fs::write(dir.join("nginx.conf"), conf)?;
     let child = Command::new("taskset")
         .args(["-c", "1", "nginx", "-c"])
@@ -213,7 +205,7 @@ fn start_nginx(dir: &Path, port: u16) -> Result<Server> {
     Ok(Server {
         child,
         port,
-        upstream: None,
+        upstream: upstream.map(Box::new),
     })
 }
 
