@@ -23,13 +23,24 @@ fn write_config(dir: &Path, body: &str) -> String {
     path.display().to_string()
 }
 
+/// Provisioning mode, with the user's own provisioning file for the Loki and Prometheus that
+/// Sonde links back from (listed under `provisioning_files`, so Sonde keeps its entries there).
 fn provisioning_config(dir: &Path) -> String {
+    let user = dir.join("user-datasources.yaml");
+    std::fs::write(
+        &user,
+        "apiVersion: 1\ndatasources:\n- name: Logs\n  uid: loki-home\n  type: loki\n  \
+         url: http://loki:3100\n- name: Prometheus\n  uid: prom-home\n  type: prometheus\n  \
+         url: http://prom:9090\n",
+    )
+    .expect("write the user's provisioning file");
     let body = format!(
-        "reconcile:\n  mode: provisioning\n  output_dir: {}\n  grafanas:\n    - id: home\n  \
-         tempos:\n    - name: Sonde traces\n      uid: sonde-traces\n      url: http://sonde:3200\n      \
+        "reconcile:\n  mode: provisioning\n  output_dir: {}\n  grafanas:\n    - id: home\n      \
+         provisioning_files: [{}]\n  tempos:\n    - name: Sonde traces\n      uid: sonde-traces\n      url: http://sonde:3200\n      \
          tenant:\n        value: s3cr3t-tenant\n  metrics:\n    - uid: prom-home\n      grafana: home\n  \
          logs:\n    - uid: loki-home\n      grafana: home\n",
-        dir.join("out").display()
+        dir.join("out").display(),
+        user.display()
     );
     write_config(dir, &body)
 }
