@@ -74,9 +74,11 @@ async fn saturating_load_is_traced_on_both_sides() {
             spans as f64 >= 0.999 * 2.0 * requests as f64,
             "{path}: {spans} spans for {requests} requests: under 99.9% on both sides"
         );
-        // wrk does not count the requests in flight when it stops (up to one per connection).
+        // wrk does not count the requests in flight when it stops (up to one per connection);
+        // other HTTP traffic on the machine (1% slack) would be traced too. A span counted
+        // twice would show as up to twice the requests.
         assert!(
-            spans <= 2 * (requests + 16) + 4,
+            spans as f64 <= 2.0 * (requests + 16) as f64 * 1.01,
             "{path}: {spans} spans for {requests} requests: more than the requests made"
         );
     }
