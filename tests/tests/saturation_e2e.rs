@@ -74,11 +74,11 @@ async fn saturating_load_is_traced_on_both_sides() {
             spans as f64 >= 0.999 * 2.0 * requests as f64,
             "{path}: {spans} spans for {requests} requests: under 99.9% on both sides"
         );
-        // wrk does not count the requests in flight when it stops (up to one per connection);
-        // other HTTP traffic on the machine (1% slack) would be traced too. A span counted
-        // twice would show as up to twice the requests.
+        // Other HTTP traffic on the machine is traced too (none in CI, where tests run one
+        // binary at a time; a benchmark beside it adds some): the bound only catches one
+        // side's spans counted twice (three spans per request).
         assert!(
-            spans as f64 <= 2.0 * (requests + 16) as f64 * 1.01,
+            spans as f64 <= 2.5 * requests as f64,
             "{path}: {spans} spans for {requests} requests: more than the requests made"
         );
     }
