@@ -1,4 +1,5 @@
-//! W3C Trace Context: `traceparent` parse/format, `tracestate` carry, and id generation.
+//! W3C Trace Context: `traceparent` parse/format, `tracestate` carry, what a request head's
+//! headers say (`incoming`), and id generation.
 use rand::RngCore;
 
 /// A parsed `traceparent` header.
@@ -113,6 +114,37 @@ pub fn carry_tracestate(value: &str) -> Option<String> {
         .then(|| v.to_owned())
 }
 
+/// The trace context a request head carried, as its span uses it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Incoming {
+    /// A valid `traceparent`.
+    pub parent: Option<TraceParent>,
+    /// `tracestate`, kept only with a valid `traceparent` (the specification ties them).
+    pub trace_state: Option<String>,
+    /// Why a `traceparent` that was present was ignored.
+    pub rejected: Option<TraceParentError>,
+}
+
+/// Reads the `traceparent` and `tracestate` values of a request head (the first of each,
+/// wherever they stand in the head). A malformed or all-zero `traceparent` is ignored, and
+/// the reason kept so that it can be counted.
+pub fn incoming(traceparent: Option<&str>, tracestate: Option<&str>) -> Incoming {
+    let Some(value) = traceparent else {
+        return Incoming::default();
+    };
+    match TraceParent::parse(value) {
+        Ok(parent) => Incoming {
+            parent: Some(parent),
+            trace_state: tracestate.and_then(carry_tracestate),
+            rejected: None,
+        },
+        Err(e) => Incoming {
+            rejected: Some(e),
+            ..Incoming::default()
+        },
+    }
+}
+
 /// A new random, non-zero trace id.
 pub fn new_trace_id() -> [u8; 16] {
     let mut id = [0u8; 16];
@@ -203,6 +235,38 @@ mod tests {
     fn tracestate(#[case] value: &str, #[case] expected: Option<&str>) {
         assert_eq!(carry_tracestate(value).as_deref(), expected);
         assert_eq!(carry_tracestate(&"a".repeat(MAX_TRACESTATE + 1)), None);
+    }
+
+    #[rstest]
+    #[case::absent(None, Some("a=1"), None, None, None)]
+    #[case::valid(Some(VALID), Some("a=1"), Some(VALID), Some("a=1"), None)]
+    #[case::valid_no_state(Some(VALID), None, Some(VALID), None, None)]
+    #[case::malformed_drops_state(
+        Some("00-xyz"),
+        Some("a=1"),
+        None,
+        None,
+        Some(TraceParentError::Length(6))
+    )]
+    #[case::zero_trace(
+        Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        None,
+        None,
+        None,
+        Some(TraceParentError::ZeroId("trace-id"))
+    )]
+    #[case::empty_value(Some(""), None, None, None, Some(TraceParentError::Length(0)))]
+    fn incoming_context(
+        #[case] traceparent: Option<&str>,
+        #[case] tracestate: Option<&str>,
+        #[case] parent: Option<&str>,
+        #[case] state: Option<&str>,
+        #[case] rejected: Option<TraceParentError>,
+    ) {
+        let got = incoming(traceparent, tracestate);
+        assert_eq!(got.parent.map(|p| p.format()).as_deref(), parent);
+        assert_eq!(got.trace_state.as_deref(), state);
+        assert_eq!(got.rejected, rejected);
     }
 
     #[test]

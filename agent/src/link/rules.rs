@@ -1,0 +1,141 @@
+//! The linking rules: which span is whose parent (connection, thread, proxy), and when a
+//! span stops waiting for one.
+use super::{Linker, State};
+use crate::span::{LinkKind, SpanKind};
+
+/// What a rule found.
+enum Found {
+    None,
+    One(u64),
+    /// More than one parent fits.
+    Many,
+}
+
+impl<T> Linker<T> {
+    /// A server span: its client may already be here (connection); else it waits for it when
+    /// the peer can be on this node, and is decided now when it cannot.
+    pub(super) fn server_arrived(&mut self, id: u64) {
+        if let Some(client) = self.client_of(id) {
+            if let Some(c) = self.entries.get_mut(&client) {
+                c.claimed = true;
+            }
+            if self.attach(id, client, LinkKind::Connection) {
+                return;
+            }
+        }
+        let Some(e) = self.entries.get(&id) else {
+            return;
+        };
+        let peer = e.conn.0.ip();
+        let local = peer.is_loopback() || peer == e.conn.1.ip() || self.local_ips.contains(&peer);
+        if !local {
+            self.resolve(id);
+        }
+    }
+
+    /// A client span: a server span on the same connection may be waiting for it. Its own
+    /// parent is decided later (`decide`), once the server spans that may contain it came.
+    pub(super) fn client_arrived(&mut self, id: u64) {
+        let Some(c) = self.entries.get(&id) else {
+            return;
+        };
+        let (start, end) = (c.start, c.end);
+        let server = self.by_conn.get(&c.conn).and_then(|ids| {
+            ids.iter()
+                .filter_map(|&s| Some((s, self.entries.get(&s)?)))
+                .filter(|(_, s)| {
+                    s.kind == SpanKind::Server
+                        && s.state == State::Waiting
+                        && start <= s.start
+                        && s.start <= end
+                })
+                .min_by_key(|(_, s)| s.start)
+                .map(|(s, _)| s)
+        });
+        if let Some(server) = server
+            && self.attach(server, id, LinkKind::Connection)
+            && let Some(c) = self.entries.get_mut(&id)
+        {
+            c.claimed = true;
+        }
+    }
+
+    /// The unclaimed client span whose exchange was in flight when server span `id` read
+    /// its request (the earliest, for pipelined requests).
+    fn client_of(&self, id: u64) -> Option<u64> {
+        let s = self.entries.get(&id)?;
+        self.by_conn
+            .get(&s.conn)?
+            .iter()
+            .filter_map(|&c| Some((c, self.entries.get(&c)?)))
+            .filter(|(_, c)| {
+                c.kind == SpanKind::Client && !c.claimed && c.start <= s.start && s.start <= c.end
+            })
+            .min_by_key(|(_, c)| c.start)
+            .map(|(c, _)| c)
+    }
+
+    /// The wait is over for `id`: a client looks for the server span it was made under
+    /// (thread, then proxy); a server that found no client, or a client no server, takes
+    /// its header's context or starts a trace.
+    pub(super) fn decide(&mut self, id: u64) {
+        let Some(e) = self.entries.get(&id) else {
+            return;
+        };
+        if e.kind == SpanKind::Server {
+            if e.header.is_none() {
+                self.stats.expired_unlinked += 1;
+            }
+            self.resolve(id);
+            return;
+        }
+        let (pid, tid, start, route) = (e.pid, e.tid, e.start, e.route);
+        let inside = |s: &super::Entry<T>| {
+            s.kind == SpanKind::Server && s.pid == pid && s.start <= start && start <= s.end
+        };
+        let mut found = self.only(self.by_thread.get(&(pid, tid)), |s| {
+            inside(s) && s.tid == tid
+        });
+        if matches!(found, Found::Many) {
+            self.multiplexed.insert(pid);
+        } else if matches!(found, Found::One(_)) && self.multiplexed.contains(&pid) {
+            // An event loop: the one request open on the thread now may not be the one
+            // this call is for.
+            found = Found::Many;
+        }
+        let mut kind = LinkKind::Thread;
+        let thread_ambiguous = matches!(found, Found::Many);
+        if !matches!(found, Found::One(_)) {
+            kind = LinkKind::Proxy;
+            found = self.only(self.by_route.get(&(pid, route)), |s| {
+                inside(s) && s.route == route
+            });
+        }
+        match found {
+            Found::One(parent) if self.attach(id, parent, kind) => {}
+            Found::Many => {
+                self.stats.ambiguous += 1;
+                self.resolve(id);
+            }
+            _ => {
+                if thread_ambiguous {
+                    self.stats.ambiguous += 1;
+                }
+                self.resolve(id);
+            }
+        }
+    }
+
+    fn only(&self, ids: Option<&Vec<u64>>, fits: impl Fn(&super::Entry<T>) -> bool) -> Found {
+        let mut found = Found::None;
+        for &s in ids.into_iter().flatten() {
+            if self.entries.get(&s).is_some_and(&fits) {
+                found = match found {
+                    Found::None => Found::One(s),
+                    _ => return Found::Many,
+                };
+            }
+        }
+        found
+    }
+}
