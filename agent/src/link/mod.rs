@@ -31,7 +31,7 @@
 //! once (`evicted_for_memory`).
 use std::{
     collections::VecDeque,
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     net::{IpAddr, SocketAddr},
 };
 
@@ -283,8 +283,9 @@ impl<T> Linker<T> {
             SpanKind::Server => (span.trace_id, span.parent_span_id.unwrap_or_default()),
             SpanKind::Client => (span.trace_id, span.span_id),
         });
-        let mut h = self.route_hasher.build_hasher();
-        (&span.method, &span.path, &span.query).hash(&mut h);
+        let route = self
+            .route_hasher
+            .hash_one((&span.method, &span.path, &span.query));
         Entry {
             arrival: now,
             kind: span.kind,
@@ -293,7 +294,7 @@ impl<T> Linker<T> {
             start: span.start_unix_ns,
             end: span.end_unix_ns.max(span.start_unix_ns),
             conn,
-            route: h.finish(),
+            route,
             header,
             trace_id: span.trace_id,
             span_id: span.span_id,
@@ -414,7 +415,7 @@ impl<T> Linker<T> {
             }
             let link = match (parent, e.header) {
                 // A header naming another trace than the parent's: the header wins.
-                (Some((trace, ..)), Some((h_trace, _))) if trace != h_trace => e.from_header(),
+                (Some((trace, ..)), Some((h_trace, _))) if trace != h_trace => e.take_header(),
                 (Some((trace, span, grandparent, kind)), _) => {
                     e.trace_id = trace;
                     e.parent_span_id = Some(span);
@@ -425,7 +426,7 @@ impl<T> Linker<T> {
                     }
                     kind
                 }
-                (None, Some(_)) => e.from_header(),
+                (None, Some(_)) => e.take_header(),
                 (None, None) => {
                     e.parent = None;
                     e.parent_span_id = None;
@@ -507,7 +508,7 @@ impl<T> Entry<T> {
     }
 
     /// The ids the request's header gave (a server's remote parent, a client's own span).
-    fn from_header(&mut self) -> LinkKind {
+    fn take_header(&mut self) -> LinkKind {
         let Some((trace, named)) = self.header else {
             return LinkKind::None;
         };

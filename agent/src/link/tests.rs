@@ -237,8 +237,7 @@ fn keep_alive_pairs_the_nth_request_with_the_nth_exchange(
         .map(|n| span(SpanKind::Server, 2, 2, s, c, (n * 100 + 10, n * 100 + 40)))
         .collect();
     let mut arrivals = Vec::new();
-    for n in 0..3 {
-        let (a, b) = (clients[n].clone(), servers[n].clone());
+    for (n, (a, b)) in clients.into_iter().zip(servers.iter().cloned()).enumerate() {
         if servers_first {
             arrivals.push((n as u64 * MS, b));
             arrivals.push((n as u64 * MS, a));
@@ -249,14 +248,14 @@ fn keep_alive_pairs_the_nth_request_with_the_nth_exchange(
     }
     let mut linker = Linker::new(LinkConfig::default());
     let out = run(&mut linker, arrivals);
-    for n in 0..3 {
+    for (n, server) in servers.iter().enumerate() {
         let (ci, si) = if servers_first {
             (2 * n + 1, 2 * n)
         } else {
             (2 * n, 2 * n + 1)
         };
         assert_child(by_index(&out, si), by_index(&out, ci), LinkKind::Connection);
-        assert_eq!(by_index(&out, si).start_unix_ns, servers[n].start_unix_ns);
+        assert_eq!(by_index(&out, si).start_unix_ns, server.start_unix_ns);
     }
 }
 
