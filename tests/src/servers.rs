@@ -1,5 +1,5 @@
-//! Real servers for the end-to-end tests: nginx (Debian package), Node.js `http`, and a Rust
-//! (axum) server.
+//! Real servers for the end-to-end tests: nginx (Debian package, as a web server or a
+//! reverse proxy), Node.js `http`, and a Rust (axum) server.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -19,6 +19,36 @@ pub fn nginx(dir: &Path, root: &Path, port: u16) -> Proc {
           server {{\n  listen 127.0.0.1:{port};\n  root {r};\n  location = /fail {{ return 500; }}\n }}\n}}\n",
         d = dir.display(),
         r = root.display(),
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx (apt install nginx-light)");
+    let p = Proc(child);
+    wait_port(port);
+    p
+}
+
+/// nginx with one worker on 127.0.0.1:`port` proxying everything to 127.0.0.1:`upstream`
+/// (`proxy_pass` forwards method and path; upstream connections are kept alive).
+pub fn nginx_proxy(dir: &Path, port: u16, upstream: u16) -> Proc {
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n access_log off;\n keepalive_requests 100000;\n\
+          client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
+          uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+          upstream app {{ server 127.0.0.1:{upstream}; keepalive 32; }}\n\
+          server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
+           proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }}\n }}\n}}\n",
+        d = dir.display(),
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).expect("write nginx.conf");

@@ -1,4 +1,4 @@
-//! Connected traces end to end on the real kernel: curl → a python threaded service (one
+//! Connected traces end to end on the real kernel: curl (→ nginx `proxy_pass`) → a python threaded service (one
 //! thread per connection) that calls a python backend with urllib → the backend. The agent
 //! traces all three processes; each curl request must come out as one trace, curl client →
 //! front server → front client → backend server, with the right parent ids and `sonde.link`
@@ -19,7 +19,9 @@ use sonde_e2e::{
     agent::{metric, scrape, start_agent},
     free_port,
     otlp::{Received, attr, start_receiver},
-    require_kernel, wait_port,
+    require_kernel,
+    servers::nginx_proxy,
+    wait_port,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -80,43 +82,58 @@ fn curl_copy(dir: &Path) -> std::path::PathBuf {
     copy
 }
 
-/// The four spans of one request, found by path.
-struct Chain {
-    curl: Span,
-    front: Span,
-    front_client: Span,
-    backend: Span,
-}
-
 type Spans = [(Vec<KeyValue>, Span)];
 
-fn one(spans: &Spans, kind: SpanKind, path: &str, port: u16) -> Vec<Span> {
-    spans
-        .iter()
-        .filter(|(_, s)| {
-            s.kind == kind as i32
-                && attr(s, "url.path").as_deref() == Some(path)
-                && attr(s, "server.port") == Some(port.to_string())
-        })
-        .map(|(_, s)| s.clone())
-        .collect()
+/// One span each request must make: its kind, path (`{n}` is the request's number), the
+/// port it was addressed to, and how it may be linked to the hop before it.
+struct Hop {
+    kind: SpanKind,
+    path: &'static str,
+    port: u16,
+    links: &'static [&'static str],
 }
 
-/// The chain of `/front/{n}`, when each of its spans arrived exactly once.
-fn chain(spans: &Spans, n: usize, front: u16, back: u16, with_curl: bool) -> Option<Chain> {
-    let path = format!("/front/{n}");
-    let inner = format!("/backend/front/{n}");
-    let single = |mut v: Vec<Span>| (v.len() == 1).then(|| v.remove(0));
-    Some(Chain {
-        curl: if with_curl {
-            single(one(spans, SpanKind::Client, &path, front))?
-        } else {
-            Span::default()
-        },
-        front: single(one(spans, SpanKind::Server, &path, front))?,
-        front_client: single(one(spans, SpanKind::Client, &inner, back))?,
-        backend: single(one(spans, SpanKind::Server, &inner, back))?,
-    })
+const fn hop(kind: SpanKind, path: &'static str, port: u16, links: &'static [&'static str]) -> Hop {
+    Hop {
+        kind,
+        path,
+        port,
+        links,
+    }
+}
+
+/// curl → front → backend, as the agent must link them.
+fn python_hops(front: u16, back: u16) -> Vec<Hop> {
+    vec![
+        hop(SpanKind::Client, "/front/{n}", front, &["none"]),
+        hop(SpanKind::Server, "/front/{n}", front, &["connection"]),
+        hop(SpanKind::Client, "/backend/front/{n}", back, &["thread"]),
+        hop(
+            SpanKind::Server,
+            "/backend/front/{n}",
+            back,
+            &["connection"],
+        ),
+    ]
+}
+
+/// The spans of request `n`, one per hop, when each arrived exactly once.
+fn chain(spans: &Spans, hops: &[Hop], n: usize) -> Option<Vec<Span>> {
+    hops.iter()
+        .map(|h| {
+            let path = h.path.replace("{n}", &n.to_string());
+            let mut found: Vec<Span> = spans
+                .iter()
+                .filter(|(_, s)| {
+                    s.kind == h.kind as i32
+                        && attr(s, "url.path").as_deref() == Some(path.as_str())
+                        && attr(s, "server.port") == Some(h.port.to_string())
+                })
+                .map(|(_, s)| s.clone())
+                .collect();
+            (found.len() == 1).then(|| found.remove(0))
+        })
+        .collect()
 }
 
 fn link(s: &Span) -> String {
@@ -130,14 +147,8 @@ fn child_of(child: &Span, parent: &Span, how: &str) -> bool {
         && link(child) == how
 }
 
-/// Runs `requests` curl requests for `/front/0..requests`, `concurrency` at a time.
-fn run_requests(
-    curl: &Path,
-    front: u16,
-    requests: usize,
-    concurrency: usize,
-    header: Option<&str>,
-) {
+/// Runs `requests` curl requests for `{url}/front/0..requests`, `concurrency` at a time.
+fn run_requests(curl: &Path, url: &str, requests: usize, concurrency: usize, header: Option<&str>) {
     let mut next = 0;
     while next < requests {
         let batch: Vec<_> = (next..requests.min(next + concurrency))
@@ -147,7 +158,7 @@ fn run_requests(
                 if let Some(h) = header {
                     cmd.args(["-H", &format!("traceparent: {h}")]);
                 }
-                cmd.arg(format!("http://127.0.0.1:{front}/front/{n}"));
+                cmd.arg(format!("{url}/front/{n}"));
                 cmd.spawn().expect("curl")
             })
             .collect();
@@ -158,15 +169,16 @@ fn run_requests(
     }
 }
 
-/// What came out of one run: how many requests made one correctly shaped trace.
+/// What came out of one run.
 struct Score {
+    /// Requests whose spans form exactly the expected tree, in a trace of their own.
     connected: usize,
-    /// Requests with a span in another request's trace.
+    /// Requests with a span in a trace holding more spans than one request makes.
     mislinked: usize,
     requests: usize,
 }
 
-fn score(spans: &Spans, requests: usize, front: u16, back: u16) -> Score {
+fn score(spans: &Spans, hops: &[Hop], requests: usize) -> Score {
     let mut per_trace: HashMap<Vec<u8>, usize> = HashMap::new();
     for (_, s) in spans {
         *per_trace.entry(s.trace_id.clone()).or_default() += 1;
@@ -174,37 +186,28 @@ fn score(spans: &Spans, requests: usize, front: u16, back: u16) -> Score {
     let mut connected = 0;
     let mut mislinked = 0;
     for n in 0..requests {
-        let Some(c) = chain(spans, n, front, back, true) else {
-            eprintln!("/front/{n}: spans missing or doubled");
+        let Some(c) = chain(spans, hops, n) else {
+            eprintln!("request {n}: spans missing or doubled");
             continue;
         };
-        let shaped = c.curl.parent_span_id.is_empty()
-            && link(&c.curl) == "none"
-            && child_of(&c.front, &c.curl, "connection")
-            && child_of(&c.front_client, &c.front, "thread")
-            && child_of(&c.backend, &c.front_client, "connection");
-        let alone = per_trace.get(&c.curl.trace_id) == Some(&4);
-        let traces: std::collections::HashSet<&Vec<u8>> =
-            [&c.curl, &c.front, &c.front_client, &c.backend]
-                .iter()
-                .map(|s| &s.trace_id)
-                .collect();
+        let root_ok =
+            c[0].parent_span_id.is_empty() && hops[0].links.contains(&link(&c[0]).as_str());
+        let shaped = root_ok
+            && c.windows(2)
+                .zip(&hops[1..])
+                .all(|(w, h)| h.links.iter().any(|how| child_of(&w[1], &w[0], how)));
+        let alone = per_trace.get(&c[0].trace_id) == Some(&hops.len());
         if shaped && alone {
             connected += 1;
         } else {
             eprintln!(
-                "/front/{n}: links {} {} {} {}, {} trace(s), {:?} spans in the curl's trace",
-                link(&c.curl),
-                link(&c.front),
-                link(&c.front_client),
-                link(&c.backend),
-                traces.len(),
-                per_trace.get(&c.curl.trace_id)
+                "request {n}: links {:?}, {:?} spans in the root's trace",
+                c.iter().map(link).collect::<Vec<_>>(),
+                per_trace.get(&c[0].trace_id)
             );
         }
-        if traces
-            .iter()
-            .any(|t| per_trace.get(*t).copied().unwrap_or(0) > 4)
+        if c.iter()
+            .any(|s| per_trace.get(&s.trace_id).copied().unwrap_or(0) > hops.len())
         {
             mislinked += 1;
         }
@@ -216,46 +219,73 @@ fn score(spans: &Spans, requests: usize, front: u16, back: u16) -> Score {
     }
 }
 
-async fn connected_chain(concurrency: usize, requests: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let curl = curl_copy(dir.path());
-    let (front, back) = (free_port(), free_port());
-    let _back = service(back, None, false);
-    let _front = service(front, Some(back), false);
+fn report(what: &str, s: &Score, text: &str) {
+    eprintln!(
+        "{what}: {}/{} connected ({:.1}%), {} mislinked; link counters: connection {}, \
+         thread {}, proxy {}, unlinked {}, ambiguous {}, expired {}",
+        s.connected,
+        s.requests,
+        100.0 * s.connected as f64 / s.requests as f64,
+        s.mislinked,
+        metric(text, "sonde_agent_link_linked_connection_total"),
+        metric(text, "sonde_agent_link_linked_thread_total"),
+        metric(text, "sonde_agent_link_linked_proxy_total"),
+        metric(text, "sonde_agent_link_unlinked_total"),
+        metric(text, "sonde_agent_link_ambiguous_total"),
+        metric(text, "sonde_agent_link_expired_unlinked_total"),
+    );
+}
+
+/// Starts the agent tracing `ports` and the test's curl copy, runs the requests against
+/// `url`, and scores the traces against `hops`.
+async fn measure(
+    dir: &Path,
+    ports: &[u16],
+    url: String,
+    hops: &[Hop],
+    requests: usize,
+    concurrency: usize,
+) -> (Score, String) {
+    let curl = curl_copy(dir);
     let metrics = free_port();
     let (addr, received) = start_receiver().await;
-    let glob = format!("{}/sonde-link-*", dir.path().display());
+    let glob = format!("{}/sonde-link-*", dir.display());
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let _agent = start_agent(
         addr,
         &[
             "--port",
-            &format!("{front},{back}"),
+            &ports.join(","),
             "--exe",
             &glob,
             "--metrics-listen-address",
             &format!("127.0.0.1:{metrics}"),
         ],
     );
-    let c = curl.clone();
-    tokio::task::spawn_blocking(move || run_requests(&c, front, requests, concurrency, None))
+    tokio::task::spawn_blocking(move || run_requests(&curl, &url, requests, concurrency, None))
         .await
         .unwrap();
-    let spans = wait_spans(&received, 4 * requests).await;
-    let s = score(&spans, requests, front, back);
-    let text = scrape(metrics).await;
-    eprintln!(
-        "concurrency {concurrency}: {}/{} connected ({:.1}%), {} mislinked; link counters: \
-         connection {}, thread {}, unlinked {}, ambiguous {}, expired {}",
-        s.connected,
-        s.requests,
-        100.0 * s.connected as f64 / s.requests as f64,
-        s.mislinked,
-        metric(&text, "sonde_agent_link_linked_connection_total"),
-        metric(&text, "sonde_agent_link_linked_thread_total"),
-        metric(&text, "sonde_agent_link_unlinked_total"),
-        metric(&text, "sonde_agent_link_ambiguous_total"),
-        metric(&text, "sonde_agent_link_expired_unlinked_total"),
-    );
+    let spans = wait_spans(&received, hops.len() * requests).await;
+    (score(&spans, hops, requests), scrape(metrics).await)
+}
+
+async fn python_chain(concurrency: usize, requests: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (front, back) = (free_port(), free_port());
+    let _back = service(back, None, false);
+    let _front = service(front, Some(back), false);
+    let hops = python_hops(front, back);
+    let url = format!("http://127.0.0.1:{front}");
+    let (s, text) = measure(
+        dir.path(),
+        &[front, back],
+        url,
+        &hops,
+        requests,
+        concurrency,
+    )
+    .await;
+    report(&format!("python, concurrency {concurrency}"), &s, &text);
     assert_eq!(s.mislinked, 0, "no span in another request's trace");
     assert_eq!(
         s.connected, s.requests,
@@ -274,13 +304,13 @@ async fn wait_spans(received: &Received, want: usize) -> Vec<(Vec<KeyValue>, Spa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_chain_is_one_trace_per_request_at_concurrency_1() {
     require_kernel!();
-    connected_chain(1, 10).await;
+    python_chain(1, 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_chain_is_one_trace_per_request_at_concurrency_20() {
     require_kernel!();
-    connected_chain(20, 60).await;
+    python_chain(20, 60).await;
 }
 
 /// curl (not traced) sends a `traceparent`; the front forwards it to the backend. The whole
@@ -299,27 +329,67 @@ async fn incoming_traceparent_is_honoured_and_forwarded() {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const PARENT: &str = "00f067aa0ba902b7";
     let header = format!("00-{TRACE}-{PARENT}-01");
-    tokio::task::spawn_blocking(move || run_requests(&curl, front, 3, 1, Some(&header)))
+    let url = format!("http://127.0.0.1:{front}");
+    tokio::task::spawn_blocking(move || run_requests(&curl, &url, 3, 1, Some(&header)))
         .await
         .unwrap();
     let spans = wait_spans(&received, 9).await;
+    let hops = &python_hops(front, back)[1..];
     for n in 0..3 {
-        let c = chain(&spans, n, front, back, false).expect("three spans, once each");
-        assert_eq!(hex::encode(&c.front.trace_id), TRACE, "trace id kept");
-        assert_eq!(hex::encode(&c.front.parent_span_id), PARENT);
-        assert_eq!(link(&c.front), "traceparent");
+        let c = chain(&spans, hops, n).expect("three spans, once each");
+        assert_eq!(hex::encode(&c[0].trace_id), TRACE, "trace id kept");
+        assert_eq!(hex::encode(&c[0].parent_span_id), PARENT);
+        assert_eq!(link(&c[0]), "traceparent");
+        assert!(child_of(&c[1], &c[0], "thread"), "front client under front");
+        assert_ne!(hex::encode(&c[1].span_id), PARENT, "an id of its own");
         assert!(
-            child_of(&c.front_client, &c.front, "thread"),
-            "front client under front"
-        );
-        assert_ne!(
-            hex::encode(&c.front_client.span_id),
-            PARENT,
-            "an id of its own"
-        );
-        assert!(
-            child_of(&c.backend, &c.front_client, "connection"),
+            child_of(&c[2], &c[1], "connection"),
             "backend under front client"
         );
     }
+}
+
+/// curl → nginx (`proxy_pass`, upstream keep-alive) → the python front → the backend: six
+/// spans per request, nginx's client span under nginx's server span by thread (one request
+/// at a time) or by the proxy rule (its method and path), never a wrong one.
+async fn nginx_chain(concurrency: usize, requests: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (edge, front, back) = (free_port(), free_port(), free_port());
+    let _back = service(back, None, false);
+    let _front = service(front, Some(back), false);
+    let _nginx = nginx_proxy(dir.path(), edge, front);
+    let mut hops = vec![
+        hop(SpanKind::Client, "/front/{n}", edge, &["none"]),
+        hop(SpanKind::Server, "/front/{n}", edge, &["connection"]),
+        hop(SpanKind::Client, "/front/{n}", front, &["thread", "proxy"]),
+    ];
+    hops.extend(python_hops(front, back).into_iter().skip(1));
+    let url = format!("http://127.0.0.1:{edge}");
+    let (s, text) = measure(
+        dir.path(),
+        &[edge, front, back],
+        url,
+        &hops,
+        requests,
+        concurrency,
+    )
+    .await;
+    report(&format!("nginx, concurrency {concurrency}"), &s, &text);
+    assert_eq!(s.mislinked, 0, "no span in another request's trace");
+    assert_eq!(
+        s.connected, s.requests,
+        "every request is one connected trace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_chain_is_one_trace_per_request_at_concurrency_1() {
+    require_kernel!();
+    nginx_chain(1, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_chain_is_one_trace_per_request_at_concurrency_20() {
+    require_kernel!();
+    nginx_chain(20, 60).await;
 }
