@@ -37,8 +37,11 @@ use std::{
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use index::Index;
+
 use crate::span::{HttpSpan, LinkKind, SpanKind, context::TraceParentError, context::new_span_id};
 
+mod index;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -152,9 +155,13 @@ pub struct Linker<T> {
     to_decide: VecDeque<u64>,
     to_release: VecDeque<u64>,
     to_forget: VecDeque<u64>,
-    by_conn: HashMap<(SocketAddr, SocketAddr), Vec<u64>>,
-    by_thread: HashMap<(u32, u32), Vec<u64>>,
-    by_route: HashMap<(u32, u64), Vec<u64>>,
+    /// Server spans waiting for their client, and client spans no server claimed yet, by
+    /// connection.
+    waiting_servers: Index<(SocketAddr, SocketAddr)>,
+    open_clients: Index<(SocketAddr, SocketAddr)>,
+    /// Server spans by (pid, tid) and by (pid, route).
+    by_thread: Index<(u32, u32)>,
+    by_route: Index<(u32, u64)>,
     /// Processes seen serving two requests on one thread at once.
     multiplexed: HashSet<u32>,
     /// Addresses seen as the local end of a traced socket: a peer there is on this node.
@@ -176,9 +183,10 @@ impl<T> Linker<T> {
             to_decide: VecDeque::new(),
             to_release: VecDeque::new(),
             to_forget: VecDeque::new(),
-            by_conn: HashMap::default(),
-            by_thread: HashMap::default(),
-            by_route: HashMap::default(),
+            waiting_servers: Index::new(),
+            open_clients: Index::new(),
+            by_thread: Index::new(),
+            by_route: Index::new(),
             multiplexed: HashSet::default(),
             local_ips: HashSet::default(),
             route_hasher: std::hash::RandomState::new(),
@@ -307,25 +315,31 @@ impl<T> Linker<T> {
         }
     }
 
+    /// Indexes a new span (a server's wait for its client is indexed by `server_arrived`).
     fn index(&mut self, id: u64, e: &Entry<T>) {
-        self.by_conn.entry(e.conn).or_default().push(id);
-        if e.kind == SpanKind::Server {
-            let same_thread = self.by_thread.entry((e.pid, e.tid)).or_default();
-            // Two requests served on one thread at once: an event loop, where the thread
-            // says nothing about which request a client call belongs to.
-            let overlaps = same_thread.iter().any(|other| {
-                self.entries
-                    .get(other)
-                    .is_some_and(|o| o.start < e.end && e.start < o.end)
-            });
-            same_thread.push(id);
-            if overlaps {
-                if self.multiplexed.len() >= MAX_SET {
-                    self.multiplexed.clear();
+        let entries = &self.entries;
+        let end_of = |old: u64| entries.get(&old).map_or(0, |o| o.end);
+        match e.kind {
+            SpanKind::Client => self.open_clients.push(e.conn, id, end_of),
+            SpanKind::Server => {
+                // Two requests served on one thread at once: an event loop, where the thread
+                // says nothing about which request a client call belongs to.
+                let overlaps = self.by_thread.get(&(e.pid, e.tid)).is_some_and(|slot| {
+                    slot.ids.iter().rev().take(8).any(|other| {
+                        entries
+                            .get(other)
+                            .is_some_and(|o| o.start < e.end && e.start < o.end)
+                    })
+                });
+                if overlaps {
+                    if self.multiplexed.len() >= MAX_SET {
+                        self.multiplexed.clear();
+                    }
+                    self.multiplexed.insert(e.pid);
                 }
-                self.multiplexed.insert(e.pid);
+                self.by_thread.push((e.pid, e.tid), id, end_of);
+                self.by_route.push((e.pid, e.route), id, end_of);
             }
-            self.by_route.entry((e.pid, e.route)).or_default().push(id);
         }
     }
 
@@ -334,21 +348,12 @@ impl<T> Linker<T> {
         let Some(e) = self.entries.remove(&id) else {
             return;
         };
-        let drop_id = |ids: Option<&mut Vec<u64>>| {
-            ids.is_some_and(|v| {
-                v.retain(|&x| x != id);
-                v.is_empty()
-            })
-        };
-        if drop_id(self.by_conn.get_mut(&e.conn)) {
-            self.by_conn.remove(&e.conn);
-        }
-        if e.kind == SpanKind::Server {
-            if drop_id(self.by_thread.get_mut(&(e.pid, e.tid))) {
-                self.by_thread.remove(&(e.pid, e.tid));
-            }
-            if drop_id(self.by_route.get_mut(&(e.pid, e.route))) {
-                self.by_route.remove(&(e.pid, e.route));
+        match e.kind {
+            SpanKind::Client => self.open_clients.remove(&e.conn, id),
+            SpanKind::Server => {
+                self.waiting_servers.remove(&e.conn, id);
+                self.by_thread.remove(&(e.pid, e.tid), id);
+                self.by_route.remove(&(e.pid, e.route), id);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The linking rules: which span is whose parent (connection, thread, proxy), and when a
 //! span stops waiting for one.
-use super::{Linker, State};
+use super::{Linker, State, index::Slot};
 use crate::span::{LinkKind, SpanKind};
 
 /// What a rule found.
@@ -9,6 +9,8 @@ enum Found {
     One(u64),
     /// More than one parent fits.
     Many,
+    /// One that fitted may have been dropped from the index for room.
+    Unsure,
 }
 
 impl<T> Linker<T> {
@@ -16,9 +18,7 @@ impl<T> Linker<T> {
     /// the peer can be on this node, and is decided now when it cannot.
     pub(super) fn server_arrived(&mut self, id: u64) {
         if let Some(client) = self.client_of(id) {
-            if let Some(c) = self.entries.get_mut(&client) {
-                c.claimed = true;
-            }
+            self.claim(client);
             if self.attach(id, client, LinkKind::Connection) {
                 return;
             }
@@ -28,7 +28,11 @@ impl<T> Linker<T> {
         };
         let peer = e.conn.0.ip();
         let local = peer.is_loopback() || peer == e.conn.1.ip() || self.local_ips.contains(&peer);
-        if !local {
+        if local {
+            let entries = &self.entries;
+            self.waiting_servers
+                .push(e.conn, id, |old| entries.get(&old).map_or(0, |o| o.end));
+        } else {
             self.resolve(id);
         }
     }
@@ -39,24 +43,28 @@ impl<T> Linker<T> {
         let Some(c) = self.entries.get(&id) else {
             return;
         };
-        let (start, end) = (c.start, c.end);
-        let server = self.by_conn.get(&c.conn).and_then(|ids| {
-            ids.iter()
+        let (conn, start, end) = (c.conn, c.start, c.end);
+        let server = self.waiting_servers.get(&conn).and_then(|slot| {
+            slot.ids
+                .iter()
                 .filter_map(|&s| Some((s, self.entries.get(&s)?)))
-                .filter(|(_, s)| {
-                    s.kind == SpanKind::Server
-                        && s.state == State::Waiting
-                        && start <= s.start
-                        && s.start <= end
-                })
+                .filter(|(_, s)| s.state == State::Waiting && start <= s.start && s.start <= end)
                 .min_by_key(|(_, s)| s.start)
                 .map(|(s, _)| s)
         });
         if let Some(server) = server
             && self.attach(server, id, LinkKind::Connection)
-            && let Some(c) = self.entries.get_mut(&id)
         {
+            self.waiting_servers.remove(&conn, server);
+            self.claim(id);
+        }
+    }
+
+    fn claim(&mut self, client: u64) {
+        if let Some(c) = self.entries.get_mut(&client) {
             c.claimed = true;
+            let conn = c.conn;
+            self.open_clients.remove(&conn, client);
         }
     }
 
@@ -64,13 +72,15 @@ impl<T> Linker<T> {
     /// its request (the earliest, for pipelined requests).
     fn client_of(&self, id: u64) -> Option<u64> {
         let s = self.entries.get(&id)?;
-        self.by_conn
-            .get(&s.conn)?
+        let slot = self.open_clients.get(&s.conn)?;
+        if s.start <= slot.horizon {
+            // Its client may have been dropped for room.
+            return None;
+        }
+        slot.ids
             .iter()
             .filter_map(|&c| Some((c, self.entries.get(&c)?)))
-            .filter(|(_, c)| {
-                c.kind == SpanKind::Client && !c.claimed && c.start <= s.start && s.start <= c.end
-            })
+            .filter(|(_, c)| !c.claimed && c.start <= s.start && s.start <= c.end)
             .min_by_key(|(_, c)| c.start)
             .map(|(c, _)| c)
     }
@@ -86,6 +96,8 @@ impl<T> Linker<T> {
             if e.header.is_none() {
                 self.stats.expired_unlinked += 1;
             }
+            let conn = e.conn;
+            self.waiting_servers.remove(&conn, id);
             self.resolve(id);
             return;
         }
@@ -93,7 +105,7 @@ impl<T> Linker<T> {
         let inside = |s: &super::Entry<T>| {
             s.kind == SpanKind::Server && s.pid == pid && s.start <= start && start <= s.end
         };
-        let mut found = self.only(self.by_thread.get(&(pid, tid)), |s| {
+        let mut found = self.only(self.by_thread.get(&(pid, tid)), start, |s| {
             inside(s) && s.tid == tid
         });
         if matches!(found, Found::Many) {
@@ -104,16 +116,16 @@ impl<T> Linker<T> {
             found = Found::Many;
         }
         let mut kind = LinkKind::Thread;
-        let thread_ambiguous = matches!(found, Found::Many);
+        let thread_ambiguous = matches!(found, Found::Many | Found::Unsure);
         if !matches!(found, Found::One(_)) {
             kind = LinkKind::Proxy;
-            found = self.only(self.by_route.get(&(pid, route)), |s| {
+            found = self.only(self.by_route.get(&(pid, route)), start, |s| {
                 inside(s) && s.route == route
             });
         }
         match found {
             Found::One(parent) if self.attach(id, parent, kind) => {}
-            Found::Many => {
+            Found::Many | Found::Unsure => {
                 self.stats.ambiguous += 1;
                 self.resolve(id);
             }
@@ -126,9 +138,16 @@ impl<T> Linker<T> {
         }
     }
 
-    fn only(&self, ids: Option<&Vec<u64>>, fits: impl Fn(&super::Entry<T>) -> bool) -> Found {
+    /// The one span of `slot` that fits.
+    fn only(&self, slot: Option<&Slot>, at: u64, fits: impl Fn(&super::Entry<T>) -> bool) -> Found {
+        let Some(slot) = slot else {
+            return Found::None;
+        };
+        if at <= slot.horizon {
+            return Found::Unsure;
+        }
         let mut found = Found::None;
-        for &s in ids.into_iter().flatten() {
+        for &s in &slot.ids {
             if self.entries.get(&s).is_some_and(&fits) {
                 found = match found {
                     Found::None => Found::One(s),

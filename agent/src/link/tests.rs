@@ -567,3 +567,51 @@ fn concurrent_chains_do_not_mix() {
     }
     assert_eq!(linker.stats().ambiguous, 0);
 }
+
+/// A thread that served more requests than its index keeps: a client call from the time of
+/// a dropped one is not guessed at; one from a remembered one links.
+#[test]
+fn index_overflow_is_not_guessed_at() {
+    let n = index::MAX_PER_KEY as u64 + 10;
+    let mut arrivals: Vec<(u64, HttpSpan)> = (0..n)
+        .map(|k| {
+            let s = span(
+                SpanKind::Server,
+                2,
+                21,
+                "10.0.0.1:80",
+                "203.0.113.9:5000",
+                (k * 10, k * 10 + 5),
+            );
+            (k, s)
+        })
+        .collect();
+    let early = span(
+        SpanKind::Client,
+        2,
+        21,
+        "127.0.0.1:40001",
+        "127.0.0.1:9000",
+        (1, 2),
+    );
+    let late = span(
+        SpanKind::Client,
+        2,
+        21,
+        "127.0.0.1:40002",
+        "127.0.0.1:9000",
+        ((n - 1) * 10 + 1, (n - 1) * 10 + 2),
+    );
+    arrivals.push((n, early));
+    arrivals.push((n, late));
+    let mut linker = Linker::new(LinkConfig::default());
+    let out = run(&mut linker, arrivals);
+    let early = by_index(&out, n as usize);
+    assert_eq!((early.link, early.parent_span_id), (LinkKind::None, None));
+    assert_child(
+        by_index(&out, n as usize + 1),
+        by_index(&out, n as usize - 1),
+        LinkKind::Thread,
+    );
+    assert_eq!(linker.stats().ambiguous, 1);
+}
