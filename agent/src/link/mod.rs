@@ -7,9 +7,10 @@
 //! - **traceparent**: a request that carried a valid header joins the trace it names (the
 //!   header's parent, or a traced client on this node that sent that same context);
 //! - **connection** (same-node stitching): a server span whose peer is a traced client on
-//!   this node becomes the child of that client span (reversed 4-tuple, and the client's
-//!   exchange was in flight when the server read the request: the n-th request of a
-//!   keep-alive connection pairs with the n-th client exchange), whichever arrives first;
+//!   this node becomes the child of that client span (reversed 4-tuple, the same request
+//!   line, and the client's exchange in flight when the server read the request: the n-th
+//!   request of a keep-alive connection pairs with the n-th client exchange), whichever
+//!   arrives first;
 //! - **thread** (in-process): a client span started by a thread (same pid and tid) while it
 //!   was serving a request (between that server span's start and end) is its child, unless
 //!   the process serves several requests on one thread at once (an event loop);

@@ -3,6 +3,20 @@
 use super::{Linker, State, index::Slot};
 use crate::span::{LinkKind, SpanKind};
 
+/// How much later than the server's read a client's request write may seem to start. The
+/// kernel stamps a syscall when it returns, and a write that wakes the reader on its CPU
+/// returns after the reader has (by as much as the reader runs before it yields).
+pub(super) const WRITE_RETURN_SLACK_NS: u64 = 5_000_000;
+
+/// Whether client span `c` can be the other end of server span `s` on their connection: the
+/// same request line (the bytes one wrote are the bytes the other read), and the client's
+/// exchange in flight when the server read the request.
+fn same_exchange<T>(c: &super::Entry<T>, s: &super::Entry<T>) -> bool {
+    c.route == s.route
+        && c.start <= s.start.saturating_add(WRITE_RETURN_SLACK_NS)
+        && s.start <= c.end
+}
+
 /// What a rule found.
 enum Found {
     None,
@@ -43,12 +57,12 @@ impl<T> Linker<T> {
         let Some(c) = self.entries.get(&id) else {
             return;
         };
-        let (conn, start, end) = (c.conn, c.start, c.end);
+        let conn = c.conn;
         let server = self.waiting_servers.get(&conn).and_then(|slot| {
             slot.ids
                 .iter()
                 .filter_map(|&s| Some((s, self.entries.get(&s)?)))
-                .filter(|(_, s)| s.state == State::Waiting && start <= s.start && s.start <= end)
+                .filter(|(_, s)| s.state == State::Waiting && same_exchange(c, s))
                 .min_by_key(|(_, s)| s.start)
                 .map(|(s, _)| s)
         });
@@ -80,7 +94,7 @@ impl<T> Linker<T> {
         slot.ids
             .iter()
             .filter_map(|&c| Some((c, self.entries.get(&c)?)))
-            .filter(|(_, c)| !c.claimed && c.start <= s.start && s.start <= c.end)
+            .filter(|(_, c)| !c.claimed && same_exchange(c, s))
             .min_by_key(|(_, c)| c.start)
             .map(|(c, _)| c)
     }

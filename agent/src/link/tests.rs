@@ -32,7 +32,7 @@ fn span(kind: SpanKind, pid: u32, tid: u32, local: &str, peer: &str, at: (u64, u
         pid,
         tid,
         method: "GET".into(),
-        path: format!("/p{pid}"),
+        path: "/x".into(),
         query: None,
         route: None,
         protocol_version: "1.1",
@@ -614,4 +614,37 @@ fn index_overflow_is_not_guessed_at() {
         LinkKind::Thread,
     );
     assert_eq!(linker.stats().ambiguous, 1);
+}
+
+/// The kernel stamps a write when it returns, which can be after the woken reader returned:
+/// a client seeming to start a little after its server still pairs; one with another
+/// request line on the same connection never does.
+#[rstest]
+#[case::write_returned_late(50, "/x", true)]
+#[case::beyond_the_slack(rules::WRITE_RETURN_SLACK_NS + 200, "/x", false)]
+#[case::other_request_line(0, "/y", false)]
+fn connection_pairing_checks_time_and_request_line(
+    #[case] late_ns: u64,
+    #[case] client_path: &str,
+    #[case] paired: bool,
+) {
+    let (c, s) = ("127.0.0.1:40000", "127.0.0.1:8000");
+    let mut client = span(
+        SpanKind::Client,
+        1,
+        1,
+        c,
+        s,
+        (100 + late_ns, 100 + late_ns + 10_000_000),
+    );
+    client.path = client_path.into();
+    let server = span(SpanKind::Server, 2, 2, s, c, (100, 5_000_000));
+    let mut linker = Linker::new(LinkConfig::default());
+    let out = run(&mut linker, vec![(0, server), (MS, client)]);
+    let (server, client) = (by_index(&out, 0), by_index(&out, 1));
+    if paired {
+        assert_child(server, client, LinkKind::Connection);
+    } else {
+        assert_eq!((server.parent_span_id, server.link), (None, LinkKind::None));
+    }
 }

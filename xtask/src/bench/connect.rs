@@ -145,7 +145,7 @@ struct Hop {
 }
 
 /// One span as received, reduced to what the score needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Got {
     trace: Vec<u8>,
     span: Vec<u8>,
@@ -154,6 +154,9 @@ struct Got {
     path: String,
     port: String,
     link: String,
+    start: u64,
+    end: u64,
+    peer: String,
 }
 
 fn attr(attrs: &[KeyValue], key: &str) -> String {
@@ -193,6 +196,9 @@ fn start_receiver(rt: &tokio::runtime::Runtime, store: Arc<Mutex<Vec<Got>>>) -> 
                             path: attr(&s.attributes, "url.path"),
                             port: attr(&s.attributes, "server.port"),
                             link: attr(&s.attributes, "sonde.link"),
+                            start: s.start_time_unix_nano,
+                            end: s.end_time_unix_nano,
+                            peer: attr(&s.attributes, "network.peer.port"),
                         });
                     }
                 }
@@ -359,6 +365,25 @@ fn score(spans: &[Got], hops: &[Hop], requests: usize) -> Score {
             out.connected += 1;
         } else {
             out.orphaned += 1;
+            // SONDE_CONNECT_DEBUG=1 shows the first few requests that did not connect.
+            if std::env::var_os("SONDE_CONNECT_DEBUG").is_some() && out.orphaned <= 5 {
+                eprintln!("request {n} not connected:");
+                for s in &mine {
+                    eprintln!(
+                        "  kind {} {} port {} peer {} {}..{} link {} trace {} span {} parent {}",
+                        s.kind,
+                        s.path,
+                        s.port,
+                        s.peer,
+                        s.start,
+                        s.end,
+                        s.link,
+                        hex::encode(&s.trace),
+                        hex::encode(&s.span),
+                        hex::encode(&s.parent),
+                    );
+                }
+            }
         }
     }
     out
@@ -375,7 +400,10 @@ fn run_curl(curl: &Path, dir: &Path, url: &str, requests: usize, concurrency: us
     }
     std::fs::write(&cfg, text)?;
     let mut cmd = Command::new(curl);
-    cmd.args(["-s", "-K"]).arg(&cfg);
+    cmd.args(["-s", "--no-progress-meter", "-K"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     if concurrency > 1 {
         cmd.args(["-Z", "--parallel-max", &concurrency.to_string()]);
     }
@@ -580,6 +608,9 @@ mod tests {
             path: path.into(),
             port: port.to_string(),
             link: String::new(),
+            start: 0,
+            end: 0,
+            peer: String::new(),
         }
     }
 
