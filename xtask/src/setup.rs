@@ -16,6 +16,10 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "openssl",
+    // Middle hops of `cargo xtask bench connect` (and Node.js for the node tests).
+    "nodejs",
+    "golang-go",
+    "openjdk-17-jdk-headless",
 ];
 
 /// Python packages for the store tests (a real OpenTelemetry SDK as OTLP client).

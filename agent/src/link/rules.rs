@@ -161,8 +161,16 @@ impl<T> Linker<T> {
             return Found::Unsure;
         }
         let mut found = Found::None;
-        for &s in &slot.ids {
-            if self.entries.get(&s).is_some_and(&fits) {
+        // Newest first: a span arrives after it ended, so once one arrived before `at`, none
+        // older can contain `at`.
+        for &s in slot.ids.iter().rev() {
+            let Some(e) = self.entries.get(&s) else {
+                continue;
+            };
+            if e.arrival < at {
+                break;
+            }
+            if fits(e) {
                 found = match found {
                     Found::None => Found::One(s),
                     _ => return Found::Many,

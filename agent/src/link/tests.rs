@@ -11,6 +11,8 @@ use crate::span::context::{TraceParent, new_trace_id};
 const MS: u64 = 1_000_000;
 const HOLD: u64 = 1000 * MS;
 const T0: u64 = 1_700_000_000_000_000_000;
+/// When `run` starts pushing, after every span's end.
+const ARRIVALS: u64 = 100 * MS;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
@@ -103,7 +105,8 @@ fn run(linker: &mut Linker<usize>, arrivals: Vec<(u64, HttpSpan)>) -> Vec<(usize
     let mut out = Vec::new();
     let mut now = T0;
     for (i, (at, s)) in arrivals.into_iter().enumerate() {
-        now = T0 + at;
+        // A span arrives after it ended: offsets count from after the spans' times.
+        now = T0 + ARRIVALS + at;
         linker.poll(now, &mut out);
         linker.push(now, i, s);
     }
@@ -583,7 +586,7 @@ fn index_overflow_is_not_guessed_at() {
                 "203.0.113.9:5000",
                 (k * 10, k * 10 + 5),
             );
-            (k, s)
+            (k * 10 + 5, s)
         })
         .collect();
     let early = span(
@@ -602,8 +605,8 @@ fn index_overflow_is_not_guessed_at() {
         "127.0.0.1:9000",
         ((n - 1) * 10 + 1, (n - 1) * 10 + 2),
     );
-    arrivals.push((n, early));
-    arrivals.push((n, late));
+    arrivals.push((n * 10 + 5, early));
+    arrivals.push((n * 10 + 5, late));
     let mut linker = Linker::new(LinkConfig::default());
     let out = run(&mut linker, arrivals);
     let early = by_index(&out, n as usize);
