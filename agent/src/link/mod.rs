@@ -36,9 +36,9 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 
-use index::Index;
+use index::{Index, Slab};
 
 use crate::span::{HttpSpan, LinkKind, SpanKind, context::TraceParentError, context::new_span_id};
 
@@ -150,7 +150,7 @@ struct Entry<T> {
 pub struct Linker<T> {
     cfg: LinkConfig,
     stats: Stats,
-    entries: HashMap<u64, Entry<T>>,
+    entries: Slab<Entry<T>>,
     next_id: u64,
     /// Ids in arrival order, once per timed step: decide, release, forget.
     to_decide: VecDeque<u64>,
@@ -179,7 +179,7 @@ impl<T> Linker<T> {
         Self {
             cfg,
             stats: Stats::default(),
-            entries: HashMap::default(),
+            entries: Slab::new(),
             next_id: 0,
             to_decide: VecDeque::new(),
             to_release: VecDeque::new(),
@@ -243,7 +243,7 @@ impl<T> Linker<T> {
     /// Takes the timed steps due at `now` and moves the spans that are ready into `out`.
     pub fn poll(&mut self, now: u64, out: &mut Vec<(T, HttpSpan)>) {
         let hold = self.cfg.hold_ns;
-        let due = |entries: &HashMap<u64, Entry<T>>, id: u64, after: u64| {
+        let due = |entries: &Slab<Entry<T>>, id: u64, after: u64| {
             entries
                 .get(&id)
                 .is_none_or(|e| e.arrival.saturating_add(after) <= now)

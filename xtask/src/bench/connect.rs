@@ -157,6 +157,8 @@ struct Got {
     start: u64,
     end: u64,
     peer: String,
+    /// Status code or error type.
+    outcome: String,
 }
 
 fn attr(attrs: &[KeyValue], key: &str) -> String {
@@ -199,6 +201,11 @@ fn start_receiver(rt: &tokio::runtime::Runtime, store: Arc<Mutex<Vec<Got>>>) -> 
                             start: s.start_time_unix_nano,
                             end: s.end_time_unix_nano,
                             peer: attr(&s.attributes, "network.peer.port"),
+                            outcome: format!(
+                                "{}{}",
+                                attr(&s.attributes, "http.response.status_code"),
+                                attr(&s.attributes, "error.type")
+                            ),
                         });
                     }
                 }
@@ -370,11 +377,12 @@ fn score(spans: &[Got], hops: &[Hop], requests: usize) -> Score {
                 eprintln!("request {n} not connected:");
                 for s in &mine {
                     eprintln!(
-                        "  kind {} {} port {} peer {} {}..{} link {} trace {} span {} parent {}",
+                        "  kind {} {} port {} peer {} {} {}..{} link {} trace {} span {} parent {}",
                         s.kind,
                         s.path,
                         s.port,
                         s.peer,
+                        s.outcome,
                         s.start,
                         s.end,
                         s.link,
@@ -611,6 +619,7 @@ mod tests {
             start: 0,
             end: 0,
             peer: String::new(),
+            outcome: String::new(),
         }
     }
 
