@@ -1,5 +1,5 @@
 //! The agent job's loop: drain the ring buffer, decode records, track connections into
-//! `HttpSpan`s, attach each process's resource, and hand batches to a sink that never blocks
+//! `HttpSpan`s, attach each process's resource, link spans into traces (`link`), and hand batches to a sink that never blocks
 //! (OTLP exporter, in-process store, or stdout). Runs on its own thread so that nothing can
 //! slow the ring-buffer reader down; everything after it is a bounded queue that drops and
 //! counts.
@@ -21,6 +21,7 @@ use crate::{
         record::Record,
         select::Selection,
     },
+    link::{LinkConfig, Linker},
     span::{
         HttpSpan,
         resource::{ProcessResource, ResourceCache, alive::Assembler},
@@ -46,6 +47,7 @@ pub struct PipelineConfig {
     pub load: LoadOptions,
     pub selection: Selection,
     pub tracker: TrackerConfig,
+    pub link: LinkConfig,
     /// How long the reader sleeps between drains when the kernel does not wake it.
     pub drain_interval: Duration,
     pub host_name: String,
@@ -63,6 +65,8 @@ pub struct PipelineStats {
     pub kernel_lost: AtomicU64,
     /// The connection tracker's counters, copied at each sweep.
     pub conn: std::sync::Mutex<crate::conn::Stats>,
+    /// The linking stage's counters, copied at each sweep.
+    pub link: std::sync::Mutex<crate::link::Stats>,
 }
 
 /// Load the probes (on the caller's thread, so that a failure is reported before anything
@@ -118,6 +122,7 @@ fn run(
 ) {
     let clock = Clock::now();
     let mut tracker = Tracker::new(cfg.tracker.clone());
+    let mut linker: Linker<Arc<ProcessResource>> = Linker::new(cfg.link.clone());
     let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
@@ -239,17 +244,22 @@ fn run(
             if let Ok(mut c) = stats.conn.lock() {
                 c.clone_from(tracker.stats());
             }
+            if let Ok(mut l) = stats.link.lock() {
+                l.clone_from(linker.stats());
+            }
             last_sweep = Instant::now();
         }
+        // Spans wait in the linker for their partners (at most the link window), with their
+        // resource taken now.
+        let now = clock.to_unix(monotonic_ns());
         if !spans.is_empty() {
             stats.spans.fetch_add(spans.len() as u64, Ordering::Relaxed);
-            pending.extend(spans.drain(..).map(|s| {
-                (
-                    resources.get_named(s.pid, names.get(&s.pid).map(String::as_str)),
-                    s,
-                )
-            }));
+            for s in spans.drain(..) {
+                let resource = resources.get_named(s.pid, names.get(&s.pid).map(String::as_str));
+                linker.push(now, resource, s);
+            }
         }
+        linker.poll(now, &mut pending);
         // Hand spans over in batches, not at every drain: each hand-over wakes the sink's
         // thread (the exporter's or the store's).
         if !pending.is_empty()
@@ -297,7 +307,11 @@ fn run(
             tracker.push(rec, &mut spans);
         }
     });
-    pending.extend(spans.drain(..).map(|s| (resources.get(s.pid), s)));
+    let now = clock.to_unix(monotonic_ns());
+    for s in spans.drain(..) {
+        linker.push(now, resources.get(s.pid), s);
+    }
+    linker.flush(&mut pending);
     if !pending.is_empty() {
         sink.send(pending);
     }

@@ -1,5 +1,5 @@
-//! Real servers for the end-to-end tests: nginx (Debian package), Node.js `http`, and a Rust
-//! (axum) server.
+//! Real servers for the end-to-end tests: nginx (Debian package, as a web server or a
+//! reverse proxy), Node.js `http`, and a Rust (axum) server.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -23,6 +23,23 @@ pub fn nginx(dir: &Path, root: &Path, port: u16) -> Proc {
     run_nginx(dir, &conf, port)
 }
 
+/// nginx with one worker on 127.0.0.1:`port` proxying everything to 127.0.0.1:`upstream`
+/// (`proxy_pass` forwards method and path; upstream connections are kept alive).
+pub fn nginx_proxy(dir: &Path, port: u16, upstream: u16) -> Proc {
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n access_log off;\n keepalive_requests 100000;\n\
+          client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
+          uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+          upstream app {{ server 127.0.0.1:{upstream}; keepalive 32; }}\n\
+          server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
+           proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }}\n }}\n}}\n",
+        d = dir.display(),
+    );
+    run_nginx(dir, &conf, port)
+}
+
 /// `node -e <script>` with the port in `PORT`; returns once it listens on 127.0.0.1:`port`.
 /// The script listens on `+process.env.PORT`.
 pub fn node(script: &str, port: u16) -> Proc {
@@ -36,25 +53,6 @@ pub fn node(script: &str, port: u16) -> Proc {
     let p = Proc(child);
     wait_port(port);
     p
-}
-
-/// nginx on 127.0.0.1:`port` proxying everything to 127.0.0.1:`upstream` over kept-alive
-/// upstream connections (HTTP/1.1, `Connection` cleared), as a reverse proxy is deployed.
-pub fn nginx_proxy(dir: &Path, port: u16, upstream: u16) -> Proc {
-    let dir = dir.join(format!("nginx-proxy-{port}"));
-    std::fs::create_dir_all(&dir).expect("nginx dir");
-    let conf = format!(
-        "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n access_log off;\n client_max_body_size 10m;\n\
-          client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n\
-          uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-          upstream app {{ server 127.0.0.1:{upstream}; keepalive 8; }}\n\
-          server {{\n  listen 127.0.0.1:{port};\n  location / {{\n   proxy_pass http://app;\n\
-             proxy_http_version 1.1;\n   proxy_set_header Connection \"\";\n  }}\n }}\n}}\n",
-        d = dir.display(),
-    );
-    run_nginx(&dir, &conf, port)
 }
 
 /// nginx with `conf` (written into `dir`) in the foreground; returns once it listens on `port`.

@@ -16,8 +16,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "openssl",
-    // Runtimes the end-to-end tests and the benchmark trace: each behaves differently on
-    // the wire (writev, thread pools, event loops, goroutines).
+    // Runtimes the end-to-end tests and the benchmarks (overhead, connect) trace: each
+    // behaves differently on the wire (writev, thread pools, event loops, goroutines).
     "nodejs",
     "openjdk-17-jdk-headless",
     "golang-go",

@@ -1,5 +1,6 @@
 //! The agent's own counters on `/metrics` (Prometheus text format): kernel ring-buffer loss,
-//! records, spans, what the connection tracker skipped and why, and what the exporter sent,
+//! records, spans, what the connection tracker skipped and why, how spans were linked into
+//! traces, and what the exporter sent,
 //! dropped or retried. Values are read at scrape time from the stages' own counters.
 use std::{
     net::SocketAddr,
@@ -89,6 +90,20 @@ impl Collector for AgentCollector {
             let help = format!("HTTP/1 connection tracker: {}.", name.replace('_', " "));
             counter(e, &metric, &help, v)?;
         }
+        let l = p.link.lock().map(|g| g.clone()).unwrap_or_default();
+        // Every counter of the linking stage, under its own name.
+        for (name, v) in l.counters() {
+            let metric = format!("sonde_agent_link_{name}");
+            let help = format!("Trace linking: {}.", name.replace('_', " "));
+            counter(e, &metric, &help, v)?;
+        }
+        let g = e.encode_descriptor(
+            "sonde_agent_link_held_spans",
+            "Spans waiting in the linking stage for their partners.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::try_from(l.held).unwrap_or(i64::MAX)).encode(g)?;
         if let Some(x) = &self.0.exporter {
             let s = x.stats();
             counter(
@@ -183,6 +198,7 @@ mod tests {
             non_http_skipped: 3,
             ..ConnStats::default()
         };
+        pipeline.link.lock().unwrap().linked_connection = 5;
         let text = render(&Sources {
             pipeline,
             exporter: None,
@@ -196,6 +212,11 @@ mod tests {
             text.contains("sonde_agent_conn_non_http_skipped_total 3"),
             "{text}"
         );
+        assert!(
+            text.contains("sonde_agent_link_linked_connection_total 5"),
+            "{text}"
+        );
+        assert!(text.contains("sonde_agent_link_held_spans 0"), "{text}");
         assert!(
             text.contains("# TYPE sonde_agent_records counter"),
             "{text}"

@@ -9,6 +9,7 @@ use crate::{
     conn::TrackerConfig,
     ebpf::{LoadOptions, select::Selection},
     export::config::ExportConfig,
+    link::LinkConfig,
     pipeline::PipelineConfig,
 };
 
@@ -56,6 +57,10 @@ pub struct AgentSection {
     /// A connection silent this long is finished and forgotten.
     #[serde(with = "sonde_config::duration")]
     pub idle_timeout: Duration,
+    /// Longest a finished span waits for the spans it links to (its client on this node, the
+    /// request it was made under) before it is sent on; `0s` turns linking off.
+    #[serde(with = "sonde_config::duration")]
+    pub link_window: Duration,
     /// Print spans on stdout instead of (off: in addition to nothing) exporting them.
     pub print: PrintMode,
     /// Where the agent serves its own counters on `/metrics` (empty: off).
@@ -75,6 +80,7 @@ impl Default for AgentSection {
             drain_interval: Duration::from_millis(10),
             max_connections: 65_536,
             idle_timeout: Duration::from_secs(30),
+            link_window: Duration::from_secs(1),
             print: PrintMode::Off,
             metrics_listen_address: "127.0.0.1:9464".into(),
             export: ExportConfig::default(),
@@ -111,6 +117,15 @@ impl AgentSection {
         }
         if self.idle_timeout.is_zero() {
             return Err(Invalid::new("agent.idle_timeout", "must be greater than 0"));
+        }
+        if self.link_window > Duration::from_secs(10) {
+            return Err(Invalid::new(
+                "agent.link_window",
+                format!(
+                    "must be 0s..=10s (spans are held this long), got {}",
+                    sonde_config::duration::format(self.link_window)
+                ),
+            ));
         }
         if !self.capture_server && !self.capture_client {
             return Err(Invalid::new(
@@ -167,6 +182,10 @@ impl AgentSection {
                 capture_server: self.capture_server,
                 capture_client: self.capture_client,
                 ..TrackerConfig::default()
+            },
+            link: LinkConfig {
+                hold_ns: u64::try_from(self.link_window.as_nanos()).unwrap_or(u64::MAX),
+                ..LinkConfig::default()
             },
             drain_interval: self.drain_interval,
             host_name: host_name(),

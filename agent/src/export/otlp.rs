@@ -214,6 +214,7 @@ pub fn write_attributes(span: &HttpSpan, opts: ConvertOptions, a: &mut impl Attr
     if let Some((error_type, _)) = error_of(span) {
         a.str("error.type", &error_type);
     }
+    a.str("sonde.link", span.link.as_str());
 }
 
 fn saturating_i64(n: u64) -> i64 {

@@ -17,6 +17,8 @@ pub fn server_span() -> HttpSpan {
         parent_span_id: None,
         trace_state: None,
         links: Vec::new(),
+        link: crate::span::LinkKind::None,
+        traceparent_rejected: None,
         start_unix_ns: 1_700_000_000_000_000_000,
         end_unix_ns: 1_700_000_000_001_230_000,
         pid: 1234,

@@ -3,8 +3,8 @@
 use crate::ebpf::record::Tuple;
 use crate::protocol::http1::{RequestHead, split_target};
 use crate::red::route;
-use crate::span::context::{TraceParent, carry_tracestate, new_span_id, new_trace_id};
-use crate::span::{HttpSpan, SpanKind};
+use crate::span::context::{TraceParent, TraceParentError, incoming, new_span_id, new_trace_id};
+use crate::span::{HttpSpan, LinkKind, SpanKind};
 
 /// Longest `Host` value kept.
 const MAX_HOST: usize = 256;
@@ -31,6 +31,8 @@ pub struct Exchange {
     /// A valid `traceparent` carried by the request.
     pub parent: Option<TraceParent>,
     pub trace_state: Option<String>,
+    /// Why a `traceparent` the request carried was ignored.
+    pub traceparent_rejected: Option<TraceParentError>,
     pub request_body_size: Option<u64>,
     /// Status of the final response, once its head was seen.
     pub status: Option<u16>,
@@ -50,7 +52,7 @@ impl Exchange {
     ) -> Self {
         let (path, query) = split_target(head.target);
         let h = &head.headers;
-        let parent = h.traceparent.and_then(|v| TraceParent::parse(v).ok());
+        let context = incoming(h.traceparent, h.tracestate);
         Self {
             kind,
             start_unix_ns,
@@ -62,8 +64,9 @@ impl Exchange {
             minor: head.minor,
             host: h.host.map(|v| bounded(v, MAX_HOST)),
             user_agent: h.user_agent.map(|v| bounded(v, MAX_USER_AGENT)),
-            trace_state: parent.and(h.tracestate).and_then(carry_tracestate),
-            parent,
+            trace_state: context.trace_state,
+            parent: context.parent,
+            traceparent_rejected: context.rejected,
             request_body_size: if h.chunked {
                 None
             } else {
@@ -106,6 +109,12 @@ impl Exchange {
             parent_span_id,
             trace_state: self.trace_state,
             links: Vec::new(),
+            link: if self.parent.is_some() {
+                LinkKind::Traceparent
+            } else {
+                LinkKind::None
+            },
+            traceparent_rejected: self.traceparent_rejected,
             start_unix_ns: self.start_unix_ns,
             end_unix_ns: end_unix_ns.max(self.start_unix_ns),
             pid: self.pid,
@@ -273,6 +282,11 @@ Authorization: Basic c2VjcmV0\r\nCookie: s=secret\r\nContent-Length: 5\r\n\r\n";
         let span = exchange(head, SpanKind::Server).into_span(200, &tuple(), None);
         assert_eq!(span.parent_span_id, None);
         assert_ne!(span.trace_id, [0; 16]);
+        assert_eq!(span.link, LinkKind::None);
+        assert_eq!(
+            span.traceparent_rejected,
+            Some(TraceParentError::ZeroId("trace-id"))
+        );
     }
 
     #[rstest]

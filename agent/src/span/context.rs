@@ -1,4 +1,5 @@
-//! W3C Trace Context: `traceparent` parse/format, `tracestate` carry, and id generation.
+//! W3C Trace Context: `traceparent` parse/format, `tracestate` carry, what a request head's
+//! headers say (`incoming`), and id generation.
 use rand::RngCore;
 
 /// A parsed `traceparent` header.
@@ -113,6 +114,37 @@ pub fn carry_tracestate(value: &str) -> Option<String> {
         .then(|| v.to_owned())
 }
 
+/// The trace context a request head carried, as its span uses it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Incoming {
+    /// A valid `traceparent`.
+    pub parent: Option<TraceParent>,
+    /// `tracestate`, kept only with a valid `traceparent` (the specification ties them).
+    pub trace_state: Option<String>,
+    /// Why a `traceparent` that was present was ignored.
+    pub rejected: Option<TraceParentError>,
+}
+
+/// Reads the `traceparent` and `tracestate` values of a request head (the first of each,
+/// wherever they stand in the head). A malformed or all-zero `traceparent` is ignored, and
+/// the reason kept so that it can be counted.
+pub fn incoming(traceparent: Option<&str>, tracestate: Option<&str>) -> Incoming {
+    let Some(value) = traceparent else {
+        return Incoming::default();
+    };
+    match TraceParent::parse(value) {
+        Ok(parent) => Incoming {
+            parent: Some(parent),
+            trace_state: tracestate.and_then(carry_tracestate),
+            rejected: None,
+        },
+        Err(e) => Incoming {
+            rejected: Some(e),
+            ..Incoming::default()
+        },
+    }
+}
+
 /// A new random, non-zero trace id.
 pub fn new_trace_id() -> [u8; 16] {
     let mut id = [0u8; 16];
@@ -203,6 +235,140 @@ mod tests {
     fn tracestate(#[case] value: &str, #[case] expected: Option<&str>) {
         assert_eq!(carry_tracestate(value).as_deref(), expected);
         assert_eq!(carry_tracestate(&"a".repeat(MAX_TRACESTATE + 1)), None);
+    }
+
+    #[rstest]
+    #[case::absent(None, Some("a=1"), None, None, None)]
+    #[case::valid(Some(VALID), Some("a=1"), Some(VALID), Some("a=1"), None)]
+    #[case::valid_no_state(Some(VALID), None, Some(VALID), None, None)]
+    #[case::malformed_drops_state(
+        Some("00-xyz"),
+        Some("a=1"),
+        None,
+        None,
+        Some(TraceParentError::Length(6))
+    )]
+    #[case::zero_trace(
+        Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        None,
+        None,
+        None,
+        Some(TraceParentError::ZeroId("trace-id"))
+    )]
+    #[case::empty_value(Some(""), None, None, None, Some(TraceParentError::Length(0)))]
+    fn incoming_context(
+        #[case] traceparent: Option<&str>,
+        #[case] tracestate: Option<&str>,
+        #[case] parent: Option<&str>,
+        #[case] state: Option<&str>,
+        #[case] rejected: Option<TraceParentError>,
+    ) {
+        let got = incoming(traceparent, tracestate);
+        assert_eq!(got.parent.map(|p| p.format()).as_deref(), parent);
+        assert_eq!(got.trace_state.as_deref(), state);
+        assert_eq!(got.rejected, rejected);
+    }
+
+    /// Feeds a server connection the request `head` cut at `cuts`, answers it, and returns
+    /// the span.
+    fn server_span_of(head: &[u8], cuts: &[usize]) -> crate::span::HttpSpan {
+        use crate::conn::{Tracker, TrackerConfig};
+        use crate::ebpf::record::{ConnKey, Data, Direction, Record, Role, Tuple};
+        let key = ConnKey {
+            pid: 1,
+            fd: 3,
+            sock_id: 9,
+        };
+        let tuple = Tuple {
+            local: "127.0.0.1:80".parse().expect("addr"),
+            remote: "127.0.0.1:5000".parse().expect("addr"),
+        };
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        let mut out = Vec::new();
+        tracker.push(
+            Record::Open {
+                key,
+                role: Role::Server,
+                tuple,
+                unix_ns: 1,
+                sock_lost: 0,
+                ring_lost: 0,
+            },
+            &mut out,
+        );
+        let data = |direction, bytes: &[u8], t: u64| {
+            Record::Data(Data {
+                key,
+                tid: 2,
+                direction,
+                tuple,
+                start_unix_ns: t,
+                end_unix_ns: t + 1,
+                len: bytes.len() as u32,
+                bytes: bytes.to_vec().into(),
+                tail: None,
+                sock_lost: 0,
+                ring_lost: 0,
+            })
+        };
+        let mut from = 0;
+        for (i, &cut) in cuts.iter().chain([&head.len()]).enumerate() {
+            tracker.push(
+                data(Direction::Read, &head[from..cut], 10 + i as u64),
+                &mut out,
+            );
+            from = cut;
+        }
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        tracker.push(data(Direction::Write, ok, 100), &mut out);
+        assert_eq!(out.len(), 1, "one span");
+        out.remove(0)
+    }
+
+    /// The context is read wherever it stands in the head, however the head was split
+    /// across reads; a bad one is ignored and its reason kept.
+    #[rstest]
+    #[case::first_header(format!("traceparent: {VALID}\r\ntracestate: a=1\r\nHost: h\r\n"), Ok(()))]
+    #[case::after_a_long_cookie(format!("Cookie: {}\r\nHost: h\r\nTraceParent: {VALID}\r\ntracestate: a=1\r\n", "c".repeat(3000)), Ok(()))]
+    #[case::last_header(format!("Host: h\r\ntracestate: a=1\r\ntraceparent: {VALID}\r\n"), Ok(()))]
+    #[case::uppercase_value(format!("traceparent: {}\r\ntracestate: a=1\r\n", VALID.to_uppercase()), Err(TraceParentError::Field { field: "trace-id" }))]
+    #[case::zero(
+        "traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n".into(),
+        Err(TraceParentError::ZeroId("trace-id"))
+    )]
+    #[case::truncated(
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7\r\n".into(),
+        Err(TraceParentError::Length(52))
+    )]
+    fn context_anywhere_in_a_head_split_across_reads(
+        #[case] headers: String,
+        #[case] want: Result<(), TraceParentError>,
+    ) {
+        let head = format!("GET /x HTTP/1.1\r\n{headers}\r\n").into_bytes();
+        let tp = TraceParent::parse(VALID).expect("valid");
+        let mut splits: Vec<Vec<usize>> = vec![vec![]];
+        splits.extend((1..head.len()).step_by(7).map(|c| vec![c]));
+        splits.push(vec![1, head.len() / 2, head.len() - 1]);
+        for cuts in splits {
+            let span = server_span_of(&head, &cuts);
+            match want {
+                Ok(()) => {
+                    assert_eq!(span.trace_id, tp.trace_id, "cuts {cuts:?}");
+                    assert_eq!(span.parent_span_id, Some(tp.parent_id), "cuts {cuts:?}");
+                    assert_eq!(span.trace_state.as_deref(), Some("a=1"));
+                    assert_eq!(span.link, crate::span::LinkKind::Traceparent);
+                    assert_eq!(span.traceparent_rejected, None);
+                }
+                Err(e) => {
+                    assert_eq!(span.parent_span_id, None, "cuts {cuts:?}");
+                    assert_eq!(
+                        (span.trace_state, span.link),
+                        (None, crate::span::LinkKind::None)
+                    );
+                    assert_eq!(span.traceparent_rejected, Some(e), "cuts {cuts:?}");
+                }
+            }
+        }
     }
 
     #[test]

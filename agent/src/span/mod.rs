@@ -13,6 +13,37 @@ pub enum SpanKind {
     Client,
 }
 
+/// How a span found its parent, exported as `sonde.link` so that a user can judge a link
+/// (and so that links can be counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// No parent: the request came from outside the traced processes, or its partner was
+    /// not seen in time, or the choice was ambiguous.
+    #[default]
+    None,
+    /// The request carried a W3C `traceparent`; the span joins the trace it names.
+    Traceparent,
+    /// Same-node stitching: the server span's client end is traced on this node.
+    Connection,
+    /// In-process: the client request was made by the thread serving the parent request.
+    Thread,
+    /// In-process: a proxy forwarded the parent request's method and path.
+    Proxy,
+}
+
+impl LinkKind {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Traceparent => "traceparent",
+            Self::Connection => "connection",
+            Self::Thread => "thread",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
 /// A link to another span (same-node stitching and batch fan-in use these later).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpanLink {
@@ -31,6 +62,10 @@ pub struct HttpSpan {
     /// W3C `tracestate` that came with the parent, passed through unchanged.
     pub trace_state: Option<String>,
     pub links: Vec<SpanLink>,
+    /// How the parent was found (set by the linking stage).
+    pub link: LinkKind,
+    /// Why a `traceparent` the request carried was ignored (counted by the linking stage).
+    pub traceparent_rejected: Option<context::TraceParentError>,
     /// First byte of the request seen, last byte of the response seen (Unix ns).
     pub start_unix_ns: u64,
     pub end_unix_ns: u64,

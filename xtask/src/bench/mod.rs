@@ -2,6 +2,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
+mod connect;
 mod kernel;
 mod overhead;
 mod store;
@@ -12,6 +13,9 @@ pub enum Bench {
     Overhead(overhead::Args),
     /// OTLP ingest, disk, by-id and search latency of the embedded store.
     Store(store::Args),
+    /// Connectivity score: the fraction of requests that become one correct trace, per
+    /// runtime and concurrency.
+    Connect(connect::Args),
     /// Per-program cost of the kernel probes (BPF run-time statistics) under wrk load.
     Kernel(kernel::Args),
 }
@@ -21,5 +25,6 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Overhead(args) => overhead::run(&args),
         Bench::Store(args) => store::run(&args),
         Bench::Kernel(args) => kernel::run(&args),
+        Bench::Connect(args) => connect::run(&args),
     }
 }

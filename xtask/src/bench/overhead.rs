@@ -51,10 +51,21 @@ pub struct Args {
 }
 
 pub(super) struct Server {
-    child: Child,
-    port: u16,
+    pub(super) child: Child,
+    pub(super) port: u16,
     /// What the server depends on (the proxy target's upstream), stopped after it.
     upstream: Option<Box<Server>>,
+}
+
+impl Server {
+    /// A server with nothing behind it.
+    pub(super) fn new(child: Child, port: u16) -> Self {
+        Self {
+            child,
+            port,
+            upstream: None,
+        }
+    }
 }
 
 impl Drop for Server {
@@ -86,7 +97,7 @@ pub(super) fn free_port() -> Result<u16> {
         .port())
 }
 
-fn wait_port(port: u16) -> Result<()> {
+pub(super) fn wait_port(port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -396,7 +407,7 @@ fn release_bin(build_args: &[&str], name: &str) -> Result<PathBuf> {
 }
 
 /// Agent CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) from /proc.
-fn agent_usage(pid: u32) -> Result<(f64, u64)> {
+pub(super) fn agent_usage(pid: u32) -> Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();

@@ -115,6 +115,7 @@ fn server_span_fields() {
     let mut span = server_span();
     span.parent_span_id = Some([0x33; 8]);
     span.trace_state = Some("vendor=x".into());
+    span.link = crate::span::LinkKind::Connection;
     span.links = vec![SpanLink {
         trace_id: [0x44; 16],
         span_id: [0x55; 8],
@@ -150,6 +151,7 @@ fn server_span_fields() {
     assert_eq!(attr(a, "http.request.body.size").cloned(), i(0));
     assert_eq!(attr(a, "http.response.body.size").cloned(), i(17));
     assert_eq!(attr(a, "error.type"), None);
+    assert_eq!(attr(a, "sonde.link").cloned(), s("connection"));
 }
 
 #[test]
@@ -179,6 +181,7 @@ fn server_span_without_host_or_extras() {
     assert_eq!(attr(a, "user_agent.original"), None);
     assert_eq!(attr(a, "http.request.body.size"), None);
     assert_eq!(attr(a, "http.response.body.size"), None);
+    assert_eq!(attr(a, "sonde.link").cloned(), s("none"));
 }
 
 #[rstest]
