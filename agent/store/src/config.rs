@@ -83,6 +83,14 @@ pub struct SearchSection {
     /// Window searched when a request has neither start nor end.
     #[serde(with = "sonde_config::duration")]
     pub default_window: Duration,
+    /// A search still running after this long is stopped and answered 504 (Tempo: 30s).
+    #[serde(with = "sonde_config::duration")]
+    pub query_timeout: Duration,
+    /// Searches running at once; more wait for a slot until their deadline, then get 429.
+    /// Keep it below the number of cores so ingest and `/ready` always get CPU.
+    pub max_concurrent_queries: usize,
+    /// Memory the results of one search may hold; past it the search is refused (400).
+    pub max_result_bytes: usize,
 }
 
 impl Default for StoreSection {
@@ -125,12 +133,15 @@ impl Default for SearchSection {
     fn default() -> Self {
         Self {
             default_result_limit: 20,
-            max_result_limit: 262_144,
+            max_result_limit: 10_000,
             default_spans_per_span_set: 3,
             max_spans_per_span_set: 100,
             query_end_cutoff: Duration::ZERO,
             max_duration: Duration::from_secs(168 * 3600),
             default_window: Duration::from_secs(15 * 60),
+            query_timeout: Duration::from_secs(30),
+            max_concurrent_queries: 2,
+            max_result_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -196,6 +207,24 @@ impl StoreSection {
             return Err(Invalid::new(
                 "store.search.default_result_limit",
                 "must be 1..=max_result_limit",
+            ));
+        }
+        if s.query_timeout.is_zero() {
+            return Err(Invalid::new(
+                "store.search.query_timeout",
+                "must be greater than 0",
+            ));
+        }
+        if s.max_concurrent_queries == 0 {
+            return Err(Invalid::new(
+                "store.search.max_concurrent_queries",
+                "must be at least 1",
+            ));
+        }
+        if s.max_result_bytes < 64 * 1024 {
+            return Err(Invalid::new(
+                "store.search.max_result_bytes",
+                "must be at least 65536",
             ));
         }
         if s.default_spans_per_span_set > s.max_spans_per_span_set {
@@ -267,6 +296,12 @@ mod tests {
         "search: {default_result_limit: 0}",
         "store.search.default_result_limit"
     )]
+    #[case::no_timeout("search: {query_timeout: 0s}", "store.search.query_timeout")]
+    #[case::no_slots(
+        "search: {max_concurrent_queries: 0}",
+        "store.search.max_concurrent_queries"
+    )]
+    #[case::tiny_results("search: {max_result_bytes: 10}", "store.search.max_result_bytes")]
     fn invalid_sections(#[case] yaml: &str, #[case] field: &str) {
         let err = match serde_yaml::from_str::<StoreSection>(yaml) {
             Ok(s) => s.validate().unwrap_err().to_string(),

@@ -42,6 +42,7 @@ pub(crate) mod wal;
 
 pub use config::{SearchSection, StoreLimits, StoreSection};
 pub use error::{IngestError, StoreError};
+pub use query::budget::QueryError;
 pub use serve::{serve, serve_on};
 pub use tenant::IngestOutcome;
 
@@ -92,6 +93,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub observer: RwLock<Option<Arc<dyn BatchObserver>>>,
     pub cache: query::GroupCache,
+    /// One permit per search allowed to run at once.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) cut_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
 }
@@ -133,6 +136,9 @@ impl Store {
             metrics: Metrics::new(),
             observer: RwLock::new(None),
             cache: query::GroupCache::new(cfg.search_cache_bytes),
+            query_slots: Arc::new(tokio::sync::Semaphore::new(
+                cfg.search.max_concurrent_queries,
+            )),
             cut_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
         });

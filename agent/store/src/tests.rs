@@ -655,3 +655,41 @@ fn search_hits_get_the_root_from_later_parts_of_the_trace() {
         .collect();
     assert_eq!(counts, vec![("db-client", 1), ("frontend", 1)]);
 }
+
+#[test]
+fn a_long_search_does_not_hold_up_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for chunk in (1..=3000u64).collect::<Vec<_>>().chunks(500) {
+        let spans = chunk
+            .iter()
+            .map(|&t| {
+                with_attrs(
+                    span(t, t, 0, "op", 0, 5),
+                    vec![kv_s("payload", "abcdefghijklmnop")],
+                )
+            })
+            .collect();
+        store.ingest(SINGLE_TENANT, req("svc", spans)).unwrap();
+    }
+    let terms: Vec<String> = (0..300)
+        .map(|i| format!("span.payload =~ \"nomatch{i}.*z\""))
+        .collect();
+    let heavy = spec(ql(&format!("{{ {} }}", terms.join(" || "))));
+    let s2 = store.clone();
+    let search = std::thread::spawn(move || s2.search(&tenants(), &heavy).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!search.is_finished(), "the search must outlast the ingest");
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![span(9999, 1, 0, "new", 0, 1)]),
+        )
+        .unwrap();
+    assert!(
+        !search.is_finished(),
+        "ingest waited for the whole search to finish"
+    );
+    assert!(search.join().unwrap().traces.is_empty());
+}

@@ -44,6 +44,15 @@ pub fn text(code: StatusCode, msg: impl std::fmt::Display) -> Response {
     r
 }
 
+/// A 500 whose body says nothing of the server's files; the detail goes to the log.
+pub fn internal(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "query failed");
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal store error; see the store's log",
+    )
+}
+
 pub fn json_response(v: &serde_json::Value) -> Response {
     let mut r = (StatusCode::OK, v.to_string()).into_response();
     r.headers_mut().insert(
@@ -188,11 +197,10 @@ fn load_trace(
     let found = s
         .store
         .find_trace(&tenants, &id)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| internal(&e))?;
     let Some(bytes) = found else { return Ok(None) };
     let inspected = bytes.len() as u64;
-    let mut td = TracesData::decode(bytes.as_slice())
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let mut td = TracesData::decode(bytes.as_slice()).map_err(|e| internal(&e))?;
     trace_json::dedupe(&mut td);
     Ok(Some((td, inspected)))
 }
@@ -241,5 +249,7 @@ async fn trace_v2(
     }
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -109,7 +109,7 @@ fn collect_tags(
         }
         true
     });
-    r.map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    r.map_err(|e| super::internal(&e))?;
     Ok((scope, out))
 }
 
@@ -351,7 +351,7 @@ fn values_common(
         }
         d.out.len() < d.limit
     });
-    r.map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    r.map_err(|e| super::internal(&e))?;
     Ok(d.out)
 }
 
