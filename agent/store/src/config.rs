@@ -19,7 +19,8 @@ pub struct StoreSection {
     pub otlp_http_listen_address: String,
     /// Require `X-Scope-OrgID`; when false everything belongs to `single-tenant`.
     pub multitenancy_enabled: bool,
-    /// Delete blocks whose newest span is older than this (Go duration).
+    /// Delete blocks this long after their data was ingested, whatever the spans' timestamps
+    /// (Go duration).
     #[serde(with = "sonde_config::duration")]
     pub retention: Duration,
     /// fsync the WAL this often; `0s` fsyncs every write before acknowledging it.

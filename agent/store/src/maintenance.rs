@@ -166,7 +166,9 @@ pub fn compact(
         let _ = std::fs::remove_dir_all(layout::block_tmp_dir(&blocks_dir, &id));
         return Err(e);
     }
-    let meta = w.finish(now_ns)?;
+    // The merged block keeps its inputs' ingest time, so retention is not pushed back.
+    let ingested = inputs.iter().map(|b| b.meta.created_ns).max();
+    let meta = w.finish(ingested.unwrap_or(now_ns))?;
     let block = Arc::new(Block::open(&blocks_dir.join(&id))?);
     {
         let mut list = t.blocks.write().unwrap_or_else(PoisonError::into_inner);
@@ -209,13 +211,15 @@ pub fn pick_compaction(
     if out.len() < 2 { Vec::new() } else { out }
 }
 
-/// Delete blocks whose newest span ended before `now - retention`. Returns how many.
+/// Delete blocks whose data was ingested before `now - retention`, as Tempo's retention follows
+/// ingest time: span timestamps (0, days old, u64::MAX) neither shorten nor pin a block's life.
+/// Returns how many.
 pub fn apply_retention(t: &Tenant, now_ns: u64, retention_ns: u64) -> usize {
     let cutoff = now_ns.saturating_sub(retention_ns);
     let expired: Vec<Arc<Block>> = t
         .blocks()
         .into_iter()
-        .filter(|b| b.meta.max_end_ns < cutoff)
+        .filter(|b| b.meta.created_ns < cutoff)
         .collect();
     if expired.is_empty() {
         return 0;

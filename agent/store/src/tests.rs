@@ -693,3 +693,50 @@ fn a_long_search_does_not_hold_up_ingest() {
     );
     assert!(search.join().unwrap().traces.is_empty());
 }
+
+/// A span stamped at `start_ns` lasting `dur_ns` (saturating), trace `trace`.
+fn stamped(trace: u64, start_ns: u64, end_ns: u64) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let mut s = span(trace, trace, 0, "stamped", 0, 1);
+    s.start_time_unix_nano = start_ns;
+    s.end_time_unix_nano = end_ns;
+    s
+}
+
+#[test]
+fn retention_follows_ingest_time_not_span_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let day = 24 * 3_600_000_000_000;
+    // Stamped 0, eight days in the past, and ending at u64::MAX.
+    for (trace, start, end) in [
+        (1, 0, 0),
+        (2, T0 - 8 * day, T0 - 8 * day + 1),
+        (3, T0, u64::MAX),
+    ] {
+        store
+            .ingest(SINGLE_TENANT, req("svc", vec![stamped(trace, start, end)]))
+            .unwrap();
+        // One block each, so no block's fate hides another's.
+        store.maintain(true);
+    }
+    clock.advance(11_000_000_000);
+    store.maintain(false);
+    for trace in 1..=3 {
+        assert_eq!(
+            span_names(&store, trace),
+            ["stamped"],
+            "trace {trace} lost after its ack"
+        );
+    }
+    // A week after ingest every one of them is gone, u64::MAX included.
+    clock.advance(7 * day);
+    store.maintain(false);
+    for trace in 1..=3 {
+        assert!(
+            span_names(&store, trace).is_empty(),
+            "trace {trace} outlived retention"
+        );
+    }
+    assert!(store.tenant(SINGLE_TENANT).unwrap().blocks().is_empty());
+}
