@@ -47,6 +47,9 @@ pub struct StoreSection {
     pub block_compression_level: i32,
     /// Memory budget for decoded search row groups.
     pub search_cache_bytes: usize,
+    /// Request bytes both OTLP receivers may be receiving and decoding at once; past it a
+    /// request is refused before its ack (HTTP 429, gRPC UNAVAILABLE), and the client retries.
+    pub max_ingest_bytes_in_flight: usize,
     /// Per-tenant limits.
     pub limits: StoreLimits,
     /// Search defaults and limits.
@@ -113,6 +116,7 @@ impl Default for StoreSection {
             compaction_max_block_bytes: 128 * 1024 * 1024,
             block_compression_level: 3,
             search_cache_bytes: 32 * 1024 * 1024,
+            max_ingest_bytes_in_flight: 256 * 1024 * 1024,
             limits: StoreLimits::default(),
             search: SearchSection::default(),
         }
@@ -182,6 +186,12 @@ impl StoreSection {
             return Err(Invalid::new(
                 "store.max_block_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.max_ingest_bytes_in_flight < 64 * 1024 {
+            return Err(Invalid::new(
+                "store.max_ingest_bytes_in_flight",
+                "must be at least 65536",
             ));
         }
         if self.compaction_min_blocks < 2 || self.compaction_max_blocks < self.compaction_min_blocks

@@ -95,6 +95,8 @@ pub(crate) struct Inner {
     pub cache: query::GroupCache,
     /// One permit per search allowed to run at once.
     pub query_slots: Arc<tokio::sync::Semaphore>,
+    /// Request bytes being received and decoded by the receivers.
+    pub ingest_bytes: ingest::inflight::InFlight,
     pub(crate) cut_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
 }
@@ -139,6 +141,7 @@ impl Store {
             query_slots: Arc::new(tokio::sync::Semaphore::new(
                 cfg.search.max_concurrent_queries,
             )),
+            ingest_bytes: ingest::inflight::InFlight::new(cfg.max_ingest_bytes_in_flight),
             cut_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
         });

@@ -53,6 +53,12 @@ pub async fn serve_on(
         .with_graceful_shutdown(async move { sd.cancelled().await });
     let sd = shutdown.clone();
     let grpc = tonic::transport::Server::builder()
+        .layer(tower::util::MapRequestLayer::new(
+            ingest::otlp::grpc_count_body(store.clone()),
+        ))
+        .layer(tower::util::MapResponseLayer::new(
+            ingest::otlp::grpc_size_status,
+        ))
         .add_service(ingest::otlp::grpc_service(store.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_l).with_nodelay(Some(true)),

@@ -1,0 +1,135 @@
+//! Receivers under pressure: the bound on bytes being decoded at once (refused before the ack),
+//! oversized requests answered as OTLP says, over both transports.
+use axum::{body::Body, http::Request};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
+};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::otlp::{MAX_BODY, RpcStatus, http_router};
+use crate::{ManualClock, Store, ids::SINGLE_TENANT, testutil::*};
+
+fn open(dir: &std::path::Path, in_flight: usize) -> Store {
+    let mut c = cfg(dir);
+    c.max_ingest_bytes_in_flight = in_flight;
+    Store::open(&c, ManualClock::new(T0)).unwrap()
+}
+
+/// A request of about `bytes` bytes for trace 1.
+fn sized(bytes: usize) -> ExportTraceServiceRequest {
+    req(
+        "svc",
+        vec![with_attrs(
+            span(1, 1, 0, "big", 0, 1),
+            vec![kv_s("pad", &"x".repeat(bytes))],
+        )],
+    )
+}
+
+async fn post(store: &Store, body: Vec<u8>, content_length: Option<u64>) -> (u16, String, Vec<u8>) {
+    let mut b = Request::post("/v1/traces").header("content-type", "application/x-protobuf");
+    if let Some(n) = content_length {
+        b = b.header("content-length", n);
+    }
+    let resp = http_router(store.clone())
+        .oneshot(b.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, ct, body.to_vec())
+}
+
+fn stored(store: &Store) -> bool {
+    store
+        .find_trace(&[SINGLE_TENANT.to_string()], &tid(1))
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn http_requests_past_the_in_flight_budget_get_429_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 1 << 20);
+    // Other requests hold all but 64 KiB of the budget.
+    let others = s
+        .inner
+        .ingest_bytes
+        .try_take((1 << 20) - 64 * 1024)
+        .unwrap();
+    let body = sized(200_000).encode_to_vec();
+    let (status, ct, resp) = post(&s, body.clone(), None).await;
+    assert_eq!((status, ct.as_str()), (429, "application/x-protobuf"));
+    let st = RpcStatus::decode(resp.as_slice()).unwrap();
+    assert!(
+        st.message.contains("store.max_ingest_bytes_in_flight"),
+        "{st:?}"
+    );
+    assert!(!stored(&s), "a refused request must not be stored");
+    drop(others);
+    assert_eq!(post(&s, body, None).await.0, 200);
+    assert!(stored(&s));
+}
+
+#[tokio::test]
+async fn http_413_is_an_otlp_status_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 256 << 20);
+    let (status, ct, resp) = post(&s, vec![0; 16], Some(MAX_BODY as u64 + 1)).await;
+    assert_eq!((status, ct.as_str()), (413, "application/x-protobuf"));
+    let st = RpcStatus::decode(resp.as_slice()).unwrap();
+    assert!(st.message.contains("exceeds"), "{st:?}");
+}
+
+async fn grpc_store(dir: &std::path::Path, in_flight: usize) -> (Store, String, CancellationToken) {
+    let s = open(dir, in_flight);
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (api, grpc, http) = (
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+    );
+    let url = format!("http://{}", grpc.local_addr().unwrap());
+    let sd = CancellationToken::new();
+    tokio::spawn(crate::serve_on(s.clone(), api, grpc, http, sd.clone()));
+    (s, url, sd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_past_the_in_flight_budget_get_unavailable_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url, sd) = grpc_store(dir.path(), 1 << 20).await;
+    let others = s
+        .inner
+        .ingest_bytes
+        .try_take((1 << 20) - 64 * 1024)
+        .unwrap();
+    let mut c = TraceServiceClient::connect(url).await.unwrap();
+    let err = c.export(sized(200_000)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("store.max_ingest_bytes_in_flight"),
+        "{err:?}"
+    );
+    assert!(!stored(&s));
+    drop(others);
+    c.export(sized(200_000)).await.unwrap();
+    assert!(stored(&s));
+    sd.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_messages_over_64_mib_are_invalid_argument_not_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url, sd) = grpc_store(dir.path(), 256 << 20).await;
+    let mut c = TraceServiceClient::connect(url).await.unwrap();
+    let err = c.export(sized(MAX_BODY + 1024)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(!stored(&s));
+    sd.cancel();
+}
