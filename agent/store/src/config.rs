@@ -213,6 +213,15 @@ impl StoreSection {
                 "max_bytes_per_trace and max_live_bytes must be > 0",
             ));
         }
+        if (self.limits.max_live_bytes as u64) < 2 * self.max_block_bytes {
+            return Err(Invalid::new(
+                "store.limits.max_live_bytes",
+                format!(
+                    "must be at least twice store.max_block_bytes ({}): a block is cut only once live traces reach max_block_bytes, so a smaller limit refuses ingest (503) until max_block_duration passes",
+                    self.max_block_bytes
+                ),
+            ));
+        }
         let s = &self.search;
         if s.default_result_limit == 0 || s.default_result_limit > s.max_result_limit {
             return Err(Invalid::new(
@@ -306,6 +315,10 @@ mod tests {
     #[case::limit(
         "search: {default_result_limit: 0}",
         "store.search.default_result_limit"
+    )]
+    #[case::live_below_block(
+        "{max_block_bytes: 33554432, limits: {max_live_bytes: 1048576}}",
+        "store.limits.max_live_bytes"
     )]
     #[case::no_timeout("search: {query_timeout: 0s}", "store.search.query_timeout")]
     #[case::no_slots(

@@ -54,7 +54,7 @@ pub enum IngestError {
         bytes: usize,
     },
     #[error(
-        "store is busy: {live_bytes} bytes of live traces waiting for block cutting; retry later"
+        "store is busy: {live_bytes} bytes of traces wait in memory to be written as blocks (store.limits.max_live_bytes); retry later"
     )]
     Busy { live_bytes: usize },
     #[error("store cannot write its WAL at {path}: {source}")]

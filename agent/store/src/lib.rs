@@ -32,6 +32,7 @@ pub mod ids;
 pub(crate) mod ingest;
 pub(crate) mod layout;
 pub(crate) mod live;
+pub(crate) mod loggate;
 pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub(crate) mod query;
@@ -319,7 +320,11 @@ impl Store {
             let h = t.lock_state().wal.sync_handle();
             match h.and_then(|f| f.sync_data()) {
                 Ok(()) => {}
-                Err(e) => tracing::error!(tenant = %t.name, error = %e, "WAL fsync failed"),
+                Err(e) => {
+                    if let Some(held_back) = t.log_gates.fsync.allow() {
+                        tracing::error!(tenant = %t.name, error = %e, held_back, "WAL fsync failed");
+                    }
+                }
             }
         }
     }

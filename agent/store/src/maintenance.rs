@@ -41,10 +41,7 @@ pub fn write_pending(
         .write()
         .unwrap_or_else(PoisonError::into_inner)
         .push(block);
-    t.pending
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|x| !Arc::ptr_eq(x, p));
+    t.remove_pending(p);
     free_wal(t)?;
     Ok(meta)
 }
@@ -284,7 +281,9 @@ impl Store {
                     }
                     Err(e) => {
                         m.block_errors.get_or_create(&tl).inc();
-                        tracing::error!(tenant = %t.name, error = %e, "cannot write block; data stays in WAL and memory");
+                        if let Some(held_back) = t.log_gates.block_write.allow() {
+                            tracing::error!(tenant = %t.name, error = %e, held_back, "cannot write block; data stays in WAL and memory");
+                        }
                         rep.errors.push(e.to_string());
                         break;
                     }
@@ -332,7 +331,9 @@ impl Store {
                     }
                     Err(e) => {
                         m.compaction_errors.inc();
-                        tracing::error!(tenant = %t.name, error = %e, "compaction failed");
+                        if let Some(held_back) = t.log_gates.compaction.allow() {
+                            tracing::error!(tenant = %t.name, error = %e, held_back, "compaction failed");
+                        }
                         rep.errors.push(e.to_string());
                     }
                 }

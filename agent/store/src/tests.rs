@@ -740,3 +740,58 @@ fn retention_follows_ingest_time_not_span_timestamps() {
     }
     assert!(store.tenant(SINGLE_TENANT).unwrap().blocks().is_empty());
 }
+
+/// Block files fail to write; the WAL still works.
+#[derive(Debug)]
+struct BlocksFail;
+
+impl super::fsio::IoHooks for BlocksFail {
+    fn before_write(&self, path: &std::path::Path, _len: usize) -> std::io::Result<()> {
+        if path.components().any(|c| c.as_os_str() == "blocks") {
+            return Err(std::io::Error::other("injected block write failure"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn memory_limit_counts_cuts_waiting_for_a_failing_block_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.max_block_bytes = 64 * 1024;
+    c.limits.max_live_bytes = 256 * 1024;
+    let store = Store::open_with_io(&c, clock.clone(), Arc::new(BlocksFail)).unwrap();
+    let big = |t: u64| {
+        req(
+            "svc",
+            vec![with_attrs(
+                span(t, t, 0, "op", 0, 1),
+                vec![kv_s("pad", &"x".repeat(20_000))],
+            )],
+        )
+    };
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for t in 1..=100 {
+        match store.ingest(SINGLE_TENANT, big(t)) {
+            Ok(_) => acked.push(t),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(!store.maintain(true).errors.is_empty());
+    }
+    let err = refused.expect("ingest kept acknowledging while no block could be written");
+    assert!(matches!(err, crate::IngestError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string().contains("store.limits.max_live_bytes"),
+        "{err}"
+    );
+    assert!(acked.len() < 20, "{} requests acked", acked.len());
+    // Every acknowledged span is still readable.
+    for t in acked {
+        assert_eq!(span_names(&store, t), ["op"]);
+    }
+}
