@@ -19,6 +19,9 @@ pub struct StoreSection {
     pub otlp_http_listen_address: String,
     /// Require `X-Scope-OrgID`; when false everything belongs to `single-tenant`.
     pub multitenancy_enabled: bool,
+    /// Most tenants the store holds; a push for a new tenant past it is refused (400), the
+    /// existing tenants are unaffected.
+    pub max_tenants: usize,
     /// Delete blocks this long after their data was ingested, whatever the spans' timestamps
     /// (Go duration).
     #[serde(with = "sonde_config::duration")]
@@ -105,6 +108,7 @@ impl Default for StoreSection {
             otlp_grpc_listen_address: "0.0.0.0:4317".into(),
             otlp_http_listen_address: "0.0.0.0:4318".into(),
             multitenancy_enabled: false,
+            max_tenants: 100,
             retention: Duration::from_secs(168 * 3600),
             wal_fsync_interval: Duration::from_secs(1),
             max_block_bytes: 32 * 1024 * 1024,
@@ -187,6 +191,9 @@ impl StoreSection {
                 "store.max_block_bytes",
                 "must be at least 1024",
             ));
+        }
+        if self.max_tenants == 0 {
+            return Err(Invalid::new("store.max_tenants", "must be at least 1"));
         }
         if self.max_ingest_bytes_in_flight < 64 * 1024 {
             return Err(Invalid::new(

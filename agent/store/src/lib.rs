@@ -191,14 +191,14 @@ impl Store {
 
     /// The tenant's state, opening (and replaying) it on first use.
     pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>, StoreError> {
-        if let Some(t) = self
-            .inner
-            .tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-        {
-            return Ok(t.clone());
+        self.open_tenant(name, usize::MAX)
+            .map(|t| t.expect("no tenant limit"))
+    }
+
+    /// Like [`Store::tenant`], but `None` when opening it would make more than `max` tenants.
+    fn open_tenant(&self, name: &str, max: usize) -> Result<Option<Arc<Tenant>>, StoreError> {
+        if let Some(t) = self.existing_tenant(name) {
+            return Ok(Some(t));
         }
         let mut map = self
             .inner
@@ -206,7 +206,10 @@ impl Store {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(t) = map.get(name) {
-            return Ok(t.clone());
+            return Ok(Some(t.clone()));
+        }
+        if map.len() >= max {
+            return Ok(None);
         }
         let dir: PathBuf = tenant_dir(&self.inner.cfg.data_dir, name);
         let t = Arc::new(Tenant::open(
@@ -218,7 +221,28 @@ impl Store {
             self.now_ns(),
         )?);
         map.insert(name.to_string(), t.clone());
-        Ok(t)
+        Ok(Some(t))
+    }
+
+    /// The tenant an ingest writes to: a new one must have a plain name and fit under
+    /// `max_tenants`; existing tenants are never refused here.
+    fn tenant_for_ingest(&self, name: &str) -> Result<Arc<Tenant>, IngestError> {
+        if let Some(t) = self.existing_tenant(name) {
+            return Ok(t);
+        }
+        ids::validate_new_tenant(name).map_err(IngestError::Tenant)?;
+        let max = self.inner.cfg.max_tenants;
+        match self.open_tenant(name, max) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(IngestError::TooManyTenants { max }),
+            Err(e) => {
+                tracing::error!(tenant = name, error = %e, "cannot open tenant");
+                Err(IngestError::Storage {
+                    path: tenant_dir(&self.inner.cfg.data_dir, name),
+                    source: std::io::Error::other("cannot open the tenant's directory"),
+                })
+            }
+        }
     }
 
     /// Existing tenant, if any (queries never create tenants).
@@ -257,11 +281,26 @@ impl Store {
             .get_or_create(&tl)
             .inc_by(split.spans_total as u64);
         m.bytes_received.get_or_create(&tl).inc_by(req_bytes as u64);
-        let t = self.tenant(tenant).map_err(|e| IngestError::Storage {
-            path: tenant_dir(&self.inner.cfg.data_dir, tenant),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let t = match self.tenant_for_ingest(tenant) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = match e {
+                    IngestError::TooManyTenants { .. } => "too_many_tenants",
+                    IngestError::Tenant(_) => "invalid_tenant",
+                    _ => "storage_error",
+                };
+                m.discarded_spans
+                    .get_or_create(&Metrics::labels(&[("reason", reason), ("tenant", tenant)]))
+                    .inc_by(split.spans_total as u64);
+                return Err(e);
+            }
+        };
         let res = t.ingest(&req, &split, req_bytes, self.now_ns());
+        if let Err(IngestError::Storage { path, source }) = &res
+            && let Some(held_back) = t.log_gates.wal_write.allow()
+        {
+            tracing::error!(tenant, path = %path.display(), error = %source, held_back, "cannot append to the WAL; ingest refused");
+        }
         let (res, mask) = match res {
             Ok((o, mask)) => (Ok(o), mask),
             Err(e) => (Err(e), Vec::new()),
@@ -318,7 +357,7 @@ impl Store {
     pub fn sync_wal(&self) {
         for t in self.tenants() {
             let h = t.lock_state().wal.sync_handle();
-            match h.and_then(|f| f.sync_data()) {
+            match h.and_then(|f| f.map_or(Ok(()), |f| f.sync_data())) {
                 Ok(()) => {}
                 Err(e) => {
                     if let Some(held_back) = t.log_gates.fsync.allow() {

@@ -16,6 +16,10 @@ use super::{
     tenant::Tenant,
 };
 
+/// A tenant's WAL segment is fsynced and closed after this long without appends, so idle
+/// tenants hold no file handle.
+pub const WAL_IDLE_CLOSE_NS: u64 = 60_000_000_000;
+
 /// Write one pending cut as a block and publish it; then drop it from pending and free WAL
 /// segments nobody needs. On failure the pending data stays in memory and in the WAL.
 pub fn write_pending(
@@ -272,6 +276,10 @@ impl Store {
             };
             if due && let Err(e) = t.take_for_block(now, idle, cfg.rootless_trace_idle_ns()) {
                 rep.errors.push(e.to_string());
+            }
+            if let Err(e) = t.lock_state().wal.close_if_idle(now, WAL_IDLE_CLOSE_NS) {
+                rep.errors
+                    .push(format!("closing the idle WAL of tenant {}: {e}", t.name));
             }
             for p in t.pendings() {
                 match write_pending(&t, &p, &self.inner.io, self.write_options(), self.now_ns()) {

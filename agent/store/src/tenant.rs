@@ -98,6 +98,7 @@ pub struct LogGates {
     pub block_write: LogGate,
     pub compaction: LogGate,
     pub fsync: LogGate,
+    pub wal_write: LogGate,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -134,8 +135,9 @@ impl Tenant {
         }
         blocks.sort_by(|a: &Arc<Block>, b| a.meta.id.cmp(&b.meta.id));
         let wal_dir = crate::layout::wal_dir(dir);
-        let (wal, replayed) =
+        let (mut wal, replayed) =
             Wal::open(&wal_dir, io, sync_each_write).map_err(|e| StoreError::io(&wal_dir, e))?;
+        wal.last_write_ns = now_ns;
         let mut live = Live::default();
         for rec in replayed {
             for (id, payload) in rec.fragments {
@@ -280,6 +282,7 @@ impl Tenant {
                 path: crate::layout::wal_dir(&self.dir),
                 source,
             })?;
+        st.wal.last_write_ns = now_ns;
         out.bytes = record.len();
         for f in accepted() {
             let rs = &req.resource_spans[f.rs];

@@ -795,3 +795,116 @@ fn memory_limit_counts_cuts_waiting_for_a_failing_block_write() {
         assert_eq!(span_names(&store, t), ["op"]);
     }
 }
+
+#[test]
+fn new_tenants_past_the_limit_are_refused_and_existing_ones_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.multitenancy_enabled = true;
+    c.max_tenants = 3;
+    let store = Store::open(&c, clock.clone()).unwrap();
+    let push = |t: &str, n: u64| store.ingest(t, req("svc", vec![span(n, n, 0, "op", 0, 1)]));
+    for (i, t) in ["a", "b", "c"].iter().enumerate() {
+        push(t, i as u64 + 1).unwrap();
+    }
+    let err = push("d", 4).unwrap_err();
+    assert!(
+        matches!(err, crate::IngestError::TooManyTenants { max: 3 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("store.max_tenants"), "{err}");
+    assert!(!dir.path().join("d").exists());
+    push("a", 5).unwrap();
+    assert_eq!(store.tenants().len(), 3);
+    // After a restart the limit still counts the tenants on disk.
+    drop(store);
+    let store = Store::open(&c, clock).unwrap();
+    assert!(
+        store
+            .ingest("e", req("svc", vec![span(6, 6, 0, "op", 0, 1)]))
+            .is_err()
+    );
+    store
+        .ingest("b", req("svc", vec![span(7, 7, 0, "op", 0, 1)]))
+        .unwrap();
+}
+
+#[rstest::rstest]
+#[case::flag("-rf")]
+#[case::star("*")]
+#[case::quote("'")]
+fn shell_hostile_tenant_names_are_refused(#[case] name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let err = store
+        .ingest(name, req("svc", vec![span(1, 1, 0, "op", 0, 1)]))
+        .unwrap_err();
+    assert!(matches!(err, crate::IngestError::Tenant(_)), "{err}");
+    assert!(!dir.path().join(name).exists());
+}
+
+/// Open file descriptors of this process pointing under `dir`.
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|p| p.starts_with(dir)))
+        .count()
+}
+
+#[test]
+fn idle_tenants_hold_no_wal_file_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.multitenancy_enabled = true;
+    let store = Store::open(&c, clock.clone()).unwrap();
+    for (i, t) in ["a", "b", "c"].iter().enumerate() {
+        let n = i as u64 + 1;
+        store
+            .ingest(t, req("svc", vec![span(n, n, 0, "op", 0, 1)]))
+            .unwrap();
+    }
+    let wal_fds = || fds_under(&dir.path().join("a").join("wal"));
+    assert_eq!(wal_fds(), 1);
+    clock.advance(61_000_000_000);
+    store.maintain(false);
+    for t in ["a", "b", "c"] {
+        assert_eq!(fds_under(&dir.path().join(t).join("wal")), 0, "tenant {t}");
+    }
+    // The next push reopens it, and nothing was lost.
+    store
+        .ingest("a", req("svc", vec![span(9, 9, 0, "again", 0, 1)]))
+        .unwrap();
+    assert_eq!(wal_fds(), 1);
+    drop(store);
+    let store = Store::open(&c, clock).unwrap();
+    assert!(
+        store
+            .find_trace(&["a".to_string()], &tid(9))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .find_trace(&["a".to_string()], &tid(1))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn client_facing_ingest_errors_do_not_show_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let disk = FullDisk::new(0);
+    let store = Store::open_with_io(&cfg(dir.path()), clock, disk).unwrap();
+    let err = store
+        .ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "op", 0, 1)]))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert!(!msg.contains(dir.path().to_str().unwrap()), "{msg}");
+}

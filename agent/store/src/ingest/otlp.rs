@@ -120,6 +120,10 @@ impl TraceService for GrpcReceiver {
             Ok(o) => Ok(tonic::Response::new(partial(&o))),
             Err(e) => Err(match &e {
                 IngestError::RateLimited { .. } => tonic::Status::resource_exhausted(e.to_string()),
+                // Without RetryInfo OTLP clients do not retry this.
+                IngestError::TooManyTenants { .. } => {
+                    tonic::Status::resource_exhausted(e.to_string())
+                }
                 IngestError::Tenant(_) => tonic::Status::invalid_argument(e.to_string()),
                 _ => tonic::Status::unavailable(e.to_string()),
             }),
@@ -365,6 +369,9 @@ async fn http_export(State(store): State<Store>, req: axum::extract::Request) ->
             error(fmt, StatusCode::TOO_MANY_REQUESTS, 8, e.to_string())
         }
         Err(e @ IngestError::Tenant(_)) => error(fmt, StatusCode::BAD_REQUEST, 3, e.to_string()),
+        Err(e @ IngestError::TooManyTenants { .. }) => {
+            error(fmt, StatusCode::BAD_REQUEST, 8, e.to_string())
+        }
         Err(e) => error(fmt, StatusCode::SERVICE_UNAVAILABLE, 14, e.to_string()),
     }
 }
