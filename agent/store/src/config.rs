@@ -11,7 +11,7 @@ use sonde_config::Invalid;
 pub struct StoreSection {
     /// Directory for the WAL and blocks (one sub-directory per tenant).
     pub data_dir: PathBuf,
-    /// Tempo HTTP API (query, /metrics, /ready).
+    /// Tempo HTTP API (query, /metrics, /ready). The three addresses default to loopback.
     pub http_listen_address: String,
     /// OTLP gRPC receiver.
     pub otlp_grpc_listen_address: String,
@@ -19,6 +19,11 @@ pub struct StoreSection {
     pub otlp_http_listen_address: String,
     /// Require `X-Scope-OrgID`; when false everything belongs to `single-tenant`.
     pub multitenancy_enabled: bool,
+    /// With multitenancy, whether one query may read several tenants (`X-Scope-OrgID: a|b`).
+    pub cross_tenant_queries_enabled: bool,
+    /// File holding a token every request but `/ready` must present (`Authorization: Bearer
+    /// <token>`, or basic auth with the token as password); empty = no check.
+    pub auth_token_file: PathBuf,
     /// Most tenants the store holds; a push for a new tenant past it is refused (400), the
     /// existing tenants are unaffected.
     pub max_tenants: usize,
@@ -104,10 +109,12 @@ impl Default for StoreSection {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("/var/lib/sonde/store"),
-            http_listen_address: "0.0.0.0:3200".into(),
-            otlp_grpc_listen_address: "0.0.0.0:4317".into(),
-            otlp_http_listen_address: "0.0.0.0:4318".into(),
+            http_listen_address: "127.0.0.1:3200".into(),
+            otlp_grpc_listen_address: "127.0.0.1:4317".into(),
+            otlp_http_listen_address: "127.0.0.1:4318".into(),
             multitenancy_enabled: false,
+            cross_tenant_queries_enabled: false,
+            auth_token_file: PathBuf::new(),
             max_tenants: 100,
             retention: Duration::from_secs(168 * 3600),
             wal_fsync_interval: Duration::from_secs(1),
@@ -307,9 +314,11 @@ mod tests {
         let s = StoreSection::default();
         assert_eq!(s.validate(), Ok(()));
         assert_eq!(s.retention, Duration::from_secs(168 * 3600));
-        assert_eq!(s.http_listen_address, "0.0.0.0:3200");
-        assert_eq!(s.otlp_grpc_listen_address, "0.0.0.0:4317");
-        assert_eq!(s.otlp_http_listen_address, "0.0.0.0:4318");
+        // Loopback until opened up (`--listen-host 0.0.0.0` or the three keys).
+        assert_eq!(s.http_listen_address, "127.0.0.1:3200");
+        assert_eq!(s.otlp_grpc_listen_address, "127.0.0.1:4317");
+        assert_eq!(s.otlp_http_listen_address, "127.0.0.1:4318");
+        assert!(!s.cross_tenant_queries_enabled);
         assert_eq!(s.retention_ns(), 168 * 3600 * 1_000_000_000);
     }
 

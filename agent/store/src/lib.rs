@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 pub(crate) mod api;
+pub(crate) mod auth;
 pub(crate) mod block;
 pub(crate) mod codec;
 pub mod config;
@@ -98,6 +99,8 @@ pub(crate) struct Inner {
     pub query_slots: Arc<tokio::sync::Semaphore>,
     /// Request bytes being received and decoded by the receivers.
     pub ingest_bytes: ingest::inflight::InFlight,
+    /// The token requests must present, if `auth_token_file` is set.
+    pub auth: Option<auth::Auth>,
     pub(crate) cut_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
 }
@@ -129,6 +132,11 @@ impl Store {
         io: Io,
     ) -> Result<Store, StoreError> {
         cfg.validate().map_err(StoreError::Config)?;
+        let auth = if cfg.auth_token_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(auth::Auth::from_file(&cfg.auth_token_file)?)
+        };
         let dir = &cfg.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let inner = Arc::new(Inner {
@@ -143,6 +151,7 @@ impl Store {
                 cfg.search.max_concurrent_queries,
             )),
             ingest_bytes: ingest::inflight::InFlight::new(cfg.max_ingest_bytes_in_flight),
+            auth,
             cut_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
         });

@@ -90,7 +90,14 @@ pub fn tenants(store: &Store, h: &HeaderMap) -> Result<Vec<String>, Response> {
     else {
         return Err(text(StatusCode::UNAUTHORIZED, "no org id"));
     };
-    ids::parse_org_ids(v).map_err(|e| text(StatusCode::BAD_REQUEST, e))
+    let ts = ids::parse_org_ids(v).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+    if ts.len() > 1 && !store.config().cross_tenant_queries_enabled {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "queries across tenants (X-Scope-OrgID: a|b) are off; set store.cross_tenant_queries_enabled to allow them",
+        ));
+    }
+    Ok(ts)
 }
 
 /// The route table.
@@ -109,8 +116,30 @@ pub fn router(store: Store) -> Router {
         .route("/api/search/tag/{*rest}", any(tags::tag_values_v1))
         .route("/api/v2/search/tag/{*rest}", any(tags::tag_values_v2))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
+}
+
+/// With `store.auth_token_file` set, every route but `/ready` needs the token.
+async fn authenticate(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(auth) = &s.store.inner.auth
+        && req.uri().path() != "/ready"
+    {
+        let h = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !auth.allows(h) {
+            let mut r = text(StatusCode::UNAUTHORIZED, crate::auth::REFUSED);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer, Basic realm=\"sonde\""),
+            );
+            return r;
+        }
+    }
+    next.run(req).await
 }
 
 async fn record(State(s): State<ApiState>, req: Request, next: Next) -> Response {

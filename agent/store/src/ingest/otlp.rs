@@ -105,6 +105,15 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if let Some(auth) = &self.store.inner.auth {
+            let h = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if !auth.allows(h) {
+                return Err(tonic::Status::unauthenticated(crate::auth::REFUSED));
+            }
+        }
         // The body's in-flight permits, held until the spans are in the WAL.
         let _held = request.extensions().get::<Held>().cloned();
         let org = request
@@ -287,6 +296,25 @@ async fn read_body(
 async fn http_export(State(store): State<Store>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let h = parts.headers;
+    if let Some(auth) = &store.inner.auth {
+        let a = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !auth.allows(a) {
+            let fmt = if h
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+            {
+                Format::Json
+            } else {
+                Format::Proto
+            };
+            return error(
+                fmt,
+                StatusCode::UNAUTHORIZED,
+                16,
+                crate::auth::REFUSED.to_string(),
+            );
+        }
+    }
     let ct = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

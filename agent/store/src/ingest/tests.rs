@@ -17,6 +17,14 @@ fn open(dir: &std::path::Path, in_flight: usize) -> Store {
     Store::open(&c, ManualClock::new(T0)).unwrap()
 }
 
+fn open_with_token(dir: &std::path::Path) -> Store {
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret").unwrap();
+    let mut c = cfg(&dir.join("data"));
+    c.auth_token_file = token;
+    Store::open(&c, ManualClock::new(T0)).unwrap()
+}
+
 /// A request of about `bytes` bytes for trace 1.
 fn sized(bytes: usize) -> ExportTraceServiceRequest {
     req(
@@ -29,7 +37,19 @@ fn sized(bytes: usize) -> ExportTraceServiceRequest {
 }
 
 async fn post(store: &Store, body: Vec<u8>, content_length: Option<u64>) -> (u16, String, Vec<u8>) {
+    post_auth(store, body, content_length, None).await
+}
+
+async fn post_auth(
+    store: &Store,
+    body: Vec<u8>,
+    content_length: Option<u64>,
+    auth: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     let mut b = Request::post("/v1/traces").header("content-type", "application/x-protobuf");
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
     if let Some(n) = content_length {
         b = b.header("content-length", n);
     }
@@ -87,7 +107,10 @@ async fn http_413_is_an_otlp_status_body() {
 }
 
 async fn grpc_store(dir: &std::path::Path, in_flight: usize) -> (Store, String, CancellationToken) {
-    let s = open(dir, in_flight);
+    serve(open(dir, in_flight)).await
+}
+
+async fn serve(s: Store) -> (Store, String, CancellationToken) {
     let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
     let (api, grpc, http) = (
         bind().await.unwrap(),
@@ -131,5 +154,43 @@ async fn grpc_messages_over_64_mib_are_invalid_argument_not_out_of_range() {
     let err = c.export(sized(MAX_BODY + 1024)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(!stored(&s));
+    sd.cancel();
+}
+
+#[tokio::test]
+async fn http_ingest_needs_the_token_when_one_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_with_token(dir.path());
+    let body = sized(10).encode_to_vec();
+    let (status, ct, resp) = post_auth(&s, body.clone(), None, None).await;
+    assert_eq!((status, ct.as_str()), (401, "application/x-protobuf"));
+    assert_eq!(RpcStatus::decode(resp.as_slice()).unwrap().code, 16);
+    assert!(!stored(&s));
+    assert_eq!(
+        post_auth(&s, body.clone(), None, Some("Bearer nope"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post_auth(&s, body, None, Some("Bearer s3cret")).await.0,
+        200
+    );
+    assert!(stored(&s));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_ingest_needs_the_token_when_one_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url, sd) = serve(open_with_token(dir.path())).await;
+    let mut c = TraceServiceClient::connect(url).await.unwrap();
+    let err = c.export(sized(10)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(!stored(&s));
+    let mut r = tonic::Request::new(sized(10));
+    r.metadata_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    c.export(r).await.unwrap();
+    assert!(stored(&s));
     sd.cancel();
 }
