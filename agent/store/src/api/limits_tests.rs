@@ -54,12 +54,15 @@ fn fill(store: &Store, n: u64) {
 }
 
 /// A valid query of 300 regex alternatives that matches nothing: costly on every span.
-fn heavy_query() -> String {
+fn heavy_q() -> String {
     let terms: Vec<String> = (0..300)
         .map(|i| format!("span.payload =~ \"nomatch{i}.*z\""))
         .collect();
-    let q = format!("{{ {} }}", terms.join(" || "));
-    format!("/api/search?q={}", urlencode(&q))
+    urlencode(&format!("{{ {} }}", terms.join(" || ")))
+}
+
+fn heavy_query() -> String {
+    format!("/api/search?q={}", heavy_q())
 }
 
 fn urlencode(s: &str) -> String {
@@ -91,6 +94,23 @@ async fn a_search_past_its_deadline_is_stopped_with_504() {
     assert!(body.contains("store.search.query_timeout"), "{body}");
     assert_eq!(stopped(&s, "deadline"), 1);
     assert_eq!(s.metrics().queries_inflight.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_lookups_have_the_same_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), |c| {
+        c.search.query_timeout = Duration::from_millis(1)
+    });
+    fill(&s, 2000);
+    for route in [
+        format!("/api/v2/search/tag/span.payload/values?q={}", heavy_q()),
+        format!("/api/v2/search/tags?q={}", heavy_q()),
+    ] {
+        let (status, body) = get(&s, &route).await;
+        assert_eq!(status, 504, "{route}: {body}");
+    }
+    assert_eq!(stopped(&s, "deadline"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::{Store, ids, metrics::Metrics};
 
+mod limits;
 pub mod params;
 mod search;
 mod tags;

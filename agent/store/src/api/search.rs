@@ -15,10 +15,7 @@ use crate::{
     api::params,
     ids,
     metrics::Metrics,
-    query::{
-        Filter, OutVal, SearchResult, SearchSpec, TraceHit,
-        budget::{Budget, QueryError},
-    },
+    query::{Filter, OutVal, SearchResult, SearchSpec, TraceHit},
 };
 use sonde_traceql as traceql;
 
@@ -271,84 +268,22 @@ pub async fn search(
     run_search(&s.store, tenants, spec, super::wants_protobuf(&h)).await
 }
 
-/// Run a search within the store's query limits: a slot among `max_concurrent_queries`
-/// (waiting at most until the deadline), the deadline, the result-memory cap, and cancellation
-/// when this future is dropped (the client went away).
+/// Run a search within the store's query limits (see [`super::limits`]).
 async fn run_search(
     store: &crate::Store,
     tenants: Vec<String>,
     spec: SearchSpec,
     proto: bool,
 ) -> Response {
-    let cfg = &store.config().search;
-    let m = store.metrics();
-    let mut budget = Budget::new(cfg.query_timeout, cfg.max_result_bytes);
-    let slots = store.inner.query_slots.clone();
-    let Ok(Ok(permit)) = tokio::time::timeout(cfg.query_timeout, slots.acquire_owned()).await
-    else {
-        m.queries_stopped
-            .get_or_create(&Metrics::labels(&[("reason", "busy")]))
-            .inc();
-        let mut r = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "{} searches are already running (store.search.max_concurrent_queries); retry later",
-                cfg.max_concurrent_queries
-            ),
-        );
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
-        return r;
-    };
-    let guard = budget.cancel_on_drop();
-    let st = store.clone();
-    m.queries_inflight.inc();
-    let _inflight = Inflight(store.clone());
-    let res = tokio::task::spawn_blocking(move || {
-        let r = st.search_within(&tenants, &spec, &mut budget);
-        drop(permit);
-        // Counted here: a cancelled search has no handler left to count it.
-        let reason = match &r {
-            Err(QueryError::Deadline(_)) => "deadline",
-            Err(QueryError::Cancelled) => "cancelled",
-            Err(QueryError::TooLarge { .. }) => "too_large",
-            _ => "",
-        };
-        if !reason.is_empty() {
-            st.metrics()
-                .queries_stopped
-                .get_or_create(&Metrics::labels(&[("reason", reason)]))
-                .inc();
-        }
-        r
+    let res = super::limits::within_limits(store, move |st, budget| {
+        st.search_within(&tenants, &spec, budget)
+            .map_err(|e| super::limits::stopped(st, &e))
     })
     .await;
-    guard.disarm();
     match res {
-        Ok(Ok(r)) if proto => {
-            super::proto_response(prost::Message::encode_to_vec(&search_proto(&r)))
-        }
-        Ok(Ok(r)) => json_results(&r),
-        Ok(Err(e)) => {
-            let code = match &e {
-                QueryError::Deadline(_) | QueryError::Cancelled => StatusCode::GATEWAY_TIMEOUT,
-                QueryError::TooLarge { .. } => StatusCode::BAD_REQUEST,
-                QueryError::Store(_) => return super::internal(&e),
-            };
-            text(code, e)
-        }
-        Err(e) => super::internal(&e),
-    }
-}
-
-/// Decrements the in-flight gauge however the search ends.
-struct Inflight(crate::Store);
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        self.0.metrics().queries_inflight.dec();
+        Ok(r) if proto => super::proto_response(prost::Message::encode_to_vec(&search_proto(&r))),
+        Ok(r) => json_results(&r),
+        Err(r) => r,
     }
 }
 

@@ -563,19 +563,26 @@ impl Store {
         Ok(res)
     }
 
-    /// Visit every trace overlapping the window (live, pending, blocks).
+    /// Visit every trace overlapping the window (live, pending, blocks) until `f` returns
+    /// false, stopping with an error when `budget` runs out.
     pub fn for_each_trace(
         &self,
         tenants: &[String],
         start_ns: u64,
         end_ns: u64,
+        budget: &mut Budget,
         f: &mut dyn FnMut(TraceRef<'_>) -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), QueryError> {
         let overlaps = |t: &TraceRef<'_>| t.start() <= end_ns && t.end() >= start_ns;
         for t in self.query_tenants(tenants) {
-            {
+            let ids: Vec<TraceId> = t.lock_state().live.traces.keys().copied().collect();
+            for chunk in ids.chunks(LIVE_CHUNK) {
                 let st = t.lock_state();
-                for (id, lt) in &st.live.traces {
+                for id in chunk {
+                    budget.check()?;
+                    let Some(lt) = st.live.traces.get(id) else {
+                        continue;
+                    };
                     let tr = TraceRef {
                         table: &st.live.table,
                         id,
@@ -588,6 +595,7 @@ impl Store {
             }
             for p in t.pendings() {
                 for (id, lt) in &p.traces {
+                    budget.check()?;
                     let tr = TraceRef {
                         table: &p.table,
                         id,
@@ -607,8 +615,10 @@ impl Store {
                     if ge.min_start > end_ns || ge.max_end < start_ns {
                         continue;
                     }
+                    budget.check()?;
                     let g = self.inner.cache.get(&b, gi)?;
                     for i in 0..g.traces.len() {
+                        budget.check()?;
                         let tr = g.trace(i);
                         if overlaps(&tr) && !f(tr) {
                             return Ok(());
