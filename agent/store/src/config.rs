@@ -24,6 +24,10 @@ pub struct StoreSection {
     /// File holding a token every request but `/ready` must present (`Authorization: Bearer
     /// <token>`, or basic auth with the token as password); empty = no check.
     pub auth_token_file: PathBuf,
+    /// PEM certificate chain and private key: with both set, all three listeners speak TLS
+    /// (HTTPS and gRPC over TLS); empty = plain.
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
     /// Most tenants the store holds; a push for a new tenant past it is refused (400), the
     /// existing tenants are unaffected.
     pub max_tenants: usize,
@@ -115,6 +119,8 @@ impl Default for StoreSection {
             multitenancy_enabled: false,
             cross_tenant_queries_enabled: false,
             auth_token_file: PathBuf::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
             max_tenants: 100,
             retention: Duration::from_secs(168 * 3600),
             wal_fsync_interval: Duration::from_secs(1),
@@ -197,6 +203,12 @@ impl StoreSection {
             return Err(Invalid::new(
                 "store.max_block_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.tls_cert_file.as_os_str().is_empty() != self.tls_key_file.as_os_str().is_empty() {
+            return Err(Invalid::new(
+                "store.tls_cert_file",
+                "set both tls_cert_file and tls_key_file, or neither",
             ));
         }
         if self.max_tenants == 0 {
@@ -336,6 +348,7 @@ mod tests {
         "{max_block_bytes: 33554432, limits: {max_live_bytes: 1048576}}",
         "store.limits.max_live_bytes"
     )]
+    #[case::half_tls("tls_cert_file: /etc/cert.pem", "store.tls_cert_file")]
     #[case::no_timeout("search: {query_timeout: 0s}", "store.search.query_timeout")]
     #[case::no_slots(
         "search: {max_concurrent_queries: 0}",

@@ -40,6 +40,7 @@ pub(crate) mod query;
 pub(crate) mod rows;
 mod serve;
 pub(crate) mod tenant;
+pub(crate) mod tls;
 pub(crate) mod wal;
 
 pub use config::{SearchSection, StoreLimits, StoreSection};
@@ -101,6 +102,8 @@ pub(crate) struct Inner {
     pub ingest_bytes: ingest::inflight::InFlight,
     /// The token requests must present, if `auth_token_file` is set.
     pub auth: Option<auth::Auth>,
+    /// Certificate and key, if the listeners speak TLS.
+    pub tls: Option<tls::Tls>,
     pub(crate) cut_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
 }
@@ -137,6 +140,11 @@ impl Store {
         } else {
             Some(auth::Auth::from_file(&cfg.auth_token_file)?)
         };
+        let tls = if cfg.tls_cert_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(tls::Tls::load(&cfg.tls_cert_file, &cfg.tls_key_file)?)
+        };
         let dir = &cfg.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let inner = Arc::new(Inner {
@@ -152,6 +160,7 @@ impl Store {
             )),
             ingest_bytes: ingest::inflight::InFlight::new(cfg.max_ingest_bytes_in_flight),
             auth,
+            tls,
             cut_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
         });

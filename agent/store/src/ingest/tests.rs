@@ -194,3 +194,144 @@ async fn grpc_ingest_needs_the_token_when_one_is_configured() {
     assert!(stored(&s));
     sd.cancel();
 }
+
+/// A test CA and a certificate it signed for localhost and 127.0.0.1, made with the openssl
+/// command: (CA certificate, server certificate, server key).
+fn test_certificates(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let p = |n: &str| dir.join(n);
+    let ext = p("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<std::ffi::OsString>; 3] = [
+        ["req", "-x509", "-days", "1", "-subj", "/CN=sonde-test-ca"]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain([
+                "-keyout".into(),
+                p("ca.key").into(),
+                "-out".into(),
+                p("ca.pem").into(),
+            ])
+            .collect(),
+        ["req", "-subj", "/CN=localhost"]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain([
+                "-keyout".into(),
+                p("key.pem").into(),
+                "-out".into(),
+                p("csr.pem").into(),
+            ])
+            .collect(),
+        ["x509", "-req", "-days", "1", "-CAcreateserial"]
+            .iter()
+            .map(Into::into)
+            .chain([
+                "-in".into(),
+                p("csr.pem").into(),
+                "-CA".into(),
+                p("ca.pem").into(),
+                "-CAkey".into(),
+                p("ca.key").into(),
+                "-extfile".into(),
+                ext.clone().into(),
+                "-out".into(),
+                p("cert.pem").into(),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("the openssl command makes the test certificates");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    [p("ca.pem"), p("cert.pem"), p("key.pem")]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_three_listeners_speak_tls_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = test_certificates(dir.path());
+    let mut c = cfg(&dir.path().join("data"));
+    c.tls_cert_file = cert;
+    c.tls_key_file = key;
+    let s = Store::open(&c, ManualClock::new(T0)).unwrap();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (api, grpc, http) = (
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+        bind().await.unwrap(),
+    );
+    let (api_port, grpc_port, http_port) = (
+        api.local_addr().unwrap().port(),
+        grpc.local_addr().unwrap().port(),
+        http.local_addr().unwrap().port(),
+    );
+    let sd = CancellationToken::new();
+    tokio::spawn(crate::serve_on(s.clone(), api, grpc, http, sd.clone()));
+    // OTLP gRPC over TLS, trusting the test CA.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(&ca).unwrap(),
+        ))
+        .domain_name("localhost");
+    let ch = tonic::transport::Channel::from_shared(format!("https://localhost:{grpc_port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    TraceServiceClient::new(ch).export(sized(10)).await.unwrap();
+    assert!(stored(&s));
+    // The Tempo API and OTLP HTTP over TLS, with curl: HTTPS works, plain HTTP does not.
+    let curl = move |args: Vec<String>| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&ca)
+            .args(args)
+            .output()
+            .expect("curl")
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        (
+            curl(vec![format!("https://localhost:{api_port}/ready")]),
+            curl(vec![format!("http://localhost:{api_port}/ready")]),
+            curl(vec![
+                "-o".into(),
+                "/dev/null".into(),
+                "-w".into(),
+                "%{http_code}".into(),
+                "-H".into(),
+                "content-type: application/x-protobuf".into(),
+                "--data-binary".into(),
+                "".into(),
+                format!("https://localhost:{http_port}/v1/traces"),
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.0.stdout), "ready\n");
+    assert!(!out.1.status.success(), "plain HTTP must not be served");
+    assert_eq!(String::from_utf8_lossy(&out.2.stdout), "200");
+    sd.cancel();
+}
