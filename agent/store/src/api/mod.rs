@@ -185,7 +185,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 }
 
 /// Shared part of both trace-by-id routes: the deduplicated trace, or the error response.
-fn load_trace(
+async fn load_trace(
     s: &ApiState,
     h: &HeaderMap,
     id: &str,
@@ -224,15 +224,19 @@ fn load_trace(
         .queries
         .get_or_create(&Metrics::labels(&[("op", "traces")]))
         .inc();
-    let found = s
-        .store
-        .find_trace(&tenants, &id)
-        .map_err(|e| internal(&e))?;
-    let Some(bytes) = found else { return Ok(None) };
-    let inspected = bytes.len() as u64;
-    let mut td = TracesData::decode(bytes.as_slice()).map_err(|e| internal(&e))?;
-    trace_json::dedupe(&mut td);
-    Ok(Some((td, inspected)))
+    // Reading blocks and decoding a large trace stay off the async workers that answer
+    // `/ready` and take ingest.
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let found = store.find_trace(&tenants, &id).map_err(|e| internal(&e))?;
+        let Some(bytes) = found else { return Ok(None) };
+        let inspected = bytes.len() as u64;
+        let mut td = TracesData::decode(bytes.as_slice()).map_err(|e| internal(&e))?;
+        trace_json::dedupe(&mut td);
+        Ok(Some((td, inspected)))
+    })
+    .await
+    .unwrap_or_else(|e| Err(internal(&e)))
 }
 
 async fn trace_v1(
@@ -241,7 +245,7 @@ async fn trace_v1(
     h: HeaderMap,
     Query(p): Params,
 ) -> Response {
-    match load_trace(&s, &h, &id, &p) {
+    match load_trace(&s, &h, &id, &p).await {
         Err(r) => r,
         Ok(None) => (StatusCode::NOT_FOUND, Body::empty()).into_response(),
         Ok(Some((td, _))) if wants_protobuf(&h) => proto_response(td.encode_to_vec()),
@@ -258,7 +262,7 @@ async fn trace_v2(
     Query(p): Params,
 ) -> Response {
     let proto = wants_protobuf(&h);
-    match load_trace(&s, &h, &id, &p) {
+    match load_trace(&s, &h, &id, &p).await {
         Err(r) => r,
         Ok(None) if proto => proto_response(tempopb::TraceByIdResponse::default().encode_to_vec()),
         Ok(None) => json_response(&json!({ "trace": {}, "metrics": {} })),
