@@ -8,7 +8,8 @@
 //! | immutable blocks: trace-id index, bloom filter, columnar search rows | [`block`], [`rows`] |
 //! | maintenance: cut, compact, retention | [`maintenance`] |
 //! | query: trace by id, search, TraceQL over a trace view | [`query`] |
-//! | Tempo's HTTP API and its parameters | [`api`] |
+//! | Tempo's HTTP API and its parameters; what one query may cost | [`api`], [`query::budget`] |
+//! | the listeners' TLS and token check | [`tls`], [`auth`] |
 //!
 //! The on-disk layout is named in [`layout`]; every write goes through [`fsio`] so tests can
 //! fill the disk.
