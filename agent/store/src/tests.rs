@@ -708,11 +708,12 @@ fn retention_follows_ingest_time_not_span_timestamps() {
     let clock = ManualClock::new(T0);
     let store = open(dir.path(), &clock);
     let day = 24 * 3_600_000_000_000;
-    // Stamped 0, eight days in the past, and ending at u64::MAX.
+    // Stamped 0, eight days in the past, and ending 20 hours from now (u64::MAX is refused at
+    // ingest: see the next test).
     for (trace, start, end) in [
         (1, 0, 0),
         (2, T0 - 8 * day, T0 - 8 * day + 1),
-        (3, T0, u64::MAX),
+        (3, T0, T0 + 20 * 3_600_000_000_000),
     ] {
         store
             .ingest(SINGLE_TENANT, req("svc", vec![stamped(trace, start, end)]))
@@ -729,7 +730,7 @@ fn retention_follows_ingest_time_not_span_timestamps() {
             "trace {trace} lost after its ack"
         );
     }
-    // A week after ingest every one of them is gone, u64::MAX included.
+    // A week after ingest every one of them is gone, the one ending in the future included.
     clock.advance(7 * day);
     store.maintain(false);
     for trace in 1..=3 {
@@ -907,4 +908,30 @@ fn client_facing_ingest_errors_do_not_show_the_data_dir() {
     let msg = err.to_string();
     assert!(msg.contains("No space left on device"), "{msg}");
     assert!(!msg.contains(dir.path().to_str().unwrap()), "{msg}");
+}
+
+#[test]
+fn spans_ending_at_absurd_times_are_refused_before_the_ack_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let out = store
+        .ingest(
+            SINGLE_TENANT,
+            req(
+                "svc",
+                vec![stamped(1, T0, u64::MAX), stamped(2, T0, T0 + 1_000)],
+            ),
+        )
+        .unwrap();
+    assert_eq!((out.accepted_spans, out.rejected_spans), (1, 1));
+    assert!(out.message.unwrap().contains("more than 24h past"));
+    assert!(span_names(&store, 1).is_empty());
+    assert_eq!(span_names(&store, 2), ["stamped"]);
+    assert!(
+        store
+            .metrics()
+            .render()
+            .contains(r#"tempo_discarded_spans_total{reason="invalid",tenant="single-tenant"} 1"#)
+    );
 }
