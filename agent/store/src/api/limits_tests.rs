@@ -180,6 +180,23 @@ async fn a_search_past_its_memory_cap_is_refused_with_400() {
     assert_eq!(v["traces"].as_array().unwrap().len(), 20);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_values_past_the_memory_cap_are_refused_with_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), |c| c.search.max_result_bytes = 64 * 1024);
+    fill(&s, 2000);
+    for route in [
+        "/api/v2/search/tag/span.payload/values",
+        "/api/search/tag/payload/values",
+    ] {
+        let (status, body) = get(&s, route).await;
+        assert_eq!(status, 400, "{route}: {body:.200}");
+        assert!(body.contains("store.search.max_result_bytes"), "{body}");
+    }
+    let (status, _) = get(&s, "/api/v2/search/tag/span.payload/values?limit=10").await;
+    assert_eq!(status, 200);
+}
+
 #[test]
 fn the_default_result_limit_cap_is_sane() {
     let c = StoreSection::default();

@@ -23,7 +23,7 @@ use crate::{
     Store,
     api::params::parse_window,
     metrics::Metrics,
-    query::budget::Budget,
+    query::budget::{Budget, QueryError},
     query::traceql_view::QlTrace,
     query::view::{TraceRef, val_string, val_type},
     query::{self, SCOPES},
@@ -98,8 +98,10 @@ fn collect_tags(
         .get_or_create(&Metrics::labels(&[("op", "metadata")]))
         .inc();
     let mut out: [BTreeSet<String>; 5] = Default::default();
+    let max_bytes = store.config().search.max_result_bytes;
+    let mut bytes = 0usize;
     let r = store.for_each_trace(&tenants, start, end, budget, &mut |t| {
-        match &q {
+        bytes += match &q {
             Some(q) if !q.is_match_all() => {
                 let m = q.eval(&QlTrace::new(t));
                 query::collect_keys(
@@ -107,13 +109,19 @@ fn collect_tags(
                     m.iter().filter_map(|&i| t.spans.get(i)),
                     &mut out,
                     limit,
-                );
+                )
             }
             _ => query::collect_keys(&t, t.spans.iter(), &mut out, limit),
-        }
-        true
+        };
+        bytes <= max_bytes
     });
     r.map_err(|e| super::limits::stopped(store, &e))?;
+    if bytes > max_bytes {
+        return Err(super::limits::stopped(
+            store,
+            &QueryError::TooLarge { max_bytes },
+        ));
+    }
     Ok((scope, out))
 }
 
@@ -228,17 +236,25 @@ struct Distinct {
     seen: HashSet<(&'static str, String)>,
     out: Vec<(&'static str, String)>,
     limit: usize,
+    /// Memory the values hold, and the most they may (the query's result cap).
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl Distinct {
     fn add(&mut self, ty: &'static str, v: String) -> bool {
-        if self.out.len() >= self.limit {
+        if self.out.len() >= self.limit || self.over() {
             return false;
         }
         if self.seen.insert((ty, v.clone())) {
+            self.bytes += 2 * v.len() + 96;
             self.out.push((ty, v));
         }
         true
+    }
+
+    fn over(&self) -> bool {
+        self.bytes > self.max_bytes
     }
 }
 
@@ -324,6 +340,7 @@ fn values_common(
         .inc();
     let mut d = Distinct {
         limit,
+        max_bytes: store.config().search.max_result_bytes,
         ..Distinct::default()
     };
     let r = store.for_each_trace(&tenants, start, end, budget, &mut |t| {
@@ -356,9 +373,17 @@ fn values_common(
                     .for_each(|sp| span_values(&t, sp, tag, &mut d)),
             },
         }
-        d.out.len() < d.limit
+        d.out.len() < d.limit && !d.over()
     });
     r.map_err(|e| super::limits::stopped(store, &e))?;
+    if d.over() {
+        return Err(super::limits::stopped(
+            store,
+            &QueryError::TooLarge {
+                max_bytes: d.max_bytes,
+            },
+        ));
+    }
     Ok(d.out)
 }
 

@@ -634,19 +634,22 @@ impl Store {
 /// Attribute scopes for tag names.
 pub const SCOPES: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
 
-/// Collect attribute keys per scope (index into `SCOPES`) from one trace.
+/// Collect attribute keys per scope (index into `SCOPES`) from one trace. Returns the bytes
+/// of the keys it added (for the query's memory cap).
 pub fn collect_keys<'a>(
     t: &TraceRef<'a>,
     spans: impl Iterator<Item = &'a SpanRow>,
     out: &mut [std::collections::BTreeSet<String>; 5],
     per_scope_limit: usize,
-) {
+) -> usize {
     let tab: &Table = t.table;
+    let mut added = 0;
     let mut add = |scope: usize, key: u32| {
         let set = &mut out[scope];
         if set.len() < per_scope_limit {
             let k = tab.dict.get(key);
             if !set.contains(k) {
+                added += k.len() + 64;
                 set.insert(k.to_string());
             }
         }
@@ -674,4 +677,5 @@ pub fn collect_keys<'a>(
             }
         }
     }
+    added
 }
