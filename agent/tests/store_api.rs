@@ -457,7 +457,7 @@ async fn status_codes_and_error_bodies_match_tempo() {
         (
             "/api/search?limit=999999999",
             400,
-            "limit 999999999 exceeds max limit 262144\n",
+            "limit 999999999 exceeds max limit 10000\n",
         ),
         (
             "/api/search?start=20&end=10",

@@ -126,6 +126,12 @@ impl Collector for AgentCollector {
             )?;
             counter(
                 e,
+                "sonde_export_dropped_refused_spans",
+                "Spans dropped because the endpoint refused them for good (not retried).",
+                s.dropped_refused,
+            )?;
+            counter(
+                e,
                 "sonde_export_rejected_spans",
                 "Spans the endpoint rejected (partial success).",
                 s.rejected_by_endpoint,

@@ -13,16 +13,20 @@ pub struct StoreListenArgs {
     /// Directory for the WAL and blocks. [default: /var/lib/sonde/store]
     #[arg(long = "data-dir", env = "SONDE_STORE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Tempo HTTP API listen address. [default: 0.0.0.0:3200]
+    /// Address (IP) the three store listeners bind, each keeping its port: `0.0.0.0` opens the
+    /// store to the network. Explicit listen-address flags win. [default: 127.0.0.1]
+    #[arg(long = "listen-host", env = "SONDE_STORE_LISTEN_HOST")]
+    pub listen_host: Option<String>,
+    /// Tempo HTTP API listen address. [default: 127.0.0.1:3200]
     #[arg(long = "http-listen-address", env = "SONDE_STORE_HTTP_LISTEN_ADDRESS")]
     pub http_listen_address: Option<String>,
-    /// OTLP gRPC listen address. [default: 0.0.0.0:4317]
+    /// OTLP gRPC listen address. [default: 127.0.0.1:4317]
     #[arg(
         long = "otlp-grpc-listen-address",
         env = "SONDE_STORE_OTLP_GRPC_LISTEN_ADDRESS"
     )]
     pub otlp_grpc_listen_address: Option<String>,
-    /// OTLP HTTP listen address. [default: 0.0.0.0:4318]
+    /// OTLP HTTP listen address. [default: 127.0.0.1:4318]
     #[arg(
         long = "otlp-http-listen-address",
         env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
@@ -36,6 +40,15 @@ impl StoreListenArgs {
         if let Some(d) = &self.data_dir {
             s.data_dir.clone_from(d);
         }
+        if let Some(h) = &self.listen_host {
+            for a in [
+                &mut s.http_listen_address,
+                &mut s.otlp_grpc_listen_address,
+                &mut s.otlp_http_listen_address,
+            ] {
+                *a = with_host(a, h);
+            }
+        }
         if let Some(a) = &self.http_listen_address {
             s.http_listen_address.clone_from(a);
         }
@@ -45,6 +58,17 @@ impl StoreListenArgs {
         if let Some(a) = &self.otlp_http_listen_address {
             s.otlp_http_listen_address.clone_from(a);
         }
+    }
+}
+
+/// `addr` with its host replaced by `host` (an IPv6 host gets brackets); a bad host is left for
+/// `validate` to name.
+fn with_host(addr: &str, host: &str) -> String {
+    let port = addr.rsplit_once(':').map_or("", |(_, p)| p);
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -140,5 +164,36 @@ mod tests {
             e.contains(&path.display().to_string()) && e.contains("store.retention"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_store_listens_on_loopback_until_one_flag_opens_it() {
+        let closed = StoreArgs::default().section().unwrap();
+        for a in [
+            &closed.http_listen_address,
+            &closed.otlp_grpc_listen_address,
+            &closed.otlp_http_listen_address,
+        ] {
+            assert!(a.starts_with("127.0.0.1:"), "{a}");
+        }
+        let open = |host: &str| StoreArgs {
+            listen: StoreListenArgs {
+                listen_host: Some(host.into()),
+                otlp_http_listen_address: Some("127.0.0.1:9318".into()),
+                ..StoreListenArgs::default()
+            },
+            ..StoreArgs::default()
+        };
+        let s = open("0.0.0.0").section().unwrap();
+        assert_eq!(s.http_listen_address, "0.0.0.0:3200");
+        assert_eq!(s.otlp_grpc_listen_address, "0.0.0.0:4317");
+        // An explicit address still wins.
+        assert_eq!(s.otlp_http_listen_address, "127.0.0.1:9318");
+        assert_eq!(
+            open("::").section().unwrap().http_listen_address,
+            "[::]:3200"
+        );
+        let e = open("not-an-ip").section().unwrap_err().to_string();
+        assert!(e.contains("store.http_listen_address"), "{e}");
     }
 }

@@ -1,6 +1,11 @@
 //! OTLP transports: the small `Transport` trait, gRPC (tonic) and HTTP/protobuf (reqwest)
 //! clients, partial-success parsing and retryable-error classification.
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::{BufMut as _, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -234,7 +239,10 @@ impl Decoder for EncodedCodec {
 #[derive(Clone)]
 pub struct GrpcTransport {
     endpoint: String,
-    client: tonic::client::Grpc<Channel>,
+    /// How to connect; a timed-out request replaces the channel with a fresh one from this.
+    target: tonic::transport::Endpoint,
+    gzip: bool,
+    client: Arc<Mutex<tonic::client::Grpc<Channel>>>,
     metadata: MetadataMap,
     timeout: Duration,
 }
@@ -258,17 +266,16 @@ impl GrpcTransport {
                 .tls_config(tls)
                 .map_err(|e| setup(error_chain(&e)))?;
         }
-        let channel = channel
+        // HTTP/2 pings find a peer that stopped answering even between requests.
+        let target = channel
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let mut client = tonic::client::Grpc::new(channel);
-        if cfg.compression == Compression::Gzip {
-            client = client
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
-        }
+            .http2_keep_alive_interval(cfg.timeout)
+            .keep_alive_timeout(cfg.timeout)
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        let gzip = cfg.compression == Compression::Gzip;
+        let client = Arc::new(Mutex::new(Self::client(&target, gzip)));
         let mut metadata = MetadataMap::new();
         for (name, value) in &cfg.headers {
             let key = MetadataKey::from_bytes(name.as_bytes())
@@ -279,10 +286,34 @@ impl GrpcTransport {
         }
         Ok(Self {
             endpoint,
+            target,
+            gzip,
             client,
             metadata,
             timeout: cfg.timeout,
         })
+    }
+
+    /// A client on a new channel (its connection is made on first use).
+    fn client(target: &tonic::transport::Endpoint, gzip: bool) -> tonic::client::Grpc<Channel> {
+        let client = tonic::client::Grpc::new(target.connect_lazy());
+        if gzip {
+            client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip)
+        } else {
+            client
+        }
+    }
+
+    /// Drop the current connection: an endpoint that accepted it but never answers would
+    /// otherwise keep every later request on it, even after a healthy one took the address.
+    fn reconnect(&self) {
+        *self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Self::client(&self.target, self.gzip);
     }
 }
 
@@ -301,7 +332,11 @@ impl Transport for GrpcTransport {
             let mut request = tonic::Request::new(req.into_bytes());
             *request.metadata_mut() = self.metadata.clone();
             request.set_timeout(self.timeout);
-            let mut client = self.client.clone();
+            let mut client = self
+                .client
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             let call = async move {
                 client.ready().await.map_err(|e| {
                     tonic::Status::unavailable(format!("the channel is not ready: {e}"))
@@ -310,10 +345,20 @@ impl Transport for GrpcTransport {
                 client.unary(request, path, EncodedCodec).await
             };
             match tokio::time::timeout(self.timeout, call).await {
-                Err(_) => Err(ExportError::Timeout {
-                    endpoint: self.endpoint.clone(),
-                    after: self.timeout,
-                }),
+                Err(_) => {
+                    self.reconnect();
+                    Err(ExportError::Timeout {
+                        endpoint: self.endpoint.clone(),
+                        after: self.timeout,
+                    })
+                }
+                Ok(Err(status))
+                    if status.code() == tonic::Code::Cancelled
+                        || status.code() == tonic::Code::DeadlineExceeded =>
+                {
+                    self.reconnect();
+                    Err(grpc_error(&self.endpoint, &status))
+                }
                 Ok(Ok(resp)) => Ok(outcome_of(resp.into_inner())),
                 Ok(Err(status)) => Err(grpc_error(&self.endpoint, &status)),
             }

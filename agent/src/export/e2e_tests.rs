@@ -240,19 +240,19 @@ async fn permanent_errors_are_not_retried() {
         (resource(1, "a"), span_n(1)),
         (resource(2, "b"), span_n(2)),
     ]);
-    eventually("2 dropped spans", || {
-        handle.stats().dropped_after_retries == 2
-    })
-    .await;
+    eventually("2 dropped spans", || handle.stats().dropped_refused == 2).await;
     let st = handle.stats();
     assert_eq!((st.send_errors, st.exported_spans, st.queued), (1, 0, 0));
+    // Nothing was retried, so nothing counts as dropped after retries.
+    assert_eq!(st.dropped_after_retries, 0);
     assert_eq!(rx.seen().len(), 1);
 
     let grx = Receiver::with_script(vec![Reply::Grpc(tonic::Code::InvalidArgument)]);
     let gserver = start_grpc(grx.clone()).await;
     let gh = exporter(&config(Protocol::Grpc, gserver.addr));
     gh.try_send(vec![(resource(1, "a"), span_n(1))]);
-    eventually("1 dropped span", || gh.stats().dropped_after_retries == 1).await;
+    eventually("1 dropped span", || gh.stats().dropped_refused == 1).await;
+    assert_eq!(gh.stats().dropped_after_retries, 0);
     assert_eq!(grx.seen().len(), 1);
     handle.shutdown(Duration::from_secs(1)).await;
     gh.shutdown(Duration::from_secs(1)).await;

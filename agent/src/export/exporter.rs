@@ -32,6 +32,8 @@ pub struct ExportStats {
     pub exported_spans: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_after_retries: AtomicU64,
+    /// Spans dropped because the endpoint refused them for good (not retryable: 400, …).
+    pub dropped_refused: AtomicU64,
     /// Spans dropped because they arrived after `shutdown` or were still held at its deadline.
     pub dropped_shutdown: AtomicU64,
     pub rejected_by_endpoint: AtomicU64,
@@ -48,6 +50,7 @@ pub struct StatsSnapshot {
     pub exported_spans: u64,
     pub dropped_queue_full: u64,
     pub dropped_after_retries: u64,
+    pub dropped_refused: u64,
     pub dropped_shutdown: u64,
     pub rejected_by_endpoint: u64,
     pub send_errors: u64,
@@ -61,6 +64,7 @@ impl ExportStats {
             exported_spans: self.exported_spans.load(Relaxed),
             dropped_queue_full: self.dropped_queue_full.load(Relaxed),
             dropped_after_retries: self.dropped_after_retries.load(Relaxed),
+            dropped_refused: self.dropped_refused.load(Relaxed),
             dropped_shutdown: self.dropped_shutdown.load(Relaxed),
             rejected_by_endpoint: self.rejected_by_endpoint.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
@@ -369,7 +373,13 @@ impl Worker {
                 }
             }
             Err(e) => {
-                self.stats.dropped_after_retries.fetch_add(n, Relaxed);
+                // A permanent refusal is not "after retries": none were made.
+                let counter = if e.retryable() {
+                    &self.stats.dropped_after_retries
+                } else {
+                    &self.stats.dropped_refused
+                };
+                counter.fetch_add(n, Relaxed);
                 if self.log.allow(LogKind::Dropped) {
                     log_drop(&e, n, attempt);
                 }

@@ -11,7 +11,7 @@ use sonde_config::Invalid;
 pub struct StoreSection {
     /// Directory for the WAL and blocks (one sub-directory per tenant).
     pub data_dir: PathBuf,
-    /// Tempo HTTP API (query, /metrics, /ready).
+    /// Tempo HTTP API (query, /metrics, /ready). The three addresses default to loopback.
     pub http_listen_address: String,
     /// OTLP gRPC receiver.
     pub otlp_grpc_listen_address: String,
@@ -19,7 +19,20 @@ pub struct StoreSection {
     pub otlp_http_listen_address: String,
     /// Require `X-Scope-OrgID`; when false everything belongs to `single-tenant`.
     pub multitenancy_enabled: bool,
-    /// Delete blocks whose newest span is older than this (Go duration).
+    /// With multitenancy, whether one query may read several tenants (`X-Scope-OrgID: a|b`).
+    pub cross_tenant_queries_enabled: bool,
+    /// File holding a token every request but `/ready` must present (`Authorization: Bearer
+    /// <token>`, or basic auth with the token as password); empty = no check.
+    pub auth_token_file: PathBuf,
+    /// PEM certificate chain and private key: with both set, all three listeners speak TLS
+    /// (HTTPS and gRPC over TLS); empty = plain.
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    /// Most tenants the store holds; a push for a new tenant past it is refused (400), the
+    /// existing tenants are unaffected.
+    pub max_tenants: usize,
+    /// Delete blocks this long after their data was ingested, whatever the spans' timestamps
+    /// (Go duration).
     #[serde(with = "sonde_config::duration")]
     pub retention: Duration,
     /// fsync the WAL this often; `0s` fsyncs every write before acknowledging it.
@@ -46,6 +59,9 @@ pub struct StoreSection {
     pub block_compression_level: i32,
     /// Memory budget for decoded search row groups.
     pub search_cache_bytes: usize,
+    /// Request bytes both OTLP receivers may be receiving and decoding at once; past it a
+    /// request is refused before its ack (HTTP 429, gRPC UNAVAILABLE), and the client retries.
+    pub max_ingest_bytes_in_flight: usize,
     /// Per-tenant limits.
     pub limits: StoreLimits,
     /// Search defaults and limits.
@@ -83,16 +99,29 @@ pub struct SearchSection {
     /// Window searched when a request has neither start nor end.
     #[serde(with = "sonde_config::duration")]
     pub default_window: Duration,
+    /// A search still running after this long is stopped and answered 504 (Tempo: 30s).
+    #[serde(with = "sonde_config::duration")]
+    pub query_timeout: Duration,
+    /// Searches running at once; more wait for a slot until their deadline, then get 429.
+    /// Keep it below the number of cores so ingest and `/ready` always get CPU.
+    pub max_concurrent_queries: usize,
+    /// Memory the results of one search may hold; past it the search is refused (400).
+    pub max_result_bytes: usize,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("/var/lib/sonde/store"),
-            http_listen_address: "0.0.0.0:3200".into(),
-            otlp_grpc_listen_address: "0.0.0.0:4317".into(),
-            otlp_http_listen_address: "0.0.0.0:4318".into(),
+            http_listen_address: "127.0.0.1:3200".into(),
+            otlp_grpc_listen_address: "127.0.0.1:4317".into(),
+            otlp_http_listen_address: "127.0.0.1:4318".into(),
             multitenancy_enabled: false,
+            cross_tenant_queries_enabled: false,
+            auth_token_file: PathBuf::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            max_tenants: 100,
             retention: Duration::from_secs(168 * 3600),
             wal_fsync_interval: Duration::from_secs(1),
             max_block_bytes: 32 * 1024 * 1024,
@@ -104,6 +133,7 @@ impl Default for StoreSection {
             compaction_max_block_bytes: 128 * 1024 * 1024,
             block_compression_level: 3,
             search_cache_bytes: 32 * 1024 * 1024,
+            max_ingest_bytes_in_flight: 256 * 1024 * 1024,
             limits: StoreLimits::default(),
             search: SearchSection::default(),
         }
@@ -125,12 +155,15 @@ impl Default for SearchSection {
     fn default() -> Self {
         Self {
             default_result_limit: 20,
-            max_result_limit: 262_144,
+            max_result_limit: 10_000,
             default_spans_per_span_set: 3,
             max_spans_per_span_set: 100,
             query_end_cutoff: Duration::ZERO,
             max_duration: Duration::from_secs(168 * 3600),
             default_window: Duration::from_secs(15 * 60),
+            query_timeout: Duration::from_secs(30),
+            max_concurrent_queries: 2,
+            max_result_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -172,6 +205,21 @@ impl StoreSection {
                 "must be at least 1024",
             ));
         }
+        if self.tls_cert_file.as_os_str().is_empty() != self.tls_key_file.as_os_str().is_empty() {
+            return Err(Invalid::new(
+                "store.tls_cert_file",
+                "set both tls_cert_file and tls_key_file, or neither",
+            ));
+        }
+        if self.max_tenants == 0 {
+            return Err(Invalid::new("store.max_tenants", "must be at least 1"));
+        }
+        if self.max_ingest_bytes_in_flight < 64 * 1024 {
+            return Err(Invalid::new(
+                "store.max_ingest_bytes_in_flight",
+                "must be at least 65536",
+            ));
+        }
         if self.compaction_min_blocks < 2 || self.compaction_max_blocks < self.compaction_min_blocks
         {
             return Err(Invalid::new(
@@ -191,11 +239,38 @@ impl StoreSection {
                 "max_bytes_per_trace and max_live_bytes must be > 0",
             ));
         }
+        if (self.limits.max_live_bytes as u64) < 2 * self.max_block_bytes {
+            return Err(Invalid::new(
+                "store.limits.max_live_bytes",
+                format!(
+                    "must be at least twice store.max_block_bytes ({}): a block is cut only once live traces reach max_block_bytes, so a smaller limit refuses ingest (503) until max_block_duration passes",
+                    self.max_block_bytes
+                ),
+            ));
+        }
         let s = &self.search;
         if s.default_result_limit == 0 || s.default_result_limit > s.max_result_limit {
             return Err(Invalid::new(
                 "store.search.default_result_limit",
                 "must be 1..=max_result_limit",
+            ));
+        }
+        if s.query_timeout.is_zero() {
+            return Err(Invalid::new(
+                "store.search.query_timeout",
+                "must be greater than 0",
+            ));
+        }
+        if s.max_concurrent_queries == 0 {
+            return Err(Invalid::new(
+                "store.search.max_concurrent_queries",
+                "must be at least 1",
+            ));
+        }
+        if s.max_result_bytes < 64 * 1024 {
+            return Err(Invalid::new(
+                "store.search.max_result_bytes",
+                "must be at least 65536",
             ));
         }
         if s.default_spans_per_span_set > s.max_spans_per_span_set {
@@ -251,9 +326,11 @@ mod tests {
         let s = StoreSection::default();
         assert_eq!(s.validate(), Ok(()));
         assert_eq!(s.retention, Duration::from_secs(168 * 3600));
-        assert_eq!(s.http_listen_address, "0.0.0.0:3200");
-        assert_eq!(s.otlp_grpc_listen_address, "0.0.0.0:4317");
-        assert_eq!(s.otlp_http_listen_address, "0.0.0.0:4318");
+        // Loopback until opened up (`--listen-host 0.0.0.0` or the three keys).
+        assert_eq!(s.http_listen_address, "127.0.0.1:3200");
+        assert_eq!(s.otlp_grpc_listen_address, "127.0.0.1:4317");
+        assert_eq!(s.otlp_http_listen_address, "127.0.0.1:4318");
+        assert!(!s.cross_tenant_queries_enabled);
         assert_eq!(s.retention_ns(), 168 * 3600 * 1_000_000_000);
     }
 
@@ -267,6 +344,17 @@ mod tests {
         "search: {default_result_limit: 0}",
         "store.search.default_result_limit"
     )]
+    #[case::live_below_block(
+        "{max_block_bytes: 33554432, limits: {max_live_bytes: 1048576}}",
+        "store.limits.max_live_bytes"
+    )]
+    #[case::half_tls("tls_cert_file: /etc/cert.pem", "store.tls_cert_file")]
+    #[case::no_timeout("search: {query_timeout: 0s}", "store.search.query_timeout")]
+    #[case::no_slots(
+        "search: {max_concurrent_queries: 0}",
+        "store.search.max_concurrent_queries"
+    )]
+    #[case::tiny_results("search: {max_result_bytes: 10}", "store.search.max_result_bytes")]
     fn invalid_sections(#[case] yaml: &str, #[case] field: &str) {
         let err = match serde_yaml::from_str::<StoreSection>(yaml) {
             Ok(s) => s.validate().unwrap_err().to_string(),

@@ -54,14 +54,19 @@ pub enum IngestError {
         bytes: usize,
     },
     #[error(
-        "store is busy: {live_bytes} bytes of live traces waiting for block cutting; retry later"
+        "store is busy: {live_bytes} bytes of traces wait in memory to be written as blocks (store.limits.max_live_bytes); retry later"
     )]
     Busy { live_bytes: usize },
-    #[error("store cannot write its WAL at {path}: {source}")]
+    /// The path is for the log; clients see only the cause.
+    #[error("store cannot write its WAL: {source}")]
     Storage {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "this store already holds its maximum of {max} tenants (store.max_tenants); send to an existing tenant or raise the limit"
+    )]
+    TooManyTenants { max: usize },
     #[error("store is shutting down")]
     Closed,
 }

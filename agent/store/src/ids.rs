@@ -70,6 +70,25 @@ pub fn validate_tenant(t: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Validate the name of a tenant about to be created: Tempo's rules, and in addition it starts
+/// with a letter or digit and holds only letters, digits, `-`, `_` and `.` (no `-rf`, `*`,
+/// `'`: the name becomes a directory). Tenants already on disk keep working under Tempo's rules.
+pub fn validate_new_tenant(t: &str) -> Result<(), String> {
+    validate_tenant(t)?;
+    if !t.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("tenant ID '{t}' must start with a letter or digit"));
+    }
+    if let Some(c) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "tenant ID '{t}' contains '{c}': new tenants may use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
 /// Split a `X-Scope-OrgID` value (`a|b`) into sorted, de-duplicated, validated tenants.
 pub fn parse_org_ids(header: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
@@ -135,6 +154,19 @@ mod tests {
     #[case::space("a b", false)]
     fn tenants(#[case] t: &str, #[case] ok: bool) {
         assert_eq!(validate_tenant(t).is_ok(), ok);
+    }
+
+    #[rstest]
+    #[case::plain("team-a", true)]
+    #[case::dotted("prod.eu_1", true)]
+    #[case::flag("-rf", false)]
+    #[case::star("*", false)]
+    #[case::quote("'", false)]
+    #[case::parens("a(b)", false)]
+    #[case::leading_dot(".hidden", false)]
+    #[case::slash("bad/tenant", false)]
+    fn new_tenants(#[case] t: &str, #[case] ok: bool) {
+        assert_eq!(validate_new_tenant(t).is_ok(), ok, "{t}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! | immutable blocks: trace-id index, bloom filter, columnar search rows | [`block`], [`rows`] |
 //! | maintenance: cut, compact, retention | [`maintenance`] |
 //! | query: trace by id, search, TraceQL over a trace view | [`query`] |
-//! | Tempo's HTTP API and its parameters | [`api`] |
+//! | Tempo's HTTP API and its parameters; what one query may cost | [`api`], [`query::budget`] |
+//! | the listeners' TLS and token check | [`tls`], [`auth`] |
 //!
 //! The on-disk layout is named in [`layout`]; every write goes through [`fsio`] so tests can
 //! fill the disk.
@@ -22,6 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 pub(crate) mod api;
+pub(crate) mod auth;
 pub(crate) mod block;
 pub(crate) mod codec;
 pub mod config;
@@ -32,16 +34,19 @@ pub mod ids;
 pub(crate) mod ingest;
 pub(crate) mod layout;
 pub(crate) mod live;
+pub(crate) mod loggate;
 pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub(crate) mod query;
 pub(crate) mod rows;
 mod serve;
 pub(crate) mod tenant;
+pub(crate) mod tls;
 pub(crate) mod wal;
 
 pub use config::{SearchSection, StoreLimits, StoreSection};
 pub use error::{IngestError, StoreError};
+pub use query::budget::QueryError;
 pub use serve::{serve, serve_on};
 pub use tenant::IngestOutcome;
 
@@ -92,6 +97,14 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub observer: RwLock<Option<Arc<dyn BatchObserver>>>,
     pub cache: query::GroupCache,
+    /// One permit per search allowed to run at once.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
+    /// Request bytes being received and decoded by the receivers.
+    pub ingest_bytes: ingest::inflight::InFlight,
+    /// The token requests must present, if `auth_token_file` is set.
+    pub auth: Option<auth::Auth>,
+    /// Certificate and key, if the listeners speak TLS.
+    pub tls: Option<tls::Tls>,
     pub(crate) cut_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
 }
@@ -123,6 +136,16 @@ impl Store {
         io: Io,
     ) -> Result<Store, StoreError> {
         cfg.validate().map_err(StoreError::Config)?;
+        let auth = if cfg.auth_token_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(auth::Auth::from_file(&cfg.auth_token_file)?)
+        };
+        let tls = if cfg.tls_cert_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(tls::Tls::load(&cfg.tls_cert_file, &cfg.tls_key_file)?)
+        };
         let dir = &cfg.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let inner = Arc::new(Inner {
@@ -133,6 +156,12 @@ impl Store {
             metrics: Metrics::new(),
             observer: RwLock::new(None),
             cache: query::GroupCache::new(cfg.search_cache_bytes),
+            query_slots: Arc::new(tokio::sync::Semaphore::new(
+                cfg.search.max_concurrent_queries,
+            )),
+            ingest_bytes: ingest::inflight::InFlight::new(cfg.max_ingest_bytes_in_flight),
+            auth,
+            tls,
             cut_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
         });
@@ -181,14 +210,14 @@ impl Store {
 
     /// The tenant's state, opening (and replaying) it on first use.
     pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>, StoreError> {
-        if let Some(t) = self
-            .inner
-            .tenants
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-        {
-            return Ok(t.clone());
+        self.open_tenant(name, usize::MAX)
+            .map(|t| t.expect("no tenant limit"))
+    }
+
+    /// Like [`Store::tenant`], but `None` when opening it would make more than `max` tenants.
+    fn open_tenant(&self, name: &str, max: usize) -> Result<Option<Arc<Tenant>>, StoreError> {
+        if let Some(t) = self.existing_tenant(name) {
+            return Ok(Some(t));
         }
         let mut map = self
             .inner
@@ -196,7 +225,10 @@ impl Store {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(t) = map.get(name) {
-            return Ok(t.clone());
+            return Ok(Some(t.clone()));
+        }
+        if map.len() >= max {
+            return Ok(None);
         }
         let dir: PathBuf = tenant_dir(&self.inner.cfg.data_dir, name);
         let t = Arc::new(Tenant::open(
@@ -208,7 +240,28 @@ impl Store {
             self.now_ns(),
         )?);
         map.insert(name.to_string(), t.clone());
-        Ok(t)
+        Ok(Some(t))
+    }
+
+    /// The tenant an ingest writes to: a new one must have a plain name and fit under
+    /// `max_tenants`; existing tenants are never refused here.
+    fn tenant_for_ingest(&self, name: &str) -> Result<Arc<Tenant>, IngestError> {
+        if let Some(t) = self.existing_tenant(name) {
+            return Ok(t);
+        }
+        ids::validate_new_tenant(name).map_err(IngestError::Tenant)?;
+        let max = self.inner.cfg.max_tenants;
+        match self.open_tenant(name, max) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(IngestError::TooManyTenants { max }),
+            Err(e) => {
+                tracing::error!(tenant = name, error = %e, "cannot open tenant");
+                Err(IngestError::Storage {
+                    path: tenant_dir(&self.inner.cfg.data_dir, name),
+                    source: std::io::Error::other("cannot open the tenant's directory"),
+                })
+            }
+        }
     }
 
     /// Existing tenant, if any (queries never create tenants).
@@ -242,16 +295,34 @@ impl Store {
         let m = &self.inner.metrics;
         let tl = Metrics::labels(&[("tenant", tenant)]);
         let req_bytes = req.encoded_len();
-        let split = ingest::split::split(&req);
+        let split = ingest::split::split(
+            &req,
+            self.now_ns().saturating_add(ingest::split::MAX_FUTURE_NS),
+        );
         m.spans_received
             .get_or_create(&tl)
             .inc_by(split.spans_total as u64);
         m.bytes_received.get_or_create(&tl).inc_by(req_bytes as u64);
-        let t = self.tenant(tenant).map_err(|e| IngestError::Storage {
-            path: tenant_dir(&self.inner.cfg.data_dir, tenant),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let t = match self.tenant_for_ingest(tenant) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = match e {
+                    IngestError::TooManyTenants { .. } => "too_many_tenants",
+                    IngestError::Tenant(_) => "invalid_tenant",
+                    _ => "storage_error",
+                };
+                m.discarded_spans
+                    .get_or_create(&Metrics::labels(&[("reason", reason), ("tenant", tenant)]))
+                    .inc_by(split.spans_total as u64);
+                return Err(e);
+            }
+        };
         let res = t.ingest(&req, &split, req_bytes, self.now_ns());
+        if let Err(IngestError::Storage { path, source }) = &res
+            && let Some(held_back) = t.log_gates.wal_write.allow()
+        {
+            tracing::error!(tenant, path = %path.display(), error = %source, held_back, "cannot append to the WAL; ingest refused");
+        }
         let (res, mask) = match res {
             Ok((o, mask)) => (Ok(o), mask),
             Err(e) => (Err(e), Vec::new()),
@@ -308,9 +379,13 @@ impl Store {
     pub fn sync_wal(&self) {
         for t in self.tenants() {
             let h = t.lock_state().wal.sync_handle();
-            match h.and_then(|f| f.sync_data()) {
+            match h.and_then(|f| f.map_or(Ok(()), |f| f.sync_data())) {
                 Ok(()) => {}
-                Err(e) => tracing::error!(tenant = %t.name, error = %e, "WAL fsync failed"),
+                Err(e) => {
+                    if let Some(held_back) = t.log_gates.fsync.allow() {
+                        tracing::error!(tenant = %t.name, error = %e, held_back, "WAL fsync failed");
+                    }
+                }
             }
         }
     }

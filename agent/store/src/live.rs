@@ -54,6 +54,8 @@ pub struct Pending {
     pub traces: Vec<(TraceId, LiveTrace)>,
     /// WAL segments below this one hold nothing newer than these traces.
     pub wal_seq: u64,
+    /// Memory the traces hold.
+    pub bytes: usize,
 }
 
 impl Pending {

@@ -16,6 +16,10 @@ use super::{
     tenant::Tenant,
 };
 
+/// A tenant's WAL segment is fsynced and closed after this long without appends, so idle
+/// tenants hold no file handle.
+pub const WAL_IDLE_CLOSE_NS: u64 = 60_000_000_000;
+
 /// Write one pending cut as a block and publish it; then drop it from pending and free WAL
 /// segments nobody needs. On failure the pending data stays in memory and in the WAL.
 pub fn write_pending(
@@ -41,10 +45,7 @@ pub fn write_pending(
         .write()
         .unwrap_or_else(PoisonError::into_inner)
         .push(block);
-    t.pending
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|x| !Arc::ptr_eq(x, p));
+    t.remove_pending(p);
     free_wal(t)?;
     Ok(meta)
 }
@@ -166,7 +167,9 @@ pub fn compact(
         let _ = std::fs::remove_dir_all(layout::block_tmp_dir(&blocks_dir, &id));
         return Err(e);
     }
-    let meta = w.finish(now_ns)?;
+    // The merged block keeps its inputs' ingest time, so retention is not pushed back.
+    let ingested = inputs.iter().map(|b| b.meta.created_ns).max();
+    let meta = w.finish(ingested.unwrap_or(now_ns))?;
     let block = Arc::new(Block::open(&blocks_dir.join(&id))?);
     {
         let mut list = t.blocks.write().unwrap_or_else(PoisonError::into_inner);
@@ -209,13 +212,15 @@ pub fn pick_compaction(
     if out.len() < 2 { Vec::new() } else { out }
 }
 
-/// Delete blocks whose newest span ended before `now - retention`. Returns how many.
+/// Delete blocks whose data was ingested before `now - retention`, as Tempo's retention follows
+/// ingest time: span timestamps (0, days old, u64::MAX) neither shorten nor pin a block's life.
+/// Returns how many.
 pub fn apply_retention(t: &Tenant, now_ns: u64, retention_ns: u64) -> usize {
     let cutoff = now_ns.saturating_sub(retention_ns);
     let expired: Vec<Arc<Block>> = t
         .blocks()
         .into_iter()
-        .filter(|b| b.meta.max_end_ns < cutoff)
+        .filter(|b| b.meta.created_ns < cutoff)
         .collect();
     if expired.is_empty() {
         return 0;
@@ -272,6 +277,10 @@ impl Store {
             if due && let Err(e) = t.take_for_block(now, idle, cfg.rootless_trace_idle_ns()) {
                 rep.errors.push(e.to_string());
             }
+            if let Err(e) = t.lock_state().wal.close_if_idle(now, WAL_IDLE_CLOSE_NS) {
+                rep.errors
+                    .push(format!("closing the idle WAL of tenant {}: {e}", t.name));
+            }
             for p in t.pendings() {
                 match write_pending(&t, &p, &self.inner.io, self.write_options(), self.now_ns()) {
                     Ok(_) => {
@@ -280,7 +289,9 @@ impl Store {
                     }
                     Err(e) => {
                         m.block_errors.get_or_create(&tl).inc();
-                        tracing::error!(tenant = %t.name, error = %e, "cannot write block; data stays in WAL and memory");
+                        if let Some(held_back) = t.log_gates.block_write.allow() {
+                            tracing::error!(tenant = %t.name, error = %e, held_back, "cannot write block; data stays in WAL and memory");
+                        }
                         rep.errors.push(e.to_string());
                         break;
                     }
@@ -328,7 +339,9 @@ impl Store {
                     }
                     Err(e) => {
                         m.compaction_errors.inc();
-                        tracing::error!(tenant = %t.name, error = %e, "compaction failed");
+                        if let Some(held_back) = t.log_gates.compaction.allow() {
+                            tracing::error!(tenant = %t.name, error = %e, held_back, "compaction failed");
+                        }
                         rep.errors.push(e.to_string());
                     }
                 }

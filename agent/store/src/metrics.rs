@@ -45,6 +45,8 @@ pub struct Metrics {
     pub live_bytes: Family<Labels, Gauge>,
     pub wal_bytes: Family<Labels, Gauge>,
     pub queries: Family<Labels, Counter>,
+    pub queries_inflight: Gauge,
+    pub queries_stopped: Family<Labels, Counter>,
     pub request_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub ingest_duration: Family<Labels, Histogram, fn() -> Histogram>,
 }
@@ -77,6 +79,8 @@ impl Metrics {
             live_bytes: Family::default(),
             wal_bytes: Family::default(),
             queries: Family::default(),
+            queries_inflight: Gauge::default(),
+            queries_stopped: Family::default(),
             request_duration: Family::new_with_constructor(hist),
             ingest_duration: Family::new_with_constructor(hist),
             registry: Registry::default(),
@@ -170,6 +174,16 @@ impl Metrics {
             "tempo_query_frontend_queries",
             "Queries by operation",
             m.queries.clone(),
+        );
+        r.register(
+            "sonde_store_queries_inflight",
+            "Searches running now",
+            m.queries_inflight.clone(),
+        );
+        r.register(
+            "sonde_store_queries_stopped",
+            "Searches stopped before finishing, by reason (deadline, cancelled, too_large, busy)",
+            m.queries_stopped.clone(),
         );
         r.register(
             "tempo_request_duration_seconds",

@@ -42,17 +42,41 @@ pub async fn serve_on(
         otlp_grpc = ?grpc_l.local_addr().ok(),
         otlp_http = ?http_l.local_addr().ok(),
         data_dir = %store.config().data_dir.display(),
+        tls = store.inner.tls.is_some(),
+        auth = store.inner.auth.is_some(),
         "store listening"
     );
     let bg = background(store.clone(), shutdown.clone());
+    let tls = store.inner.tls.clone();
+    let api = serve_http(
+        api_l,
+        api::router(store.clone()),
+        tls.as_ref(),
+        shutdown.clone(),
+    );
+    let http = serve_http(
+        http_l,
+        ingest::otlp::http_router(store.clone()),
+        tls.as_ref(),
+        shutdown.clone(),
+    );
     let sd = shutdown.clone();
-    let api = axum::serve(api_l, api::router(store.clone()))
-        .with_graceful_shutdown(async move { sd.cancelled().await });
-    let sd = shutdown.clone();
-    let http = axum::serve(http_l, ingest::otlp::http_router(store.clone()))
-        .with_graceful_shutdown(async move { sd.cancelled().await });
-    let sd = shutdown.clone();
-    let grpc = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &tls {
+        builder = builder
+            .tls_config(t.tonic())
+            .map_err(|e| StoreError::Serve {
+                what: "OTLP gRPC",
+                detail: format!("TLS: {e}"),
+            })?;
+    }
+    let grpc = builder
+        .layer(tower::util::MapRequestLayer::new(
+            ingest::otlp::grpc_count_body(store.clone()),
+        ))
+        .layer(tower::util::MapResponseLayer::new(
+            ingest::otlp::grpc_size_status,
+        ))
         .add_service(ingest::otlp::grpc_service(store.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_l).with_nodelay(Some(true)),
@@ -81,6 +105,24 @@ pub async fn serve_on(
     );
     store.sync_wal();
     a.and(h).and(g)
+}
+
+/// Serve `router` on `l`, over TLS when configured, until shutdown.
+async fn serve_http(
+    l: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Option<&crate::tls::Tls>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let done = async move { shutdown.cancelled().await };
+    match tls {
+        Some(t) => {
+            axum::serve(crate::tls::TlsListener::new(l, t)?, router)
+                .with_graceful_shutdown(done)
+                .await
+        }
+        None => axum::serve(l, router).with_graceful_shutdown(done).await,
+    }
 }
 
 /// Block cutting every 250 ms, compaction and retention every second (separate loops, so a

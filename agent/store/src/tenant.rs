@@ -4,7 +4,10 @@
 //! a trace is never invisible while it moves.
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use opentelemetry_proto::tonic::{
@@ -20,6 +23,7 @@ use super::{
     ids::TraceId,
     ingest::split::Split,
     live::{Live, LiveState, LiveTrace, Pending, insert_fragment},
+    loggate::LogGate,
     rows::Remap,
     wal::{self, Wal},
 };
@@ -82,6 +86,19 @@ pub struct Tenant {
     pub blocks: RwLock<Vec<Arc<Block>>>,
     bucket: Mutex<Bucket>,
     pub limits: Limits,
+    /// Memory held by cuts waiting to be written as blocks (they stay while writes fail).
+    pending_bytes: AtomicUsize,
+    /// One log line per interval for each failure that repeats every tick.
+    pub log_gates: LogGates,
+}
+
+/// Log gates of a tenant's repeating failures.
+#[derive(Debug, Default)]
+pub struct LogGates {
+    pub block_write: LogGate,
+    pub compaction: LogGate,
+    pub fsync: LogGate,
+    pub wal_write: LogGate,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -118,8 +135,9 @@ impl Tenant {
         }
         blocks.sort_by(|a: &Arc<Block>, b| a.meta.id.cmp(&b.meta.id));
         let wal_dir = crate::layout::wal_dir(dir);
-        let (wal, replayed) =
+        let (mut wal, replayed) =
             Wal::open(&wal_dir, io, sync_each_write).map_err(|e| StoreError::io(&wal_dir, e))?;
+        wal.last_write_ns = now_ns;
         let mut live = Live::default();
         for rec in replayed {
             for (id, payload) in rec.fragments {
@@ -182,6 +200,8 @@ impl Tenant {
                 last_ns: now_ns,
             }),
             limits,
+            pending_bytes: AtomicUsize::new(0),
+            log_gates: LogGates::default(),
         })
     }
 
@@ -207,10 +227,11 @@ impl Tenant {
             ..IngestOutcome::default()
         };
         let mut st = lock(&self.state);
-        if st.live.bytes > self.limits.max_live_bytes {
-            return Err(IngestError::Busy {
-                live_bytes: st.live.bytes,
-            });
+        // Live traces and cuts not yet written both hold memory: a failing block write must
+        // not let memory grow while the WAL keeps acknowledging.
+        let held = st.live.bytes + self.pending_bytes.load(Ordering::Relaxed);
+        if held > self.limits.max_live_bytes {
+            return Err(IngestError::Busy { live_bytes: held });
         }
         // Trace size limit, counting fragments of the same trace in this request too.
         let mut added: FastMap<TraceId, usize> = FastMap::default();
@@ -261,6 +282,7 @@ impl Tenant {
                 path: crate::layout::wal_dir(&self.dir),
                 source,
             })?;
+        st.wal.last_write_ns = now_ns;
         out.bytes = record.len();
         for f in accepted() {
             let rs = &req.resource_spans[f.rs];
@@ -329,10 +351,12 @@ impl Tenant {
             .rotate()
             .map_err(|e| StoreError::io(crate::layout::wal_dir(&self.dir), e))?;
         let p = Arc::new(Pending {
+            bytes: taken.iter().map(|(_, t)| t.mem_bytes()).sum(),
             table: old,
             traces: taken,
             wal_seq,
         });
+        self.pending_bytes.fetch_add(p.bytes, Ordering::Relaxed);
         self.pending
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -366,6 +390,19 @@ impl Tenant {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Drop a cut now written as a block.
+    pub fn remove_pending(&self, p: &Arc<Pending>) {
+        let mut list = self
+            .pending
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = list.len();
+        list.retain(|x| !Arc::ptr_eq(x, p));
+        if list.len() < before {
+            self.pending_bytes.fetch_sub(p.bytes, Ordering::Relaxed);
+        }
     }
 
     pub fn pendings(&self) -> Vec<Arc<Pending>> {

@@ -655,3 +655,283 @@ fn search_hits_get_the_root_from_later_parts_of_the_trace() {
         .collect();
     assert_eq!(counts, vec![("db-client", 1), ("frontend", 1)]);
 }
+
+#[test]
+fn a_long_search_does_not_hold_up_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for chunk in (1..=3000u64).collect::<Vec<_>>().chunks(500) {
+        let spans = chunk
+            .iter()
+            .map(|&t| {
+                with_attrs(
+                    span(t, t, 0, "op", 0, 5),
+                    vec![kv_s("payload", "abcdefghijklmnop")],
+                )
+            })
+            .collect();
+        store.ingest(SINGLE_TENANT, req("svc", spans)).unwrap();
+    }
+    let terms: Vec<String> = (0..300)
+        .map(|i| format!("span.payload =~ \"nomatch{i}.*z\""))
+        .collect();
+    let heavy = spec(ql(&format!("{{ {} }}", terms.join(" || "))));
+    let s2 = store.clone();
+    let search = std::thread::spawn(move || s2.search(&tenants(), &heavy).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!search.is_finished(), "the search must outlast the ingest");
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req("svc", vec![span(9999, 1, 0, "new", 0, 1)]),
+        )
+        .unwrap();
+    assert!(
+        !search.is_finished(),
+        "ingest waited for the whole search to finish"
+    );
+    assert!(search.join().unwrap().traces.is_empty());
+}
+
+/// A span stamped at `start_ns` lasting `dur_ns` (saturating), trace `trace`.
+fn stamped(trace: u64, start_ns: u64, end_ns: u64) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let mut s = span(trace, trace, 0, "stamped", 0, 1);
+    s.start_time_unix_nano = start_ns;
+    s.end_time_unix_nano = end_ns;
+    s
+}
+
+#[test]
+fn retention_follows_ingest_time_not_span_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let day = 24 * 3_600_000_000_000;
+    // Stamped 0, eight days in the past, and ending 20 hours from now (u64::MAX is refused at
+    // ingest: see the next test).
+    for (trace, start, end) in [
+        (1, 0, 0),
+        (2, T0 - 8 * day, T0 - 8 * day + 1),
+        (3, T0, T0 + 20 * 3_600_000_000_000),
+    ] {
+        store
+            .ingest(SINGLE_TENANT, req("svc", vec![stamped(trace, start, end)]))
+            .unwrap();
+        // One block each, so no block's fate hides another's.
+        store.maintain(true);
+    }
+    clock.advance(11_000_000_000);
+    store.maintain(false);
+    for trace in 1..=3 {
+        assert_eq!(
+            span_names(&store, trace),
+            ["stamped"],
+            "trace {trace} lost after its ack"
+        );
+    }
+    // A week after ingest every one of them is gone, the one ending in the future included.
+    clock.advance(7 * day);
+    store.maintain(false);
+    for trace in 1..=3 {
+        assert!(
+            span_names(&store, trace).is_empty(),
+            "trace {trace} outlived retention"
+        );
+    }
+    assert!(store.tenant(SINGLE_TENANT).unwrap().blocks().is_empty());
+}
+
+/// Block files fail to write; the WAL still works.
+#[derive(Debug)]
+struct BlocksFail;
+
+impl super::fsio::IoHooks for BlocksFail {
+    fn before_write(&self, path: &std::path::Path, _len: usize) -> std::io::Result<()> {
+        if path.components().any(|c| c.as_os_str() == "blocks") {
+            return Err(std::io::Error::other("injected block write failure"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn memory_limit_counts_cuts_waiting_for_a_failing_block_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.max_block_bytes = 64 * 1024;
+    c.limits.max_live_bytes = 256 * 1024;
+    let store = Store::open_with_io(&c, clock.clone(), Arc::new(BlocksFail)).unwrap();
+    let big = |t: u64| {
+        req(
+            "svc",
+            vec![with_attrs(
+                span(t, t, 0, "op", 0, 1),
+                vec![kv_s("pad", &"x".repeat(20_000))],
+            )],
+        )
+    };
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for t in 1..=100 {
+        match store.ingest(SINGLE_TENANT, big(t)) {
+            Ok(_) => acked.push(t),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(!store.maintain(true).errors.is_empty());
+    }
+    let err = refused.expect("ingest kept acknowledging while no block could be written");
+    assert!(matches!(err, crate::IngestError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string().contains("store.limits.max_live_bytes"),
+        "{err}"
+    );
+    assert!(acked.len() < 20, "{} requests acked", acked.len());
+    // Every acknowledged span is still readable.
+    for t in acked {
+        assert_eq!(span_names(&store, t), ["op"]);
+    }
+}
+
+#[test]
+fn new_tenants_past_the_limit_are_refused_and_existing_ones_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.multitenancy_enabled = true;
+    c.max_tenants = 3;
+    let store = Store::open(&c, clock.clone()).unwrap();
+    let push = |t: &str, n: u64| store.ingest(t, req("svc", vec![span(n, n, 0, "op", 0, 1)]));
+    for (i, t) in ["a", "b", "c"].iter().enumerate() {
+        push(t, i as u64 + 1).unwrap();
+    }
+    let err = push("d", 4).unwrap_err();
+    assert!(
+        matches!(err, crate::IngestError::TooManyTenants { max: 3 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("store.max_tenants"), "{err}");
+    assert!(!dir.path().join("d").exists());
+    push("a", 5).unwrap();
+    assert_eq!(store.tenants().len(), 3);
+    // After a restart the limit still counts the tenants on disk.
+    drop(store);
+    let store = Store::open(&c, clock).unwrap();
+    assert!(
+        store
+            .ingest("e", req("svc", vec![span(6, 6, 0, "op", 0, 1)]))
+            .is_err()
+    );
+    store
+        .ingest("b", req("svc", vec![span(7, 7, 0, "op", 0, 1)]))
+        .unwrap();
+}
+
+#[rstest::rstest]
+#[case::flag("-rf")]
+#[case::star("*")]
+#[case::quote("'")]
+fn shell_hostile_tenant_names_are_refused(#[case] name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let err = store
+        .ingest(name, req("svc", vec![span(1, 1, 0, "op", 0, 1)]))
+        .unwrap_err();
+    assert!(matches!(err, crate::IngestError::Tenant(_)), "{err}");
+    assert!(!dir.path().join(name).exists());
+}
+
+/// Open file descriptors of this process pointing under `dir`.
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|p| p.starts_with(dir)))
+        .count()
+}
+
+#[test]
+fn idle_tenants_hold_no_wal_file_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(dir.path());
+    c.multitenancy_enabled = true;
+    let store = Store::open(&c, clock.clone()).unwrap();
+    for (i, t) in ["a", "b", "c"].iter().enumerate() {
+        let n = i as u64 + 1;
+        store
+            .ingest(t, req("svc", vec![span(n, n, 0, "op", 0, 1)]))
+            .unwrap();
+    }
+    let wal_fds = || fds_under(&dir.path().join("a").join("wal"));
+    assert_eq!(wal_fds(), 1);
+    clock.advance(61_000_000_000);
+    store.maintain(false);
+    for t in ["a", "b", "c"] {
+        assert_eq!(fds_under(&dir.path().join(t).join("wal")), 0, "tenant {t}");
+    }
+    // The next push reopens it, and nothing was lost.
+    store
+        .ingest("a", req("svc", vec![span(9, 9, 0, "again", 0, 1)]))
+        .unwrap();
+    assert_eq!(wal_fds(), 1);
+    drop(store);
+    let store = Store::open(&c, clock).unwrap();
+    assert!(
+        store
+            .find_trace(&["a".to_string()], &tid(9))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .find_trace(&["a".to_string()], &tid(1))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn client_facing_ingest_errors_do_not_show_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let disk = FullDisk::new(0);
+    let store = Store::open_with_io(&cfg(dir.path()), clock, disk).unwrap();
+    let err = store
+        .ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "op", 0, 1)]))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert!(!msg.contains(dir.path().to_str().unwrap()), "{msg}");
+}
+
+#[test]
+fn spans_ending_at_absurd_times_are_refused_before_the_ack_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let out = store
+        .ingest(
+            SINGLE_TENANT,
+            req(
+                "svc",
+                vec![stamped(1, T0, u64::MAX), stamped(2, T0, T0 + 1_000)],
+            ),
+        )
+        .unwrap();
+    assert_eq!((out.accepted_spans, out.rejected_spans), (1, 1));
+    assert!(out.message.unwrap().contains("more than 24h past"));
+    assert!(span_names(&store, 1).is_empty());
+    assert_eq!(span_names(&store, 2), ["stamped"]);
+    assert!(
+        store
+            .metrics()
+            .render()
+            .contains(r#"tempo_discarded_spans_total{reason="invalid",tenant="single-tenant"} 1"#)
+    );
+}

@@ -91,10 +91,13 @@ pub struct Wal {
     dir: PathBuf,
     seq: u64,
     path: PathBuf,
-    file: File,
+    /// The current segment, closed while the tenant is idle (reopened on the next append).
+    file: Option<File>,
     len: u64,
     io: Io,
     sync_each_write: bool,
+    /// Ingest-clock time of the last append (or of opening).
+    pub last_write_ns: u64,
 }
 
 /// Sorted segment numbers in `dir`.
@@ -136,10 +139,11 @@ impl Wal {
                 dir: dir.to_path_buf(),
                 seq,
                 path,
-                file,
+                file: Some(file),
                 len: 0,
                 io,
                 sync_each_write,
+                last_write_ns: 0,
             },
             replayed,
         ))
@@ -152,9 +156,18 @@ impl Wal {
     /// Append one encoded record. On failure the segment is cut back to its previous length,
     /// so no partial record is left behind.
     pub fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        let res = fsio::write_all(&self.io, &self.path, &mut self.file, record).and_then(|()| {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            ),
+        };
+        let res = fsio::write_all(&self.io, &self.path, file, record).and_then(|()| {
             if self.sync_each_write {
-                self.file.sync_data()
+                file.sync_data()
             } else {
                 Ok(())
             }
@@ -165,7 +178,7 @@ impl Wal {
                 Ok(())
             }
             Err(e) => {
-                if let Err(e2) = self.file.set_len(self.len) {
+                if let Err(e2) = file.set_len(self.len) {
                     tracing::error!(path = %self.path.display(), error = %e2, "cannot cut back WAL after a failed write");
                 }
                 Err(e)
@@ -178,17 +191,33 @@ impl Wal {
         let seq = self.seq + 1;
         let path = self.dir.join(crate::layout::wal_segment(seq));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        self.file.sync_data()?;
-        self.file = file;
+        if let Some(f) = &self.file {
+            f.sync_data()?;
+        }
+        self.file = Some(file);
         self.path = path;
         self.seq = seq;
         self.len = 0;
         Ok(seq)
     }
 
-    /// A handle for fsync outside the tenant lock.
-    pub fn sync_handle(&self) -> io::Result<File> {
-        self.file.try_clone()
+    /// A handle for fsync outside the tenant lock (`None` while closed: nothing to sync).
+    pub fn sync_handle(&self) -> io::Result<Option<File>> {
+        self.file.as_ref().map(File::try_clone).transpose()
+    }
+
+    /// fsync and close the segment if nothing was appended for `idle_ns`, so an idle tenant
+    /// holds no file handle. Returns whether it closed.
+    pub fn close_if_idle(&mut self, now_ns: u64, idle_ns: u64) -> io::Result<bool> {
+        let Some(f) = &self.file else {
+            return Ok(false);
+        };
+        if now_ns.saturating_sub(self.last_write_ns) < idle_ns {
+            return Ok(false);
+        }
+        f.sync_data()?;
+        self.file = None;
+        Ok(true)
     }
 
     /// Remove segments numbered below `seq` (their data is in blocks).

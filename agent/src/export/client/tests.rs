@@ -155,3 +155,72 @@ async fn connection_refused_is_explained_and_retryable() {
         );
     }
 }
+
+/// An endpoint that accepts connections and never answers, then a healthy store on the same
+/// address: the gRPC transport times out, drops the hung connection and reaches the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_recovers_from_a_hung_endpoint() {
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hung.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        tokio::select! {
+            () = async { loop { held.push(hung.accept().await.unwrap().0); } } => {}
+            _ = stopped => {}
+        }
+        // The listener closes; the accepted connections stay open, silent.
+        held
+    });
+    let cfg = ExportConfig {
+        endpoint: Some(format!("http://{addr}")),
+        protocol: Protocol::Grpc,
+        timeout: Duration::from_millis(500),
+        ..ExportConfig::default()
+    };
+    let t = transport_for(&cfg).unwrap();
+    let e = t
+        .send(ExportTraceServiceRequest::default().into())
+        .await
+        .unwrap_err();
+    assert!(e.retryable(), "{e}");
+    stop.send(()).unwrap();
+    let _silent = holder.await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sonde_store::Store::open(
+        &sonde_store::StoreSection {
+            data_dir: dir.path().to_path_buf(),
+            ..sonde_store::StoreSection::default()
+        },
+        std::sync::Arc::new(sonde_store::SystemClock),
+    )
+    .unwrap();
+    // SO_REUSEADDR: the hung endpoint's connections still hold the port.
+    let bind = |a: std::net::SocketAddr| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_reuseaddr(true).unwrap();
+        s.bind(a).unwrap();
+        s.listen(64).unwrap()
+    };
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let sd = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sonde_store::serve_on(
+        store,
+        bind(any),
+        bind(addr),
+        bind(any),
+        sd.clone(),
+    ));
+    let mut last = None;
+    for _ in 0..5 {
+        match t.send(ExportTraceServiceRequest::default().into()).await {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    assert!(last.is_none(), "never reached the healthy store: {last:?}");
+    sd.cancel();
+}

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::{Store, ids, metrics::Metrics};
 
+mod limits;
 pub mod params;
 mod search;
 mod tags;
@@ -42,6 +43,15 @@ pub fn text(code: StatusCode, msg: impl std::fmt::Display) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// A 500 whose body says nothing of the server's files; the detail goes to the log.
+pub fn internal(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "query failed");
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal store error; see the store's log",
+    )
 }
 
 pub fn json_response(v: &serde_json::Value) -> Response {
@@ -81,7 +91,14 @@ pub fn tenants(store: &Store, h: &HeaderMap) -> Result<Vec<String>, Response> {
     else {
         return Err(text(StatusCode::UNAUTHORIZED, "no org id"));
     };
-    ids::parse_org_ids(v).map_err(|e| text(StatusCode::BAD_REQUEST, e))
+    let ts = ids::parse_org_ids(v).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+    if ts.len() > 1 && !store.config().cross_tenant_queries_enabled {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "queries across tenants (X-Scope-OrgID: a|b) are off; set store.cross_tenant_queries_enabled to allow them",
+        ));
+    }
+    Ok(ts)
 }
 
 /// The route table.
@@ -100,8 +117,30 @@ pub fn router(store: Store) -> Router {
         .route("/api/search/tag/{*rest}", any(tags::tag_values_v1))
         .route("/api/v2/search/tag/{*rest}", any(tags::tag_values_v2))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
+}
+
+/// With `store.auth_token_file` set, every route but `/ready` needs the token.
+async fn authenticate(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(auth) = &s.store.inner.auth
+        && req.uri().path() != "/ready"
+    {
+        let h = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !auth.allows(h) {
+            let mut r = text(StatusCode::UNAUTHORIZED, crate::auth::REFUSED);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer, Basic realm=\"sonde\""),
+            );
+            return r;
+        }
+    }
+    next.run(req).await
 }
 
 async fn record(State(s): State<ApiState>, req: Request, next: Next) -> Response {
@@ -146,7 +185,7 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 }
 
 /// Shared part of both trace-by-id routes: the deduplicated trace, or the error response.
-fn load_trace(
+async fn load_trace(
     s: &ApiState,
     h: &HeaderMap,
     id: &str,
@@ -185,16 +224,19 @@ fn load_trace(
         .queries
         .get_or_create(&Metrics::labels(&[("op", "traces")]))
         .inc();
-    let found = s
-        .store
-        .find_trace(&tenants, &id)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let Some(bytes) = found else { return Ok(None) };
-    let inspected = bytes.len() as u64;
-    let mut td = TracesData::decode(bytes.as_slice())
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    trace_json::dedupe(&mut td);
-    Ok(Some((td, inspected)))
+    // Reading blocks and decoding a large trace stay off the async workers that answer
+    // `/ready` and take ingest.
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let found = store.find_trace(&tenants, &id).map_err(|e| internal(&e))?;
+        let Some(bytes) = found else { return Ok(None) };
+        let inspected = bytes.len() as u64;
+        let mut td = TracesData::decode(bytes.as_slice()).map_err(|e| internal(&e))?;
+        trace_json::dedupe(&mut td);
+        Ok(Some((td, inspected)))
+    })
+    .await
+    .unwrap_or_else(|e| Err(internal(&e)))
 }
 
 async fn trace_v1(
@@ -203,7 +245,7 @@ async fn trace_v1(
     h: HeaderMap,
     Query(p): Params,
 ) -> Response {
-    match load_trace(&s, &h, &id, &p) {
+    match load_trace(&s, &h, &id, &p).await {
         Err(r) => r,
         Ok(None) => (StatusCode::NOT_FOUND, Body::empty()).into_response(),
         Ok(Some((td, _))) if wants_protobuf(&h) => proto_response(td.encode_to_vec()),
@@ -220,7 +262,7 @@ async fn trace_v2(
     Query(p): Params,
 ) -> Response {
     let proto = wants_protobuf(&h);
-    match load_trace(&s, &h, &id, &p) {
+    match load_trace(&s, &h, &id, &p).await {
         Err(r) => r,
         Ok(None) if proto => proto_response(tempopb::TraceByIdResponse::default().encode_to_vec()),
         Ok(None) => json_response(&json!({ "trace": {}, "metrics": {} })),
@@ -241,5 +283,7 @@ async fn trace_v2(
     }
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

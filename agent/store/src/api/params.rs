@@ -281,7 +281,7 @@ mod tests {
     fn lim() -> SearchLimits {
         SearchLimits {
             default_limit: 20,
-            max_limit: 262_144,
+            max_limit: 10_000,
             default_spss: 3,
             max_spss: 100,
             query_end_cutoff_ns: 0,
@@ -302,7 +302,7 @@ mod tests {
     #[rstest]
     #[case::q_and_tags(&[("q", "{}"), ("tags", "a=b")], "invalid request: can't specify tags and q in the same query")]
     #[case::limit_zero(&[("limit", "0")], "invalid limit: must be a positive number")]
-    #[case::limit_big(&[("limit", "999999999")], "limit 999999999 exceeds max limit 262144")]
+    #[case::limit_big(&[("limit", "999999999")], "limit 999999999 exceeds max limit 10000")]
     #[case::start_after_end(&[("start", "20"), ("end", "10")], "http parameter start must be before end. received start=20 end=10")]
     #[case::only_start(&[("start", "10")], "http parameter start must be before end. received start=10 end=0")]
     #[case::bad_min(&[("minDuration", "fast")], "invalid minDuration: time: invalid duration \"fast\"")]

@@ -6,11 +6,11 @@
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
 
-use super::{ApiState, Params, json_response, tenants, text};
+use super::{ApiState, Params, tenants, text};
 use crate::{
     api::params,
     ids,
@@ -265,17 +265,46 @@ pub async fn search(
         limit: req.limit as usize,
         spss: req.spss as usize,
     };
-    let store = s.store.clone();
-    let res = tokio::task::spawn_blocking(move || store.search(&tenants, &spec)).await;
+    run_search(&s.store, tenants, spec, super::wants_protobuf(&h)).await
+}
+
+/// Run a search within the store's query limits (see [`super::limits`]).
+async fn run_search(
+    store: &crate::Store,
+    tenants: Vec<String>,
+    spec: SearchSpec,
+    proto: bool,
+) -> Response {
+    let res = super::limits::within_limits(store, move |st, budget| {
+        st.search_within(&tenants, &spec, budget)
+            .map_err(|e| super::limits::stopped(st, &e))
+    })
+    .await;
     match res {
-        Ok(Ok(r)) if super::wants_protobuf(&h) => {
-            super::proto_response(prost::Message::encode_to_vec(&search_proto(&r)))
-        }
-        Ok(Ok(r)) => json_response(&json!({
-            "traces": r.traces.iter().map(hit_json).collect::<Vec<_>>(),
-            "metrics": metrics_json(&r),
-        })),
-        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(r) if proto => super::proto_response(prost::Message::encode_to_vec(&search_proto(&r))),
+        Ok(r) => json_results(&r),
+        Err(r) => r,
     }
+}
+
+/// Tempo's JSON search response, written hit by hit (no whole-document value tree).
+fn json_results(r: &SearchResult) -> Response {
+    let mut out = Vec::with_capacity(256 + r.traces.len() * 256);
+    out.extend_from_slice(b"{\"traces\":[");
+    for (i, h) in r.traces.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &hit_json(h));
+    }
+    out.extend_from_slice(b"],\"metrics\":");
+    let _ = serde_json::to_writer(&mut out, &metrics_json(r));
+    out.push(b'}');
+    let mut resp = (StatusCode::OK, out).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }

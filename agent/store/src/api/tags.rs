@@ -15,12 +15,15 @@ use serde_json::{Value, json};
 
 use super::{
     ApiState, Params, json_response,
+    limits::within_limits,
     search::{get, parse_q},
     tenants, text,
 };
 use crate::{
+    Store,
     api::params::parse_window,
     metrics::Metrics,
+    query::budget::{Budget, QueryError},
     query::traceql_view::QlTrace,
     query::view::{TraceRef, val_string, val_type},
     query::{self, SCOPES},
@@ -58,12 +61,13 @@ const INTRINSICS: &[&str] = &[
 
 /// Shared by both tag-name routes: scope check, window, optional `q`, key collection.
 fn collect_tags(
-    s: &ApiState,
+    store: &Store,
     h: &HeaderMap,
     p: &[(String, String)],
     allow_q: bool,
+    budget: &mut Budget,
 ) -> Result<(String, [BTreeSet<String>; 5]), Response> {
-    let tenants = tenants(&s.store, h)?;
+    let tenants = tenants(store, h)?;
     let scope = get(p, "scope").unwrap_or("").to_string();
     if !matches!(
         scope.as_str(),
@@ -74,9 +78,9 @@ fn collect_tags(
             format!("invalid scope: {scope}"),
         ));
     }
-    let lim = s.store.config().search_limits();
+    let lim = store.config().search_limits();
     let (start, end) =
-        parse_window(p, s.store.now_ns(), &lim).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+        parse_window(p, store.now_ns(), &lim).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
     let limit = match get(p, "limit").filter(|v| !v.is_empty()) {
         Some(v) => v
             .parse::<usize>()
@@ -88,14 +92,16 @@ fn collect_tags(
         Some(q) => Some(parse_q(q)?),
         None => None,
     };
-    s.store
+    store
         .metrics()
         .queries
         .get_or_create(&Metrics::labels(&[("op", "metadata")]))
         .inc();
     let mut out: [BTreeSet<String>; 5] = Default::default();
-    let r = s.store.for_each_trace(&tenants, start, end, &mut |t| {
-        match &q {
+    let max_bytes = store.config().search.max_result_bytes;
+    let mut bytes = 0usize;
+    let r = store.for_each_trace(&tenants, start, end, budget, &mut |t| {
+        bytes += match &q {
             Some(q) if !q.is_match_all() => {
                 let m = q.eval(&QlTrace::new(t));
                 query::collect_keys(
@@ -103,13 +109,19 @@ fn collect_tags(
                     m.iter().filter_map(|&i| t.spans.get(i)),
                     &mut out,
                     limit,
-                );
+                )
             }
             _ => query::collect_keys(&t, t.spans.iter(), &mut out, limit),
-        }
-        true
+        };
+        bytes <= max_bytes
     });
-    r.map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    r.map_err(|e| super::limits::stopped(store, &e))?;
+    if bytes > max_bytes {
+        return Err(super::limits::stopped(
+            store,
+            &QueryError::TooLarge { max_bytes },
+        ));
+    }
     Ok((scope, out))
 }
 
@@ -118,10 +130,11 @@ pub async fn tags_v1(
     h: HeaderMap,
     axum::extract::Query(p): Params,
 ) -> Response {
-    let (scope, sets) = match collect_tags(&s, &h, &p, false) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (scope, sets) =
+        match within_limits(&s.store, move |st, b| collect_tags(st, &h, &p, false, b)).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let names: BTreeSet<String> = match scope.as_str() {
         "intrinsic" => INTRINSICS.iter().map(|s| s.to_string()).collect(),
         "" | "none" => sets.into_iter().flatten().collect(),
@@ -139,10 +152,11 @@ pub async fn tags_v2(
     h: HeaderMap,
     axum::extract::Query(p): Params,
 ) -> Response {
-    let (scope, sets) = match collect_tags(&s, &h, &p, true) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (scope, sets) =
+        match within_limits(&s.store, move |st, b| collect_tags(st, &h, &p, true, b)).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let mut scopes = Vec::new();
     for (i, name) in SCOPES.iter().enumerate() {
         if (scope.is_empty() || scope == "none" || scope == *name) && !sets[i].is_empty() {
@@ -222,17 +236,25 @@ struct Distinct {
     seen: HashSet<(&'static str, String)>,
     out: Vec<(&'static str, String)>,
     limit: usize,
+    /// Memory the values hold, and the most they may (the query's result cap).
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl Distinct {
     fn add(&mut self, ty: &'static str, v: String) -> bool {
-        if self.out.len() >= self.limit {
+        if self.out.len() >= self.limit || self.over() {
             return false;
         }
         if self.seen.insert((ty, v.clone())) {
+            self.bytes += 2 * v.len() + 96;
             self.out.push((ty, v));
         }
         true
+    }
+
+    fn over(&self) -> bool {
+        self.bytes > self.max_bytes
     }
 }
 
@@ -293,16 +315,17 @@ fn span_values(t: &TraceRef<'_>, s: &SpanRow, tag: &TagRef, d: &mut Distinct) {
 }
 
 fn values_common(
-    s: &ApiState,
+    store: &Store,
     h: &HeaderMap,
     p: &[(String, String)],
     tag: &TagRef,
     q: Option<traceql::Query>,
+    budget: &mut Budget,
 ) -> Result<Vec<(&'static str, String)>, Response> {
-    let tenants = tenants(&s.store, h)?;
-    let lim = s.store.config().search_limits();
+    let tenants = tenants(store, h)?;
+    let lim = store.config().search_limits();
     let (start, end) =
-        parse_window(p, s.store.now_ns(), &lim).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+        parse_window(p, store.now_ns(), &lim).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
     let limit = match get(p, "limit").filter(|v| !v.is_empty()) {
         Some(v) => v
             .parse::<usize>()
@@ -310,16 +333,17 @@ fn values_common(
         None => 10_000,
     }
     .max(1);
-    s.store
+    store
         .metrics()
         .queries
         .get_or_create(&Metrics::labels(&[("op", "metadata")]))
         .inc();
     let mut d = Distinct {
         limit,
+        max_bytes: store.config().search.max_result_bytes,
         ..Distinct::default()
     };
-    let r = s.store.for_each_trace(&tenants, start, end, &mut |t| {
+    let r = store.for_each_trace(&tenants, start, end, budget, &mut |t| {
         let matched: Option<Vec<usize>> = q
             .as_ref()
             .filter(|q| !q.is_match_all())
@@ -349,9 +373,17 @@ fn values_common(
                     .for_each(|sp| span_values(&t, sp, tag, &mut d)),
             },
         }
-        d.out.len() < d.limit
+        d.out.len() < d.limit && !d.over()
     });
-    r.map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    r.map_err(|e| super::limits::stopped(store, &e))?;
+    if d.over() {
+        return Err(super::limits::stopped(
+            store,
+            &QueryError::TooLarge {
+                max_bytes: d.max_bytes,
+            },
+        ));
+    }
     Ok(d.out)
 }
 
@@ -365,7 +397,11 @@ pub async fn tag_values_v1(
         return text(StatusCode::NOT_FOUND, "404 page not found");
     };
     let tag = TagRef::Attr(None, tag.to_string());
-    match values_common(&s, &h, &p, &tag, None) {
+    match within_limits(&s.store, move |st, b| {
+        values_common(st, &h, &p, &tag, None, b)
+    })
+    .await
+    {
         Ok(v) => {
             let vals: BTreeSet<String> = v.into_iter().map(|(_, v)| v).collect();
             json_response(&json!({ "tagValues": vals, "metrics": {} }))
@@ -426,7 +462,7 @@ pub async fn tag_values_v2(
         },
         None => None,
     };
-    match values_common(&s, &h, &p, &tag, q) {
+    match within_limits(&s.store, move |st, b| values_common(st, &h, &p, &tag, q, b)).await {
         Ok(mut v) => {
             v.sort();
             let vals: Vec<Value> = v

@@ -54,7 +54,10 @@ async fn multitenant_requires_header_except_on_probes() {
     assert_eq!(call(&s, &path, &[]).await.0, 401);
     assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "a")]).await.0, 200);
     assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "b")]).await.0, 404);
-    assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "b|a")]).await.0, 200);
+    // Reading several tenants at once is opt-in.
+    let (status, _, body) = call(&s, &path, &[("X-Scope-OrgID", "b|a")]).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("store.cross_tenant_queries_enabled"));
     for probe in ["/ready", "/api/echo", "/api/status/buildinfo", "/metrics"] {
         assert_eq!(call(&s, probe, &[]).await.0, 200, "{probe}");
     }
@@ -95,4 +98,56 @@ async fn empty_answers_have_tempo_shapes() {
     assert_eq!(json(b), serde_json::json!({"tagValues": [], "metrics": {}}));
     let (_, _, b) = call(&s, "/api/v2/search/tags?scope=intrinsic", &[]).await;
     assert_eq!(json(b)["scopes"][0]["name"], "intrinsic");
+}
+
+#[tokio::test]
+async fn cross_tenant_reads_work_once_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.multitenancy_enabled = true;
+    c.cross_tenant_queries_enabled = true;
+    let s = Store::open(&c, ManualClock::new(T0)).unwrap();
+    s.ingest("a", req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let path = format!("/api/traces/{}", hex::encode(tid(1)));
+    assert_eq!(call(&s, &path, &[("X-Scope-OrgID", "b|a")]).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_configured_token_guards_every_route_but_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let mut c = cfg(&dir.path().join("data"));
+    c.auth_token_file = token;
+    let s = Store::open(&c, ManualClock::new(T0)).unwrap();
+    s.ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let path = format!("/api/traces/{}", hex::encode(tid(1)));
+    for route in [path.as_str(), "/api/search", "/metrics", "/api/search/tags"] {
+        let (status, _, body) = call(&s, route, &[]).await;
+        assert_eq!(status, 401, "{route}");
+        assert!(String::from_utf8_lossy(&body).contains("Authorization: Bearer"));
+        assert_eq!(
+            call(&s, route, &[("Authorization", "Bearer wrong")])
+                .await
+                .0,
+            401,
+            "{route}"
+        );
+        assert_eq!(
+            call(&s, route, &[("Authorization", "Bearer s3cret")])
+                .await
+                .0,
+            200,
+            "{route}"
+        );
+    }
+    // Grafana's basic auth, the token as password.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "grafana:s3cret")
+    );
+    assert_eq!(call(&s, &path, &[("Authorization", &basic)]).await.0, 200);
+    assert_eq!(call(&s, "/ready", &[]).await.0, 200);
 }

@@ -5,7 +5,7 @@ use std::io::Read;
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
+use super::inflight::{Held, Refused};
 use crate::{IngestError, IngestOutcome, Store, ids, metrics::Metrics};
 
 /// Largest accepted request body (after decompression).
@@ -104,6 +105,17 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if let Some(auth) = &self.store.inner.auth {
+            let h = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if !auth.allows(h) {
+                return Err(tonic::Status::unauthenticated(crate::auth::REFUSED));
+            }
+        }
+        // The body's in-flight permits, held until the spans are in the WAL.
+        let _held = request.extensions().get::<Held>().cloned();
         let org = request
             .metadata()
             .get("x-scope-orgid")
@@ -117,11 +129,43 @@ impl TraceService for GrpcReceiver {
             Ok(o) => Ok(tonic::Response::new(partial(&o))),
             Err(e) => Err(match &e {
                 IngestError::RateLimited { .. } => tonic::Status::resource_exhausted(e.to_string()),
+                // Without RetryInfo OTLP clients do not retry this.
+                IngestError::TooManyTenants { .. } => {
+                    tonic::Status::resource_exhausted(e.to_string())
+                }
                 IngestError::Tenant(_) => tonic::Status::invalid_argument(e.to_string()),
                 _ => tonic::Status::unavailable(e.to_string()),
             }),
         }
     }
+}
+
+/// Count each gRPC request body against the in-flight budget (a refusal is UNAVAILABLE, which
+/// clients retry); the permits ride in the request's extensions to the handler.
+pub fn grpc_count_body(
+    store: Store,
+) -> impl Fn(axum::http::Request<tonic::body::Body>) -> axum::http::Request<tonic::body::Body> + Clone
+{
+    move |req| {
+        let (mut parts, body) = req.into_parts();
+        let (counted, held) = store.inner.ingest_bytes.count(body, usize::MAX, |r| {
+            Box::new(tonic::Status::unavailable(r.to_string()))
+        });
+        parts.extensions.insert(held);
+        axum::http::Request::from_parts(parts, tonic::body::Body::new(counted))
+    }
+}
+
+/// tonic answers a message over the size limit with OUT_OF_RANGE, which OTLP clients retry
+/// forever; OTLP says INVALID_ARGUMENT (not retryable).
+pub fn grpc_size_status(
+    mut resp: axum::http::Response<tonic::body::Body>,
+) -> axum::http::Response<tonic::body::Body> {
+    let h = resp.headers_mut();
+    if h.get("grpc-status").is_some_and(|v| v == "11") {
+        h.insert("grpc-status", HeaderValue::from_static("3"));
+    }
+    resp
 }
 
 /// The tonic service for the gRPC listener.
@@ -135,7 +179,6 @@ pub fn grpc_service(store: Store) -> TraceServiceServer<GrpcReceiver> {
 pub fn http_router(store: Store) -> Router {
     Router::new()
         .route("/v1/traces", post(http_export))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(store)
 }
 
@@ -196,7 +239,82 @@ pub fn decode_body(fmt_json: bool, body: &[u8]) -> Result<ExportTraceServiceRequ
     }
 }
 
-async fn http_export(State(store): State<Store>, h: HeaderMap, body: Bytes) -> Response {
+/// The refusal of the in-flight budget somewhere in an error's chain.
+fn refused(e: &(dyn std::error::Error + 'static)) -> Option<Refused> {
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if let Some(r) = x.downcast_ref::<Refused>() {
+            return Some(*r);
+        }
+        cur = x.source();
+    }
+    None
+}
+
+/// Read the body within the in-flight budget; the permits stay in the returned [`Held`].
+async fn read_body(
+    store: &Store,
+    fmt: Format,
+    h: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(Bytes, Held), Response> {
+    let too_large = || {
+        error(
+            fmt,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            3,
+            format!("request body exceeds {MAX_BODY} bytes; send smaller batches"),
+        )
+    };
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let (counted, held) = store
+        .inner
+        .ingest_bytes
+        .count(body, MAX_BODY, |r| Box::new(r));
+    match axum::body::to_bytes(axum::body::Body::new(counted), usize::MAX).await {
+        Ok(b) => Ok((b, held)),
+        Err(e) => Err(match refused(&e) {
+            Some(r @ Refused::OverBudget { .. }) => {
+                error(fmt, StatusCode::TOO_MANY_REQUESTS, 14, r.to_string())
+            }
+            Some(Refused::TooLarge { .. }) => too_large(),
+            None => error(
+                fmt,
+                StatusCode::BAD_REQUEST,
+                3,
+                format!("cannot read request body: {e}"),
+            ),
+        }),
+    }
+}
+
+async fn http_export(State(store): State<Store>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let h = parts.headers;
+    if let Some(auth) = &store.inner.auth {
+        let a = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if !auth.allows(a) {
+            let fmt = if h
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+            {
+                Format::Json
+            } else {
+                Format::Proto
+            };
+            return error(
+                fmt,
+                StatusCode::UNAUTHORIZED,
+                16,
+                crate::auth::REFUSED.to_string(),
+            );
+        }
+    }
     let ct = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -215,6 +333,10 @@ async fn http_export(State(store): State<Store>, h: HeaderMap, body: Bytes) -> R
             ),
         );
     };
+    let (body, held) = match read_body(&store, fmt, &h, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let enc = h
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -224,6 +346,11 @@ async fn http_export(State(store): State<Store>, h: HeaderMap, body: Bytes) -> R
         "" | "identity" => &body,
         "gzip" => match gunzip(&body) {
             Ok(b) => {
+                match store.inner.ingest_bytes.try_take(b.len()) {
+                    Ok(Some(p)) => held.add(p),
+                    Ok(None) => {}
+                    Err(r) => return error(fmt, StatusCode::TOO_MANY_REQUESTS, 14, r.to_string()),
+                }
                 unzipped = b;
                 &unzipped
             }
@@ -270,6 +397,9 @@ async fn http_export(State(store): State<Store>, h: HeaderMap, body: Bytes) -> R
             error(fmt, StatusCode::TOO_MANY_REQUESTS, 8, e.to_string())
         }
         Err(e @ IngestError::Tenant(_)) => error(fmt, StatusCode::BAD_REQUEST, 3, e.to_string()),
+        Err(e @ IngestError::TooManyTenants { .. }) => {
+            error(fmt, StatusCode::BAD_REQUEST, 8, e.to_string())
+        }
         Err(e) => error(fmt, StatusCode::SERVICE_UNAVAILABLE, 14, e.to_string()),
     }
 }

@@ -48,9 +48,13 @@ fn len_field_size(tag: u32, body_len: usize) -> usize {
     prost::encoding::key_len(tag) + encoded_len_varint(body_len as u64) + body_len
 }
 
-/// Split `req` by trace id. Spans whose trace id is not 16 bytes (or all zero) or whose span
-/// id is not 8 bytes are rejected and counted.
-pub fn split(req: &ExportTraceServiceRequest) -> Split {
+/// How far past the store's clock a span may end: beyond it the timestamp is garbage (an end
+/// time of u64::MAX, a clock years ahead), and such a span is refused rather than stored.
+pub const MAX_FUTURE_NS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// Split `req` by trace id. Spans whose trace id is not 16 bytes (or all zero), whose span id
+/// is not 8 bytes, or that end after `max_end_ns` are rejected and counted.
+pub fn split(req: &ExportTraceServiceRequest, max_end_ns: u64) -> Split {
     let mut out = Split::default();
     for (ri, rs) in req.resource_spans.iter().enumerate() {
         out.resource_keys.push(
@@ -82,6 +86,17 @@ pub fn split(req: &ExportTraceServiceRequest) -> Split {
                             "invalid span: trace id must be 16 bytes and span id 8 bytes (got {} and {})",
                             span.trace_id.len(),
                             span.span_id.len()
+                        )
+                    });
+                    continue;
+                }
+                if span.end_time_unix_nano > max_end_ns {
+                    out.rejected_spans += 1;
+                    out.reject_reason.get_or_insert_with(|| {
+                        format!(
+                            "invalid span: end time {} is more than 24h past the store's clock ({}); check the sender's clock",
+                            span.end_time_unix_nano,
+                            max_end_ns - MAX_FUTURE_NS.min(max_end_ns)
                         )
                     });
                     continue;
@@ -244,7 +259,7 @@ mod tests {
             vec![span(1, 1, "x"), span(2, 2, "y")],
             vec![span(1, 3, "z")],
         );
-        let s = split(&r);
+        let s = split(&r, u64::MAX);
         assert_eq!((s.spans_total, s.rejected_spans), (3, 0));
         assert_eq!(s.fragments.len(), 2);
         let t1 = s.fragments.iter().find(|f| f.trace_id == [1; 16]).unwrap();
@@ -266,8 +281,8 @@ mod tests {
 
     #[test]
     fn concatenated_fragments_form_one_trace() {
-        let a = split(&req(vec![span(1, 1, "x")], vec![]));
-        let b = split(&req(vec![span(1, 2, "y")], vec![]));
+        let a = split(&req(vec![span(1, 1, "x")], vec![]), u64::MAX);
+        let b = split(&req(vec![span(1, 2, "y")], vec![]), u64::MAX);
         let mut both = a.fragments[0].payload.clone();
         both.extend_from_slice(&b.fragments[0].payload);
         let td = TracesData::decode(both.as_slice()).unwrap();
@@ -281,7 +296,10 @@ mod tests {
         let zero = span(0, 1, "zero");
         let mut short_span = span(3, 1, "s");
         short_span.span_id = vec![];
-        let s = split(&req(vec![bad, zero, short_span, span(2, 2, "ok")], vec![]));
+        let s = split(
+            &req(vec![bad, zero, short_span, span(2, 2, "ok")], vec![]),
+            u64::MAX,
+        );
         assert_eq!(
             (s.spans_total, s.rejected_spans, s.fragments.len()),
             (4, 3, 1)
@@ -290,8 +308,22 @@ mod tests {
     }
 
     #[test]
+    fn spans_ending_past_the_bound_are_rejected_and_counted() {
+        let mut far = span(1, 1, "far");
+        far.end_time_unix_nano = u64::MAX;
+        let mut near = span(2, 2, "near");
+        near.end_time_unix_nano = 1_000;
+        let s = split(&req(vec![far, near], vec![]), 1_000 + MAX_FUTURE_NS);
+        assert_eq!(
+            (s.spans_total, s.rejected_spans, s.fragments.len()),
+            (2, 1, 1)
+        );
+        assert!(s.reject_reason.unwrap().contains("more than 24h past"));
+    }
+
+    #[test]
     fn empty_request() {
-        let s = split(&ExportTraceServiceRequest::default());
+        let s = split(&ExportTraceServiceRequest::default(), u64::MAX);
         assert_eq!((s.spans_total, s.fragments.len()), (0, 0));
     }
 }

@@ -1,6 +1,7 @@
 //! Queries over one or more tenants: trace by id (live → pending → blocks, merged) and search
 //! (newest data first, stopping at the limit) with `tags=` or TraceQL filters, over the
 //! trace [`view`] and its TraceQL [`traceql_view`].
+pub mod budget;
 pub mod traceql_view;
 pub mod view;
 
@@ -19,7 +20,12 @@ use super::{
     rows::{SpanRow, Table, Val},
     tenant::Tenant,
 };
+use budget::{Budget, QueryError};
 use sonde_traceql::{self as traceql, ConditionField, Intrinsic};
+
+/// Live traces evaluated per hold of the tenant's live lock, so ingest is never held up for
+/// longer than a few traces' evaluation by a long search.
+const LIVE_CHUNK: usize = 64;
 
 /// Decoded search row groups, shared between queries, bounded by bytes.
 pub struct GroupCache {
@@ -126,6 +132,40 @@ pub struct TraceHit {
     /// (spans, matched count) for TraceQL searches.
     pub span_set: Option<(Vec<SpanHit>, usize)>,
     pub service_stats: Vec<(String, ServiceStats)>,
+}
+
+impl TraceHit {
+    /// Approximate memory this hit holds, and about what it takes printed as JSON.
+    pub fn heap_bytes(&self) -> usize {
+        let val = |v: &OutVal| match v {
+            OutVal::Str(s) => s.len() + 32,
+            _ => 32,
+        };
+        let spans: usize = self.span_set.as_ref().map_or(0, |(spans, _)| {
+            spans
+                .iter()
+                .map(|s| {
+                    size_of::<SpanHit>()
+                        + 64
+                        + s.name.as_ref().map_or(0, String::len)
+                        + s.attrs
+                            .iter()
+                            .map(|(k, v)| k.len() + val(v) + 32)
+                            .sum::<usize>()
+                })
+                .sum()
+        });
+        size_of::<TraceHit>()
+            + 128
+            + self.root_service.as_ref().map_or(0, String::len)
+            + self.root_name.as_ref().map_or(0, String::len)
+            + self
+                .service_stats
+                .iter()
+                .map(|(n, _)| n.len() + 64)
+                .sum::<usize>()
+            + spans
+    }
 }
 
 /// Search results and what was read.
@@ -403,12 +443,22 @@ impl Store {
         Ok(if out.is_empty() { None } else { Some(out) })
     }
 
-    /// Run a search over the given tenants.
+    /// Run a search over the given tenants with no deadline or memory cap.
     pub fn search(
         &self,
         tenants: &[String],
         spec: &SearchSpec,
-    ) -> Result<SearchResult, StoreError> {
+    ) -> Result<SearchResult, QueryError> {
+        self.search_within(tenants, spec, &mut Budget::unlimited())
+    }
+
+    /// Run a search over the given tenants, stopping when `budget` runs out.
+    pub fn search_within(
+        &self,
+        tenants: &[String],
+        spec: &SearchSpec,
+        budget: &mut Budget,
+    ) -> Result<SearchResult, QueryError> {
         let refs = match &spec.filter {
             Filter::TraceQl(q) => Some(referenced(q)),
             Filter::Tags(_) => None,
@@ -416,15 +466,27 @@ impl Store {
         let pre = prefilter(spec);
         let mut res = SearchResult::default();
         let mut seen: HashSet<TraceId> = HashSet::new();
-        let mut push = |hit: TraceHit, res: &mut SearchResult| {
+        // Whether the limit is reached.
+        let mut push = |hit: TraceHit,
+                        res: &mut SearchResult,
+                        budget: &mut Budget|
+         -> Result<bool, QueryError> {
             if seen.insert(hit.id) {
+                budget.charge(hit.heap_bytes())?;
                 res.traces.push(hit);
             }
+            Ok(res.traces.len() >= spec.limit)
         };
         'tenants: for t in self.query_tenants(tenants) {
-            {
+            // Live traces in chunks: the lock is released between chunks so ingest proceeds.
+            let ids: Vec<TraceId> = t.lock_state().live.traces.keys().copied().collect();
+            for chunk in ids.chunks(LIVE_CHUNK) {
                 let st = t.lock_state();
-                for (id, lt) in &st.live.traces {
+                for id in chunk {
+                    budget.check()?;
+                    let Some(lt) = st.live.traces.get(id) else {
+                        continue;
+                    };
                     res.inspected_traces += 1;
                     res.inspected_bytes += lt.payload.len() as u64;
                     let tr = TraceRef {
@@ -432,27 +494,26 @@ impl Store {
                         id,
                         spans: &lt.spans,
                     };
-                    if let Some(hit) = eval(tr, spec, refs.as_ref()) {
-                        push(hit, &mut res);
-                        if res.traces.len() >= spec.limit {
-                            break 'tenants;
-                        }
+                    if let Some(hit) = eval(tr, spec, refs.as_ref())
+                        && push(hit, &mut res, budget)?
+                    {
+                        break 'tenants;
                     }
                 }
             }
             for p in t.pendings().iter().rev() {
                 for (id, lt) in &p.traces {
+                    budget.check()?;
                     res.inspected_traces += 1;
                     let tr = TraceRef {
                         table: &p.table,
                         id,
                         spans: &lt.spans,
                     };
-                    if let Some(hit) = eval(tr, spec, refs.as_ref()) {
-                        push(hit, &mut res);
-                        if res.traces.len() >= spec.limit {
-                            break 'tenants;
-                        }
+                    if let Some(hit) = eval(tr, spec, refs.as_ref())
+                        && push(hit, &mut res, budget)?
+                    {
+                        break 'tenants;
                     }
                 }
             }
@@ -475,15 +536,16 @@ impl Store {
                     .collect();
                 order.sort_by(|&x, &y| b.groups[y].max_end.cmp(&b.groups[x].max_end));
                 for gi in order {
+                    budget.check()?;
                     let g = self.inner.cache.get(&b, gi)?;
                     res.inspected_bytes += u64::from(b.groups[gi].len);
                     for i in 0..g.traces.len() {
+                        budget.check()?;
                         res.inspected_traces += 1;
-                        if let Some(hit) = eval(g.trace(i), spec, refs.as_ref()) {
-                            push(hit, &mut res);
-                            if res.traces.len() >= spec.limit {
-                                break 'tenants;
-                            }
+                        if let Some(hit) = eval(g.trace(i), spec, refs.as_ref())
+                            && push(hit, &mut res, budget)?
+                        {
+                            break 'tenants;
                         }
                     }
                 }
@@ -492,6 +554,7 @@ impl Store {
         // A hit whose part holds no root span (the rest of the trace arrived later, in another
         // block or still live): take root, time range and service stats from the whole trace.
         for hit in res.traces.iter_mut().filter(|h| h.root_name.is_none()) {
+            budget.check()?;
             if let Some(bytes) = self.find_trace(tenants, &hit.id)? {
                 complete_from_payload(hit, &bytes);
             }
@@ -500,19 +563,26 @@ impl Store {
         Ok(res)
     }
 
-    /// Visit every trace overlapping the window (live, pending, blocks).
+    /// Visit every trace overlapping the window (live, pending, blocks) until `f` returns
+    /// false, stopping with an error when `budget` runs out.
     pub fn for_each_trace(
         &self,
         tenants: &[String],
         start_ns: u64,
         end_ns: u64,
+        budget: &mut Budget,
         f: &mut dyn FnMut(TraceRef<'_>) -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), QueryError> {
         let overlaps = |t: &TraceRef<'_>| t.start() <= end_ns && t.end() >= start_ns;
         for t in self.query_tenants(tenants) {
-            {
+            let ids: Vec<TraceId> = t.lock_state().live.traces.keys().copied().collect();
+            for chunk in ids.chunks(LIVE_CHUNK) {
                 let st = t.lock_state();
-                for (id, lt) in &st.live.traces {
+                for id in chunk {
+                    budget.check()?;
+                    let Some(lt) = st.live.traces.get(id) else {
+                        continue;
+                    };
                     let tr = TraceRef {
                         table: &st.live.table,
                         id,
@@ -525,6 +595,7 @@ impl Store {
             }
             for p in t.pendings() {
                 for (id, lt) in &p.traces {
+                    budget.check()?;
                     let tr = TraceRef {
                         table: &p.table,
                         id,
@@ -544,8 +615,10 @@ impl Store {
                     if ge.min_start > end_ns || ge.max_end < start_ns {
                         continue;
                     }
+                    budget.check()?;
                     let g = self.inner.cache.get(&b, gi)?;
                     for i in 0..g.traces.len() {
+                        budget.check()?;
                         let tr = g.trace(i);
                         if overlaps(&tr) && !f(tr) {
                             return Ok(());
@@ -561,19 +634,22 @@ impl Store {
 /// Attribute scopes for tag names.
 pub const SCOPES: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
 
-/// Collect attribute keys per scope (index into `SCOPES`) from one trace.
+/// Collect attribute keys per scope (index into `SCOPES`) from one trace. Returns the bytes
+/// of the keys it added (for the query's memory cap).
 pub fn collect_keys<'a>(
     t: &TraceRef<'a>,
     spans: impl Iterator<Item = &'a SpanRow>,
     out: &mut [std::collections::BTreeSet<String>; 5],
     per_scope_limit: usize,
-) {
+) -> usize {
     let tab: &Table = t.table;
+    let mut added = 0;
     let mut add = |scope: usize, key: u32| {
         let set = &mut out[scope];
         if set.len() < per_scope_limit {
             let k = tab.dict.get(key);
             if !set.contains(k) {
+                added += k.len() + 64;
                 set.insert(k.to_string());
             }
         }
@@ -601,4 +677,5 @@ pub fn collect_keys<'a>(
             }
         }
     }
+    added
 }
