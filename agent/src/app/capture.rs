@@ -29,6 +29,8 @@ pub enum AgentError {
     Config(#[from] sonde_config::Invalid),
     #[error("cannot set up the OTLP exporter: {0}")]
     Export(#[from] crate::export::ExportError),
+    #[error("cannot start the RED metrics thread: {0}")]
+    RedThread(#[source] std::io::Error),
 }
 
 /// Hands spans to the exporter's bounded queue (which drops and counts when full).
@@ -140,6 +142,15 @@ pub async fn run_capture(
     } else {
         format!("{:?}", cfg.select)
     };
+    // RED metrics see every span before the sinks do.
+    let red = cfg
+        .red
+        .enabled
+        .then(|| crate::red::Red::new(cfg.red.limits()));
+    let sink: Box<dyn SpanSink> = match &red {
+        Some(red) => Box::new(crate::red::RedTap::start(red, sink).map_err(AgentError::RedThread)?),
+        None => sink,
+    };
     let (thread, stats) = pipeline::start(pipeline_cfg, sink, stop.clone())?;
     tracing::info!(
         tracepoints = crate::ebpf::TRACEPOINTS.len(),
@@ -153,6 +164,7 @@ pub async fn run_capture(
         let sources = super::selfmetrics::Sources {
             pipeline: stats.clone(),
             exporter: exporter.clone(),
+            red: red.clone(),
         };
         let token = metrics_stop.clone();
         tokio::spawn(async move {

@@ -1,6 +1,7 @@
-//! The agent's own counters on `/metrics` (Prometheus text format): kernel ring-buffer loss,
-//! records, spans, what the connection tracker skipped and why, and what the exporter sent,
-//! dropped or retried. Values are read at scrape time from the stages' own counters.
+//! The agent's `/metrics`: its own counters (kernel ring-buffer loss, records, spans, what
+//! the connection tracker skipped and why, what the exporter sent, dropped or retried), read
+//! at scrape time from the stages' own counters, then the RED metrics of the traced services.
+//! OpenMetrics (with exemplars) when the scraper asks for it, the classic text format else.
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::Ordering},
@@ -15,13 +16,21 @@ use prometheus_client::{
 
 #[cfg(test)]
 use crate::conn::Stats as ConnStats;
-use crate::{export::ExporterHandle, pipeline::PipelineStats};
+use crate::{
+    export::ExporterHandle,
+    pipeline::PipelineStats,
+    red::{
+        Red,
+        expose::{Format, openmetrics_to_text},
+    },
+};
 
 /// Everything the collector reads.
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub pipeline: Arc<PipelineStats>,
     pub exporter: Option<ExporterHandle>,
+    pub red: Option<Red>,
 }
 
 impl std::fmt::Debug for ExporterHandle {
@@ -133,12 +142,21 @@ impl Collector for AgentCollector {
     }
 }
 
-/// The text exposition of the agent's counters.
-pub fn render(sources: &Sources) -> String {
+/// The whole `/metrics` page in `format`.
+pub fn render(sources: &Sources, format: Format) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(AgentCollector(sources.clone())));
     let mut out = String::new();
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
+    if format == Format::Text {
+        out = openmetrics_to_text(&out);
+    }
+    if let Some(red) = &sources.red {
+        out.push_str(&red.render(format));
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
     out
 }
 
@@ -152,16 +170,18 @@ pub async fn serve(
     tracing::info!(%addr, "agent metrics on /metrics");
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let s = sources.clone();
             async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    render(&s),
-                )
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let format = Format::from_accept(accept);
+                // Rendering takes the RED lock: off the runtime's workers.
+                let body = tokio::task::spawn_blocking(move || render(&s, format))
+                    .await
+                    .unwrap_or_default();
+                ([("content-type", format.content_type())], body)
             }
         }),
     );
@@ -183,10 +203,12 @@ mod tests {
             non_http_skipped: 3,
             ..ConnStats::default()
         };
-        let text = render(&Sources {
+        let sources = Sources {
             pipeline,
             exporter: None,
-        });
+            red: Some(Red::new(crate::red::state::Limits::default())),
+        };
+        let text = render(&sources, Format::OpenMetrics);
         assert!(
             text.contains("sonde_agent_kernel_lost_records_total 7"),
             "{text}"
@@ -201,5 +223,13 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE target info\n"), "{text}");
+        let classic = render(&sources, Format::Text);
+        assert!(
+            classic
+                .contains("# TYPE sonde_agent_spans_total counter\nsonde_agent_spans_total 42\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }
