@@ -67,6 +67,12 @@ impl AgentArgs {
 pub(crate) fn load_agent(args: &AgentArgs) -> Result<Config, ConfigError> {
     let file = args.config.as_deref();
     let mut cfg = Config::load(file)?;
+    // The metrics exporter starts from the file's `export:` section, not the traces' variables.
+    let file_export = cfg.agent.export.clone();
+    cfg.agent
+        .red
+        .apply_env(&file_export, &|k| std::env::var(k).ok())
+        .map_err(|e| ConfigError::invalid(None, [e]))?;
     cfg.agent
         .export
         .apply_env(&|k| std::env::var(k).ok())

@@ -174,6 +174,32 @@ pub async fn run_capture(
             }
         });
     }
+    // The RED metrics as OTLP, when asked for.
+    let metrics_export = match (&red, cfg.red.otlp_export) {
+        (Some(red), true) => {
+            let transport = crate::export::client::transport_for_signal(
+                &cfg.red.otlp,
+                crate::export::config::Signal::Metrics,
+            )?;
+            tracing::info!(
+                endpoint = transport.endpoint(),
+                protocol = %cfg.red.otlp.protocol,
+                interval = %sonde_config::duration::format(cfg.red.export_interval),
+                temporality = ?cfg.red.temporality,
+                "exporting RED metrics over OTLP"
+            );
+            let token = CancellationToken::new();
+            let task = tokio::spawn(crate::red::otlp::run(
+                red.clone(),
+                Arc::from(transport),
+                cfg.red.temporality,
+                cfg.red.export_interval,
+                token.clone(),
+            ));
+            Some((token, task))
+        }
+        _ => None,
+    };
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
     loop {
@@ -186,6 +212,11 @@ pub async fn run_capture(
     stop.store(true, Ordering::Relaxed);
     metrics_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    // The capture thread is done and the RED thread with it: the last export has it all.
+    if let Some((token, task)) = metrics_export {
+        token.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     if let Some(h) = &exporter {
         h.shutdown(Duration::from_secs(5)).await;
     }

@@ -407,6 +407,24 @@ pub fn render(state: &State, format: Format) -> String {
     );
     w.sample("sonde_red_graph_overflow_total", "", state.graph.overflowed);
     w.family(
+        "sonde_red_otlp_requests",
+        "counter",
+        None,
+        "OTLP metrics export requests sent.",
+    );
+    w.sample("sonde_red_otlp_requests_total", "", state.otlp_requests);
+    w.family(
+        "sonde_red_otlp_failed_requests",
+        "counter",
+        None,
+        "OTLP metrics export requests that failed (the next export sends totals again when cumulative).",
+    );
+    w.sample(
+        "sonde_red_otlp_failed_requests_total",
+        "",
+        state.otlp_failed_requests,
+    );
+    w.family(
         "sonde_red_series",
         "gauge",
         None,

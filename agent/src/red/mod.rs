@@ -14,10 +14,13 @@ use std::{
     },
 };
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use sonde_config::Invalid;
 
 use crate::{
+    export::{ExportConfig, config::Signal},
     pipeline::SpanSink,
     span::{HttpSpan, resource::ProcessResource},
 };
@@ -25,6 +28,7 @@ use crate::{
 pub mod collapse;
 pub mod expose;
 pub mod graph;
+pub mod otlp;
 pub mod route;
 pub mod series;
 pub mod state;
@@ -55,6 +59,18 @@ pub struct RedSection {
     pub route_segment_values: usize,
     /// Service-graph edges at most.
     pub edge_limit: usize,
+    /// Also export the RED metrics as OTLP metrics (`OTEL_METRICS_EXPORTER=otlp`), to the
+    /// span exporter's endpoint unless `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` says otherwise.
+    pub otlp_export: bool,
+    /// How often (`OTEL_METRIC_EXPORT_INTERVAL`, in milliseconds there).
+    #[serde(with = "sonde_config::duration")]
+    pub export_interval: Duration,
+    /// `cumulative` or `delta` (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`).
+    pub temporality: otlp::Temporality,
+    /// Where the OTLP metrics go: the `export:` section with the metrics variables applied
+    /// (set when the configuration is loaded).
+    #[serde(skip)]
+    pub otlp: ExportConfig,
 }
 
 impl Default for RedSection {
@@ -68,6 +84,10 @@ impl Default for RedSection {
             service_limit: l.services,
             route_segment_values: l.route_segment_values,
             edge_limit: l.edges,
+            otlp_export: false,
+            export_interval: Duration::from_secs(60),
+            temporality: otlp::Temporality::Cumulative,
+            otlp: ExportConfig::default(),
         }
     }
 }
@@ -89,6 +109,67 @@ impl RedSection {
                 return Err(Invalid::new(key, format!("must be ≥ {min}, got {v}")));
             }
         }
+        if self.export_interval < Duration::from_secs(1) {
+            return Err(Invalid::new(
+                "agent.red.export_interval",
+                format!(
+                    "must be ≥ 1s, got {}",
+                    sonde_config::duration::format(self.export_interval)
+                ),
+            ));
+        }
+        if self.otlp_export {
+            self.otlp
+                .validate_for(Signal::Metrics)
+                .map_err(|e| Invalid::new("agent.red (OTLP metrics export)", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Apply the standard metrics variables over the file: `OTEL_METRICS_EXPORTER` (`otlp`
+    /// turns the OTLP export on, `none` off; Prometheus is always served),
+    /// `OTEL_METRIC_EXPORT_INTERVAL`, the temporality preference, and the endpoint, protocol,
+    /// headers, timeout, compression and certificate from `OTEL_EXPORTER_OTLP_METRICS_*`
+    /// over `OTEL_EXPORTER_OTLP_*` over `export` (the file's `export:` section).
+    pub fn apply_env(
+        &mut self,
+        export: &ExportConfig,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), Invalid> {
+        let get = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(v) = get("OTEL_METRICS_EXPORTER") {
+            let names: Vec<&str> = v.split(',').map(str::trim).collect();
+            if names.contains(&"otlp") {
+                self.otlp_export = true;
+            } else if names.contains(&"none") {
+                self.otlp_export = false;
+            }
+        }
+        if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
+            let ms: u64 = v.parse().map_err(|_| {
+                Invalid::new(
+                    "OTEL_METRIC_EXPORT_INTERVAL",
+                    format!("expected milliseconds as an integer, got {v:?}"),
+                )
+            })?;
+            self.export_interval = Duration::from_millis(ms);
+        }
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") {
+            self.temporality = otlp::Temporality::from_preference(&v).ok_or_else(|| {
+                Invalid::new(
+                    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                    format!("use cumulative, delta or lowmemory, got {v:?}"),
+                )
+            })?;
+        }
+        let mut otlp = export.clone();
+        otlp.apply_env_for(Signal::Metrics, env)
+            .map_err(|e| Invalid::new("OTEL_EXPORTER_OTLP_METRICS_*", e.to_string()))?;
+        self.otlp = otlp;
         Ok(())
     }
 
@@ -136,6 +217,11 @@ impl Red {
     /// Run `f` on the state (tests, export).
     pub fn with<T>(&self, f: impl FnOnce(&State) -> T) -> Option<T> {
         self.state.lock().ok().map(|s| f(&s))
+    }
+
+    /// Run `f` on the state, mutably (the exporter's counters).
+    pub fn with_mut<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
     }
 
     fn run(&self, rx: &Receiver<Message>) {

@@ -28,7 +28,7 @@ pub const SIZE_BOUNDS: [f64; 10] = [
 
 /// Methods kept as they are (semantic conventions); anything else is `_OTHER`.
 const KNOWN_METHODS: &[&str] = &[
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
 ];
 
 /// The `http.request.method` label of a raw method.

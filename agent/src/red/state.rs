@@ -100,6 +100,9 @@ pub struct State {
     series: usize,
     /// Services that took the overflow instance because the service table was full.
     pub instance_overflows: u64,
+    /// OTLP metrics requests sent, and those that failed.
+    pub otlp_requests: u64,
+    pub otlp_failed_requests: u64,
 }
 
 impl State {
@@ -110,6 +113,8 @@ impl State {
             services: HashMap::new(),
             series: 0,
             instance_overflows: 0,
+            otlp_requests: 0,
+            otlp_failed_requests: 0,
         }
     }
 
