@@ -27,9 +27,15 @@ pub fn sonde_bin() -> PathBuf {
 
 /// Start `sonde agent <args>` exporting OTLP/gRPC to `receiver`; returns once it is capturing.
 pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
+    start_agent_with_env(receiver, args, &[])
+}
+
+/// [`start_agent`] with more environment variables.
+pub fn start_agent_with_env(receiver: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(sonde_bin())
         .arg("agent")
         .args(args)
+        .envs(env.iter().copied())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env(

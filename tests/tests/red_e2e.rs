@@ -1,7 +1,9 @@
 //! RED metrics end to end on the real kernel: a real Prometheus (Debian's package, exemplar
 //! storage on) scrapes the agent's `/metrics` while curl makes a known mix of requests to a
 //! Python server; Prometheus's HTTP API must then count exactly the requests made per route
-//! and status, and hold an exemplar whose trace ID is one of the exported spans'. A second
+//! and status, and hold an exemplar whose trace ID is one of the exported spans'; the OTLP
+//! metrics the agent exports at the same time must count the same; the service graph counts
+//! each request once, from the server's side. A second
 //! test sends thousands of distinct paths and checks the series stay under the configured
 //! limit with the overflow counted.
 use std::{
@@ -12,9 +14,9 @@ use std::{
 
 use sonde_e2e::{
     Proc,
-    agent::{scrape, start_agent},
+    agent::{scrape, start_agent, start_agent_with_env},
     free_port,
-    otlp::start_receiver,
+    otlp::{start_receiver, start_receiver_with_metrics},
     prometheus::{self, Prometheus},
     require_kernel, wait_port,
 };
@@ -105,15 +107,19 @@ async fn prometheus_counts_every_request_per_route_and_status_with_trace_exempla
     let service = "red-e2e-shop";
     let port = free_port();
     let _server = python_server(port, service);
-    let (addr, received) = start_receiver().await;
+    let (addr, received, otlp_metrics) = start_receiver_with_metrics().await;
     let metrics = format!("127.0.0.1:{}", free_port());
-    let _agent = start_agent(
+    let _agent = start_agent_with_env(
         addr,
         &[
             "--port",
             &port.to_string(),
             "--metrics-listen-address",
             &metrics,
+        ],
+        &[
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
         ],
     );
     let dir = tempfile::tempdir().unwrap();
@@ -164,6 +170,51 @@ async fn prometheus_counts_every_request_per_route_and_status_with_trace_exempla
     assert_eq!(
         got, want,
         "requests per (route, status) as Prometheus counts them"
+    );
+
+    // The OTLP metrics exported meanwhile count the same.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let otlp = loop {
+        let mut otlp: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for (a, p) in otlp_metrics.latest_histogram("http.server.request.duration") {
+            if a.get("service.name").map(String::as_str) == Some(service) {
+                let k = |k: &str| a.get(k).cloned().unwrap_or_default();
+                *otlp
+                    .entry((k("http.route"), k("http.response.status_code")))
+                    .or_default() += p.count as f64;
+            }
+        }
+        if otlp == want || Instant::now() > deadline {
+            break otlp;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        otlp, want,
+        "requests per (route, status) in the OTLP metrics"
+    );
+
+    // The service graph: every request once, counted by the server's side; curl is not
+    // traced (only the server's port is), so the client is a virtual node named by its IP.
+    let total: usize = mix.iter().map(|m| m.2).sum();
+    let edges = prom
+        .query(&format!(
+            "traces_service_graph_request_total{{server=\"{service}\"}}"
+        ))
+        .await;
+    assert_eq!(edges.len(), 1, "{edges:?}");
+    assert_eq!(edges[0].1, total as f64, "{edges:?}");
+    assert_eq!(edges[0].0["client"], "127.0.0.1");
+    assert_eq!(edges[0].0["connection_type"], "virtual_node");
+    let failed = prom
+        .query(&format!(
+            "traces_service_graph_request_failed_total{{server=\"{service}\"}}"
+        ))
+        .await;
+    assert_eq!(
+        failed.first().map(|f| f.1),
+        Some(2.0),
+        "the two 500s: {failed:?}"
     );
 
     let posts = prom

@@ -9,11 +9,12 @@
 //!
 //! The peer is named from what this agent saw: a client or server process traced on this node
 //! (matched by socket address), else a virtual node named from its address (the client's IP;
-//! the server's `Host`), with `connection_type="virtual_node"`. A server span waits up to two
-//! hand-overs for the client span of the same exchange, which often comes after it.
+//! the server's `Host`), with `connection_type="virtual_node"`. A server span waits up to
+//! [`WAIT`] for the client span of the same exchange, which often comes after it.
 use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
+    time::{Duration, Instant},
 };
 
 use super::series::{Hist, OVERFLOW, Observation};
@@ -29,8 +30,9 @@ pub const VIRTUAL_NODE: &str = "virtual_node";
 const MAX_WAITING: usize = 4096;
 /// Socket addresses remembered per side at most (a bound: cleared when reached).
 const MAX_ADDRESSES: usize = 16_384;
-/// Hand-overs a server span waits for its client span.
-const WAIT_TICKS: u8 = 2;
+/// How long a server span waits for its client span (the capture hands spans over every
+/// 100 ms).
+pub const WAIT: Duration = Duration::from_millis(300);
 
 /// One edge of the graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -56,7 +58,7 @@ struct Waiting {
     peer: SocketAddr,
     seconds: f64,
     failed: bool,
-    age: u8,
+    since: Instant,
 }
 
 /// The service graph this agent emits.
@@ -113,7 +115,7 @@ impl Graph {
                         peer: span.peer,
                         seconds,
                         failed,
-                        age: 0,
+                        since: Instant::now(),
                     });
                 } else {
                     let client = span.peer.ip().to_string().into();
@@ -141,19 +143,19 @@ impl Graph {
         }
     }
 
-    /// After each hand-over: name the waiting server spans' clients, or give up on them.
-    pub fn tick(&mut self) {
+    /// After each hand-over and on a timer: name the waiting server spans' clients, or after
+    /// [`WAIT`] (all of them when `now` is `None`: the agent stops) give up on them.
+    pub fn tick(&mut self, now: Option<Instant>) {
         for _ in 0..self.waiting.len() {
-            let Some(mut w) = self.waiting.pop_front() else {
+            let Some(w) = self.waiting.pop_front() else {
                 break;
             };
             if let Some(client) = self.clients.get(&w.peer).cloned() {
                 self.server_side(client, w.server, "", w.seconds, w.failed);
-            } else if w.age >= WAIT_TICKS {
+            } else if now.is_none_or(|now| now.duration_since(w.since) >= WAIT) {
                 let client = w.peer.ip().to_string().into();
                 self.server_side(client, w.server, VIRTUAL_NODE, w.seconds, w.failed);
             } else {
-                w.age += 1;
                 self.waiting.push_back(w);
             }
         }
@@ -239,7 +241,7 @@ mod tests {
         g.learn("web", &client);
         g.record("api", &server);
         g.record("web", &client);
-        g.tick();
+        g.tick(Some(Instant::now()));
         assert_eq!(g.edges.len(), 1, "{:?}", g.edges);
         let e = &g.edges[&edge("web", "api", "")];
         assert_eq!(e.total, 1);
@@ -255,11 +257,11 @@ mod tests {
         let (server, client) = (obs(&server), obs(&client));
         g.learn("api", &server);
         g.record("api", &server);
-        g.tick();
+        g.tick(Some(Instant::now()));
         assert!(g.edges.is_empty());
         g.learn("web", &client);
         g.record("web", &client);
-        g.tick();
+        g.tick(Some(Instant::now()));
         assert_eq!(g.edges[&edge("web", "api", "")].total, 1);
     }
 
@@ -270,9 +272,9 @@ mod tests {
         server.peer = "10.1.2.3:40000".parse().unwrap();
         server.status_code = Some(503);
         g.record("api", &obs(&server));
-        for _ in 0..=WAIT_TICKS {
-            g.tick();
-        }
+        g.tick(Some(Instant::now()));
+        assert!(g.edges.is_empty(), "still waiting for a client");
+        g.tick(Some(Instant::now() + WAIT));
         let e = &g.edges[&edge("10.1.2.3", "api", VIRTUAL_NODE)];
         assert_eq!((e.total, e.failed), (1, 1));
         client.peer = "10.9.9.9:443".parse().unwrap();
@@ -290,9 +292,7 @@ mod tests {
             s.peer = SocketAddr::from(([10, 0, 0, u8::try_from(i).unwrap()], 1000));
             g.record("api", &obs(&s));
         }
-        for _ in 0..=WAIT_TICKS {
-            g.tick();
-        }
+        g.tick(None);
         assert_eq!(g.edges.len(), 3);
         assert_eq!(g.edges[&edge(OVERFLOW, "api", VIRTUAL_NODE)].total, 8);
         assert_eq!(g.overflowed, 8);

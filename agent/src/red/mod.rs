@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        mpsc::{Receiver, SyncSender, TrySendError},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError},
     },
 };
 
@@ -225,14 +225,24 @@ impl Red {
     }
 
     fn run(&self, rx: &Receiver<Message>) {
-        while let Ok(m) = rx.recv() {
+        loop {
+            let m = rx.recv_timeout(std::time::Duration::from_millis(100));
             let Ok(mut s) = self.state.lock() else {
                 return;
             };
-            for (r, n) in &m.dropped {
-                s.dropped(r, *n);
+            match m {
+                Ok(m) => {
+                    for (r, n) in &m.dropped {
+                        s.dropped(r, *n);
+                    }
+                    s.record(m.observations);
+                }
+                Err(RecvTimeoutError::Timeout) => s.tick(false),
+                Err(RecvTimeoutError::Disconnected) => {
+                    s.tick(true);
+                    return;
+                }
             }
-            s.record(m.observations);
         }
     }
 }

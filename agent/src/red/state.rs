@@ -184,7 +184,12 @@ impl State {
                 }
             }
         }
-        self.graph.tick();
+        self.graph.tick(Some(now));
+    }
+
+    /// Between hand-overs: let waiting service-graph edges go (all of them when stopping).
+    pub fn tick(&mut self, stopping: bool) {
+        self.graph.tick((!stopping).then(Instant::now));
     }
 
     /// Count spans the RED stage had to drop, per service.
