@@ -34,6 +34,9 @@ pub struct AgentArgs {
     /// Do not export over OTLP (useful with --print).
     #[arg(long)]
     pub no_export: bool,
+    /// Do not derive RED metrics and the service graph from the spans.
+    #[arg(long)]
+    pub no_red: bool,
 }
 
 impl AgentArgs {
@@ -59,6 +62,9 @@ impl AgentArgs {
         }
         if let Some(a) = &self.metrics_listen_address {
             s.metrics_listen_address.clone_from(a);
+        }
+        if self.no_red {
+            s.red.enabled = false;
         }
     }
 }
