@@ -130,6 +130,19 @@ impl Collector for AgentCollector {
                 "Failed export attempts.",
                 s.send_errors,
             )?;
+            // Loss next to the RED metrics: spans of each service the queue dropped.
+            let by = x.stats_ref().dropped_by_service();
+            let d = e.encode_descriptor(
+                "sonde_export_dropped_spans_by_service",
+                "Spans dropped before export (queue full, shutting down), per service.name.",
+                None,
+                MetricType::Counter,
+            )?;
+            let mut d = d;
+            for (service, n) in &by {
+                let labels = [("service_name", service.as_str())];
+                ConstCounter::new(*n).encode(d.encode_family(&labels)?)?;
+            }
             let g = e.encode_descriptor(
                 "sonde_export_queued_spans",
                 "Spans waiting in the export queue.",
