@@ -56,9 +56,9 @@ const IDLE: Duration = Duration::from_secs(300);
 /// Which process instance a series belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
-    pub name: Box<str>,
-    pub namespace: Option<Box<str>>,
-    pub instance: Box<str>,
+    pub name: Arc<str>,
+    pub namespace: Option<Arc<str>>,
+    pub instance: Arc<str>,
 }
 
 impl ServiceKey {
@@ -103,7 +103,13 @@ pub struct State {
     /// OTLP metrics requests sent, and those that failed.
     pub otlp_requests: u64,
     pub otlp_failed_requests: u64,
+    /// The key of each process resource seen lately, by its address (the `Arc` held here
+    /// keeps the address from being reused): no allocation per span.
+    keys: HashMap<usize, (Arc<ProcessResource>, ServiceKey)>,
 }
+
+/// Resources whose key is remembered at most (a bound: cleared when reached).
+const MAX_KEYS: usize = 4096;
 
 impl State {
     pub fn new(limits: Limits) -> Self {
@@ -115,6 +121,7 @@ impl State {
             instance_overflows: 0,
             otlp_requests: 0,
             otlp_failed_requests: 0,
+            keys: HashMap::new(),
         }
     }
 
@@ -216,8 +223,19 @@ impl State {
 
     /// The key `resource`'s series go under: its own, or when the service table is full and
     /// no service is idle enough to give its place, the same with the instance overflowed.
-    fn key_for(&mut self, resource: &ProcessResource, now: Instant) -> ServiceKey {
-        let key = ServiceKey::of(resource);
+    fn key_for(&mut self, resource: &Arc<ProcessResource>, now: Instant) -> ServiceKey {
+        let addr = Arc::as_ptr(resource) as usize;
+        let key = match self.keys.get(&addr) {
+            Some((_, k)) => k.clone(),
+            None => {
+                if self.keys.len() >= MAX_KEYS {
+                    self.keys.clear();
+                }
+                let k = ServiceKey::of(resource);
+                self.keys.insert(addr, (resource.clone(), k.clone()));
+                k
+            }
+        };
         if self.services.contains_key(&key) || self.services.len() < self.limits.services {
             return key;
         }
