@@ -2,7 +2,9 @@
 //! kernel. Raw records shaped like the ones the probes emit for nginx serving a small file on
 //! keep-alive connections (request read, header writev, body sendfile) go through decode, the
 //! connection tracker, the resource cache, and the OTLP protobuf encoding the exporter sends. Prints ns
-//! per span for capture (decode + track) and export (encode), and both together.
+//! per span for capture (decode + track) and export (encode), and both together, and the RED
+//! stage's two halves: what the capture thread pays (an observation per span) and what the
+//! RED thread pays (counting it).
 use std::{hint::black_box, time::Instant};
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
@@ -10,6 +12,10 @@ use sonde::{
     conn::{Tracker, TrackerConfig},
     ebpf::decode::{Clock, decode},
     export::{otlp::ConvertOptions, wire::WireEncoder},
+    red::{
+        series::Observation,
+        state::{Limits, State},
+    },
     span::resource::ResourceCache,
 };
 
@@ -103,6 +109,8 @@ fn main() {
     let mut batch = Vec::with_capacity(BATCH);
     let mut encoder = WireEncoder::default();
     let (mut capture_ns, mut export_ns, mut bytes, mut n_spans) = (0u128, 0u128, 0usize, 0usize);
+    let mut red = State::new(Limits::default());
+    let (mut observe_ns, mut count_ns) = (0u128, 0u128);
     for chunk in records.chunks(BATCH * 3) {
         let t0 = Instant::now();
         for raw in chunk {
@@ -113,6 +121,13 @@ fn main() {
         let t1 = Instant::now();
         bytes += black_box(encoder.encode(&batch, ConvertOptions::default())).len();
         let t2 = Instant::now();
+        let observations: Vec<Observation> =
+            batch.iter().map(|(r, s)| Observation::of(r, s)).collect();
+        let t3 = Instant::now();
+        red.record(black_box(observations));
+        let t4 = Instant::now();
+        observe_ns += (t3 - t2).as_nanos();
+        count_ns += (t4 - t3).as_nanos();
         n_spans += batch.len();
         batch.clear();
         capture_ns += (t1 - t0).as_nanos();
@@ -135,5 +150,10 @@ fn main() {
     println!(
         "  total                     {:>7.0} ns/span",
         per(capture_ns + export_ns)
+    );
+    println!(
+        "  RED: observe (capture thread) {:>5.0} ns/span, count (RED thread) {:>5.0} ns/span",
+        per(observe_ns),
+        per(count_ns)
     );
 }
