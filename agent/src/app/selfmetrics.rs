@@ -22,6 +22,7 @@ use crate::{
     red::{
         Red,
         expose::{Format, openmetrics_to_text},
+        state::State,
     },
 };
 
@@ -181,6 +182,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "agent metrics on /metrics");
+    let red = sources.red.clone();
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move |headers: axum::http::HeaderMap| {
@@ -198,6 +200,17 @@ pub async fn serve(
             }
         }),
     );
+    // The route collapses the RED stage learnt, per service (JSON).
+    let app = match red {
+        Some(red) => app.route(
+            "/routes",
+            axum::routing::get(move || {
+                let red = red.clone();
+                async move { axum::Json(red.with(State::collapsed_routes).unwrap_or_default()) }
+            }),
+        ),
+        None => app,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

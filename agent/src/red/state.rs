@@ -199,6 +199,25 @@ impl State {
         self.graph.tick((!stopping).then(Instant::now));
     }
 
+    /// The learnt collapses per service (`name` or `name/instance`): each prefix whose next
+    /// segment now collapses, as the template it gives (`/users/{id}`), sorted.
+    pub fn collapsed_routes(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (k, s) in &self.services {
+            let mut v: Vec<String> = s
+                .routes
+                .collapsed()
+                .map(|p| format!("{p}/{}", super::route::ID))
+                .collect();
+            if v.is_empty() {
+                continue;
+            }
+            v.sort();
+            out.insert(format!("{}/{}", k.name, k.instance), v);
+        }
+        out
+    }
+
     /// Count spans the RED stage had to drop, per service.
     pub fn dropped(&mut self, resource: &Arc<ProcessResource>, spans: u64) {
         let key = self.key_for(resource, Instant::now());
@@ -363,6 +382,27 @@ mod tests {
         assert_eq!(over.0.method, "GET");
         assert_eq!(over.1.duration.count(), 500 - 8);
         assert_eq!(svc.overflows[&(SpanKind::Server, "http.route")], 500 - 8);
+    }
+
+    #[test]
+    fn lists_learnt_collapses() {
+        let mut st = State::new(Limits {
+            route_segment_values: 2,
+            ..Limits::default()
+        });
+        let r = resource(1, "shop");
+        st.record(
+            ["/tag/a", "/tag/b", "/tag/c", "/about"]
+                .iter()
+                .map(|p| obs(&r, p, 200))
+                .collect(),
+        );
+        let routes = st.collapsed_routes();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(
+            routes.values().next().unwrap(),
+            &vec!["/tag/{id}".to_owned()]
+        );
     }
 
     #[test]
