@@ -143,9 +143,8 @@ pub async fn run_capture(
         format!("{:?}", cfg.select)
     };
     // RED metrics see every span before the sinks do.
-    let red = cfg
-        .red
-        .enabled
+    // (Only when someone can see them: on /metrics or pushed over OTLP.)
+    let red = (cfg.red.enabled && (!cfg.metrics_listen_address.is_empty() || cfg.red.otlp_export))
         .then(|| crate::red::Red::new(cfg.red.limits()));
     let sink: Box<dyn SpanSink> = match &red {
         Some(red) => Box::new(crate::red::RedTap::start(red, sink).map_err(AgentError::RedThread)?),
