@@ -2,9 +2,10 @@
 //! kernel. Raw records shaped like the ones the probes emit for nginx serving a small file on
 //! keep-alive connections (request read, header writev, body sendfile) go through decode, the
 //! connection tracker, the resource cache, the linking stage (each server span from a loopback
-//! peer waits for a client span that never comes, the costliest common case), and the OTLP
-//! protobuf encoding the exporter sends. Prints ns per span for capture (decode + track), link
-//! and export (encode), and all together.
+//! peer waits for a client span that never comes, the costliest common case), the OTLP
+//! protobuf encoding the exporter sends, and the RED stage's two halves: what the capture
+//! thread pays (an observation per span) and what the RED thread pays (counting it). Prints
+//! ns per span for capture (decode + track), link and export (encode), and all together.
 use std::{hint::black_box, time::Instant};
 
 use agent_common::{EventHeader, Tuple, kind, syscall};
@@ -13,6 +14,10 @@ use sonde::{
     ebpf::decode::{Clock, decode},
     export::{otlp::ConvertOptions, wire::WireEncoder},
     link::{LinkConfig, Linker},
+    red::{
+        series::Observation,
+        state::{Limits, State},
+    },
     span::resource::ResourceCache,
 };
 
@@ -109,6 +114,8 @@ fn main() {
     let mut held = Vec::new();
     let (mut capture_ns, mut link_ns, mut export_ns) = (0u128, 0u128, 0u128);
     let (mut bytes, mut n_spans) = (0usize, 0usize);
+    let mut red = State::new(Limits::default());
+    let (mut observe_ns, mut count_ns) = (0u128, 0u128);
     let chunks: Vec<&[Vec<u8>]> = records.chunks(BATCH * 3).collect();
     for (i, chunk) in chunks.iter().enumerate() {
         // The chunk's last record's time stands for the agent's clock.
@@ -133,11 +140,18 @@ fn main() {
         let t2 = Instant::now();
         bytes += black_box(encoder.encode(&batch, ConvertOptions::default())).len();
         let t3 = Instant::now();
+        let observations: Vec<Observation> =
+            batch.iter().map(|(r, s)| Observation::of(r, s)).collect();
+        let t4 = Instant::now();
+        red.record(black_box(observations));
+        let t5 = Instant::now();
         n_spans += batch.len();
         batch.clear();
         capture_ns += (t1 - t0).as_nanos();
         link_ns += (t2 - t1).as_nanos();
         export_ns += (t3 - t2).as_nanos();
+        observe_ns += (t4 - t3).as_nanos();
+        count_ns += (t5 - t4).as_nanos();
     }
     assert!(
         n_spans as u32 >= REQUESTS - CONNS,
@@ -157,5 +171,10 @@ fn main() {
     println!(
         "  total                     {:>7.0} ns/span",
         per(capture_ns + link_ns + export_ns)
+    );
+    println!(
+        "  RED: observe (capture thread) {:>5.0} ns/span, count (RED thread) {:>5.0} ns/span",
+        per(observe_ns),
+        per(count_ns)
     );
 }

@@ -43,14 +43,29 @@ pub fn release_sonde_bin() -> PathBuf {
 
 /// Start `sonde agent <args>` exporting OTLP/gRPC to `receiver`; returns once it is capturing.
 pub fn start_agent(receiver: SocketAddr, args: &[&str]) -> Proc {
-    start_agent_bin(&sonde_bin(), receiver, args)
+    start_agent_with_env(receiver, args, &[])
+}
+
+/// [`start_agent`] with more environment variables.
+pub fn start_agent_with_env(receiver: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    spawn_agent(&sonde_bin(), receiver, args, env)
 }
 
 /// [`start_agent`] with a given `sonde` binary.
 pub fn start_agent_bin(bin: &std::path::Path, receiver: SocketAddr, args: &[&str]) -> Proc {
+    spawn_agent(bin, receiver, args, &[])
+}
+
+fn spawn_agent(
+    bin: &std::path::Path,
+    receiver: SocketAddr,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let mut child = Command::new(bin)
         .arg("agent")
         .args(args)
+        .envs(env.iter().copied())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env(

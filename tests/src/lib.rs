@@ -8,6 +8,7 @@ use std::{
 
 pub mod agent;
 pub mod otlp;
+pub mod prometheus;
 pub mod servers;
 
 /// Why the kernel tests cannot run here, if they cannot.

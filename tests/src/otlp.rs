@@ -5,10 +5,17 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
+    collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
     },
+    metrics::v1::{HistogramDataPoint, metric::Data},
     trace::v1::{ResourceSpans, Span},
 };
 
@@ -56,22 +63,96 @@ impl TraceService for Service {
     }
 }
 
+/// OTLP metrics requests received so far.
+#[derive(Clone, Default)]
+pub struct ReceivedMetrics(Arc<Mutex<Vec<ExportMetricsServiceRequest>>>);
+
+impl ReceivedMetrics {
+    /// The histogram points of metric `name` in the latest request that has any, each with
+    /// its attributes and its resource's, as strings.
+    pub fn latest_histogram(
+        &self,
+        name: &str,
+    ) -> Vec<(
+        std::collections::HashMap<String, String>,
+        HistogramDataPoint,
+    )> {
+        let guard = self.0.lock().expect("lock");
+        for req in guard.iter().rev() {
+            let mut out = Vec::new();
+            for rm in &req.resource_metrics {
+                let resource = rm
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.clone())
+                    .unwrap_or_default();
+                for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                    if m.name != name {
+                        continue;
+                    }
+                    if let Some(Data::Histogram(h)) = &m.data {
+                        for p in &h.data_points {
+                            let attrs = resource
+                                .iter()
+                                .chain(&p.attributes)
+                                .filter_map(|kv| {
+                                    Some((
+                                        kv.key.clone(),
+                                        attr_in(std::slice::from_ref(kv), &kv.key)?,
+                                    ))
+                                })
+                                .collect();
+                            out.push((attrs, p.clone()));
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        Vec::new()
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for ReceivedMetrics {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.lock().expect("lock").push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
 /// Start a receiver; returns its address and the shared store. Stops with the runtime.
 pub async fn start_receiver() -> (SocketAddr, Received) {
+    let (addr, received, _) = start_receiver_with_metrics().await;
+    (addr, received)
+}
+
+/// A receiver of both spans and metrics on one address.
+pub async fn start_receiver_with_metrics() -> (SocketAddr, Received, ReceivedMetrics) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let received = Received::default();
+    let metrics = ReceivedMetrics::default();
     let svc = TraceServiceServer::new(Service(received.clone()));
+    let metrics_svc = MetricsServiceServer::new(metrics.clone());
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(metrics_svc)
             .serve_with_incoming(incoming)
             .await;
     });
-    (addr, received)
+    (addr, received, metrics)
 }
 
 /// A span attribute as a string (ints are formatted), if present.

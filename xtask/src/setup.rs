@@ -16,6 +16,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "openssl",
+    // The RED end-to-end test scrapes the agent with a real Prometheus.
+    "prometheus",
     // Runtimes the end-to-end tests and the benchmarks (overhead, connect) trace: each
     // behaves differently on the wire (writev, thread pools, event loops, goroutines).
     "nodejs",

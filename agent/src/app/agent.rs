@@ -34,6 +34,9 @@ pub struct AgentArgs {
     /// Do not export over OTLP (useful with --print).
     #[arg(long)]
     pub no_export: bool,
+    /// Do not derive RED metrics and the service graph from the spans.
+    #[arg(long)]
+    pub no_red: bool,
 }
 
 impl AgentArgs {
@@ -60,6 +63,9 @@ impl AgentArgs {
         if let Some(a) = &self.metrics_listen_address {
             s.metrics_listen_address.clone_from(a);
         }
+        if self.no_red {
+            s.red.enabled = false;
+        }
     }
 }
 
@@ -67,6 +73,12 @@ impl AgentArgs {
 pub(crate) fn load_agent(args: &AgentArgs) -> Result<Config, ConfigError> {
     let file = args.config.as_deref();
     let mut cfg = Config::load(file)?;
+    // The metrics exporter starts from the file's `export:` section, not the traces' variables.
+    let file_export = cfg.agent.export.clone();
+    cfg.agent
+        .red
+        .apply_env(&file_export, &|k| std::env::var(k).ok())
+        .map_err(|e| ConfigError::invalid(None, [e]))?;
     cfg.agent
         .export
         .apply_env(&|k| std::env::var(k).ok())

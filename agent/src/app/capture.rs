@@ -29,6 +29,8 @@ pub enum AgentError {
     Config(#[from] sonde_config::Invalid),
     #[error("cannot set up the OTLP exporter: {0}")]
     Export(#[from] crate::export::ExportError),
+    #[error("cannot start the RED metrics thread: {0}")]
+    RedThread(#[source] std::io::Error),
 }
 
 /// Hands spans to the exporter's bounded queue (which drops and counts when full).
@@ -140,6 +142,14 @@ pub async fn run_capture(
     } else {
         format!("{:?}", cfg.select)
     };
+    // RED metrics see every span before the sinks do.
+    // (Only when someone can see them: on /metrics or pushed over OTLP.)
+    let red = (cfg.red.enabled && (!cfg.metrics_listen_address.is_empty() || cfg.red.otlp_export))
+        .then(|| crate::red::Red::new(cfg.red.limits()));
+    let sink: Box<dyn SpanSink> = match &red {
+        Some(red) => Box::new(crate::red::RedTap::start(red, sink).map_err(AgentError::RedThread)?),
+        None => sink,
+    };
     let (thread, stats) = pipeline::start(pipeline_cfg, sink, stop.clone())?;
     tracing::info!(
         tracepoints = crate::ebpf::TRACEPOINTS.len(),
@@ -153,6 +163,7 @@ pub async fn run_capture(
         let sources = super::selfmetrics::Sources {
             pipeline: stats.clone(),
             exporter: exporter.clone(),
+            red: red.clone(),
         };
         let token = metrics_stop.clone();
         tokio::spawn(async move {
@@ -162,6 +173,32 @@ pub async fn run_capture(
             }
         });
     }
+    // The RED metrics as OTLP, when asked for.
+    let metrics_export = match (&red, cfg.red.otlp_export) {
+        (Some(red), true) => {
+            let transport = crate::export::client::transport_for_signal(
+                &cfg.red.otlp,
+                crate::export::config::Signal::Metrics,
+            )?;
+            tracing::info!(
+                endpoint = transport.endpoint(),
+                protocol = %cfg.red.otlp.protocol,
+                interval = %sonde_config::duration::format(cfg.red.export_interval),
+                temporality = ?cfg.red.temporality,
+                "exporting RED metrics over OTLP"
+            );
+            let token = CancellationToken::new();
+            let task = tokio::spawn(crate::red::otlp::run(
+                red.clone(),
+                Arc::from(transport),
+                cfg.red.temporality,
+                cfg.red.export_interval,
+                token.clone(),
+            ));
+            Some((token, task))
+        }
+        _ => None,
+    };
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
     loop {
@@ -174,6 +211,11 @@ pub async fn run_capture(
     stop.store(true, Ordering::Relaxed);
     metrics_stop.cancel();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    // The capture thread is done and the RED thread with it: the last export has it all.
+    if let Some((token, task)) = metrics_export {
+        token.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     if let Some(h) = &exporter {
         h.shutdown(Duration::from_secs(5)).await;
     }

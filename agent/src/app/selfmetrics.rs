@@ -1,7 +1,8 @@
-//! The agent's own counters on `/metrics` (Prometheus text format): kernel ring-buffer loss,
-//! records, spans, what the connection tracker skipped and why, how spans were linked into
-//! traces, and what the exporter sent,
-//! dropped or retried. Values are read at scrape time from the stages' own counters.
+//! The agent's `/metrics`: its own counters (kernel ring-buffer loss, records, spans, what
+//! the connection tracker skipped and why, how spans were linked into traces, what the
+//! exporter sent, dropped or retried), read at scrape time from the stages' own counters, then
+//! the RED metrics of the traced services. OpenMetrics (with exemplars) when the scraper asks
+//! for it, the classic text format else.
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::Ordering},
@@ -16,13 +17,22 @@ use prometheus_client::{
 
 #[cfg(test)]
 use crate::conn::Stats as ConnStats;
-use crate::{export::ExporterHandle, pipeline::PipelineStats};
+use crate::{
+    export::ExporterHandle,
+    pipeline::PipelineStats,
+    red::{
+        Red,
+        expose::{Format, openmetrics_to_text},
+        state::State,
+    },
+};
 
 /// Everything the collector reads.
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub pipeline: Arc<PipelineStats>,
     pub exporter: Option<ExporterHandle>,
+    pub red: Option<Red>,
 }
 
 impl std::fmt::Debug for ExporterHandle {
@@ -142,6 +152,19 @@ impl Collector for AgentCollector {
                 "Failed export attempts.",
                 s.send_errors,
             )?;
+            // Loss next to the RED metrics: spans of each service the queue dropped.
+            let by = x.stats_ref().dropped_by_service();
+            let d = e.encode_descriptor(
+                "sonde_export_dropped_spans_by_service",
+                "Spans dropped before export (queue full, shutting down), per service.name.",
+                None,
+                MetricType::Counter,
+            )?;
+            let mut d = d;
+            for (service, n) in &by {
+                let labels = [("service_name", service.as_str())];
+                ConstCounter::new(*n).encode(d.encode_family(&labels)?)?;
+            }
             let g = e.encode_descriptor(
                 "sonde_export_queued_spans",
                 "Spans waiting in the export queue.",
@@ -154,12 +177,21 @@ impl Collector for AgentCollector {
     }
 }
 
-/// The text exposition of the agent's counters.
-pub fn render(sources: &Sources) -> String {
+/// The whole `/metrics` page in `format`.
+pub fn render(sources: &Sources, format: Format) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(AgentCollector(sources.clone())));
     let mut out = String::new();
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
+    if format == Format::Text {
+        out = openmetrics_to_text(&out);
+    }
+    if let Some(red) = &sources.red {
+        out.push_str(&red.render(format));
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
     out
 }
 
@@ -171,21 +203,35 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "agent metrics on /metrics");
+    let red = sources.red.clone();
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let s = sources.clone();
             async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    render(&s),
-                )
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let format = Format::from_accept(accept);
+                // Rendering takes the RED lock: off the runtime's workers.
+                let body = tokio::task::spawn_blocking(move || render(&s, format))
+                    .await
+                    .unwrap_or_default();
+                ([("content-type", format.content_type())], body)
             }
         }),
     );
+    // The route collapses the RED stage learnt, per service (JSON).
+    let app = match red {
+        Some(red) => app.route(
+            "/routes",
+            axum::routing::get(move || {
+                let red = red.clone();
+                async move { axum::Json(red.with(State::collapsed_routes).unwrap_or_default()) }
+            }),
+        ),
+        None => app,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -205,10 +251,12 @@ mod tests {
             ..ConnStats::default()
         };
         pipeline.link.lock().unwrap().linked_connection = 5;
-        let text = render(&Sources {
+        let sources = Sources {
             pipeline,
             exporter: None,
-        });
+            red: Some(Red::new(crate::red::state::Limits::default())),
+        };
+        let text = render(&sources, Format::OpenMetrics);
         assert!(
             text.contains("sonde_agent_kernel_lost_records_total 7"),
             "{text}"
@@ -228,5 +276,13 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE target info\n"), "{text}");
+        let classic = render(&sources, Format::Text);
+        assert!(
+            classic
+                .contains("# TYPE sonde_agent_spans_total counter\nsonde_agent_spans_total 42\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     export::config::ExportConfig,
     link::LinkConfig,
     pipeline::PipelineConfig,
+    red::RedSection,
 };
 
 /// Which processes to trace. All empty (the default) means every process on the host except
@@ -67,6 +68,8 @@ pub struct AgentSection {
     pub metrics_listen_address: String,
     /// Where and how spans are exported.
     pub export: ExportConfig,
+    /// RED metrics and the service graph, derived from the spans.
+    pub red: RedSection,
 }
 
 impl Default for AgentSection {
@@ -84,6 +87,7 @@ impl Default for AgentSection {
             print: PrintMode::Off,
             metrics_listen_address: "127.0.0.1:9464".into(),
             export: ExportConfig::default(),
+            red: RedSection::default(),
         }
     }
 }
@@ -155,6 +159,7 @@ impl AgentSection {
         self.export
             .validate()
             .map_err(|e| Invalid::new("agent.export", e.to_string()))?;
+        self.red.validate()?;
         Ok(())
     }
 

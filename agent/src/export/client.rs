@@ -18,7 +18,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig},
 };
 
-use super::config::{Compression, ExportConfig, Protocol, read_ca_certificate};
+use super::config::{Compression, ExportConfig, Protocol, Signal, read_ca_certificate};
 
 /// What the endpoint said about an accepted request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -175,9 +175,19 @@ pub trait Transport: Send + Sync {
 /// Build the transport `cfg` asks for. Needs a tokio runtime (the gRPC channel connects
 /// lazily on first use).
 pub fn transport_for(cfg: &ExportConfig) -> Result<Box<dyn Transport>, ExportError> {
+    transport_for_signal(cfg, Signal::Traces)
+}
+
+/// [`transport_for`] sending `signal` (its URL, its gRPC method). The replies of the trace
+/// and metrics services have the same wire form (a partial success with a rejected count and
+/// a message), so one decoder serves both.
+pub fn transport_for_signal(
+    cfg: &ExportConfig,
+    signal: Signal,
+) -> Result<Box<dyn Transport>, ExportError> {
     Ok(match cfg.protocol {
-        Protocol::Grpc => Box::new(GrpcTransport::new(cfg)?),
-        Protocol::HttpProtobuf => Box::new(HttpTransport::new(cfg)?),
+        Protocol::Grpc => Box::new(GrpcTransport::for_signal(cfg, signal)?),
+        Protocol::HttpProtobuf => Box::new(HttpTransport::for_signal(cfg, signal)?),
     })
 }
 
@@ -192,9 +202,6 @@ fn outcome_of(resp: ExportTraceServiceResponse) -> SendOutcome {
 }
 
 // === impl GrpcTransport ===
-
-/// The gRPC method every OTLP trace exporter calls.
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// A tonic codec that sends already-encoded request bytes and decodes the protobuf reply.
 #[derive(Clone, Copy, Debug, Default)]
@@ -235,10 +242,12 @@ impl Decoder for EncodedCodec {
     }
 }
 
-/// OTLP over gRPC (`TraceService/Export`).
+/// OTLP over gRPC (`TraceService/Export` or `MetricsService/Export`).
 #[derive(Clone)]
 pub struct GrpcTransport {
     endpoint: String,
+    /// The gRPC method (`TraceService/Export`, `MetricsService/Export`).
+    path: &'static str,
     /// How to connect; a timed-out request replaces the channel with a fresh one from this.
     target: tonic::transport::Endpoint,
     gzip: bool,
@@ -249,7 +258,11 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     pub fn new(cfg: &ExportConfig) -> Result<Self, ExportError> {
-        let endpoint = cfg.traces_url();
+        Self::for_signal(cfg, Signal::Traces)
+    }
+
+    pub fn for_signal(cfg: &ExportConfig, signal: Signal) -> Result<Self, ExportError> {
+        let endpoint = cfg.url_for(signal);
         let setup = |message: String| ExportError::Setup {
             endpoint: endpoint.clone(),
             message,
@@ -286,6 +299,7 @@ impl GrpcTransport {
         }
         Ok(Self {
             endpoint,
+            path: signal.grpc_path(),
             target,
             gzip,
             client,
@@ -341,7 +355,7 @@ impl Transport for GrpcTransport {
                 client.ready().await.map_err(|e| {
                     tonic::Status::unavailable(format!("the channel is not ready: {e}"))
                 })?;
-                let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(self.path);
                 client.unary(request, path, EncodedCodec).await
             };
             match tokio::time::timeout(self.timeout, call).await {
@@ -412,7 +426,11 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     pub fn new(cfg: &ExportConfig) -> Result<Self, ExportError> {
-        let endpoint = cfg.traces_url();
+        Self::for_signal(cfg, Signal::Traces)
+    }
+
+    pub fn for_signal(cfg: &ExportConfig, signal: Signal) -> Result<Self, ExportError> {
+        let endpoint = cfg.url_for(signal);
         let setup = |message: String| ExportError::Setup {
             endpoint: endpoint.clone(),
             message,

@@ -36,6 +36,40 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// What an exporter sends: each has its own `OTEL_EXPORTER_OTLP_<SIGNAL>_*` variables and
+/// HTTP path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    /// `TRACES` / `METRICS`, as in the variables' names.
+    fn env_name(self) -> &'static str {
+        match self {
+            Self::Traces => "TRACES",
+            Self::Metrics => "METRICS",
+        }
+    }
+
+    /// The path appended to a base endpoint for `http/protobuf`.
+    pub fn http_path(self) -> &'static str {
+        match self {
+            Self::Traces => "/v1/traces",
+            Self::Metrics => "/v1/metrics",
+        }
+    }
+
+    /// The gRPC method.
+    pub fn grpc_path(self) -> &'static str {
+        match self {
+            Self::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Self::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        }
+    }
+}
+
 /// Payload compression.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +122,10 @@ pub struct ExportConfig {
     /// Full traces URL used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); wins over `endpoint`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traces_endpoint: Option<String>,
+    /// Full metrics URL used as is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`); wins over
+    /// `endpoint` for the RED metrics' OTLP export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_endpoint: Option<String>,
     pub protocol: Protocol,
     /// PEM file with the CA certificate(s) that sign an `https` endpoint's certificate, added
     /// to the built-in public roots (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
@@ -123,6 +161,7 @@ impl Default for ExportConfig {
         Self {
             endpoint: None,
             traces_endpoint: None,
+            metrics_endpoint: None,
             protocol: Protocol::Grpc,
             certificate: None,
             headers: BTreeMap::new(),
@@ -149,6 +188,7 @@ impl fmt::Debug for ExportConfig {
         f.debug_struct("ExportConfig")
             .field("endpoint", &self.endpoint)
             .field("traces_endpoint", &self.traces_endpoint)
+            .field("metrics_endpoint", &self.metrics_endpoint)
             .field("protocol", &self.protocol)
             .field("certificate", &self.certificate)
             .field("headers", &headers)
@@ -165,29 +205,16 @@ impl fmt::Debug for ExportConfig {
     }
 }
 
-/// The standard variables, signal-specific first.
+/// The generic endpoint variable (the signal's own is `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`).
 const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-const ENV_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-const ENV_PROTOCOL: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-];
-const ENV_HEADERS: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-];
-const ENV_TIMEOUT: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-];
-const ENV_CERTIFICATE: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_CERTIFICATE",
-];
-const ENV_COMPRESSION: [&str; 2] = [
-    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_COMPRESSION",
-];
+
+/// `OTEL_EXPORTER_OTLP_<SIGNAL>_<what>` then `OTEL_EXPORTER_OTLP_<what>`: signal-specific first.
+fn env_keys(signal: Signal, what: &str) -> [String; 2] {
+    [
+        format!("OTEL_EXPORTER_OTLP_{}_{what}", signal.env_name()),
+        format!("OTEL_EXPORTER_OTLP_{what}"),
+    ]
+}
 
 impl ExportConfig {
     /// Apply the `OTEL_EXPORTER_OTLP_*` variables (they override the file). `env` looks a
@@ -197,46 +224,67 @@ impl ExportConfig {
         &mut self,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<(), ExportConfigError> {
+        self.apply_env_for(Signal::Traces, env)
+    }
+
+    /// [`Self::apply_env`] for `signal`'s variables.
+    pub fn apply_env_for(
+        &mut self,
+        signal: Signal,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ExportConfigError> {
         let get = |k: &str| {
             env(k)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let first = |keys: [&'static str; 2]| keys.into_iter().find_map(|k| get(k).map(|v| (k, v)));
-        if let Some((_, v)) = first(ENV_PROTOCOL) {
+        let first = |what: &str| {
+            env_keys(signal, what)
+                .into_iter()
+                .find_map(|k| get(&k).map(|v| (k, v)))
+        };
+        if let Some((_, v)) = first("PROTOCOL") {
             self.protocol = v.parse()?;
         }
-        if let Some(v) = get(ENV_TRACES_ENDPOINT) {
-            self.traces_endpoint = Some(v);
+        let [signal_endpoint, _] = env_keys(signal, "ENDPOINT");
+        let signal_url = match signal {
+            Signal::Traces => &mut self.traces_endpoint,
+            Signal::Metrics => &mut self.metrics_endpoint,
+        };
+        if let Some(v) = get(&signal_endpoint) {
+            *signal_url = Some(v);
         }
         if let Some(v) = get(ENV_ENDPOINT) {
             self.endpoint = Some(v);
             // A generic endpoint from the environment beats a signal URL from the file only
             // when the environment has no signal URL of its own.
-            if get(ENV_TRACES_ENDPOINT).is_none() {
-                self.traces_endpoint = None;
+            if get(&signal_endpoint).is_none() {
+                match signal {
+                    Signal::Traces => self.traces_endpoint = None,
+                    Signal::Metrics => self.metrics_endpoint = None,
+                }
             }
         }
-        // Generic first, then the traces variant, so the latter wins per key.
-        for key in ENV_HEADERS {
+        // Generic first, then the signal's variant, so the latter wins per key.
+        for key in env_keys(signal, "HEADERS").iter().rev() {
             if let Some(v) = get(key) {
                 for (name, value) in parse_key_values(&v) {
                     self.headers.insert(name.to_ascii_lowercase(), value);
                 }
             }
         }
-        if let Some((name, v)) = first(ENV_TIMEOUT) {
+        if let Some((name, v)) = first("TIMEOUT") {
             let ms: u64 = v.parse().map_err(|_| ExportConfigError::Value {
-                name: name.to_owned(),
+                name: name.clone(),
                 value: v.clone(),
                 reason: "expected milliseconds as an integer".to_owned(),
             })?;
             self.timeout = Duration::from_millis(ms);
         }
-        if let Some((_, v)) = first(ENV_COMPRESSION) {
+        if let Some((_, v)) = first("COMPRESSION") {
             self.compression = v.parse()?;
         }
-        if let Some((_, v)) = first(ENV_CERTIFICATE) {
+        if let Some((_, v)) = first("CERTIFICATE") {
             self.certificate = Some(PathBuf::from(v));
         }
         Ok(())
@@ -245,7 +293,17 @@ impl ExportConfig {
     /// The URL spans are sent to: `traces_endpoint` as is, else `endpoint` (or the protocol's
     /// default) with `/v1/traces` appended for `http/protobuf`.
     pub fn traces_url(&self) -> String {
-        if let Some(url) = &self.traces_endpoint {
+        self.url_for(Signal::Traces)
+    }
+
+    /// The URL `signal` is sent to: its own URL as is, else `endpoint` (or the protocol's
+    /// default) with the signal's path appended for `http/protobuf`.
+    pub fn url_for(&self, signal: Signal) -> String {
+        let own = match signal {
+            Signal::Traces => &self.traces_endpoint,
+            Signal::Metrics => &self.metrics_endpoint,
+        };
+        if let Some(url) = own {
             return url.clone();
         }
         let base = self.endpoint.clone().unwrap_or_else(|| {
@@ -257,13 +315,20 @@ impl ExportConfig {
         });
         match self.protocol {
             Protocol::Grpc => base,
-            Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+            Protocol::HttpProtobuf => {
+                format!("{}{}", base.trim_end_matches('/'), signal.http_path())
+            }
         }
     }
 
     /// Check the settings; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<(), ExportConfigError> {
-        let url = self.traces_url();
+        self.validate_for(Signal::Traces)
+    }
+
+    /// [`Self::validate`] with `signal`'s URL.
+    pub fn validate_for(&self, signal: Signal) -> Result<(), ExportConfigError> {
+        let url = self.url_for(signal);
         let bad = |reason: &str| ExportConfigError::Endpoint {
             url: url.clone(),
             reason: reason.to_owned(),

@@ -579,6 +579,11 @@ async fn custom_transport_and_prefix_admission() {
     let accepted = handle.try_send((0..15).map(|n| (r.clone(), span_n(n))).collect());
     assert_eq!(accepted, 10);
     assert_eq!(handle.stats().dropped_queue_full, 5);
+    // Those five were the service's own: counted under its name.
+    assert_eq!(
+        handle.stats_ref().dropped_by_service(),
+        vec![("a".to_owned(), 5)]
+    );
     let req = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()

@@ -2,6 +2,7 @@
 //! `Transport`, retrying with exponential backoff and jitter, and dropping (and counting) when
 //! the endpoint cannot keep up. Producers never block and never wait.
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
@@ -41,7 +42,15 @@ pub struct ExportStats {
     pub send_errors: AtomicU64,
     /// Batches finished (exported, partly rejected, or given up on).
     pub batches_sent: AtomicU64,
+    /// Spans dropped before they were queued (queue full, shutting down), per
+    /// `service.name`: loss next to the service's RED metrics. Touched only when dropping.
+    pub dropped_by_service: Mutex<HashMap<String, u64>>,
 }
+
+/// Services with their own dropped-spans count at most; the others share one entry.
+const MAX_DROP_SERVICES: usize = 1024;
+/// The entry past [`MAX_DROP_SERVICES`].
+pub const OTHER_SERVICES: &str = "__cardinality_overflow__";
 
 /// A copy of the counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +67,34 @@ pub struct StatsSnapshot {
 }
 
 impl ExportStats {
+    /// Count `items` as dropped, per service.
+    fn dropped(&self, items: &[Item]) {
+        let Ok(mut by) = self.dropped_by_service.lock() else {
+            return;
+        };
+        for (resource, _) in items {
+            let name = resource.service_name.as_str();
+            if let Some(n) = by.get_mut(name) {
+                *n += 1;
+            } else if by.len() < MAX_DROP_SERVICES {
+                by.insert(name.to_owned(), 1);
+            } else {
+                *by.entry(OTHER_SERVICES.to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Dropped spans per service, sorted by name.
+    pub fn dropped_by_service(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self
+            .dropped_by_service
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             queued: self.queued.load(Relaxed),
@@ -162,6 +199,7 @@ impl ExporterHandle {
         }
         if s.closing.load(Relaxed) {
             s.stats.dropped_shutdown.fetch_add(offered, Relaxed);
+            s.stats.dropped(&items);
             return 0;
         }
         // Reserve room for as many spans as fit.
@@ -183,6 +221,8 @@ impl ExporterHandle {
         let dropped = offered - granted;
         if dropped > 0 {
             s.stats.dropped_queue_full.fetch_add(dropped, Relaxed);
+            s.stats
+                .dropped(&items[usize::try_from(granted).unwrap_or(usize::MAX)..]);
             if s.log.allow(LogKind::QueueFull) {
                 tracing::warn!(
                     dropped,

@@ -29,4 +29,4 @@ pub use print::{PrintFormat, format_span};
 #[cfg(test)]
 mod e2e_tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;

@@ -38,11 +38,11 @@ fn kv(key: &str, value: Value) -> KeyValue {
     }
 }
 
-fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
+pub(crate) fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     kv(key, Value::StringValue(value.into()))
 }
 
-fn kv_int(key: &str, value: i64) -> KeyValue {
+pub(crate) fn kv_int(key: &str, value: i64) -> KeyValue {
     kv(key, Value::IntValue(value))
 }
 

@@ -48,6 +48,11 @@ pub struct Args {
     /// into a ring drained every 100 ms and does nothing else: the floor of a capturing tracer.
     #[arg(long)]
     reference: bool,
+    /// Also run, in each round, the agent tracing the server with RED metrics off
+    /// (`--no-red`): agent CPU per span with and without metrics, side by side. The traced
+    /// runs otherwise derive RED metrics and export them over OTLP every second.
+    #[arg(long)]
+    without_red: bool,
 }
 
 pub(super) struct Server {
@@ -357,22 +362,32 @@ fn scan(msg: &[u8]) -> impl Iterator<Item = (u32, Field<'_>)> {
 fn start_receiver(rt: &tokio::runtime::Runtime, received: Arc<Received>) -> Result<u16> {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let port = listener.local_addr()?.port();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let received = received.clone();
-            async move {
-                let port = received.port.load(Ordering::Relaxed);
-                received
-                    .spans
-                    .fetch_add(count_spans(&body, port), Ordering::Relaxed);
+    let app = axum::Router::new()
+        .route(
+            "/v1/metrics",
+            axum::routing::post(|| async {
                 (
                     [("content-type", "application/x-protobuf")],
                     Vec::<u8>::new(),
                 )
-            }
-        }),
-    );
+            }),
+        )
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let received = received.clone();
+                async move {
+                    let port = received.port.load(Ordering::Relaxed);
+                    received
+                        .spans
+                        .fetch_add(count_spans(&body, port), Ordering::Relaxed);
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                }
+            }),
+        );
     rt.spawn(async move { axum::serve(listener, app).await });
     Ok(port)
 }
@@ -455,6 +470,8 @@ enum Tracer<'a> {
         bin: &'a Path,
         select: Select,
         export: bool,
+        /// RED metrics derived and exported over OTLP every second.
+        red: bool,
     },
     Reference {
         bin: &'a Path,
@@ -469,6 +486,7 @@ impl Tracer<'_> {
                 bin,
                 select,
                 export,
+                red,
             } => {
                 let mut cmd = Command::new(bin);
                 cmd.arg("agent");
@@ -477,6 +495,12 @@ impl Tracer<'_> {
                 }
                 if !export {
                     cmd.arg("--no-export");
+                }
+                if red {
+                    cmd.env("OTEL_METRICS_EXPORTER", "otlp")
+                        .env("OTEL_METRIC_EXPORT_INTERVAL", "1000");
+                } else {
+                    cmd.arg("--no-red");
                 }
                 cmd.args(["--metrics-listen-address", &format!("127.0.0.1:{metrics}")])
                     .env(
@@ -667,11 +691,16 @@ pub fn run(args: &Args) -> Result<()> {
          (wrk's client spans expected too). Ratios are per-round medians of traced/untraced req/s."
     );
     println!(
-        "target  conns  untraced_rps  traced_rps  ratio(min-max)       complete  us/span  rss_MiB  ringB/req  lost{}{}{}{}",
+        "target  conns  untraced_rps  traced_rps  ratio(min-max)       complete  us/span  rss_MiB  ringB/req  lost{}{}{}{}{}",
         if args.no_default_selection {
             ""
         } else {
             "  default:ratio  complete  us/span  ringB/req  lost"
+        },
+        if args.without_red {
+            "  noRED:us/span  RED:+us"
+        } else {
+            ""
         },
         if args.capture_only { "  capture" } else { "" },
         if args.floor { "  floor" } else { "" },
@@ -689,12 +718,21 @@ pub fn run(args: &Args) -> Result<()> {
                 bin: &bin,
                 select: Select::Port(port),
                 export: true,
+                red: true,
             };
             let default_agent = Tracer::Agent {
                 bin: &bin,
                 select: Select::Default,
                 export: true,
+                red: true,
             };
+            let no_red_agent = Tracer::Agent {
+                bin: &bin,
+                select: Select::Port(port),
+                export: true,
+                red: false,
+            };
+            let mut no_red_runs = Vec::new();
             let run = |tracer: &Tracer<'_>| traced_run(tracer, &server, receiver, c, args.duration);
             let (mut ratios, mut traced) = (Vec::new(), Vec::new());
             let (mut default_ratios, mut default_runs) = (Vec::new(), Vec::new());
@@ -708,6 +746,7 @@ pub fn run(args: &Args) -> Result<()> {
                         bin: &bin,
                         select: Select::Port(port),
                         export: false,
+                        red: true,
                     },
                 ),
                 (
@@ -716,6 +755,7 @@ pub fn run(args: &Args) -> Result<()> {
                         bin: &bin,
                         select: Select::Port(unused_port),
                         export: true,
+                        red: true,
                     },
                 ),
                 (
@@ -740,6 +780,9 @@ pub fn run(args: &Args) -> Result<()> {
                     let d = run(&default_agent)?;
                     default_ratios.push(d.rps / b.1);
                     default_runs.push(d);
+                }
+                if args.without_red {
+                    no_red_runs.push(run(&no_red_agent)?);
                 }
                 for ((on, tracer), out) in extras.iter().zip(&mut extra_ratios) {
                     if *on {
@@ -768,6 +811,16 @@ pub fn run(args: &Args) -> Result<()> {
                     d.lost
                 )
             };
+            let no_red_columns = if args.without_red {
+                let n = totals(&no_red_runs, 1);
+                format!(
+                    "  {:>12.2}  {:>+9.2}",
+                    n.cpu_us_per_span,
+                    t.cpu_us_per_span - n.cpu_us_per_span
+                )
+            } else {
+                String::new()
+            };
             let extra_columns: String = extras
                 .iter()
                 .zip(&mut extra_ratios)
@@ -778,7 +831,7 @@ pub fn run(args: &Args) -> Result<()> {
                 })
                 .collect();
             println!(
-                "{target:<7} {c:>5}  {b:>12.0}  {:>10.0}  {:.3} ({lo:.3}-{hi:.3})  {:>8.4}  {:>7.2}  {:>7.1}  {:>9.0}  {:>4}{default_columns}{extra_columns}",
+                "{target:<7} {c:>5}  {b:>12.0}  {:>10.0}  {:.3} ({lo:.3}-{hi:.3})  {:>8.4}  {:>7.2}  {:>7.1}  {:>9.0}  {:>4}{default_columns}{no_red_columns}{extra_columns}",
                 t.rps,
                 median(&ratios),
                 t.completeness,
@@ -793,6 +846,8 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "complete = spans received / spans expected for the requests wrk completed (wrk does not \
          count requests still in flight when it stops, so it can exceed 1 slightly); \
+         us/span = agent CPU per span with RED metrics derived and exported over OTLP every \
+         second (noRED: with --no-red; RED:+us the difference); \
          ringB/req = ring-buffer bytes per request (records of every traced process); lost = \
          records the kernel could not queue"
     );
