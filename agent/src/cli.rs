@@ -1,4 +1,4 @@
-//! Command line: `sonde [all|agent|store|reconcile|gen-config]`. Each job owns its argument
+//! Command line: `sonde [all|agent|store|reconcile|doctor|gen-config]`. Each job owns its argument
 //! struct and `run`; this file only dispatches and sets up logging.
 use std::process::ExitCode;
 
@@ -26,6 +26,8 @@ pub enum Command {
     Store(crate::app::store::StoreArgs),
     /// Make Grafana datasources correlate (traces ↔ metrics ↔ logs).
     Reconcile(crate::app::reconcile::ReconcileArgs),
+    /// Check whether Sonde can run here and what it will see (exit 1 when capture cannot start).
+    Doctor(crate::app::doctor::DoctorArgs),
     /// Print the default configuration file.
     GenConfig,
 }
@@ -46,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => crate::app::agent::run_agent(args),
         Command::Store(args) => crate::app::store::run_store(args),
         Command::Reconcile(args) => crate::app::reconcile::run_reconcile(args),
+        Command::Doctor(args) => crate::app::doctor::run_doctor(args),
     }
 }
 

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 pub mod agent;
 pub mod all;
 pub mod capture;
+pub mod doctor;
 mod handoff;
 pub mod reconcile;
 pub mod selfmetrics;

@@ -111,7 +111,7 @@ const NEEDED_CAPS: [(u32, &str); 3] = [
 
 /// Whether the effective capability set in a `/proc/<pid>/status` text holds every needed
 /// capability (root normally does; a non-root user can be granted exactly these).
-fn has_capabilities(status: &str) -> bool {
+pub fn has_capabilities(status: &str) -> bool {
     let effective = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
