@@ -35,6 +35,8 @@ const PIP_PACKAGES: &[&str] = &[
     "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-exporter-otlp-proto-http",
     "aiohttp",
+    // Validates deploy/kubernetes against the Kubernetes API schemas.
+    "kubernetes-validate",
 ];
 
 /// Toolchain that builds the kernel object (same LLVM major as bpf-linker's llvm-22).
@@ -147,7 +149,7 @@ fn bpf_linker() -> Result<()> {
 fn python() -> Result<()> {
     let have = ok(Command::new("python3").args([
         "-c",
-        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, aiohttp",
+        "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, aiohttp, kubernetes_validate",
     ]));
     if have {
         return Ok(());
