@@ -408,3 +408,76 @@ async fn random_paths_stay_under_the_series_limit_and_overflow_is_counted() {
         });
     eprintln!("agent after {REQUESTS} distinct paths: {series} series, {rss:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_node_client_and_server_make_one_named_edge() {
+    require_kernel!();
+    const REQUESTS: usize = 10;
+    let service = "red-e2e-graph";
+    let port = free_port();
+    let _server = python_server(port, service);
+    let (addr, _received) = start_receiver().await;
+    let metrics = free_port();
+    // The server by its port, and curl (started later) by its executable: both sides.
+    let _agent = start_agent(
+        addr,
+        &[
+            "--port",
+            &port.to_string(),
+            "--exe",
+            "**/curl",
+            "--metrics-listen-address",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    );
+    for i in 0..REQUESTS {
+        let (code, _) = curl(port, "GET", &format!("/users/{i}"));
+        assert_eq!(code, 200);
+    }
+    let edge = format!("client=\"curl\",server=\"{service}\",connection_type=\"\"");
+    let client_side = format!("server_port=\"{port}\"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(metrics).await;
+        let (n, _) = samples(&text, "traces_service_graph_request_total", &edge);
+        let (c, _) = samples(
+            &text,
+            "http_client_request_duration_seconds_count",
+            &client_side,
+        );
+        if (n >= REQUESTS as u64 && c >= REQUESTS as u64) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (n, series) = samples(&text, "traces_service_graph_request_total", "");
+    assert_eq!(
+        (n, series),
+        (REQUESTS as u64, 1),
+        "one edge curl → {service}, each request once:\n{}",
+        text.lines()
+            .filter(|l| l.starts_with("traces_service_graph"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (n, _) = samples(&text, "traces_service_graph_request_total", &edge);
+    assert_eq!(n, REQUESTS as u64);
+    let (n, _) = samples(
+        &text,
+        "traces_service_graph_request_client_seconds_count",
+        &edge,
+    );
+    assert_eq!(n, REQUESTS as u64, "the client side's durations, same edge");
+    let (n, _) = samples(
+        &text,
+        "http_client_request_duration_seconds_count",
+        "service_name=\"curl\"",
+    );
+    assert_eq!(n, REQUESTS as u64, "curl's own client metrics");
+    assert!(
+        text.contains(&format!(
+            "server_address=\"127.0.0.1\",server_port=\"{port}\""
+        )),
+        "client metrics name the server"
+    );
+}

@@ -211,10 +211,7 @@ impl Writer {
 /// Which body-size histogram of a series.
 type SizeOf = fn(&Series) -> &Hist<11>;
 
-fn series_of(
-    s: &super::state::Service,
-    kind: SpanKind,
-) -> &std::collections::HashMap<Labels, Series> {
+fn series_of(s: &super::state::Service, kind: SpanKind) -> &rustc_hash::FxHashMap<Labels, Series> {
     match kind {
         SpanKind::Server => &s.server.series,
         SpanKind::Client => &s.client.series,

@@ -2,7 +2,6 @@
 //! series, its learnt routes, its losses), the service graph, and the bounds that keep it
 //! all in a fixed amount of memory.
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -15,6 +14,8 @@ use super::{
         overflowed,
     },
 };
+use rustc_hash::FxHashMap as HashMap;
+
 use crate::span::{SpanKind, resource::ProcessResource};
 
 /// How much the RED stage may hold.
@@ -116,12 +117,12 @@ impl State {
         Self {
             graph: Graph::new(limits.edges),
             limits,
-            services: HashMap::new(),
+            services: HashMap::default(),
             series: 0,
             instance_overflows: 0,
             otlp_requests: 0,
             otlp_failed_requests: 0,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
         }
     }
 
@@ -133,12 +134,15 @@ impl State {
     /// Count one hand-over of observations.
     pub fn record(&mut self, batch: Vec<Observation>) {
         let now = Instant::now();
-        for o in &batch {
-            self.graph.learn(&o.resource.service_name, o);
+        let keys: Vec<ServiceKey> = batch
+            .iter()
+            .map(|o| self.key_for(&o.resource, now))
+            .collect();
+        for (o, key) in batch.iter().zip(&keys) {
+            self.graph.learn(&key.name, o);
         }
-        for mut o in batch {
-            self.graph.record(&o.resource.service_name, &o);
-            let key = self.key_for(&o.resource, now);
+        for (mut o, key) in batch.into_iter().zip(keys) {
+            self.graph.record(&key.name, &o, now);
             let exemplars = self.limits.exemplars;
             let room = self.series < self.limits.series_total;
             let limit = self.limits.series_per_service;
@@ -148,12 +152,14 @@ impl State {
                 client: Table::default(),
                 routes: RouteTree::new(self.limits.route_segment_values, self.limits.route_nodes),
                 dropped_spans: 0,
-                overflows: HashMap::new(),
+                overflows: HashMap::default(),
                 last_seen: now,
             });
             service.last_seen = now;
-            if let Some(route) = o.labels.route.take() {
-                o.labels.route = Some(service.routes.apply(&route).into());
+            if let Some(route) = &o.labels.route
+                && let Some(collapsed) = service.routes.apply_changed(route)
+            {
+                o.labels.route = Some(collapsed.into());
             }
             let table = match o.kind {
                 SpanKind::Server => &mut service.server,
@@ -233,7 +239,7 @@ impl State {
                     client: Table::default(),
                     routes: RouteTree::new(limits.route_segment_values, limits.route_nodes),
                     dropped_spans: spans,
-                    overflows: HashMap::new(),
+                    overflows: HashMap::default(),
                     last_seen: Instant::now(),
                 },
             );
