@@ -106,7 +106,7 @@ pub struct State {
     pub otlp_failed_requests: u64,
     /// The key of each process resource seen lately, by its address (the `Arc` held here
     /// keeps the address from being reused): no allocation per span.
-    keys: HashMap<usize, (Arc<ProcessResource>, ServiceKey)>,
+    keys: HashMap<usize, (Arc<ProcessResource>, Arc<ServiceKey>)>,
 }
 
 /// Resources whose key is remembered at most (a bound: cleared when reached).
@@ -134,7 +134,7 @@ impl State {
     /// Count one hand-over of observations.
     pub fn record(&mut self, batch: Vec<Observation>) {
         let now = Instant::now();
-        let keys: Vec<ServiceKey> = batch
+        let keys: Vec<Arc<ServiceKey>> = batch
             .iter()
             .map(|o| self.key_for(&o.resource, now))
             .collect();
@@ -146,15 +146,12 @@ impl State {
             let exemplars = self.limits.exemplars;
             let room = self.series < self.limits.series_total;
             let limit = self.limits.series_per_service;
-            let service = self.services.entry(key).or_insert_with(|| Service {
-                resource: o.resource.clone(),
-                server: Table::default(),
-                client: Table::default(),
-                routes: RouteTree::new(self.limits.route_segment_values, self.limits.route_nodes),
-                dropped_spans: 0,
-                overflows: HashMap::default(),
-                last_seen: now,
-            });
+            if !self.services.contains_key(&*key) {
+                self.insert_service(&key, &o.resource, 0, now);
+            }
+            let Some(service) = self.services.get_mut(&*key) else {
+                continue;
+            };
             service.last_seen = now;
             if let Some(route) = &o.labels.route
                 && let Some(collapsed) = service.routes.apply_changed(route)
@@ -226,29 +223,39 @@ impl State {
 
     /// Count spans the RED stage had to drop, per service.
     pub fn dropped(&mut self, resource: &Arc<ProcessResource>, spans: u64) {
-        let key = self.key_for(resource, Instant::now());
-        if let Some(s) = self.services.get_mut(&key) {
-            s.dropped_spans += spans;
-        } else {
-            let limits = &self.limits;
-            self.services.insert(
-                key,
-                Service {
-                    resource: resource.clone(),
-                    server: Table::default(),
-                    client: Table::default(),
-                    routes: RouteTree::new(limits.route_segment_values, limits.route_nodes),
-                    dropped_spans: spans,
-                    overflows: HashMap::default(),
-                    last_seen: Instant::now(),
-                },
-            );
+        let now = Instant::now();
+        let key = self.key_for(resource, now);
+        match self.services.get_mut(&*key) {
+            Some(s) => s.dropped_spans += spans,
+            None => self.insert_service(&key, resource, spans, now),
         }
+    }
+
+    fn insert_service(
+        &mut self,
+        key: &ServiceKey,
+        resource: &Arc<ProcessResource>,
+        dropped_spans: u64,
+        now: Instant,
+    ) {
+        let limits = &self.limits;
+        self.services.insert(
+            key.clone(),
+            Service {
+                resource: resource.clone(),
+                server: Table::default(),
+                client: Table::default(),
+                routes: RouteTree::new(limits.route_segment_values, limits.route_nodes),
+                dropped_spans,
+                overflows: HashMap::default(),
+                last_seen: now,
+            },
+        );
     }
 
     /// The key `resource`'s series go under: its own, or when the service table is full and
     /// no service is idle enough to give its place, the same with the instance overflowed.
-    fn key_for(&mut self, resource: &Arc<ProcessResource>, now: Instant) -> ServiceKey {
+    fn key_for(&mut self, resource: &Arc<ProcessResource>, now: Instant) -> Arc<ServiceKey> {
         let addr = Arc::as_ptr(resource) as usize;
         let key = match self.keys.get(&addr) {
             Some((_, k)) => k.clone(),
@@ -256,12 +263,12 @@ impl State {
                 if self.keys.len() >= MAX_KEYS {
                     self.keys.clear();
                 }
-                let k = ServiceKey::of(resource);
+                let k = Arc::new(ServiceKey::of(resource));
                 self.keys.insert(addr, (resource.clone(), k.clone()));
                 k
             }
         };
-        if self.services.contains_key(&key) || self.services.len() < self.limits.services {
+        if self.services.contains_key(&*key) || self.services.len() < self.limits.services {
             return key;
         }
         let idlest = self
@@ -282,19 +289,19 @@ impl State {
         self.instance_overflows += 1;
         let limited = ServiceKey {
             instance: OVERFLOW.into(),
-            ..key
+            ..(*key).clone()
         };
         let reserve = (self.limits.services / 10).max(1);
         if self.services.contains_key(&limited)
             || self.services.len() < self.limits.services + reserve
         {
-            return limited;
+            return Arc::new(limited);
         }
-        ServiceKey {
+        Arc::new(ServiceKey {
             name: OVERFLOW.into(),
             namespace: None,
             instance: OVERFLOW.into(),
-        }
+        })
     }
 }
 
