@@ -25,6 +25,7 @@ use crate::{
     span::{HttpSpan, resource::ProcessResource},
 };
 
+pub mod classic;
 pub mod collapse;
 pub mod expose;
 pub mod graph;
