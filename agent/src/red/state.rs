@@ -9,6 +9,7 @@ use std::{
 use super::{
     collapse::RouteTree,
     graph::Graph,
+    patterns::RoutePatterns,
     series::{
         DURATION_BOUNDS, Exemplar, OVERFLOW, Observation, SIZE_BOUNDS, Table, overflow_label_name,
         overflowed,
@@ -35,6 +36,8 @@ pub struct Limits {
     pub edges: usize,
     /// Trace-ID exemplars on the duration buckets.
     pub exemplars: bool,
+    /// User route patterns, first match wins (checked by the configuration).
+    pub route_patterns: Vec<String>,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             route_nodes: 2000,
             edges: 10_000,
             exemplars: true,
+            route_patterns: Vec::new(),
         }
     }
 }
@@ -107,6 +111,7 @@ pub struct State {
     /// The key of each process resource seen lately, by its address (the `Arc` held here
     /// keeps the address from being reused): no allocation per span.
     keys: HashMap<usize, (Arc<ProcessResource>, Arc<ServiceKey>)>,
+    patterns: RoutePatterns,
 }
 
 /// Resources whose key is remembered at most (a bound: cleared when reached).
@@ -116,6 +121,7 @@ impl State {
     pub fn new(limits: Limits) -> Self {
         Self {
             graph: Graph::new(limits.edges),
+            patterns: RoutePatterns::parse(&limits.route_patterns).unwrap_or_default(),
             limits,
             services: HashMap::default(),
             series: 0,
@@ -153,10 +159,13 @@ impl State {
                 continue;
             };
             service.last_seen = now;
-            if let Some(route) = &o.labels.route
-                && let Some(collapsed) = service.routes.apply_changed(route)
-            {
-                o.labels.route = Some(collapsed.into());
+            // The user's patterns first, then what was learnt.
+            if let Some(route) = &o.labels.route {
+                if let Some(p) = self.patterns.matching(route) {
+                    o.labels.route = Some(p.into());
+                } else if let Some(collapsed) = service.routes.apply_changed(route) {
+                    o.labels.route = Some(collapsed.into());
+                }
             }
             let table = match o.kind {
                 SpanKind::Server => &mut service.server,
@@ -415,6 +424,34 @@ mod tests {
         assert_eq!(
             routes.values().next().unwrap(),
             &vec!["/tag/{id}".to_owned()]
+        );
+    }
+
+    #[test]
+    fn user_patterns_win_over_the_learnt_collapse() {
+        let mut st = State::new(Limits {
+            route_segment_values: 1,
+            route_patterns: vec!["/users/{name}".to_owned()],
+            ..Limits::default()
+        });
+        let r = resource(1, "shop");
+        st.record(
+            ["/users/alice", "/users/bob", "/tags/a", "/tags/b"]
+                .iter()
+                .map(|p| obs(&r, p, 200))
+                .collect(),
+        );
+        let svc = st.services.values().next().unwrap();
+        let mut routes: Vec<(&str, u64)> = svc
+            .server
+            .series
+            .iter()
+            .map(|(l, s)| (l.route.as_deref().unwrap(), s.duration.count()))
+            .collect();
+        routes.sort_unstable();
+        assert_eq!(
+            routes,
+            vec![("/tags/a", 1), ("/tags/{id}", 1), ("/users/{name}", 2)]
         );
     }
 
