@@ -5,16 +5,19 @@
 //! metrics the agent exports at the same time must count the same; the service graph counts
 //! each request once, from the server's side. A second
 //! test sends thousands of distinct paths and checks the series stay under the configured
-//! limit with the overflow counted.
+//! limit with the overflow counted; another traces both sides on one node (one named edge);
+//! the last runs `sonde all` and finds an exemplar's trace in the embedded store.
 use std::{
     collections::{BTreeMap, HashSet},
-    process::Command,
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use sonde_e2e::{
     Proc,
-    agent::{scrape, start_agent, start_agent_with_env},
+    agent::{scrape, sonde_bin, start_agent, start_agent_with_env},
     free_port,
     otlp::{start_receiver, start_receiver_with_metrics},
     prometheus::{self, Prometheus},
@@ -407,4 +410,163 @@ async fn random_paths_stay_under_the_series_limit_and_overflow_is_counted() {
                 .map(str::to_owned)
         });
     eprintln!("agent after {REQUESTS} distinct paths: {series} series, {rss:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_node_client_and_server_make_one_named_edge() {
+    require_kernel!();
+    const REQUESTS: usize = 10;
+    let service = "red-e2e-graph";
+    let port = free_port();
+    let _server = python_server(port, service);
+    let (addr, _received) = start_receiver().await;
+    let metrics = free_port();
+    // The server by its port, and curl (started later) by its executable: both sides.
+    let _agent = start_agent(
+        addr,
+        &[
+            "--port",
+            &port.to_string(),
+            "--exe",
+            "**/curl",
+            "--metrics-listen-address",
+            &format!("127.0.0.1:{metrics}"),
+        ],
+    );
+    for i in 0..REQUESTS {
+        let (code, _) = curl(port, "GET", &format!("/users/{i}"));
+        assert_eq!(code, 200);
+    }
+    let edge = format!("client=\"curl\",server=\"{service}\",connection_type=\"\"");
+    let client_side = format!("server_port=\"{port}\"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(metrics).await;
+        let (n, _) = samples(&text, "traces_service_graph_request_total", &edge);
+        let (c, _) = samples(
+            &text,
+            "http_client_request_duration_seconds_count",
+            &client_side,
+        );
+        if (n >= REQUESTS as u64 && c >= REQUESTS as u64) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (n, series) = samples(&text, "traces_service_graph_request_total", "");
+    assert_eq!(
+        (n, series),
+        (REQUESTS as u64, 1),
+        "one edge curl → {service}, each request once:\n{}",
+        text.lines()
+            .filter(|l| l.starts_with("traces_service_graph"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (n, _) = samples(&text, "traces_service_graph_request_total", &edge);
+    assert_eq!(n, REQUESTS as u64);
+    let (n, _) = samples(
+        &text,
+        "traces_service_graph_request_client_seconds_count",
+        &edge,
+    );
+    assert_eq!(n, REQUESTS as u64, "the client side's durations, same edge");
+    let (n, _) = samples(
+        &text,
+        "http_client_request_duration_seconds_count",
+        "service_name=\"curl\"",
+    );
+    assert_eq!(n, REQUESTS as u64, "curl's own client metrics");
+    assert!(
+        text.contains(&format!(
+            "server_address=\"127.0.0.1\",server_port=\"{port}\""
+        )),
+        "client metrics name the server"
+    );
+}
+
+/// `sonde all`: a latency bucket's exemplar, as Prometheus stored it, names a trace the
+/// embedded store serves by ID (the click from a Grafana latency panel to the trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplar_trace_is_served_by_the_embedded_store() {
+    require_kernel!();
+    if skip_without_prometheus() {
+        return;
+    }
+    let service = "red-e2e-all";
+    let port = free_port();
+    let _server = python_server(port, service);
+    let data = tempfile::tempdir().unwrap();
+    let (api, grpc, http, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let mut child = Command::new(sonde_bin())
+        .arg("all")
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(data.path())
+        .args(["--http-listen-address", &format!("127.0.0.1:{api}")])
+        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{http}")])
+        .args(["--metrics-listen-address", &format!("127.0.0.1:{metrics}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sonde all");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[all] {line}");
+            if line.contains("capturing") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let _all = Proc(child);
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("sonde all did not start capturing");
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(dir.path(), &format!("127.0.0.1:{metrics}")).await;
+    for i in 0..5 {
+        assert_eq!(curl(port, "GET", &format!("/users/{i}")).0, 200);
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids: Vec<String> = prom
+            .exemplars(
+                &format!(
+                    "http_server_request_duration_seconds_bucket{{service_name=\"{service}\"}}"
+                ),
+                Duration::from_secs(600),
+            )
+            .await
+            .into_iter()
+            .filter_map(|l| {
+                l.get("trace_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        let mut served = None;
+        for id in &ids {
+            let resp = client
+                .get(format!("http://127.0.0.1:{api}/api/traces/{id}"))
+                .send()
+                .await
+                .unwrap();
+            if resp.status() == 200 {
+                served = Some(resp.json::<serde_json::Value>().await.unwrap());
+                break;
+            }
+        }
+        if let Some(trace) = served {
+            let text = trace.to_string();
+            assert!(text.contains("/users/"), "{text}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exemplar trace id served by the store: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -150,6 +150,14 @@ pub async fn run_capture(
         Some(red) => Box::new(crate::red::RedTap::start(red, sink).map_err(AgentError::RedThread)?),
         None => sink,
     };
+    // Set up before the capture starts, so that a bad setting stops nothing half-started.
+    let metrics_transport = match (&red, cfg.red.otlp_export) {
+        (Some(_), true) => Some(crate::export::client::transport_for_signal(
+            &cfg.red.otlp,
+            crate::export::config::Signal::Metrics,
+        )?),
+        _ => None,
+    };
     let (thread, stats) = pipeline::start(pipeline_cfg, sink, stop.clone())?;
     tracing::info!(
         tracepoints = crate::ebpf::TRACEPOINTS.len(),
@@ -174,12 +182,8 @@ pub async fn run_capture(
         });
     }
     // The RED metrics as OTLP, when asked for.
-    let metrics_export = match (&red, cfg.red.otlp_export) {
-        (Some(red), true) => {
-            let transport = crate::export::client::transport_for_signal(
-                &cfg.red.otlp,
-                crate::export::config::Signal::Metrics,
-            )?;
+    let metrics_export = match (&red, metrics_transport) {
+        (Some(red), Some(transport)) => {
             tracing::info!(
                 endpoint = transport.endpoint(),
                 protocol = %cfg.red.otlp.protocol,

@@ -20,11 +20,7 @@ use crate::conn::Stats as ConnStats;
 use crate::{
     export::ExporterHandle,
     pipeline::PipelineStats,
-    red::{
-        Red,
-        expose::{Format, openmetrics_to_text},
-        state::State,
-    },
+    red::{Red, classic::openmetrics_to_text, expose::Format, state::State},
 };
 
 /// Everything the collector reads.

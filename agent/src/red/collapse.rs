@@ -3,7 +3,7 @@
 //! `{id}` (the first ones too, from then on), so paths the heuristic in [`super::route`]
 //! keeps as names (`/users/alice`, `/tags/rust`) cannot grow the series without bound.
 //! The tree is bounded in nodes; past that, segments under prefixes it never saw collapse.
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::route::ID;
 
@@ -28,34 +28,57 @@ impl RouteTree {
         Self {
             max_values: max_values.max(1),
             max_nodes: max_nodes.max(1),
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
         }
     }
 
     /// The template `route` collapses to, learning its segments.
     pub fn apply(&mut self, route: &str) -> String {
-        let Some(rest) = route.strip_prefix('/') else {
-            return route.to_owned();
-        };
-        let mut out = String::with_capacity(route.len());
+        self.apply_changed(route)
+            .unwrap_or_else(|| route.to_owned())
+    }
+
+    /// Like [`Self::apply`], but `None` when `route` stays as it is (no allocation: the
+    /// common case).
+    pub fn apply_changed(&mut self, route: &str) -> Option<String> {
+        let rest = route.strip_prefix('/')?;
+        // The collapsed template so far: a prefix of `route` until a segment changes.
+        let mut out: Option<String> = None;
+        let mut at = 0; // where the current segment's '/' is in `route`
         for segment in rest.split('/') {
-            let keep = segment.is_empty() || segment.starts_with('{') || self.learn(&out, segment);
-            out.push('/');
-            out.push_str(if keep { segment } else { ID });
+            let keep = segment.is_empty() || segment.starts_with('{') || {
+                let prefix = match &out {
+                    Some(o) => o.as_str(),
+                    None => &route[..at],
+                };
+                self.learn(prefix, segment)
+            };
+            match (&mut out, keep) {
+                (None, true) => {}
+                (None, false) => {
+                    let mut o = String::with_capacity(route.len());
+                    o.push_str(&route[..at]);
+                    o.push('/');
+                    o.push_str(ID);
+                    out = Some(o);
+                }
+                (Some(o), _) => {
+                    o.push('/');
+                    o.push_str(if keep { segment } else { ID });
+                }
+            }
+            at += 1 + segment.len();
         }
         out
     }
 
     /// Whether `segment` under `prefix` stays as it is.
     fn learn(&mut self, prefix: &str, segment: &str) -> bool {
-        if !self.nodes.contains_key(prefix) {
-            if self.nodes.len() >= self.max_nodes {
-                return false;
-            }
-            self.nodes.insert(prefix.into(), Node::default());
-        }
-        let Some(node) = self.nodes.get_mut(prefix) else {
-            return false;
+        let full = self.nodes.len() >= self.max_nodes;
+        let node = match self.nodes.get_mut(prefix) {
+            Some(n) => n,
+            None if full => return false,
+            None => self.nodes.entry(prefix.into()).or_default(),
         };
         if node.collapsed {
             return false;
@@ -68,7 +91,7 @@ impl RouteTree {
             return true;
         }
         node.collapsed = true;
-        node.values = HashSet::new();
+        node.values = HashSet::default();
         false
     }
 

@@ -12,10 +12,13 @@
 //! the server's `Host`), with `connection_type="virtual_node"`. A server span waits up to
 //! [`WAIT`] for the client span of the same exchange, which often comes after it.
 use std::{
-    collections::{HashMap, VecDeque},
-    net::SocketAddr,
+    collections::VecDeque,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::series::{Hist, OVERFLOW, Observation};
 use crate::span::SpanKind;
@@ -37,8 +40,8 @@ pub const WAIT: Duration = Duration::from_millis(300);
 /// One edge of the graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Edge {
-    pub client: Box<str>,
-    pub server: Box<str>,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
     pub connection_type: &'static str,
 }
 
@@ -54,7 +57,7 @@ pub struct EdgeStats {
 /// A server span's part of an edge, waiting to learn its client.
 #[derive(Debug)]
 struct Waiting {
-    server: Box<str>,
+    server: Arc<str>,
     peer: SocketAddr,
     seconds: f64,
     failed: bool,
@@ -67,9 +70,12 @@ pub struct Graph {
     pub edges: HashMap<Edge, EdgeStats>,
     max_edges: usize,
     /// A traced client's socket (its local address) → its service.
-    clients: HashMap<SocketAddr, Box<str>>,
+    clients: HashMap<SocketAddr, Arc<str>>,
     /// A traced server's socket (its local address) → its service.
-    servers: HashMap<SocketAddr, Box<str>>,
+    servers: HashMap<SocketAddr, Arc<str>>,
+    /// Virtual nodes' names, made once per address.
+    ip_names: HashMap<IpAddr, Arc<str>>,
+    /// Server spans in the order they came, so the oldest are first.
     waiting: VecDeque<Waiting>,
     /// Edges whose peer label overflowed.
     pub overflowed: u64,
@@ -78,17 +84,18 @@ pub struct Graph {
 impl Graph {
     pub fn new(max_edges: usize) -> Self {
         Self {
-            edges: HashMap::new(),
+            edges: HashMap::default(),
             max_edges: max_edges.max(1),
-            clients: HashMap::new(),
-            servers: HashMap::new(),
+            clients: HashMap::default(),
+            servers: HashMap::default(),
+            ip_names: HashMap::default(),
             waiting: VecDeque::new(),
             overflowed: 0,
         }
     }
 
     /// Remember which traced process owns the span's local socket.
-    pub fn learn(&mut self, service: &str, span: &Observation) {
+    pub fn learn(&mut self, service: &Arc<str>, span: &Observation) {
         let map = match span.kind {
             SpanKind::Client => &mut self.clients,
             SpanKind::Server => &mut self.servers,
@@ -96,44 +103,54 @@ impl Graph {
         if map.len() >= MAX_ADDRESSES {
             map.clear();
         }
-        if map.get(&span.local).is_none_or(|s| &**s != service) {
-            map.insert(span.local, service.into());
+        if map.get(&span.local).is_none_or(|s| s != service) {
+            map.insert(span.local, service.clone());
         }
     }
 
+    /// The virtual node named after `ip`.
+    fn ip_name(&mut self, ip: IpAddr) -> Arc<str> {
+        if let Some(n) = self.ip_names.get(&ip) {
+            return n.clone();
+        }
+        if self.ip_names.len() >= MAX_ADDRESSES {
+            self.ip_names.clear();
+        }
+        let n: Arc<str> = ip.to_string().into();
+        self.ip_names.insert(ip, n.clone());
+        n
+    }
+
     /// Count one span of `service` (call [`Self::learn`] for the whole batch first).
-    pub fn record(&mut self, service: &str, span: &Observation) {
+    pub fn record(&mut self, service: &Arc<str>, span: &Observation, now: Instant) {
         let seconds = span.seconds;
         match span.kind {
             SpanKind::Server => {
                 let failed = span.failed();
                 if let Some(client) = self.clients.get(&span.peer).cloned() {
-                    self.server_side(client, service.into(), "", seconds, failed);
+                    self.server_side(client, service.clone(), "", seconds, failed);
                 } else if self.waiting.len() < MAX_WAITING {
                     self.waiting.push_back(Waiting {
-                        server: service.into(),
+                        server: service.clone(),
                         peer: span.peer,
                         seconds,
                         failed,
-                        since: Instant::now(),
+                        since: now,
                     });
                 } else {
-                    let client = span.peer.ip().to_string().into();
-                    self.server_side(client, service.into(), VIRTUAL_NODE, seconds, failed);
+                    let client = self.ip_name(span.peer.ip());
+                    self.server_side(client, service.clone(), VIRTUAL_NODE, seconds, failed);
                 }
             }
             SpanKind::Client => {
                 let (server, kind) = match self.servers.get(&span.peer) {
                     Some(s) => (s.clone(), ""),
-                    None => (
-                        span.labels
-                            .server_address
-                            .clone()
-                            .unwrap_or_else(|| span.peer.ip().to_string().into()),
-                        VIRTUAL_NODE,
-                    ),
+                    None => match &span.labels.server_address {
+                        Some(a) => (Arc::from(&**a), VIRTUAL_NODE),
+                        None => (self.ip_name(span.peer.ip()), VIRTUAL_NODE),
+                    },
                 };
-                let edge = self.edge(service.into(), server, kind, false);
+                let edge = self.edge(service.clone(), server, kind, false);
                 self.edges
                     .entry(edge)
                     .or_default()
@@ -143,28 +160,32 @@ impl Graph {
         }
     }
 
-    /// After each hand-over and on a timer: name the waiting server spans' clients, or after
-    /// [`WAIT`] (all of them when `now` is `None`: the agent stops) give up on them.
+    /// After each hand-over and on a timer: the server spans that waited [`WAIT`] (all of
+    /// them when `now` is `None`: the agent stops) count under their client's name if it
+    /// came meanwhile, else under a virtual node. Only the expired ones are looked at: the
+    /// queue is in arrival order.
     pub fn tick(&mut self, now: Option<Instant>) {
-        for _ in 0..self.waiting.len() {
+        while let Some(w) = self.waiting.front() {
+            if now.is_some_and(|now| now.duration_since(w.since) < WAIT) {
+                break;
+            }
             let Some(w) = self.waiting.pop_front() else {
                 break;
             };
-            if let Some(client) = self.clients.get(&w.peer).cloned() {
-                self.server_side(client, w.server, "", w.seconds, w.failed);
-            } else if now.is_none_or(|now| now.duration_since(w.since) >= WAIT) {
-                let client = w.peer.ip().to_string().into();
-                self.server_side(client, w.server, VIRTUAL_NODE, w.seconds, w.failed);
-            } else {
-                self.waiting.push_back(w);
+            match self.clients.get(&w.peer).cloned() {
+                Some(client) => self.server_side(client, w.server, "", w.seconds, w.failed),
+                None => {
+                    let client = self.ip_name(w.peer.ip());
+                    self.server_side(client, w.server, VIRTUAL_NODE, w.seconds, w.failed);
+                }
             }
         }
     }
 
     fn server_side(
         &mut self,
-        client: Box<str>,
-        server: Box<str>,
+        client: Arc<str>,
+        server: Arc<str>,
         kind: &'static str,
         seconds: f64,
         failed: bool,
@@ -179,8 +200,8 @@ impl Graph {
     /// The edge, with the peer's label overflowed when the graph is full.
     fn edge(
         &mut self,
-        client: Box<str>,
-        server: Box<str>,
+        client: Arc<str>,
+        server: Arc<str>,
         connection_type: &'static str,
         server_side: bool,
     ) -> Edge {
@@ -208,6 +229,10 @@ mod tests {
         export::testutil::{resource, server_span},
         span::HttpSpan,
     };
+
+    fn n(s: &str) -> Arc<str> {
+        s.into()
+    }
 
     fn obs(s: &HttpSpan) -> Observation {
         Observation::of(&resource(1, "x"), s)
@@ -237,10 +262,10 @@ mod tests {
         let (server, client) = pair();
         // The server span comes first; its client is learnt in the same hand-over.
         let (server, client) = (obs(&server), obs(&client));
-        g.learn("api", &server);
-        g.learn("web", &client);
-        g.record("api", &server);
-        g.record("web", &client);
+        g.learn(&n("api"), &server);
+        g.learn(&n("web"), &client);
+        g.record(&n("api"), &server, Instant::now());
+        g.record(&n("web"), &client, Instant::now());
         g.tick(Some(Instant::now()));
         assert_eq!(g.edges.len(), 1, "{:?}", g.edges);
         let e = &g.edges[&edge("web", "api", "")];
@@ -255,13 +280,13 @@ mod tests {
         let mut g = Graph::new(100);
         let (server, client) = pair();
         let (server, client) = (obs(&server), obs(&client));
-        g.learn("api", &server);
-        g.record("api", &server);
+        g.learn(&n("api"), &server);
+        g.record(&n("api"), &server, Instant::now());
         g.tick(Some(Instant::now()));
         assert!(g.edges.is_empty());
-        g.learn("web", &client);
-        g.record("web", &client);
-        g.tick(Some(Instant::now()));
+        g.learn(&n("web"), &client);
+        g.record(&n("web"), &client, Instant::now());
+        g.tick(Some(Instant::now() + WAIT));
         assert_eq!(g.edges[&edge("web", "api", "")].total, 1);
     }
 
@@ -271,7 +296,7 @@ mod tests {
         let (mut server, mut client) = pair();
         server.peer = "10.1.2.3:40000".parse().unwrap();
         server.status_code = Some(503);
-        g.record("api", &obs(&server));
+        g.record(&n("api"), &obs(&server), Instant::now());
         g.tick(Some(Instant::now()));
         assert!(g.edges.is_empty(), "still waiting for a client");
         g.tick(Some(Instant::now() + WAIT));
@@ -279,7 +304,7 @@ mod tests {
         assert_eq!((e.total, e.failed), (1, 1));
         client.peer = "10.9.9.9:443".parse().unwrap();
         client.host = Some("payments.internal:443".into());
-        g.record("web", &obs(&client));
+        g.record(&n("web"), &obs(&client), Instant::now());
         let e = &g.edges[&edge("web", "payments.internal", VIRTUAL_NODE)];
         assert_eq!((e.total, e.client_seconds.count()), (0, 1));
     }
@@ -290,7 +315,7 @@ mod tests {
         for i in 0..10u16 {
             let mut s = server_span();
             s.peer = SocketAddr::from(([10, 0, 0, u8::try_from(i).unwrap()], 1000));
-            g.record("api", &obs(&s));
+            g.record(&n("api"), &obs(&s), Instant::now());
         }
         g.tick(None);
         assert_eq!(g.edges.len(), 3);

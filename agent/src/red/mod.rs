@@ -25,10 +25,12 @@ use crate::{
     span::{HttpSpan, resource::ProcessResource},
 };
 
+pub mod classic;
 pub mod collapse;
 pub mod expose;
 pub mod graph;
 pub mod otlp;
+pub mod patterns;
 pub mod route;
 pub mod series;
 pub mod state;
@@ -59,6 +61,9 @@ pub struct RedSection {
     pub route_segment_values: usize,
     /// Service-graph edges at most.
     pub edge_limit: usize,
+    /// Route patterns (`/users/{id}`), first match wins: the metrics' `http.route` for the
+    /// paths they match, before any learnt collapse.
+    pub routes: Vec<String>,
     /// Also export the RED metrics as OTLP metrics (`OTEL_METRICS_EXPORTER=otlp`), to the
     /// span exporter's endpoint unless `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` says otherwise.
     pub otlp_export: bool,
@@ -84,6 +89,7 @@ impl Default for RedSection {
             service_limit: l.services,
             route_segment_values: l.route_segment_values,
             edge_limit: l.edges,
+            routes: Vec::new(),
             otlp_export: false,
             export_interval: Duration::from_secs(60),
             temporality: otlp::Temporality::Cumulative,
@@ -109,6 +115,8 @@ impl RedSection {
                 return Err(Invalid::new(key, format!("must be ≥ {min}, got {v}")));
             }
         }
+        patterns::RoutePatterns::parse(&self.routes)
+            .map_err(|e| Invalid::new("agent.red.routes", e))?;
         if self.export_interval < Duration::from_secs(1) {
             return Err(Invalid::new(
                 "agent.red.export_interval",
@@ -182,6 +190,7 @@ impl RedSection {
             route_nodes: self.route_segment_values.saturating_mul(40).max(100),
             edges: self.edge_limit,
             exemplars: self.exemplars,
+            route_patterns: self.routes.clone(),
         }
     }
 }

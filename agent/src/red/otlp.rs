@@ -3,7 +3,7 @@
 //! cumulative or delta temporality. One `ResourceMetrics` per service (its process resource)
 //! with the HTTP histograms and its loss counters, one for the agent with the service graph;
 //! requests are cut at [`MAX_POINTS`] data points.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::ExportMetricsServiceRequest,
@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use prost::Message as _;
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -187,9 +188,9 @@ impl Snapshotter {
             temporality,
             start_ns,
             last_ns: start_ns,
-            prev_series: HashMap::new(),
-            prev_edges: HashMap::new(),
-            prev_losses: HashMap::new(),
+            prev_series: HashMap::default(),
+            prev_edges: HashMap::default(),
+            prev_losses: HashMap::default(),
         }
     }
 
@@ -251,8 +252,8 @@ impl Snapshotter {
     pub fn requests(&mut self, state: &State, now_ns: u64) -> Vec<ExportMetricsServiceRequest> {
         let t = self.temporality.otlp();
         let delta = self.temporality == Temporality::Delta;
-        let mut next_series = HashMap::new();
-        let mut next_losses = HashMap::new();
+        let mut next_series = HashMap::default();
+        let mut next_losses = HashMap::default();
         let mut resources = Vec::new();
         for (key, service) in &state.services {
             let mut metrics = Vec::new();

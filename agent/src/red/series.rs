@@ -1,7 +1,9 @@
 //! The RED series of one service and one side (server or client): their labels, histograms
 //! and exemplars, and the hard series limit that turns only the offending label into
 //! `__cardinality_overflow__` once a table is full.
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::span::{HttpSpan, SpanKind, resource::ProcessResource};
 

@@ -2,7 +2,6 @@
 //! series, its learnt routes, its losses), the service graph, and the bounds that keep it
 //! all in a fixed amount of memory.
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -10,11 +9,14 @@ use std::{
 use super::{
     collapse::RouteTree,
     graph::Graph,
+    patterns::RoutePatterns,
     series::{
         DURATION_BOUNDS, Exemplar, OVERFLOW, Observation, SIZE_BOUNDS, Table, overflow_label_name,
         overflowed,
     },
 };
+use rustc_hash::FxHashMap as HashMap;
+
 use crate::span::{SpanKind, resource::ProcessResource};
 
 /// How much the RED stage may hold.
@@ -34,6 +36,8 @@ pub struct Limits {
     pub edges: usize,
     /// Trace-ID exemplars on the duration buckets.
     pub exemplars: bool,
+    /// User route patterns, first match wins (checked by the configuration).
+    pub route_patterns: Vec<String>,
 }
 
 impl Default for Limits {
@@ -46,6 +50,7 @@ impl Default for Limits {
             route_nodes: 2000,
             edges: 10_000,
             exemplars: true,
+            route_patterns: Vec::new(),
         }
     }
 }
@@ -105,7 +110,8 @@ pub struct State {
     pub otlp_failed_requests: u64,
     /// The key of each process resource seen lately, by its address (the `Arc` held here
     /// keeps the address from being reused): no allocation per span.
-    keys: HashMap<usize, (Arc<ProcessResource>, ServiceKey)>,
+    keys: HashMap<usize, (Arc<ProcessResource>, Arc<ServiceKey>)>,
+    patterns: RoutePatterns,
 }
 
 /// Resources whose key is remembered at most (a bound: cleared when reached).
@@ -115,13 +121,14 @@ impl State {
     pub fn new(limits: Limits) -> Self {
         Self {
             graph: Graph::new(limits.edges),
+            patterns: RoutePatterns::parse(&limits.route_patterns).unwrap_or_default(),
             limits,
-            services: HashMap::new(),
+            services: HashMap::default(),
             series: 0,
             instance_overflows: 0,
             otlp_requests: 0,
             otlp_failed_requests: 0,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
         }
     }
 
@@ -133,27 +140,32 @@ impl State {
     /// Count one hand-over of observations.
     pub fn record(&mut self, batch: Vec<Observation>) {
         let now = Instant::now();
-        for o in &batch {
-            self.graph.learn(&o.resource.service_name, o);
+        let keys: Vec<Arc<ServiceKey>> = batch
+            .iter()
+            .map(|o| self.key_for(&o.resource, now))
+            .collect();
+        for (o, key) in batch.iter().zip(&keys) {
+            self.graph.learn(&key.name, o);
         }
-        for mut o in batch {
-            self.graph.record(&o.resource.service_name, &o);
-            let key = self.key_for(&o.resource, now);
+        for (mut o, key) in batch.into_iter().zip(keys) {
+            self.graph.record(&key.name, &o, now);
             let exemplars = self.limits.exemplars;
             let room = self.series < self.limits.series_total;
             let limit = self.limits.series_per_service;
-            let service = self.services.entry(key).or_insert_with(|| Service {
-                resource: o.resource.clone(),
-                server: Table::default(),
-                client: Table::default(),
-                routes: RouteTree::new(self.limits.route_segment_values, self.limits.route_nodes),
-                dropped_spans: 0,
-                overflows: HashMap::new(),
-                last_seen: now,
-            });
+            if !self.services.contains_key(&*key) {
+                self.insert_service(&key, &o.resource, 0, now);
+            }
+            let Some(service) = self.services.get_mut(&*key) else {
+                continue;
+            };
             service.last_seen = now;
-            if let Some(route) = o.labels.route.take() {
-                o.labels.route = Some(service.routes.apply(&route).into());
+            // The user's patterns first, then what was learnt.
+            if let Some(route) = &o.labels.route {
+                if let Some(p) = self.patterns.matching(route) {
+                    o.labels.route = Some(p.into());
+                } else if let Some(collapsed) = service.routes.apply_changed(route) {
+                    o.labels.route = Some(collapsed.into());
+                }
             }
             let table = match o.kind {
                 SpanKind::Server => &mut service.server,
@@ -220,29 +232,39 @@ impl State {
 
     /// Count spans the RED stage had to drop, per service.
     pub fn dropped(&mut self, resource: &Arc<ProcessResource>, spans: u64) {
-        let key = self.key_for(resource, Instant::now());
-        if let Some(s) = self.services.get_mut(&key) {
-            s.dropped_spans += spans;
-        } else {
-            let limits = &self.limits;
-            self.services.insert(
-                key,
-                Service {
-                    resource: resource.clone(),
-                    server: Table::default(),
-                    client: Table::default(),
-                    routes: RouteTree::new(limits.route_segment_values, limits.route_nodes),
-                    dropped_spans: spans,
-                    overflows: HashMap::new(),
-                    last_seen: Instant::now(),
-                },
-            );
+        let now = Instant::now();
+        let key = self.key_for(resource, now);
+        match self.services.get_mut(&*key) {
+            Some(s) => s.dropped_spans += spans,
+            None => self.insert_service(&key, resource, spans, now),
         }
+    }
+
+    fn insert_service(
+        &mut self,
+        key: &ServiceKey,
+        resource: &Arc<ProcessResource>,
+        dropped_spans: u64,
+        now: Instant,
+    ) {
+        let limits = &self.limits;
+        self.services.insert(
+            key.clone(),
+            Service {
+                resource: resource.clone(),
+                server: Table::default(),
+                client: Table::default(),
+                routes: RouteTree::new(limits.route_segment_values, limits.route_nodes),
+                dropped_spans,
+                overflows: HashMap::default(),
+                last_seen: now,
+            },
+        );
     }
 
     /// The key `resource`'s series go under: its own, or when the service table is full and
     /// no service is idle enough to give its place, the same with the instance overflowed.
-    fn key_for(&mut self, resource: &Arc<ProcessResource>, now: Instant) -> ServiceKey {
+    fn key_for(&mut self, resource: &Arc<ProcessResource>, now: Instant) -> Arc<ServiceKey> {
         let addr = Arc::as_ptr(resource) as usize;
         let key = match self.keys.get(&addr) {
             Some((_, k)) => k.clone(),
@@ -250,12 +272,12 @@ impl State {
                 if self.keys.len() >= MAX_KEYS {
                     self.keys.clear();
                 }
-                let k = ServiceKey::of(resource);
+                let k = Arc::new(ServiceKey::of(resource));
                 self.keys.insert(addr, (resource.clone(), k.clone()));
                 k
             }
         };
-        if self.services.contains_key(&key) || self.services.len() < self.limits.services {
+        if self.services.contains_key(&*key) || self.services.len() < self.limits.services {
             return key;
         }
         let idlest = self
@@ -276,19 +298,19 @@ impl State {
         self.instance_overflows += 1;
         let limited = ServiceKey {
             instance: OVERFLOW.into(),
-            ..key
+            ..(*key).clone()
         };
         let reserve = (self.limits.services / 10).max(1);
         if self.services.contains_key(&limited)
             || self.services.len() < self.limits.services + reserve
         {
-            return limited;
+            return Arc::new(limited);
         }
-        ServiceKey {
+        Arc::new(ServiceKey {
             name: OVERFLOW.into(),
             namespace: None,
             instance: OVERFLOW.into(),
-        }
+        })
     }
 }
 
@@ -402,6 +424,34 @@ mod tests {
         assert_eq!(
             routes.values().next().unwrap(),
             &vec!["/tag/{id}".to_owned()]
+        );
+    }
+
+    #[test]
+    fn user_patterns_win_over_the_learnt_collapse() {
+        let mut st = State::new(Limits {
+            route_segment_values: 1,
+            route_patterns: vec!["/users/{name}".to_owned()],
+            ..Limits::default()
+        });
+        let r = resource(1, "shop");
+        st.record(
+            ["/users/alice", "/users/bob", "/tags/a", "/tags/b"]
+                .iter()
+                .map(|p| obs(&r, p, 200))
+                .collect(),
+        );
+        let svc = st.services.values().next().unwrap();
+        let mut routes: Vec<(&str, u64)> = svc
+            .server
+            .series
+            .iter()
+            .map(|(l, s)| (l.route.as_deref().unwrap(), s.duration.count()))
+            .collect();
+        routes.sort_unstable();
+        assert_eq!(
+            routes,
+            vec![("/tags/a", 1), ("/tags/{id}", 1), ("/users/{name}", 2)]
         );
     }
 
