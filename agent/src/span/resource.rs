@@ -11,6 +11,9 @@
 //! the process and differs when a pid is reused; it is `<host.name>:<pid>` when the process is
 //! gone before we could read it.
 //!
+//! A process in a container gets `container.id`, and in a Kubernetes pod `k8s.pod.uid`, from
+//! its cgroup path ([`container`]).
+//!
 //! A process gone from /proc by the time its spans are built (a short-lived client) is named
 //! from what the kernel sent at its first connection ([`alive`]): its executable's file name
 //! and its naming variables.
@@ -183,6 +186,12 @@ pub fn build_resource(pid: u32, host_name: &str, facts: &ProcFacts) -> ProcessRe
         attrs.push(ResourceAttr::str("process.executable.path", path));
     }
     attrs.push(ResourceAttr::str("host.name", host_name));
+    if let Some(c) = facts.cgroup.as_deref().and_then(container::container_of) {
+        attrs.push(ResourceAttr::str("container.id", c.id));
+        if let Some(uid) = c.pod_uid {
+            attrs.push(ResourceAttr::str("k8s.pod.uid", uid));
+        }
+    }
     attrs.push(ResourceAttr::str("telemetry.sdk.name", SDK_NAME));
     attrs.push(ResourceAttr::str("telemetry.sdk.version", SDK_VERSION));
     attrs.push(ResourceAttr::str("telemetry.distro.name", SDK_NAME));
@@ -430,6 +439,7 @@ impl ResourceCache {
 }
 
 pub mod alive;
+pub mod container;
 #[cfg(test)]
 mod tests;
 

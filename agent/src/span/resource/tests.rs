@@ -320,3 +320,32 @@ fn a_process_gone_from_proc_is_named_from_what_the_kernel_sent() {
     cache.forget(77);
     assert_eq!(cache.get_named(77, None).service_name, "unknown_service");
 }
+
+/// A process in a Kubernetes pod is told apart by its container and pod, from its cgroup.
+#[test]
+fn a_containerised_process_carries_its_container_and_pod() {
+    let cgroup = "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1a8f2e_3b4c_4d5e_8f90_a1b2c3d4e5f6.slice/cri-containerd-3f8a2bd95c0e4c1f9d7b6a5e4d3c2b1a0f9e8d7c6b5a49382716051423324150.scope\n";
+    let r = build_resource(
+        9,
+        "node-1",
+        &facts("", Some(cgroup), Some("/app/server"), None),
+    );
+    assert_eq!(
+        r.attr("container.id"),
+        Some(&AttrValue::Str(
+            "3f8a2bd95c0e4c1f9d7b6a5e4d3c2b1a0f9e8d7c6b5a49382716051423324150".into()
+        ))
+    );
+    assert_eq!(
+        r.attr("k8s.pod.uid"),
+        Some(&AttrValue::Str(
+            "5d1a8f2e-3b4c-4d5e-8f90-a1b2c3d4e5f6".into()
+        ))
+    );
+    let host = build_resource(
+        9,
+        "node-1",
+        &facts("", Some("0::/system.slice/nginx.service\n"), None, None),
+    );
+    assert_eq!(host.attr("container.id"), None);
+}
