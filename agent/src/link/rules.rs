@@ -10,11 +10,12 @@ pub(super) const WRITE_RETURN_SLACK_NS: u64 = 5_000_000;
 
 /// Whether client span `c` can be the other end of server span `s` on their connection: the
 /// same request line (the bytes one wrote are the bytes the other read), and the client's
-/// exchange in flight when the server read the request.
+/// exchange in flight when the server read the request. A client exchange cut off before any
+/// response (`connection_closed`, `timeout`) has no known end.
 fn same_exchange<T>(c: &super::Entry<T>, s: &super::Entry<T>) -> bool {
     c.route == s.route
         && c.start <= s.start.saturating_add(WRITE_RETURN_SLACK_NS)
-        && s.start <= c.end
+        && (s.start <= c.end || !c.answered)
 }
 
 /// What a rule found.

@@ -677,3 +677,17 @@ fn call_outliving_its_request_is_not_its_child() {
     assert_eq!(by_index(&out, 0).link, LinkKind::None);
     assert_eq!(linker.stats().ambiguous, 0);
 }
+
+/// A client exchange the tracker cut off before its response (its connection seemed closed)
+/// still pairs with the server span that read its request line on that connection later.
+#[test]
+fn client_cut_off_before_its_response_still_pairs() {
+    let (c, s) = ("127.0.0.1:40000", "127.0.0.1:8000");
+    let mut client = span(SpanKind::Client, 1, 1, c, s, (100, 110));
+    client.status_code = None;
+    client.error_type = Some("connection_closed".into());
+    let server = span(SpanKind::Server, 2, 2, s, c, (3_000, 5_000));
+    let mut linker = Linker::new(LinkConfig::default());
+    let out = run(&mut linker, vec![(0, client), (MS, server)]);
+    assert_child(by_index(&out, 1), by_index(&out, 0), LinkKind::Connection);
+}
