@@ -1,8 +1,8 @@
 //! The agent job's loop: drain the ring buffer, decode records, track connections into
-//! `HttpSpan`s, attach each process's resource, link spans into traces (`link`), and hand batches to a sink that never blocks
-//! (OTLP exporter, in-process store, or stdout). Runs on its own thread so that nothing can
-//! slow the ring-buffer reader down; everything after it is a bounded queue that drops and
-//! counts.
+//! `HttpSpan`s, attach each process's resource, link spans into traces (`link`), and hand
+//! batches to a sink that never blocks (OTLP exporter, in-process store, or stdout). Runs on
+//! its own thread so that nothing can slow the ring-buffer reader down; everything after it is
+//! a bounded queue that drops and counts.
 use std::{
     collections::{HashMap, HashSet},
     path::Path,

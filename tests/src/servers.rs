@@ -1,5 +1,6 @@
 //! Real servers for the end-to-end tests: nginx (Debian package, as a web server or a
-//! reverse proxy), Node.js `http`, and a Rust (axum) server.
+//! reverse proxy), Node.js `http`, a Rust (axum) server, and the hops of the connected-traces
+//! tests (tests/programs: a python service, and middle hops in Node.js, Go and Java).
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -70,5 +71,69 @@ fn run_nginx(dir: &Path, conf: &str, port: u16) -> Proc {
         .expect("start nginx (apt install nginx-light)");
     let p = Proc(child);
     wait_port(port);
+    p
+}
+
+/// A hop of the connected-traces tests on 127.0.0.1:`port`: `python` (thread per connection,
+/// urllib; the backend when `back` is `None`), `node` (`http` + `fetch`), `go` (`net/http`) or
+/// `java` (`HttpServer` on a thread pool + `HttpClient`), calling 127.0.0.1:`back` at
+/// `/backend<path>` without passing headers on (the python one passes `traceparent` on when
+/// `forward`). Go and Java are built in `dir`.
+pub fn hop(runtime: &str, dir: &Path, port: u16, back: Option<u16>, forward: bool) -> Proc {
+    let mut cmd = match runtime {
+        "python" => {
+            let mut c = Command::new("python3");
+            c.args(["-c", include_str!("../programs/service.py")]);
+            c
+        }
+        "node" => {
+            let mut c = Command::new("node");
+            c.args(["-e", include_str!("../programs/middle.js")]);
+            c
+        }
+        "go" => {
+            let src = dir.join("middle.go");
+            std::fs::write(&src, include_str!("../programs/middle.go")).expect("write go");
+            let bin = dir.join("middle-go");
+            let built = Command::new("go")
+                .arg("build")
+                .arg("-o")
+                .arg(&bin)
+                .arg(&src)
+                .env("GO111MODULE", "off")
+                .status()
+                .expect("run go build (is Go installed?)");
+            assert!(built.success(), "go build failed");
+            Command::new(bin)
+        }
+        "java" => {
+            let src = dir.join("Main.java");
+            std::fs::write(&src, include_str!("../programs/Main.java")).expect("write java");
+            let mut c = Command::new("java");
+            c.arg(src);
+            c
+        }
+        other => panic!("unknown runtime {other}"),
+    };
+    cmd.env("PORT", port.to_string())
+        .env("FORWARD", if forward { "1" } else { "0" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(b) = back {
+        cmd.env("BACK_PORT", b.to_string());
+    }
+    let p = Proc(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("start {runtime}: {e}")),
+    );
+    // The Java source launcher compiles first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{runtime} does not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     p
 }

@@ -1,70 +1,25 @@
-//! Connected traces end to end on the real kernel: curl (→ nginx `proxy_pass`) → a python threaded service (one
-//! thread per connection) that calls a python backend with urllib → the backend. The agent
-//! traces all three processes; each curl request must come out as one trace, curl client →
-//! front server → front client → backend server, with the right parent ids and `sonde.link`
-//! values, at concurrency 1 and 20; an incoming `traceparent` is honoured.
-use std::{
-    collections::HashMap,
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+//! Connected traces end to end on the real kernel: curl (→ nginx `proxy_pass`) → a middle
+//! hop that calls a python backend without passing headers on → the backend. The agent traces
+//! every process; with a python threaded service (one thread per connection) as the middle,
+//! each curl request must come out as one trace, curl client → front server → front client →
+//! backend server, with the right parent ids and `sonde.link` values, at concurrency 1 and 20;
+//! an incoming `traceparent` is honoured. With Node.js, Go and Java as the middle hop, the
+//! floor measured by `cargo xtask bench connect` holds and no span lands in a wrong trace.
+use std::{collections::HashMap, path::Path, process::Command, time::Duration};
 
 use opentelemetry_proto::tonic::{
     common::v1::KeyValue,
     trace::v1::{Span, span::SpanKind},
 };
 use sonde_e2e::{
-    Proc,
     agent::{metric, scrape, start_agent},
     free_port,
     otlp::{Received, attr, start_receiver},
     require_kernel,
-    servers::nginx_proxy,
-    wait_port,
+    servers::{hop as start_hop, nginx_proxy},
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The backend answers `ok`; the front calls `BACK_PORT` with the same path under
-/// `/backend` (forwarding `traceparent` only when `FORWARD=1`) and answers what it got.
-const SERVICE: &str = r#"
-import http.server, os, urllib.request
-BACK = os.environ.get('BACK_PORT')
-FORWARD = os.environ.get('FORWARD') == '1'
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def do_GET(self):
-        body = b'ok'
-        if BACK:
-            headers = {}
-            if FORWARD and self.headers.get('traceparent'):
-                headers['traceparent'] = self.headers['traceparent']
-            url = 'http://127.0.0.1:%s/backend%s' % (BACK, self.path)
-            body = urllib.request.urlopen(urllib.request.Request(url, headers=headers)).read()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
-"#;
-
-fn service(port: u16, back: Option<u16>, forward: bool) -> Proc {
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", SERVICE])
-        .env("PORT", port.to_string())
-        .env("FORWARD", if forward { "1" } else { "0" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if let Some(b) = back {
-        cmd.env("BACK_PORT", b.to_string());
-    }
-    let p = Proc(cmd.spawn().expect("start python3"));
-    wait_port(port);
-    p
-}
 
 /// A copy of curl under a name of this test's own, so that the agent traces it (by
 /// executable glob) and no other curl.
@@ -272,8 +227,8 @@ async fn measure(
 async fn python_chain(concurrency: usize, requests: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (front, back) = (free_port(), free_port());
-    let _back = service(back, None, false);
-    let _front = service(front, Some(back), false);
+    let _back = start_hop("python", dir.path(), back, None, false);
+    let _front = start_hop("python", dir.path(), front, Some(back), false);
     let hops = python_hops(front, back);
     let url = format!("http://127.0.0.1:{front}");
     let (s, text) = measure(
@@ -322,8 +277,8 @@ async fn incoming_traceparent_is_honoured_and_forwarded() {
     let dir = tempfile::tempdir().unwrap();
     let curl = curl_copy(dir.path());
     let (front, back) = (free_port(), free_port());
-    let _back = service(back, None, false);
-    let _front = service(front, Some(back), true);
+    let _back = start_hop("python", dir.path(), back, None, false);
+    let _front = start_hop("python", dir.path(), front, Some(back), true);
     let (addr, received) = start_receiver().await;
     let _agent = start_agent(addr, &["--port", &format!("{front},{back}")]);
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -355,8 +310,8 @@ async fn incoming_traceparent_is_honoured_and_forwarded() {
 async fn nginx_chain(concurrency: usize, requests: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (edge, front, back) = (free_port(), free_port(), free_port());
-    let _back = service(back, None, false);
-    let _front = service(front, Some(back), false);
+    let _back = start_hop("python", dir.path(), back, None, false);
+    let _front = start_hop("python", dir.path(), front, Some(back), false);
     let _nginx = nginx_proxy(dir.path(), edge, front);
     let mut hops = vec![
         hop(SpanKind::Client, "/front/{n}", edge, &["none"]),
@@ -392,4 +347,55 @@ async fn nginx_chain_is_one_trace_per_request_at_concurrency_1() {
 async fn nginx_chain_is_one_trace_per_request_at_concurrency_20() {
     require_kernel!();
     nginx_chain(20, 60).await;
+}
+
+/// Another runtime as the middle hop: at least `floor` of the requests connected at
+/// concurrency 1, and none mislinked at 1 or 10 (`cargo xtask bench connect` measures the rest).
+async fn runtime_chain(runtime: &str, floor: f64) {
+    for (concurrency, requests) in [(1, 20), (10, 40)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (front, back) = (free_port(), free_port());
+        let _back = start_hop("python", dir.path(), back, None, false);
+        let _front = start_hop(runtime, dir.path(), front, Some(back), false);
+        let mut hops = python_hops(front, back);
+        hops[2].links = &["thread", "proxy"];
+        let url = format!("http://127.0.0.1:{front}");
+        let (s, text) = measure(
+            dir.path(),
+            &[front, back],
+            url,
+            &hops,
+            requests,
+            concurrency,
+        )
+        .await;
+        report(&format!("{runtime}, concurrency {concurrency}"), &s, &text);
+        assert_eq!(s.mislinked, 0, "no span in another request's trace");
+        if concurrency == 1 {
+            assert!(
+                s.connected as f64 >= floor * s.requests as f64,
+                "{runtime}: {} of {} connected, floor {floor}",
+                s.connected,
+                s.requests
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_middle_hop_connects_one_request_at_a_time_and_never_mislinks() {
+    require_kernel!();
+    runtime_chain("node", 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_middle_hop_never_mislinks() {
+    require_kernel!();
+    runtime_chain("go", 0.6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_middle_hop_never_mislinks() {
+    require_kernel!();
+    runtime_chain("java", 0.1).await;
 }

@@ -141,6 +141,8 @@ struct Entry<T> {
     children: Vec<u64>,
     /// A client already paired with a server span.
     claimed: bool,
+    /// A response was seen (a client cut off before one has no known end).
+    answered: bool,
     /// The span itself until it is sent on.
     payload: Option<(T, HttpSpan)>,
 }
@@ -312,6 +314,7 @@ impl<T> Linker<T> {
             parent: None,
             children: Vec::new(),
             claimed: false,
+            answered: span.status_code.is_some(),
             payload: Some((payload, span)),
         }
     }

@@ -10,14 +10,16 @@ pub(super) const WRITE_RETURN_SLACK_NS: u64 = 5_000_000;
 
 /// Whether client span `c` can be the other end of server span `s` on their connection: the
 /// same request line (the bytes one wrote are the bytes the other read), and the client's
-/// exchange in flight when the server read the request.
+/// exchange in flight when the server read the request. A client exchange cut off before any
+/// response (`connection_closed`, `timeout`) has no known end.
 fn same_exchange<T>(c: &super::Entry<T>, s: &super::Entry<T>) -> bool {
     c.route == s.route
         && c.start <= s.start.saturating_add(WRITE_RETURN_SLACK_NS)
-        && s.start <= c.end
+        && (s.start <= c.end || !c.answered)
 }
 
 /// What a rule found.
+#[derive(Clone, Copy)]
 enum Found {
     None,
     One(u64),
@@ -115,27 +117,35 @@ impl<T> Linker<T> {
             self.resolve(id);
             return;
         }
-        let (pid, tid, start, route) = (e.pid, e.tid, e.start, e.route);
+        let (pid, tid, start, end, route) = (e.pid, e.tid, e.start, e.end, e.route);
+        // The parent is the request open when the call started (all of them count towards
+        // ambiguity), and it must have waited for the call: a call that outlives the request
+        // may be background work, and a context is never inherited past its request's end.
+        let waited = |found: Found| match found {
+            Found::One(p) if self.entries.get(&p).is_none_or(|s| s.end < end) => Found::None,
+            other => other,
+        };
         let inside = |s: &super::Entry<T>| {
             s.kind == SpanKind::Server && s.pid == pid && s.start <= start && start <= s.end
         };
-        let mut found = self.only(self.by_thread.get(&(pid, tid)), start, |s| {
+        let mut thread = self.only(self.by_thread.get(&(pid, tid)), start, |s| {
             inside(s) && s.tid == tid
         });
-        if matches!(found, Found::Many) {
+        if matches!(thread, Found::Many) {
             self.multiplexed.insert(pid);
-        } else if matches!(found, Found::One(_)) && self.multiplexed.contains(&pid) {
+        } else if matches!(thread, Found::One(_)) && self.multiplexed.contains(&pid) {
             // An event loop: the one request open on the thread now may not be the one
             // this call is for.
-            found = Found::Many;
+            thread = Found::Many;
         }
+        let mut found = waited(thread);
         let mut kind = LinkKind::Thread;
         let thread_ambiguous = matches!(found, Found::Many | Found::Unsure);
         if !matches!(found, Found::One(_)) {
             kind = LinkKind::Proxy;
-            found = self.only(self.by_route.get(&(pid, route)), start, |s| {
+            found = waited(self.only(self.by_route.get(&(pid, route)), start, |s| {
                 inside(s) && s.route == route
-            });
+            }));
         }
         match found {
             Found::One(parent) if self.attach(id, parent, kind) => {}

@@ -651,3 +651,43 @@ fn connection_pairing_checks_time_and_request_line(
         assert_eq!((server.parent_span_id, server.link), (None, LinkKind::None));
     }
 }
+
+/// A call that outlives the request it started under (background work, fire and forget) is
+/// not that request's child.
+#[test]
+fn call_outliving_its_request_is_not_its_child() {
+    let mut linker = Linker::new(LinkConfig::default());
+    let server = span(
+        SpanKind::Server,
+        2,
+        21,
+        "10.0.0.1:80",
+        "203.0.113.9:5000",
+        (0, 100),
+    );
+    let call = span(
+        SpanKind::Client,
+        2,
+        21,
+        "127.0.0.1:40001",
+        "127.0.0.1:9000",
+        (50, 150),
+    );
+    let out = run(&mut linker, vec![(0, call), (MS, server)]);
+    assert_eq!(by_index(&out, 0).link, LinkKind::None);
+    assert_eq!(linker.stats().ambiguous, 0);
+}
+
+/// A client exchange the tracker cut off before its response (its connection seemed closed)
+/// still pairs with the server span that read its request line on that connection later.
+#[test]
+fn client_cut_off_before_its_response_still_pairs() {
+    let (c, s) = ("127.0.0.1:40000", "127.0.0.1:8000");
+    let mut client = span(SpanKind::Client, 1, 1, c, s, (100, 110));
+    client.status_code = None;
+    client.error_type = Some("connection_closed".into());
+    let server = span(SpanKind::Server, 2, 2, s, c, (3_000, 5_000));
+    let mut linker = Linker::new(LinkConfig::default());
+    let out = run(&mut linker, vec![(0, client), (MS, server)]);
+    assert_child(by_index(&out, 1), by_index(&out, 0), LinkKind::Connection);
+}

@@ -45,96 +45,11 @@ pub struct Args {
     compare_off: bool,
 }
 
-/// A thread-per-connection python service: the backend answers `ok`; with `BACK_PORT` set it
-/// calls the backend at `/backend<path>` and answers what it got.
-const PYTHON: &str = r#"
-import http.server, os, urllib.request
-BACK = os.environ.get('BACK_PORT')
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def do_GET(self):
-        body = b'ok'
-        if BACK:
-            body = urllib.request.urlopen('http://127.0.0.1:%s/backend%s' % (BACK, self.path)).read()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer.request_queue_size = 128
-http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
-"#;
-
-const NODE: &str = r#"
-const back = process.env.BACK_PORT;
-require('http').createServer(async (q, r) => {
-  try {
-    const res = await fetch(`http://127.0.0.1:${back}/backend${q.url}`);
-    const b = Buffer.from(await res.arrayBuffer());
-    r.writeHead(200, { 'content-length': b.length });
-    r.end(b);
-  } catch (e) { r.writeHead(502); r.end(); }
-}).listen(+process.env.PORT, '127.0.0.1');
-"#;
-
-const GO: &str = r#"package main
-
-import (
-	"io"
-	"net/http"
-	"os"
-)
-
-func main() {
-	back := os.Getenv("BACK_PORT")
-	client := &http.Client{}
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := client.Get("http://127.0.0.1:" + back + "/backend" + r.URL.Path)
-		if err != nil {
-			w.WriteHeader(502)
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		w.Write(b)
-	})
-	http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
-}
-"#;
-
-const JAVA: &str = r#"
-import com.sun.net.httpserver.HttpServer;
-import java.net.InetSocketAddress;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.util.concurrent.Executors;
-
-public class Main {
-    public static void main(String[] args) throws Exception {
-        String back = System.getenv("BACK_PORT");
-        HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
-        HttpServer s = HttpServer.create(
-            new InetSocketAddress("127.0.0.1", Integer.parseInt(System.getenv("PORT"))), 256);
-        s.setExecutor(Executors.newFixedThreadPool(16));
-        s.createContext("/", ex -> {
-            try {
-                URI uri = URI.create("http://127.0.0.1:" + back + "/backend" + ex.getRequestURI().getPath());
-                byte[] b = client.send(HttpRequest.newBuilder(uri).build(),
-                    HttpResponse.BodyHandlers.ofByteArray()).body();
-                ex.sendResponseHeaders(200, b.length);
-                ex.getResponseBody().write(b);
-            } catch (Exception e) {
-                ex.sendResponseHeaders(502, -1);
-            }
-            ex.close();
-        });
-        s.start();
-    }
-}
-"#;
+/// The programs of the hops, shared with the end-to-end tests (tests/programs).
+const PYTHON: &str = include_str!("../../../tests/programs/service.py");
+const NODE: &str = include_str!("../../../tests/programs/middle.js");
+const GO: &str = include_str!("../../../tests/programs/middle.go");
+const JAVA: &str = include_str!("../../../tests/programs/Main.java");
 
 /// One span each request makes: kind, path (`{n}`: the request's number) and the port it
 /// was addressed to.
