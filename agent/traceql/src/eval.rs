@@ -10,6 +10,7 @@ use super::ast::{
 use super::{AttrScope, Intrinsic, TraceView, Value};
 
 mod conditions;
+mod structural;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +104,10 @@ struct TraceInfo {
     /// roots, as Tempo stores it: roots have parent -1; spans not reachable from a root
     /// (orphans) stay 0.
     nested: Vec<(i64, i64, i64)>,
+    /// Each span's parent, for spans reachable from a root (what structural operators follow).
+    tree_parent: Vec<Option<usize>>,
+    /// Whether the span is reachable from a root (numbered in `nested`).
+    reachable: Vec<bool>,
 }
 
 /// Numbers the span tree depth-first (iteratively, so deep traces cannot exhaust the stack).
@@ -170,11 +175,23 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
             }
             let child_counts = children.iter().map(|c| c.len() as i64).collect();
             let nested = nested_set(self.trace, &children);
+            let reachable: Vec<bool> = nested.iter().map(|&(left, _, _)| left != 0).collect();
+            let tree_parent = (0..n)
+                .map(|s| {
+                    if !reachable[s] || self.trace.is_root(s) {
+                        None
+                    } else {
+                        self.trace.parent_index(s)
+                    }
+                })
+                .collect();
             TraceInfo {
                 root,
                 duration: end.saturating_sub(start),
                 child_counts,
                 nested,
+                tree_parent,
+                reachable,
             }
         })
     }
@@ -213,8 +230,19 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 lhs,
                 rhs,
             } => union(self.spanset(lhs), self.spanset(rhs)),
-            // Structural operators are rejected by the parser until they are implemented.
-            SpansetExpr::Binary { .. } => Vec::new(),
+            SpansetExpr::Binary { op, lhs, rhs } => {
+                let r = self.spanset(rhs);
+                if r.is_empty() {
+                    return r;
+                }
+                let l = self.spanset(lhs);
+                let info = self.info();
+                let tree = structural::Tree {
+                    parent: &info.tree_parent,
+                    reachable: &info.reachable,
+                };
+                structural::relate(*op, &l, &r, &tree)
+            }
         }
     }
 

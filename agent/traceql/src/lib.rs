@@ -3,8 +3,9 @@
 //! Evaluated today: spanset filters `{ ... }` with scoped (`span.`, `resource.`), unscoped
 //! (`.foo`) and quoted attribute names, the span and trace intrinsics (both spellings, e.g.
 //! `rootServiceName` / `trace:rootService`), every comparison, `&&` `||` `!`, arithmetic, and
-//! `&&` / `||` between spansets. Hints (`with (most_recent=true)`) are kept in
-//! [`Query::hints`]. Structural operators, pipeline stages (`| count() > 2`, `| select(..)`,
+//! `&&` / `||` between spansets, and the structural operators (`>>`, `>`, `<<`, `<`, `~`, their
+//! `!` negations and `&` unions; see `eval/structural.rs`). Hints (`with (most_recent=true)`)
+//! are kept in [`Query::hints`]. Pipeline stages (`| count() > 2`, `| select(..)`,
 //! `| by(..)`) and metrics functions are parsed into the AST and then rejected with
 //! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
 //! query for its spanset part, as Tempo's search endpoint does.
@@ -20,7 +21,10 @@
 //! * `&&` and `||` share one precedence level and associate left, inside a filter and between
 //!   spansets (`{a} || {b} && {c}` is `({a} || {b}) && {c}`);
 //! * `{a} && {b}` matches a trace where both match and returns the union of their spans;
-//! * `event:name` matches when any event of the span matches.
+//! * `event:name` matches when any event of the span matches;
+//! * `{a} >> {b}` returns the spans of `b` (the right-hand side) related to a span of `a`; the
+//!   negations return those related to none, the `&` forms both sides' related spans; spans
+//!   cut off from a root by a missing parent are related to nothing, and roots are siblings.
 //!
 //! Errors read like Tempo's (`parse error at line 1, col 14: syntax error: unexpected }`);
 //! grammar errors win over type errors, which win over "not supported yet". Queries are
@@ -54,7 +58,7 @@ pub enum ErrorKind {
     Syntax,
     /// Valid grammar but an invalid query (type mismatch, bad regex, `name = nil`).
     Invalid,
-    /// Valid TraceQL that this store does not evaluate yet (structural operators, pipelines).
+    /// Valid TraceQL that this store does not evaluate yet (pipeline stages, metrics).
     Unsupported,
 }
 

@@ -227,9 +227,55 @@ fn orphans() -> MemTrace {
     }
 }
 
+/// Two roots and a subtree whose parent never arrived (ids are the indexes):
+/// `0 gateway (server) → 1 auth (client), 2 db (client, error) → 3 query (error)`;
+/// `4 cron → 5 job (error)`; `6 lost (error, parent missing) → 7 lost-child`.
+fn forest() -> MemTrace {
+    use KindValue::{Client, Consumer, Internal, Server};
+    let shape = [
+        ("gateway", Server, Parent::None, false),
+        ("auth", Client, Parent::Index(0), false),
+        ("db", Client, Parent::Index(0), true),
+        ("query", Internal, Parent::Index(2), true),
+        ("cron", Internal, Parent::None, false),
+        ("job", Internal, Parent::Index(4), true),
+        ("lost", Consumer, Parent::Missing, true),
+        ("lost-child", Internal, Parent::Index(6), false),
+    ];
+    const IDS: [&str; 8] = [
+        "00000000000000c0",
+        "00000000000000c1",
+        "00000000000000c2",
+        "00000000000000c3",
+        "00000000000000c4",
+        "00000000000000c5",
+        "00000000000000c6",
+        "00000000000000c7",
+    ];
+    let spans = shape
+        .into_iter()
+        .zip(IDS)
+        .map(|((name, kind, parent, error), id)| {
+            let mut sp = span(id, name, kind, parent);
+            sp.end = MS;
+            if error {
+                sp.status = StatusValue::Error;
+            }
+            sp
+        })
+        .collect();
+    MemTrace {
+        id: "000000000000000000000000000000f0",
+        resources: vec![vec![("service.name", s("edge"))]],
+        spans,
+        root_name_shortcut: None,
+    }
+}
+
 fn trace(name: &str) -> MemTrace {
     match name {
         "shop" => shop(),
+        "forest" => forest(),
         "cron" => cron(),
         "orphans" => orphans(),
         "shortcut" => MemTrace {
@@ -366,6 +412,39 @@ fn trace(name: &str) -> MemTrace {
 #[case::event_name_neq_any("shop", r#"{ event:name != "exception" }"#, &[1])]
 #[case::event_name_present("shop", "{ event:name != nil }", &[1])]
 #[case::event_name_flipped("shop", r#"{ "retry" = event:name }"#, &[1])]
+// structural operators over two roots and an orphaned subtree (see `forest`)
+#[case::descendant("forest", r#"{ name = "gateway" } >> { status = error }"#, &[2, 3])]
+#[case::descendant_of_any("forest", "{ } >> { status = error }", &[2, 3, 5])]
+#[case::descendant_not_self("forest", "{ } >> { }", &[1, 2, 3, 5])]
+#[case::ancestor("forest", "{ status = error } << { }", &[0, 2, 4])]
+#[case::child("forest", "{ kind = client } > { }", &[3])]
+#[case::child_chain("forest", r#"{ name = "gateway" } > { } > { }"#, &[3])]
+#[case::parent("forest", "{ status = error } < { }", &[0, 2, 4])]
+#[case::sibling("forest", r#"{ name = "auth" } ~ { }"#, &[2])]
+#[case::roots_are_siblings("forest", r#"{ name = "gateway" } ~ { }"#, &[4])]
+#[case::orphan_has_no_siblings("forest", r#"{ name = "lost" } ~ { }"#, &[])]
+#[case::orphan_has_no_parent("forest", r#"{ } > { name = "lost-child" }"#, &[])]
+#[case::orphan_is_nobodys_descendant("forest", r#"{ name = "lost" } >> { }"#, &[])]
+#[case::not_descendant("forest", r#"{ name = "gateway" } !>> { status = error }"#, &[5, 6])]
+#[case::not_descendant_empty_lhs("forest", r#"{ name = "nope" } !>> { status = error }"#, &[2, 3, 5, 6])]
+#[case::not_child("forest", "{ kind = client } !> { status = error }", &[2, 5, 6])]
+#[case::not_parent("forest", "{ status = error } !< { }", &[1, 3, 5, 6, 7])]
+#[case::not_ancestor("forest", "{ status = error } !<< { }", &[1, 3, 5, 6, 7])]
+#[case::not_sibling("forest", r#"{ name = "auth" } !~ { }"#, &[0, 1, 3, 4, 5, 6, 7])]
+#[case::negation_needs_rhs("forest", r#"{ } !> { name = "nope" }"#, &[])]
+#[case::union_descendant("forest", r#"{ name = "gateway" } &>> { status = error }"#, &[0, 2, 3])]
+#[case::union_ancestor("forest", "{ status = error } &<< { }", &[0, 2, 3, 4, 5])]
+#[case::union_child("forest", "{ kind = client } &> { }", &[2, 3])]
+#[case::union_parent("forest", "{ status = error } &< { }", &[0, 2, 3, 4, 5])]
+#[case::union_sibling("forest", r#"{ name = "auth" } &~ { }"#, &[1, 2])]
+#[case::union_sibling_all("forest", "{ } &~ { }", &[0, 1, 2, 4])]
+#[case::union_without_pairs("forest", r#"{ name = "lost" } &>> { }"#, &[])]
+#[case::structural_then_and(
+    "forest",
+    r#"({ name = "gateway" } >> { status = error }) && { name = "cron" }"#,
+    &[2, 3, 4]
+)]
+#[case::structural_in_shop("shop", "{ kind = server } >> { kind = server }", &[2])]
 // Grafana search builder queries
 #[case::grafana_builder(
     "shop",
