@@ -150,15 +150,10 @@ fn invalid(#[case] query: &str, #[case] needle: &str) {
     6,
     "metrics function quantile_over_time() is not supported yet"
 )]
-#[case::event_scope(
-    "{ event.foo = 1 }",
+#[case::parent_scope(
+    "{ parent.span.foo = 1 }",
     3,
     r#"attribute scope of "foo" is not supported yet"#
-)]
-#[case::link_intrinsic(
-    r#"{ link:traceID = "a" }"#,
-    3,
-    "intrinsic link:traceID is not supported yet"
 )]
 #[case::first_one_wins(
     "{ .a } >> { .b } | select(.c) | count() > 1",
