@@ -226,11 +226,22 @@ impl Table {
     fn add_attrs(&mut self, kvs: &[KeyValue]) -> Range32 {
         let start = self.attrs.len() as u32;
         for kv in kvs {
-            let Some(val) = kv.value.as_ref().and_then(|v| self.value(v)) else {
+            let Some(v) = kv.value.as_ref() else {
                 continue;
             };
-            let key = self.intern(&kv.key);
-            self.attrs.push(Attr { key, val });
+            // An array is kept as one attribute per element under the same key, so that TraceQL
+            // compares each element and tag lookups list them (Tempo's array attributes).
+            let elements = match &v.value {
+                Some(any_value::Value::ArrayValue(a)) => a.values.as_slice(),
+                _ => std::slice::from_ref(v),
+            };
+            for e in elements {
+                let Some(val) = self.value(e) else {
+                    continue;
+                };
+                let key = self.intern(&kv.key);
+                self.attrs.push(Attr { key, val });
+            }
         }
         Range32 {
             start,

@@ -175,6 +175,41 @@ fn traceql_search(#[case] q: &str, #[case] want: Vec<u64>) {
     assert_eq!(found(&store, ql(q)), want, "blocks");
 }
 
+/// Structural operators over the seeded traces (trace 1 arrives in two batches) and trace 4,
+/// whose root never arrives: an error span with a missing parent, and its child.
+#[rstest::rstest]
+#[case::descendant_across_batches(
+    r#"{ resource.service.name = "frontend" } >> { resource.service.name = "backend" }"#,
+    vec![1]
+)]
+#[case::child(r#"{ } > { span.db.system = "postgresql" }"#, vec![1])]
+#[case::parent(r#"{ span.db.system != nil } < { }"#, vec![1])]
+#[case::not_descendant("{ } !>> { status = error }", vec![2, 4])]
+#[case::orphan_subtree_unrelated(r#"{ } >> { name = "orphan-child" }"#, vec![])]
+#[case::union_child(r#"{ name = "GET /a" } &> { }"#, vec![1])]
+#[case::single_root_no_sibling(r#"{ name = "GET /a" } ~ { }"#, vec![])]
+fn structural_search(#[case] q: &str, #[case] want: Vec<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    seed(&store);
+    store
+        .ingest(
+            SINGLE_TENANT,
+            req(
+                "worker",
+                vec![
+                    with_error(span(4, 41, 40, "orphan", 0, 5)),
+                    span(4, 42, 41, "orphan-child", 1, 2),
+                ],
+            ),
+        )
+        .unwrap();
+    assert_eq!(found(&store, ql(q)), want, "live");
+    store.maintain(true);
+    assert_eq!(found(&store, ql(q)), want, "blocks");
+}
+
 #[test]
 fn search_results_carry_root_and_span_sets() {
     let dir = tempfile::tempdir().unwrap();

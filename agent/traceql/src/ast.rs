@@ -1,8 +1,7 @@
 //! TraceQL syntax tree: a pipeline of stages whose first stage is a spanset expression.
 //!
-//! The tree already has shapes for what the evaluator does not run yet (structural spanset
-//! operators, aggregates, `select`, `by`, metrics functions, hints) so adding them later is a
-//! matter of evaluation, not a new parser.
+//! The tree already has shapes for what the evaluator does not run yet (aggregates, `select`,
+//! `by`, metrics functions) so adding them later is a matter of evaluation, not a new parser.
 
 use std::fmt;
 
@@ -167,13 +166,8 @@ pub enum SpansetExpr {
 pub enum AttrRef {
     /// `.foo`: span attribute first, then resource.
     Unscoped,
+    /// `span.`, `resource.`, `event.`, `link.`, `instrumentation.`.
     Scoped(AttrScope),
-    /// `event.foo` (parsed; not evaluated yet).
-    Event,
-    /// `link.foo` (parsed; not evaluated yet).
-    Link,
-    /// `instrumentation.foo` (parsed; not evaluated yet).
-    Instrumentation,
     /// `parent.foo`, `parent.span.foo`, `parent.resource.foo` (parsed; not evaluated yet).
     Parent,
 }
@@ -373,9 +367,9 @@ impl fmt::Display for FieldExpr {
                     AttrRef::Unscoped => ".",
                     AttrRef::Scoped(AttrScope::Span) => "span.",
                     AttrRef::Scoped(AttrScope::Resource) => "resource.",
-                    AttrRef::Event => "event.",
-                    AttrRef::Link => "link.",
-                    AttrRef::Instrumentation => "instrumentation.",
+                    AttrRef::Scoped(AttrScope::Event) => "event.",
+                    AttrRef::Scoped(AttrScope::Link) => "link.",
+                    AttrRef::Scoped(AttrScope::Instrumentation) => "instrumentation.",
                     AttrRef::Parent => "parent.",
                 };
                 if name

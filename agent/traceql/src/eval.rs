@@ -10,6 +10,7 @@ use super::ast::{
 use super::{AttrScope, Intrinsic, TraceView, Value};
 
 mod conditions;
+mod structural;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +104,10 @@ struct TraceInfo {
     /// roots, as Tempo stores it: roots have parent -1; spans not reachable from a root
     /// (orphans) stay 0.
     nested: Vec<(i64, i64, i64)>,
+    /// Each span's parent, for spans reachable from a root (what structural operators follow).
+    tree_parent: Vec<Option<usize>>,
+    /// Whether the span is reachable from a root (numbered in `nested`).
+    reachable: Vec<bool>,
 }
 
 /// Numbers the span tree depth-first (iteratively, so deep traces cannot exhaust the stack).
@@ -170,11 +175,23 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
             }
             let child_counts = children.iter().map(|c| c.len() as i64).collect();
             let nested = nested_set(self.trace, &children);
+            let reachable: Vec<bool> = nested.iter().map(|&(left, _, _)| left != 0).collect();
+            let tree_parent = (0..n)
+                .map(|s| {
+                    if !reachable[s] || self.trace.is_root(s) {
+                        None
+                    } else {
+                        self.trace.parent_index(s)
+                    }
+                })
+                .collect();
             TraceInfo {
                 root,
                 duration: end.saturating_sub(start),
                 child_counts,
                 nested,
+                tree_parent,
+                reachable,
             }
         })
     }
@@ -213,21 +230,72 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 lhs,
                 rhs,
             } => union(self.spanset(lhs), self.spanset(rhs)),
-            // Structural operators are rejected by the parser until they are implemented.
-            SpansetExpr::Binary { .. } => Vec::new(),
+            SpansetExpr::Binary { op, lhs, rhs } => {
+                let r = self.spanset(rhs);
+                if r.is_empty() {
+                    return r;
+                }
+                let l = self.spanset(lhs);
+                let info = self.info();
+                let tree = structural::Tree {
+                    parent: &info.tree_parent,
+                    reachable: &info.reachable,
+                };
+                structural::relate(*op, &l, &r, &tree)
+            }
+        }
+    }
+
+    /// Every value of an attribute and how a comparison combines them. Unscoped `.foo` reads
+    /// the first of span, resource, event, link and instrumentation scope that has it.
+    fn attribute_values<'s>(
+        &'s self,
+        span: usize,
+        scope: AttrRef,
+        name: &str,
+    ) -> (Vec<Value<'s>>, Combine) {
+        const UNSCOPED: [AttrScope; 5] = [
+            AttrScope::Span,
+            AttrScope::Resource,
+            AttrScope::Event,
+            AttrScope::Link,
+            AttrScope::Instrumentation,
+        ];
+        match scope {
+            AttrRef::Unscoped => UNSCOPED
+                .iter()
+                .map(|&sc| (self.trace.attribute_values(span, sc, name), sc))
+                .find(|(v, _)| !v.is_empty())
+                .map_or((Vec::new(), Combine::Elements), |(v, sc)| {
+                    (v, Combine::of(sc))
+                }),
+            AttrRef::Scoped(sc) => (self.trace.attribute_values(span, sc, name), Combine::of(sc)),
+            AttrRef::Parent => (Vec::new(), Combine::Elements),
         }
     }
 
     fn attribute<'s>(&'s self, span: usize, scope: AttrRef, name: &str) -> Value<'s> {
-        let found = match scope {
-            AttrRef::Unscoped => self
-                .trace
-                .attribute(span, AttrScope::Span, name)
-                .or_else(|| self.trace.attribute(span, AttrScope::Resource, name)),
-            AttrRef::Scoped(scope) => self.trace.attribute(span, scope, name),
-            AttrRef::Event | AttrRef::Link | AttrRef::Instrumentation | AttrRef::Parent => None,
-        };
-        found.unwrap_or(Value::Nil)
+        match scope {
+            AttrRef::Scoped(sc) if !sc.is_per_item() => self.trace.attribute(span, sc, name),
+            _ => self
+                .attribute_values(span, scope, name)
+                .0
+                .into_iter()
+                .next(),
+        }
+        .unwrap_or(Value::Nil)
+    }
+
+    /// The values of a field that can have several (attributes, per-event and per-link
+    /// intrinsics); None for any other expression.
+    fn leaf_values<'s>(&'s self, e: &FieldExpr, span: usize) -> Option<(Vec<Value<'s>>, Combine)> {
+        match e {
+            FieldExpr::Attribute { scope, name } => Some(self.attribute_values(span, *scope, name)),
+            FieldExpr::Intrinsic(i) if is_per_item(*i) => {
+                Some((self.trace.intrinsic_values(span, *i), Combine::AnyItem))
+            }
+            _ => None,
+        }
     }
 
     fn intrinsic<'s>(&'s self, span: usize, which: Intrinsic) -> Value<'s> {
@@ -267,10 +335,12 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
             Intrinsic::ChildCount => {
                 Value::Int(self.info().child_counts.get(span).copied().unwrap_or(0))
             }
-            Intrinsic::EventName => match self.trace.event_names(span).into_iter().next() {
-                Some(name) => Value::Str(name),
-                None => Value::Nil,
-            },
+            i if is_per_item(i) => self
+                .trace
+                .intrinsic_values(span, i)
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Nil),
             _ => Value::Nil,
         }
     }
@@ -326,11 +396,9 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 let nil_rhs = matches!(rhs.as_ref(), FieldExpr::Static(Value::Nil));
                 if nil_lhs || nil_rhs {
                     let other = if nil_rhs { lhs } else { rhs };
-                    let absent = match other.as_ref() {
-                        FieldExpr::Intrinsic(Intrinsic::EventName) => {
-                            self.trace.event_names(span).is_empty()
-                        }
-                        e => matches!(self.field(e, span), Value::Nil),
+                    let absent = match self.leaf_values(other, span) {
+                        Some((values, _)) => values.is_empty(),
+                        None => matches!(self.field(other, span), Value::Nil),
                     };
                     return Value::Bool(match op {
                         BinaryOp::Eq => absent,
@@ -338,14 +406,18 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                         _ => false,
                     });
                 }
-                // `event:name` is multi-valued: the comparison holds if it holds for any event.
-                if let FieldExpr::Intrinsic(Intrinsic::EventName) = lhs.as_ref() {
+                // Arrays, events and links: compare each value (see `Combine`).
+                if let Some((values, combine)) = self.leaf_values(lhs, span) {
                     let other = self.field(rhs, span);
-                    return Value::Bool(self.any_event(span, *op, &other, regex, false));
+                    return Value::Bool(
+                        combine.holds(*op, &values, |v| compare(*op, v, &other, regex)),
+                    );
                 }
-                if let FieldExpr::Intrinsic(Intrinsic::EventName) = rhs.as_ref() {
+                if let Some((values, combine)) = self.leaf_values(rhs, span) {
                     let other = self.field(lhs, span);
-                    return Value::Bool(self.any_event(span, *op, &other, regex, true));
+                    return Value::Bool(
+                        combine.holds(*op, &values, |v| compare(*op, &other, v, regex)),
+                    );
                 }
                 let l = self.field(lhs, span);
                 let r = self.field(rhs, span);
@@ -356,24 +428,46 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
             }
         }
     }
+}
 
-    fn any_event(
-        &self,
-        span: usize,
-        op: BinaryOp,
-        other: &Value<'_>,
-        regex: Option<&regex::Regex>,
-        flipped: bool,
-    ) -> bool {
-        self.trace.event_names(span).into_iter().any(|name| {
-            let v = Value::Str(name);
-            if flipped {
-                compare(op, other, &v, regex)
-            } else {
-                compare(op, &v, other, regex)
-            }
-        })
+/// How a comparison combines the several values of one field.
+#[derive(Clone, Copy)]
+enum Combine {
+    /// The elements of an array attribute (or its one value): `!=` and `!~` hold when they
+    /// hold for every element, the other operators when they hold for one, as in Tempo.
+    Elements,
+    /// One value per event or link: the comparison holds when it holds for one of them.
+    AnyItem,
+}
+
+impl Combine {
+    fn of(scope: AttrScope) -> Combine {
+        if scope.is_per_item() {
+            Combine::AnyItem
+        } else {
+            Combine::Elements
+        }
     }
+
+    fn holds(self, op: BinaryOp, values: &[Value<'_>], test: impl Fn(&Value<'_>) -> bool) -> bool {
+        match self {
+            Combine::Elements if matches!(op, BinaryOp::Neq | BinaryOp::Nre) => {
+                !values.is_empty() && values.iter().all(test)
+            }
+            _ => values.iter().any(test),
+        }
+    }
+}
+
+/// Intrinsics with one value per event or link of the span.
+fn is_per_item(i: Intrinsic) -> bool {
+    matches!(
+        i,
+        Intrinsic::EventName
+            | Intrinsic::EventTimeSinceStart
+            | Intrinsic::LinkTraceId
+            | Intrinsic::LinkSpanId
+    )
 }
 
 fn borrow_static<'s>(v: &'s Value<'static>) -> Value<'s> {

@@ -1,10 +1,11 @@
 //! TraceQL for the embedded store: lexer → parser → AST → evaluator over a [`TraceView`].
 //!
-//! Evaluated today: spanset filters `{ ... }` with scoped (`span.`, `resource.`), unscoped
-//! (`.foo`) and quoted attribute names, the span and trace intrinsics (both spellings, e.g.
+//! Evaluated today: spanset filters `{ ... }` with scoped (`span.`, `resource.`, `event.`,
+//! `link.`, `instrumentation.`), unscoped (`.foo`) and quoted attribute names, the span and trace intrinsics (both spellings, e.g.
 //! `rootServiceName` / `trace:rootService`), every comparison, `&&` `||` `!`, arithmetic, and
-//! `&&` / `||` between spansets. Hints (`with (most_recent=true)`) are kept in
-//! [`Query::hints`]. Structural operators, pipeline stages (`| count() > 2`, `| select(..)`,
+//! `&&` / `||` between spansets, and the structural operators (`>>`, `>`, `<<`, `<`, `~`, their
+//! `!` negations and `&` unions; see `eval/structural.rs`). Hints (`with (most_recent=true)`)
+//! are kept in [`Query::hints`]. Pipeline stages (`| count() > 2`, `| select(..)`,
 //! `| by(..)`) and metrics functions are parsed into the AST and then rejected with
 //! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
 //! query for its spanset part, as Tempo's search endpoint does.
@@ -15,12 +16,18 @@
 //!   not an error; ints, floats and durations (as nanoseconds) compare numerically;
 //! * a missing attribute makes every comparison false, `!=` included; `= nil` tests absence
 //!   and `!= nil` presence;
-//! * unscoped `.foo` reads the span attribute, and the resource attribute only if the span has
-//!   none;
+//! * unscoped `.foo` reads the first of the span, resource, event, link and instrumentation
+//!   scope that has the attribute;
+//! * an array attribute matches when any element does, except `!=` and `!~`, which must hold
+//!   for every element; `event.` and `link.` attributes, `event:name`, `event:timeSinceStart`
+//!   and `link:traceID`/`link:spanID` match when any event or link of the span does;
 //! * `&&` and `||` share one precedence level and associate left, inside a filter and between
 //!   spansets (`{a} || {b} && {c}` is `({a} || {b}) && {c}`);
 //! * `{a} && {b}` matches a trace where both match and returns the union of their spans;
-//! * `event:name` matches when any event of the span matches.
+//! * `event:name` matches when any event of the span matches;
+//! * `{a} >> {b}` returns the spans of `b` (the right-hand side) related to a span of `a`; the
+//!   negations return those related to none, the `&` forms both sides' related spans; spans
+//!   cut off from a root by a missing parent are related to nothing, and roots are siblings.
 //!
 //! Errors read like Tempo's (`parse error at line 1, col 14: syntax error: unexpected }`);
 //! grammar errors win over type errors, which win over "not supported yet". Queries are
@@ -54,7 +61,7 @@ pub enum ErrorKind {
     Syntax,
     /// Valid grammar but an invalid query (type mismatch, bad regex, `name = nil`).
     Invalid,
-    /// Valid TraceQL that this store does not evaluate yet (structural operators, pipelines).
+    /// Valid TraceQL that this store does not evaluate yet (pipeline stages, metrics).
     Unsupported,
 }
 
@@ -86,6 +93,30 @@ impl fmt::Display for ParseError {
 pub enum AttrScope {
     Span,
     Resource,
+    /// `event.foo`: attributes of the span's events (a span matches if any event does).
+    Event,
+    /// `link.foo`: attributes of the span's links (a span matches if any link does).
+    Link,
+    /// `instrumentation.foo`: attributes of the span's instrumentation scope.
+    Instrumentation,
+}
+
+impl AttrScope {
+    /// The scope as written before the attribute name, without the dot.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttrScope::Span => "span",
+            AttrScope::Resource => "resource",
+            AttrScope::Event => "event",
+            AttrScope::Link => "link",
+            AttrScope::Instrumentation => "instrumentation",
+        }
+    }
+
+    /// Whether the scope has one value per event or link rather than one per span.
+    pub fn is_per_item(self) -> bool {
+        matches!(self, AttrScope::Event | AttrScope::Link)
+    }
 }
 
 /// TraceQL intrinsics: fields of the span or trace rather than attributes.
@@ -334,7 +365,26 @@ pub trait TraceView {
     fn span_count(&self) -> usize;
 
     /// A span attribute (scope Span) or its resource's attribute (scope Resource); None if absent.
+    /// For an array attribute, its first element.
     fn attribute(&self, span: usize, scope: AttrScope, name: &str) -> Option<Value<'_>>;
+
+    /// Every value of an attribute: the elements of an array attribute, one value per event or
+    /// link carrying it (scopes Event and Link); empty if absent. The default asks
+    /// [`TraceView::attribute`] for a single value.
+    fn attribute_values(&self, span: usize, scope: AttrScope, name: &str) -> Vec<Value<'_>> {
+        self.attribute(span, scope, name).into_iter().collect()
+    }
+
+    /// Every value of an intrinsic that spans can have several of, one per event or link
+    /// (`event:name`, `event:timeSinceStart`, `link:traceID`, `link:spanID`). The default
+    /// answers `event:name` from [`TraceView::event_names`] and the rest from
+    /// [`TraceView::intrinsic`].
+    fn intrinsic_values(&self, span: usize, which: Intrinsic) -> Vec<Value<'_>> {
+        match which {
+            Intrinsic::EventName => self.event_names(span).into_iter().map(Value::Str).collect(),
+            _ => self.intrinsic(span, which).into_iter().collect(),
+        }
+    }
 
     /// Span-level intrinsics: Name, Status, StatusMessage, Kind, Duration, SpanId, TraceId,
     /// ParentId. `Duration` falls back to `end - start` when this returns None.

@@ -349,9 +349,6 @@ impl Parser {
                         rhs_pos,
                     ));
                 };
-                if !op.is_logical() {
-                    self.unsupported(format_args!("structural operator {}", op.as_str()), pos);
-                }
                 let expr = SpansetExpr::Binary {
                     op,
                     lhs: Box::new(into_spanset(l)),
@@ -636,11 +633,8 @@ impl Parser {
             if prec < min {
                 break;
             }
-            let pos = self.advance().pos;
+            self.advance();
             let rhs = self.spanset_expr(prec + 1)?;
-            if !op.is_logical() {
-                self.unsupported(format_args!("structural operator {}", op.as_str()), pos);
-            }
             lhs = SpansetExpr::Binary {
                 op,
                 lhs: Box::new(lhs),

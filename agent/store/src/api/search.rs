@@ -98,6 +98,9 @@ pub fn hit_json(h: &TraceHit) -> Value {
         m.insert("spanSet".into(), set.clone());
         m.insert("spanSets".into(), Value::Array(vec![set]));
     }
+    if h.service_stats.is_empty() {
+        return Value::Object(m);
+    }
     let mut stats = Map::new();
     for (name, st) in &h.service_stats {
         let mut sm = Map::new();
@@ -275,9 +278,16 @@ async fn run_search(
     spec: SearchSpec,
     proto: bool,
 ) -> Response {
+    // Tempo's search by `tags=` answers without `serviceStats`; only TraceQL search counts them.
+    let by_tags = matches!(spec.filter, Filter::Tags(_));
     let res = super::limits::within_limits(store, move |st, budget| {
-        st.search_within(&tenants, &spec, budget)
-            .map_err(|e| super::limits::stopped(st, &e))
+        let mut r = st
+            .search_within(&tenants, &spec, budget)
+            .map_err(|e| super::limits::stopped(st, &e))?;
+        if by_tags {
+            r.traces.iter_mut().for_each(|h| h.service_stats.clear());
+        }
+        Ok(r)
     })
     .await;
     match res {

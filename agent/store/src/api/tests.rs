@@ -75,10 +75,12 @@ async fn accept_header_picks_the_format(#[case] accept: Option<&str>, #[case] wa
     let s = store(dir.path(), false);
     s.ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
         .unwrap();
-    let path = format!("/api/v2/traces/{}", hex::encode(tid(1)));
     let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
-    let (status, ct, _) = call(&s, &path, &headers).await;
-    assert_eq!((status, ct.as_str()), (200, want));
+    for version in ["", "/v2"] {
+        let path = format!("/api{version}/traces/{}", hex::encode(tid(1)));
+        let (status, ct, _) = call(&s, &path, &headers).await;
+        assert_eq!((status, ct.as_str()), (200, want), "{path}");
+    }
 }
 
 #[tokio::test]
@@ -150,4 +152,24 @@ async fn a_configured_token_guards_every_route_but_ready() {
     );
     assert_eq!(call(&s, &path, &[("Authorization", &basic)]).await.0, 200);
     assert_eq!(call(&s, "/ready", &[]).await.0, 200);
+}
+
+/// Tempo counts spans per service only for TraceQL searches; `tags=` hits carry no `serviceStats`.
+#[rstest::rstest]
+#[case::tags("/api/search?tags=service.name%3Dsvc", None)]
+#[case::traceql("/api/search?q=%7B%7D", Some(serde_json::json!({"svc": {"spanCount": 1}})))]
+#[tokio::test]
+async fn service_stats_come_with_traceql_search_only(
+    #[case] path: &str,
+    #[case] want: Option<serde_json::Value>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    s.ingest(SINGLE_TENANT, req("svc", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let (status, _, body) = call(&s, path, &[]).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["traces"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["traces"][0].get("serviceStats").cloned(), want);
 }

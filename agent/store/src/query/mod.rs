@@ -2,6 +2,8 @@
 //! (newest data first, stopping at the limit) with `tags=` or TraceQL filters, over the
 //! trace [`view`] and its TraceQL [`traceql_view`].
 pub mod budget;
+#[cfg(test)]
+mod span_set_tests;
 pub mod traceql_view;
 pub mod view;
 
@@ -17,7 +19,7 @@ use super::{
     ids::TraceId,
     query::traceql_view::QlTrace,
     query::view::{ServiceStats, TraceRef},
-    rows::{SpanRow, Table, Val},
+    rows::{SpanRow, Table},
     tenant::Tenant,
 };
 use budget::{Budget, QueryError};
@@ -177,86 +179,100 @@ pub struct SearchResult {
     pub total_blocks: u64,
 }
 
-fn out_val(t: &TraceRef<'_>, v: Val) -> OutVal {
-    match v {
-        Val::Str(s) => OutVal::Str(t.str(s).to_string()),
-        Val::Int(i) => OutVal::Int(i),
-        Val::Float(f) => OutVal::Float(f),
-        Val::Bool(b) => OutVal::Bool(b),
-    }
-}
-
-/// What a TraceQL query references, to print on matched spans.
+/// What a TraceQL query references, to print on matched spans: as Tempo does, every attribute
+/// and intrinsic the query names (negated conditions, `select` and `by` included), except the
+/// span's name (printed as its own field), durations, the trace-level intrinsics and the ids.
 struct Referenced {
-    attrs: Vec<(Option<traceql::AttrScope>, String)>,
+    fields: Vec<ConditionField>,
     name: bool,
-    status: bool,
-    kind: bool,
+    /// Which element of an array (or which event) to print: the first that a condition on the
+    /// same field accepts.
+    conditions: Vec<traceql::Condition>,
 }
 
 fn referenced(q: &traceql::Query) -> Referenced {
     let mut r = Referenced {
-        attrs: Vec::new(),
+        fields: Vec::new(),
         name: false,
-        status: false,
-        kind: false,
+        conditions: q.conditions(),
     };
-    for c in q.conditions() {
-        match c.field {
-            ConditionField::Attribute { scope, name } => {
-                if !r.attrs.iter().any(|(s, n)| *s == scope && *n == name) {
-                    r.attrs.push((scope, name));
-                }
-            }
+    for f in q.referenced_fields() {
+        match f {
             ConditionField::Intrinsic(Intrinsic::Name) => r.name = true,
-            ConditionField::Intrinsic(Intrinsic::Status) => r.status = true,
-            ConditionField::Intrinsic(Intrinsic::Kind) => r.kind = true,
-            ConditionField::Intrinsic(_) => {}
+            ConditionField::Intrinsic(
+                Intrinsic::Duration
+                | Intrinsic::TraceDuration
+                | Intrinsic::RootName
+                | Intrinsic::RootServiceName
+                | Intrinsic::TraceId
+                | Intrinsic::SpanId,
+            ) => {}
+            f => r.fields.push(f),
         }
     }
     r
 }
 
-fn span_hit(t: &TraceRef<'_>, s: &SpanRow, refs: &Referenced) -> SpanHit {
+/// A TraceQL value as search results print it (durations like Go, status and kind as words).
+fn out_value(v: traceql::Value<'_>) -> OutVal {
+    use traceql::Value as V;
+    match v {
+        V::Str(s) => OutVal::Str(s.into_owned()),
+        V::Int(i) => OutVal::Int(i),
+        V::Float(f) => OutVal::Float(f),
+        V::Bool(b) => OutVal::Bool(b),
+        V::Duration(d) => OutVal::Str(traceql::format_duration(d)),
+        V::Status(st) => OutVal::Str(st.as_str().into()),
+        V::Kind(k) => OutVal::Str(k.as_str().into()),
+        V::Nil => OutVal::Str("nil".into()),
+    }
+}
+
+fn span_hit(view: &QlTrace<'_>, span: usize, refs: &Referenced) -> Option<SpanHit> {
+    use traceql::{AttrScope, TraceView};
+    const UNSCOPED: [AttrScope; 5] = [
+        AttrScope::Span,
+        AttrScope::Resource,
+        AttrScope::Event,
+        AttrScope::Link,
+        AttrScope::Instrumentation,
+    ];
+    let t = &view.t;
+    let s = t.spans.get(span)?;
     let mut attrs = Vec::new();
-    for (scope, name) in &refs.attrs {
-        let find = |a: &[super::rows::Attr]| a.iter().find(|a| t.str(a.key) == name).map(|a| a.val);
-        let v = match scope {
-            Some(traceql::AttrScope::Span) => find(t.span_attrs(s)),
-            Some(traceql::AttrScope::Resource) => find(t.resource_attrs(s)),
-            None => find(t.span_attrs(s)).or_else(|| find(t.resource_attrs(s))),
+    for field in &refs.fields {
+        let (key, values) = match field {
+            ConditionField::Attribute {
+                scope: Some(scope),
+                name,
+            } => (name.as_str(), view.attribute_values(span, *scope, name)),
+            ConditionField::Attribute { scope: None, name } => (
+                name.as_str(),
+                UNSCOPED
+                    .iter()
+                    .map(|&sc| view.attribute_values(span, sc, name))
+                    .find(|v| !v.is_empty())
+                    .unwrap_or_default(),
+            ),
+            ConditionField::Intrinsic(i) => (i.as_str(), view.intrinsic_values(span, *i)),
         };
-        if let Some(v) = v {
-            attrs.push((name.clone(), out_val(t, v)));
+        let accepted = |v: &traceql::Value<'_>| {
+            refs.conditions
+                .iter()
+                .any(|c| c.field == *field && c.matches(v))
+        };
+        let pos = values.iter().position(accepted).unwrap_or(0);
+        if let Some(v) = values.into_iter().nth(pos) {
+            attrs.push((key.to_string(), out_value(v)));
         }
     }
-    if refs.status {
-        attrs.push((
-            "status".into(),
-            OutVal::Str(
-                super::query::traceql_view::status_value(s.status)
-                    .as_str()
-                    .into(),
-            ),
-        ));
-    }
-    if refs.kind {
-        attrs.push((
-            "kind".into(),
-            OutVal::Str(
-                super::query::traceql_view::kind_value(s.kind)
-                    .as_str()
-                    .into(),
-            ),
-        ));
-    }
-    SpanHit {
+    Some(SpanHit {
         span_id: s.span_id,
         name: refs.name.then(|| t.str(s.name).to_string()),
         start_ns: s.start,
         duration_ns: s.duration(),
         attrs,
-    }
+    })
 }
 
 /// What a query needs for a row group or block to be worth reading: strings that must be in a
@@ -325,7 +341,8 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
             None
         }
         Filter::TraceQl(q) => {
-            let matched = q.eval(&QlTrace::new(t));
+            let view = QlTrace::new(t);
+            let matched = q.eval(&view);
             if matched.is_empty() {
                 return None;
             }
@@ -337,8 +354,7 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
             };
             let spans = matched[..take]
                 .iter()
-                .filter_map(|&i| t.spans.get(i))
-                .map(|s| span_hit(&t, s, refs))
+                .filter_map(|&i| span_hit(&view, i, refs))
                 .collect();
             Some((spans, matched.len()))
         }

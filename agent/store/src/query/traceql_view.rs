@@ -5,7 +5,7 @@ use crate::{
     hash::FastMap,
     ids::SpanId,
     query::view::TraceRef,
-    rows::{NO_SYM, STATUS_ERROR, STATUS_OK, Val},
+    rows::{Attr, NO_SYM, STATUS_ERROR, STATUS_OK, Val},
 };
 use sonde_traceql::{AttrScope, Intrinsic, KindValue, StatusValue, TraceView, Value};
 
@@ -96,11 +96,65 @@ impl TraceView for QlTrace<'_> {
         let attrs = match scope {
             AttrScope::Span => self.t.span_attrs(s),
             AttrScope::Resource => self.t.resource_attrs(s),
+            AttrScope::Instrumentation => self.t.scope_attrs(s),
+            AttrScope::Event | AttrScope::Link => {
+                return self.attribute_values(span, scope, name).into_iter().next();
+            }
         };
         attrs
             .iter()
             .find(|a| self.t.str(a.key) == name)
             .map(|a| to_value(&self.t, a.val))
+    }
+
+    fn attribute_values(&self, span: usize, scope: AttrScope, name: &str) -> Vec<Value<'_>> {
+        let Some(s) = self.t.spans.get(span) else {
+            return Vec::new();
+        };
+        let pick = |attrs: &[Attr]| {
+            attrs
+                .iter()
+                .filter(|a| self.t.str(a.key) == name)
+                .map(|a| to_value(&self.t, a.val))
+                .collect::<Vec<_>>()
+        };
+        let table = self.t.table;
+        match scope {
+            AttrScope::Span => pick(self.t.span_attrs(s)),
+            AttrScope::Resource => pick(self.t.resource_attrs(s)),
+            AttrScope::Instrumentation => pick(self.t.scope_attrs(s)),
+            AttrScope::Event => table.events[s.events.range()]
+                .iter()
+                .flat_map(|e| pick(&table.attrs[e.attrs.range()]))
+                .collect(),
+            AttrScope::Link => table.links[s.links.range()]
+                .iter()
+                .flat_map(|l| pick(&table.attrs[l.attrs.range()]))
+                .collect(),
+        }
+    }
+
+    fn intrinsic_values(&self, span: usize, which: Intrinsic) -> Vec<Value<'_>> {
+        let Some(s) = self.t.spans.get(span) else {
+            return Vec::new();
+        };
+        let table = self.t.table;
+        match which {
+            Intrinsic::EventName => self.event_names(span).into_iter().map(Value::Str).collect(),
+            Intrinsic::EventTimeSinceStart => table.events[s.events.range()]
+                .iter()
+                .map(|e| Value::Duration(e.since_start))
+                .collect(),
+            Intrinsic::LinkTraceId => table.links[s.links.range()]
+                .iter()
+                .map(|l| Value::Str(Cow::Owned(hex::encode(l.trace_id))))
+                .collect(),
+            Intrinsic::LinkSpanId => table.links[s.links.range()]
+                .iter()
+                .map(|l| Value::Str(Cow::Owned(hex::encode(l.span_id))))
+                .collect(),
+            other => self.intrinsic(span, other).into_iter().collect(),
+        }
     }
 
     fn intrinsic(&self, span: usize, which: Intrinsic) -> Option<Value<'_>> {

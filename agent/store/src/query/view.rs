@@ -59,6 +59,14 @@ impl<'a> TraceRef<'a> {
         &self.table.attrs[s.attrs.range()]
     }
 
+    /// Attributes of the span's instrumentation scope.
+    pub fn scope_attrs(&self, s: &SpanRow) -> &'a [Attr] {
+        match self.table.scopes.get(s.scope as usize) {
+            Some(sc) => &self.table.attrs[sc.attrs.range()],
+            None => &[],
+        }
+    }
+
     pub fn resource_attrs(&self, s: &SpanRow) -> &'a [Attr] {
         match self.table.resources.get(s.resource as usize) {
             Some(r) => &self.table.attrs[r.attrs.range()],

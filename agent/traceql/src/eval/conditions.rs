@@ -20,8 +20,9 @@ pub enum CompareOp {
 /// The field a [`Condition`] tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConditionField {
-    /// `scope: None` is an unscoped `.name`: the span attribute, or the resource one if the span
-    /// has none. A store may simply check both (that only lets more traces through).
+    /// `scope: None` is an unscoped `.name`: the first of the span, resource, event, link and
+    /// instrumentation attributes that has it. A store may simply check them all (that only
+    /// lets more traces through). Array attributes hold every element.
     Attribute {
         scope: Option<AttrScope>,
         name: String,

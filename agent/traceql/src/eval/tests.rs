@@ -19,6 +19,13 @@ enum Parent {
     Missing,
 }
 
+/// (trace id, span id, attributes) of a link.
+type MemLink = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, Value<'static>)>,
+);
+
 struct MemSpan {
     id: &'static str,
     name: &'static str,
@@ -29,8 +36,12 @@ struct MemSpan {
     start: u64,
     end: u64,
     resource: usize,
+    /// An array attribute is its key repeated once per element.
     attrs: Vec<(&'static str, Value<'static>)>,
     events: Vec<&'static str>,
+    /// Attributes of the span's events, (event index, key, value).
+    event_attrs: Vec<(usize, &'static str, Value<'static>)>,
+    links: Vec<MemLink>,
 }
 
 struct MemTrace {
@@ -39,6 +50,12 @@ struct MemTrace {
     spans: Vec<MemSpan>,
     /// Answer `rootName` from the store instead of letting the evaluator compute it.
     root_name_shortcut: Option<&'static str>,
+    /// The instrumentation scope of every span: name, version, attributes.
+    scope: (
+        &'static str,
+        &'static str,
+        Vec<(&'static str, Value<'static>)>,
+    ),
 }
 
 impl TraceView for MemTrace {
@@ -47,15 +64,56 @@ impl TraceView for MemTrace {
     }
 
     fn attribute(&self, span: usize, scope: AttrScope, name: &str) -> Option<Value<'_>> {
+        self.attribute_values(span, scope, name).into_iter().next()
+    }
+
+    fn attribute_values(&self, span: usize, scope: AttrScope, name: &str) -> Vec<Value<'_>> {
         let s = &self.spans[span];
-        let attrs = match scope {
-            AttrScope::Span => &s.attrs,
-            AttrScope::Resource => &self.resources[s.resource],
+        let pick = |attrs: &[(&'static str, Value<'static>)]| -> Vec<Value<'static>> {
+            attrs
+                .iter()
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .collect()
         };
-        attrs
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
+        match scope {
+            AttrScope::Span => pick(&s.attrs),
+            AttrScope::Resource => pick(&self.resources[s.resource]),
+            AttrScope::Instrumentation => pick(&self.scope.2),
+            AttrScope::Event => s
+                .event_attrs
+                .iter()
+                .filter(|(_, k, _)| *k == name)
+                .map(|(_, _, v)| v.clone())
+                .collect(),
+            AttrScope::Link => s.links.iter().flat_map(|(_, _, a)| pick(a)).collect(),
+        }
+    }
+
+    fn intrinsic_values(&self, span: usize, which: Intrinsic) -> Vec<Value<'_>> {
+        let s = &self.spans[span];
+        match which {
+            Intrinsic::EventName => s
+                .events
+                .iter()
+                .map(|e| Value::Str(Cow::Borrowed(*e)))
+                .collect(),
+            // Events happen 1 ms apart from the span's start.
+            Intrinsic::EventTimeSinceStart => (0..s.events.len() as u64)
+                .map(|i| Value::Duration(i * MS))
+                .collect(),
+            Intrinsic::LinkTraceId => s
+                .links
+                .iter()
+                .map(|l| Value::Str(Cow::Borrowed(l.0)))
+                .collect(),
+            Intrinsic::LinkSpanId => s
+                .links
+                .iter()
+                .map(|l| Value::Str(Cow::Borrowed(l.1)))
+                .collect(),
+            other => self.intrinsic(span, other).into_iter().collect(),
+        }
     }
 
     fn intrinsic(&self, span: usize, which: Intrinsic) -> Option<Value<'_>> {
@@ -73,6 +131,8 @@ impl TraceView for MemTrace {
                 Parent::None => return None,
             },
             Intrinsic::RootName => Value::Str(Cow::Borrowed(self.root_name_shortcut?)),
+            Intrinsic::InstrumentationName => Value::Str(Cow::Borrowed(self.scope.0)),
+            Intrinsic::InstrumentationVersion => Value::Str(Cow::Borrowed(self.scope.1)),
             // Duration and the other trace-level fields are left to the evaluator.
             _ => return None,
         })
@@ -123,6 +183,8 @@ fn span(id: &'static str, name: &'static str, kind: KindValue, parent: Parent) -
         resource: 0,
         attrs: Vec::new(),
         events: Vec::new(),
+        event_attrs: Vec::new(),
+        links: Vec::new(),
     }
 }
 
@@ -140,6 +202,11 @@ fn shop() -> MemTrace {
         ("http.method", s("GET")),
         ("http.response.status_code", Value::Int(200)),
         ("http.route", s("/checkout")),
+        // Two arrays: header values and ports.
+        ("http.request.header.accept", s("text/html")),
+        ("http.request.header.accept", s("application/json")),
+        ("ports", Value::Int(80)),
+        ("ports", Value::Int(443)),
     ];
     let mut call = span(
         "0000000000000002",
@@ -158,6 +225,15 @@ fn shop() -> MemTrace {
         ("foo bar", s("baz")),
     ];
     call.events = vec!["exception", "retry"];
+    call.event_attrs = vec![
+        (0, "exception.message", s("connection timeout")),
+        (1, "attempt", Value::Int(2)),
+    ];
+    call.links = vec![(
+        "0000000000000000000000000000beef",
+        "00000000000000ee",
+        vec![("ref", s("follows_from"))],
+    )];
     let mut pay = span(
         "0000000000000003",
         "POST /pay",
@@ -181,6 +257,11 @@ fn shop() -> MemTrace {
         ],
         spans: vec![root, call, pay],
         root_name_shortcut: None,
+        scope: (
+            "shop-lib",
+            "1.2.0",
+            vec![("telemetry.sdk.language", s("rust"))],
+        ),
     }
 }
 
@@ -200,6 +281,7 @@ fn cron() -> MemTrace {
         resources: vec![vec![("service.name", s("batch"))]],
         spans: vec![job],
         root_name_shortcut: None,
+        scope: ("", "", Vec::new()),
     }
 }
 
@@ -224,12 +306,60 @@ fn orphans() -> MemTrace {
         resources: vec![vec![("service.name", s("queue"))]],
         spans: vec![a, b],
         root_name_shortcut: None,
+        scope: ("", "", Vec::new()),
+    }
+}
+
+/// Two roots and a subtree whose parent never arrived (ids are the indexes):
+/// `0 gateway (server) → 1 auth (client), 2 db (client, error) → 3 query (error)`;
+/// `4 cron → 5 job (error)`; `6 lost (error, parent missing) → 7 lost-child`.
+fn forest() -> MemTrace {
+    use KindValue::{Client, Consumer, Internal, Server};
+    let shape = [
+        ("gateway", Server, Parent::None, false),
+        ("auth", Client, Parent::Index(0), false),
+        ("db", Client, Parent::Index(0), true),
+        ("query", Internal, Parent::Index(2), true),
+        ("cron", Internal, Parent::None, false),
+        ("job", Internal, Parent::Index(4), true),
+        ("lost", Consumer, Parent::Missing, true),
+        ("lost-child", Internal, Parent::Index(6), false),
+    ];
+    const IDS: [&str; 8] = [
+        "00000000000000c0",
+        "00000000000000c1",
+        "00000000000000c2",
+        "00000000000000c3",
+        "00000000000000c4",
+        "00000000000000c5",
+        "00000000000000c6",
+        "00000000000000c7",
+    ];
+    let spans = shape
+        .into_iter()
+        .zip(IDS)
+        .map(|((name, kind, parent, error), id)| {
+            let mut sp = span(id, name, kind, parent);
+            sp.end = MS;
+            if error {
+                sp.status = StatusValue::Error;
+            }
+            sp
+        })
+        .collect();
+    MemTrace {
+        id: "000000000000000000000000000000f0",
+        resources: vec![vec![("service.name", s("edge"))]],
+        spans,
+        root_name_shortcut: None,
+        scope: ("", "", Vec::new()),
     }
 }
 
 fn trace(name: &str) -> MemTrace {
     match name {
         "shop" => shop(),
+        "forest" => forest(),
         "cron" => cron(),
         "orphans" => orphans(),
         "shortcut" => MemTrace {
@@ -366,6 +496,68 @@ fn trace(name: &str) -> MemTrace {
 #[case::event_name_neq_any("shop", r#"{ event:name != "exception" }"#, &[1])]
 #[case::event_name_present("shop", "{ event:name != nil }", &[1])]
 #[case::event_name_flipped("shop", r#"{ "retry" = event:name }"#, &[1])]
+// arrays: any element matches; `!=` and `!~` need every element
+#[case::array_first_element("shop", r#"{ span.http.request.header.accept = "text/html" }"#, &[0])]
+#[case::array_second_element("shop", r#"{ .http.request.header.accept = "application/json" }"#, &[0])]
+#[case::array_neq_one_element_equal("shop", r#"{ span.http.request.header.accept != "text/html" }"#, &[])]
+#[case::array_neq_none_equal("shop", r#"{ span.http.request.header.accept != "text/plain" }"#, &[0])]
+#[case::array_regex("shop", r#"{ span.http.request.header.accept =~ "app.*" }"#, &[0])]
+#[case::array_not_regex_one_matches("shop", r#"{ span.http.request.header.accept !~ "text.*" }"#, &[])]
+#[case::array_ints("shop", "{ span.ports > 100 }", &[0])]
+#[case::array_ints_none_greater("shop", "{ span.ports > 1000 }", &[])]
+#[case::array_present("shop", "{ span.ports != nil }", &[0])]
+// event, link and instrumentation scopes
+#[case::event_attr("shop", r#"{ event.exception.message =~ ".*timeout" }"#, &[1])]
+#[case::event_attr_any_event("shop", "{ event.attempt = 2 }", &[1])]
+#[case::event_attr_neq_any_event("shop", "{ event.attempt != 3 }", &[1])]
+#[case::event_attr_absent("shop", "{ event.attempt = nil }", &[0, 2])]
+#[case::unscoped_finds_event_attr("shop", "{ .attempt = 2 }", &[1])]
+#[case::event_time_since_start("shop", "{ event:timeSinceStart >= 1ms }", &[1])]
+#[case::event_name_and_attr(
+    "shop",
+    r#"{ event:name = "exception" && event.exception.message != nil }"#,
+    &[1]
+)]
+#[case::link_attr("shop", r#"{ link.ref = "follows_from" }"#, &[1])]
+#[case::link_trace_id("shop", r#"{ link:traceID = "0000000000000000000000000000beef" }"#, &[1])]
+#[case::link_span_id_present("shop", "{ link:spanID != nil }", &[1])]
+#[case::instrumentation_name("shop", r#"{ instrumentation:name = "shop-lib" }"#, &[0, 1, 2])]
+#[case::instrumentation_version("shop", r#"{ instrumentation:version =~ "1\\..*" }"#, &[0, 1, 2])]
+#[case::instrumentation_attr("shop", r#"{ instrumentation.telemetry.sdk.language = "rust" }"#, &[0, 1, 2])]
+#[case::instrumentation_other_trace("cron", r#"{ instrumentation:name = "shop-lib" }"#, &[])]
+// structural operators over two roots and an orphaned subtree (see `forest`)
+#[case::descendant("forest", r#"{ name = "gateway" } >> { status = error }"#, &[2, 3])]
+#[case::descendant_of_any("forest", "{ } >> { status = error }", &[2, 3, 5])]
+#[case::descendant_not_self("forest", "{ } >> { }", &[1, 2, 3, 5])]
+#[case::ancestor("forest", "{ status = error } << { }", &[0, 2, 4])]
+#[case::child("forest", "{ kind = client } > { }", &[3])]
+#[case::child_chain("forest", r#"{ name = "gateway" } > { } > { }"#, &[3])]
+#[case::parent("forest", "{ status = error } < { }", &[0, 2, 4])]
+#[case::sibling("forest", r#"{ name = "auth" } ~ { }"#, &[2])]
+#[case::roots_are_siblings("forest", r#"{ name = "gateway" } ~ { }"#, &[4])]
+#[case::orphan_has_no_siblings("forest", r#"{ name = "lost" } ~ { }"#, &[])]
+#[case::orphan_has_no_parent("forest", r#"{ } > { name = "lost-child" }"#, &[])]
+#[case::orphan_is_nobodys_descendant("forest", r#"{ name = "lost" } >> { }"#, &[])]
+#[case::not_descendant("forest", r#"{ name = "gateway" } !>> { status = error }"#, &[5, 6])]
+#[case::not_descendant_empty_lhs("forest", r#"{ name = "nope" } !>> { status = error }"#, &[2, 3, 5, 6])]
+#[case::not_child("forest", "{ kind = client } !> { status = error }", &[2, 5, 6])]
+#[case::not_parent("forest", "{ status = error } !< { }", &[1, 3, 5, 6, 7])]
+#[case::not_ancestor("forest", "{ status = error } !<< { }", &[1, 3, 5, 6, 7])]
+#[case::not_sibling("forest", r#"{ name = "auth" } !~ { }"#, &[0, 1, 3, 4, 5, 6, 7])]
+#[case::negation_needs_rhs("forest", r#"{ } !> { name = "nope" }"#, &[])]
+#[case::union_descendant("forest", r#"{ name = "gateway" } &>> { status = error }"#, &[0, 2, 3])]
+#[case::union_ancestor("forest", "{ status = error } &<< { }", &[0, 2, 3, 4, 5])]
+#[case::union_child("forest", "{ kind = client } &> { }", &[2, 3])]
+#[case::union_parent("forest", "{ status = error } &< { }", &[0, 2, 3, 4, 5])]
+#[case::union_sibling("forest", r#"{ name = "auth" } &~ { }"#, &[1, 2])]
+#[case::union_sibling_all("forest", "{ } &~ { }", &[0, 1, 2, 4])]
+#[case::union_without_pairs("forest", r#"{ name = "lost" } &>> { }"#, &[])]
+#[case::structural_then_and(
+    "forest",
+    r#"({ name = "gateway" } >> { status = error }) && { name = "cron" }"#,
+    &[2, 3, 4]
+)]
+#[case::structural_in_shop("shop", "{ kind = server } >> { kind = server }", &[2])]
 // Grafana search builder queries
 #[case::grafana_builder(
     "shop",
@@ -393,20 +585,41 @@ fn eval(#[case] trace_name: &str, #[case] query: &str, #[case] want: &[usize]) {
     }
 }
 
+/// A field as written in a query (`.a`, `span.a`, `event:name`).
+fn field_name(f: &ConditionField) -> String {
+    match f {
+        ConditionField::Attribute { scope: None, name } => format!(".{name}"),
+        ConditionField::Attribute {
+            scope: Some(scope),
+            name,
+        } => format!("{}.{name}", scope.as_str()),
+        ConditionField::Intrinsic(i) => i.as_str().to_string(),
+    }
+}
+
 /// What a store would check a condition against: every value the field has on a span.
 fn field_values<'a>(t: &'a MemTrace, span: usize, field: &ConditionField) -> Vec<Value<'a>> {
     match field {
         ConditionField::Attribute {
             scope: Some(scope),
             name,
-        } => t.attribute(span, *scope, name).into_iter().collect(),
-        ConditionField::Attribute { scope: None, name } => [AttrScope::Span, AttrScope::Resource]
-            .iter()
-            .filter_map(|scope| t.attribute(span, *scope, name))
-            .collect(),
-        ConditionField::Intrinsic(Intrinsic::EventName) => {
-            t.event_names(span).into_iter().map(Value::Str).collect()
-        }
+        } => t.attribute_values(span, *scope, name),
+        ConditionField::Attribute { scope: None, name } => [
+            AttrScope::Span,
+            AttrScope::Resource,
+            AttrScope::Event,
+            AttrScope::Link,
+            AttrScope::Instrumentation,
+        ]
+        .iter()
+        .flat_map(|scope| t.attribute_values(span, *scope, name))
+        .collect(),
+        ConditionField::Intrinsic(
+            i @ (Intrinsic::EventName
+            | Intrinsic::EventTimeSinceStart
+            | Intrinsic::LinkTraceId
+            | Intrinsic::LinkSpanId),
+        ) => t.intrinsic_values(span, *i),
         ConditionField::Intrinsic(Intrinsic::Duration) => {
             vec![Value::Duration(
                 t.end_unix_nanos(span) - t.start_unix_nanos(span),
@@ -460,22 +673,7 @@ fn conditions(#[case] query: &str, #[case] want: &[&str]) {
         .conditions()
         .iter()
         .map(|c| {
-            let field = match &c.field {
-                ConditionField::Attribute { scope: None, name } => format!(".{name}"),
-                ConditionField::Attribute {
-                    scope: Some(AttrScope::Span),
-                    name,
-                } => {
-                    format!("span.{name}")
-                }
-                ConditionField::Attribute {
-                    scope: Some(AttrScope::Resource),
-                    name,
-                } => {
-                    format!("resource.{name}")
-                }
-                ConditionField::Intrinsic(i) => i.as_str().to_string(),
-            };
+            let field = field_name(&c.field);
             format!("{field} {:?}", c.op)
         })
         .collect();
@@ -543,6 +741,7 @@ fn empty_trace_matches_nothing() {
         resources: vec![],
         spans: vec![],
         root_name_shortcut: None,
+        scope: ("", "", Vec::new()),
     };
     for query in ["{}", "{ traceDuration = 0s }", "{ true } || { true }"] {
         let q = parse(query).expect("parses");
@@ -571,23 +770,6 @@ fn deepest_accepted_trees_evaluate(#[case] query: String, #[case] want: &[usize]
 #[case::intrinsics_colon("{ span:kind = server && trace:rootService = \"x\" }", &["kind", "rootServiceName"])]
 fn referenced_fields(#[case] query: &str, #[case] want: &[&str]) {
     let q = parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
-    let got: Vec<String> = q
-        .referenced_fields()
-        .iter()
-        .map(|f| match f {
-            ConditionField::Attribute { scope: None, name } => format!(".{name}"),
-            ConditionField::Attribute {
-                scope: Some(AttrScope::Span),
-                name,
-            } => format!("span.{name}"),
-            ConditionField::Attribute {
-                scope: Some(AttrScope::Resource),
-                name,
-            } => {
-                format!("resource.{name}")
-            }
-            ConditionField::Intrinsic(i) => i.as_str().to_string(),
-        })
-        .collect();
+    let got: Vec<String> = q.referenced_fields().iter().map(field_name).collect();
     assert_eq!(got, want, "{query}");
 }

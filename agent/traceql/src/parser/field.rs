@@ -93,17 +93,6 @@ pub(super) fn scoped_intrinsic(scope: ScopeColon, word: &str) -> Option<Intrinsi
 }
 
 /// Whether the evaluator can compute this intrinsic today.
-pub(super) fn intrinsic_supported(i: Intrinsic) -> bool {
-    !matches!(
-        i,
-        Intrinsic::EventTimeSinceStart
-            | Intrinsic::LinkTraceId
-            | Intrinsic::LinkSpanId
-            | Intrinsic::InstrumentationName
-            | Intrinsic::InstrumentationVersion
-    )
-}
-
 pub(super) fn intrinsic_type(i: Intrinsic) -> StaticType {
     match i {
         Intrinsic::Duration | Intrinsic::TraceDuration | Intrinsic::EventTimeSinceStart => {
@@ -275,12 +264,12 @@ impl Parser {
                     ScopeDot::None => AttrRef::Unscoped,
                     ScopeDot::Span => AttrRef::Scoped(AttrScope::Span),
                     ScopeDot::Resource => AttrRef::Scoped(AttrScope::Resource),
-                    ScopeDot::Event => AttrRef::Event,
-                    ScopeDot::Link => AttrRef::Link,
-                    ScopeDot::Instrumentation => AttrRef::Instrumentation,
+                    ScopeDot::Event => AttrRef::Scoped(AttrScope::Event),
+                    ScopeDot::Link => AttrRef::Scoped(AttrScope::Link),
+                    ScopeDot::Instrumentation => AttrRef::Scoped(AttrScope::Instrumentation),
                     ScopeDot::Parent => AttrRef::Parent,
                 };
-                if !matches!(scope, AttrRef::Unscoped | AttrRef::Scoped(_)) {
+                if scope == AttrRef::Parent {
                     self.unsupported(format_args!("attribute scope of {name:?}"), pos);
                 }
                 FieldExpr::Attribute { scope, name }
@@ -294,18 +283,12 @@ impl Parser {
                 let Some(i) = scoped_intrinsic(scope, &word) else {
                     return Err(self.unexpected());
                 };
-                if !intrinsic_supported(i) {
-                    self.unsupported(format_args!("intrinsic {}", i.as_str()), pos);
-                }
                 FieldExpr::Intrinsic(i)
             }
             Tok::Ident(w) => {
                 if let Some(v) = keyword_static(&w) {
                     FieldExpr::Static(v)
                 } else if let Some(i) = unscoped_intrinsic(&w) {
-                    if !intrinsic_supported(i) {
-                        self.unsupported(format_args!("intrinsic {}", i.as_str()), pos);
-                    }
                     FieldExpr::Intrinsic(i)
                 } else if w == "parent" {
                     self.unsupported("intrinsic parent", pos);
