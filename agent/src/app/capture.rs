@@ -145,7 +145,9 @@ pub async fn run_capture(
     // RED metrics see every span before the sinks do.
     // (Only when someone can see them: on /metrics or pushed over OTLP.)
     let red = (cfg.red.enabled && (!cfg.metrics_listen_address.is_empty() || cfg.red.otlp_export))
-        .then(|| crate::red::Red::new(cfg.red.limits()));
+        .then(|| {
+            crate::red::Red::new(cfg.red.limits()).with_routes_file(&cfg.red.learnt_routes_file)
+        });
     let sink: Box<dyn SpanSink> = match &red {
         Some(red) => Box::new(crate::red::RedTap::start(red, sink).map_err(AgentError::RedThread)?),
         None => sink,

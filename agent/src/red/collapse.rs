@@ -103,6 +103,13 @@ impl RouteTree {
             .map(|(p, _)| &**p)
     }
 
+    /// Start with the segment after `prefix` collapsed (learnt before a restart).
+    pub fn mark_collapsed(&mut self, prefix: &str) {
+        if self.nodes.len() < self.max_nodes || self.nodes.contains_key(prefix) {
+            self.nodes.entry(prefix.into()).or_default().collapsed = true;
+        }
+    }
+
     pub fn nodes(&self) -> usize {
         self.nodes.len()
     }

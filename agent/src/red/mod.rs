@@ -64,6 +64,10 @@ pub struct RedSection {
     /// Route patterns (`/users/{id}`), first match wins: the metrics' `http.route` for the
     /// paths they match, before any learnt collapse.
     pub routes: Vec<String>,
+    /// Where the learnt route collapses are kept across restarts (JSON, per service name:
+    /// the same list `/routes` shows); written every minute and at a clean stop, read at
+    /// start. Empty: not kept.
+    pub learnt_routes_file: std::path::PathBuf,
     /// Also export the RED metrics as OTLP metrics (`OTEL_METRICS_EXPORTER=otlp`), to the
     /// span exporter's endpoint unless `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` says otherwise.
     pub otlp_export: bool,
@@ -90,6 +94,7 @@ impl Default for RedSection {
             route_segment_values: l.route_segment_values,
             edge_limit: l.edges,
             routes: Vec::new(),
+            learnt_routes_file: std::path::PathBuf::from("/var/lib/sonde/agent/learnt-routes.json"),
             otlp_export: false,
             export_interval: Duration::from_secs(60),
             temporality: otlp::Temporality::Cumulative,
@@ -206,12 +211,61 @@ struct Message {
 #[derive(Clone, Debug)]
 pub struct Red {
     state: Arc<Mutex<State>>,
+    /// Where learnt route collapses are kept across restarts.
+    routes_file: Option<std::path::PathBuf>,
 }
+
+/// How often the learnt routes are written (and at a clean stop).
+const SAVE_ROUTES_EVERY: Duration = Duration::from_secs(60);
 
 impl Red {
     pub fn new(limits: Limits) -> Self {
         Self {
             state: Arc::new(Mutex::new(State::new(limits))),
+            routes_file: None,
+        }
+    }
+
+    /// Keep learnt route collapses in `path` across restarts, starting from what it holds.
+    /// A file that cannot be read is reported and ignored (the collapses are learnt again).
+    pub fn with_routes_file(mut self, path: &std::path::Path) -> Self {
+        if path.as_os_str().is_empty() {
+            return self;
+        }
+        match std::fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(learnt) => {
+                    if let Ok(mut s) = self.state.lock() {
+                        s.seed_learnt_routes(learnt);
+                    }
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                    "learnt routes unreadable: learning them again"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                "learnt routes unreadable: learning them again"),
+        }
+        self.routes_file = Some(path.to_owned());
+        self
+    }
+
+    /// Write the learnt routes (atomically: a temporary file renamed over the old one).
+    fn save_routes(&self, state: &State) {
+        let Some(path) = &self.routes_file else {
+            return;
+        };
+        let learnt = state.learnt_routes();
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&learnt)?)?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = result {
+            tracing::debug!(path = %path.display(), error = %e, "cannot keep the learnt routes");
         }
     }
 
@@ -234,6 +288,7 @@ impl Red {
     }
 
     fn run(&self, rx: &Receiver<Message>) {
+        let mut saved = std::time::Instant::now();
         loop {
             let m = rx.recv_timeout(std::time::Duration::from_millis(100));
             let Ok(mut s) = self.state.lock() else {
@@ -249,8 +304,13 @@ impl Red {
                 Err(RecvTimeoutError::Timeout) => s.tick(false),
                 Err(RecvTimeoutError::Disconnected) => {
                     s.tick(true);
+                    self.save_routes(&s);
                     return;
                 }
+            }
+            if saved.elapsed() >= SAVE_ROUTES_EVERY {
+                self.save_routes(&s);
+                saved = std::time::Instant::now();
             }
         }
     }
@@ -362,6 +422,42 @@ mod tests {
         assert_eq!(counted + dropped, 1000);
         let text = red.render(expose::Format::Text);
         assert!(text.contains("http_server_request_duration_seconds_count{"));
+    }
+
+    /// Collapses learnt in one run are in the file at a clean stop, and the next run starts
+    /// from them.
+    #[test]
+    fn learnt_routes_are_kept_in_their_file_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent/learnt-routes.json");
+        let limits = Limits {
+            route_segment_values: 2,
+            ..Limits::default()
+        };
+        let red = Red::new(limits.clone()).with_routes_file(&file);
+        let mut tap = RedTap::start(&red, Box::new(Count(Arc::new(Mutex::new(0))))).unwrap();
+        let r = resource(1, "shop");
+        let span = |path: &str| {
+            let mut s = server_span();
+            s.route = Some(path.to_owned());
+            (r.clone(), s)
+        };
+        tap.send(["/tag/a", "/tag/b", "/tag/c"].map(span).to_vec());
+        tap.finish();
+        let text = std::fs::read_to_string(&file).expect("written at the stop");
+        assert!(text.contains("/tag/{id}"), "{text}");
+        let again = Red::new(limits).with_routes_file(&file);
+        let learnt = again.with(State::learnt_routes).unwrap();
+        assert_eq!(learnt["shop"], vec!["/tag/{id}".to_owned()]);
+    }
+
+    #[test]
+    fn a_corrupt_routes_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("learnt-routes.json");
+        std::fs::write(&file, "{not json").unwrap();
+        let red = Red::new(Limits::default()).with_routes_file(&file);
+        assert!(red.with(State::learnt_routes).unwrap().is_empty());
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct State {
     /// keeps the address from being reused): no allocation per span.
     keys: HashMap<usize, (Arc<ProcessResource>, Arc<ServiceKey>)>,
     patterns: RoutePatterns,
+    /// Collapses learnt before the last restart, per service name (`/users/{id}` form):
+    /// every instance of the service starts with them.
+    learnt: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Resources whose key is remembered at most (a bound: cleared when reached).
@@ -129,7 +132,34 @@ impl State {
             otlp_requests: 0,
             otlp_failed_requests: 0,
             keys: HashMap::default(),
+            learnt: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Collapses learnt before a restart, per service name (as [`Self::learnt_routes`] gives
+    /// them): services seen from now on start with them.
+    pub fn seed_learnt_routes(&mut self, learnt: std::collections::BTreeMap<String, Vec<String>>) {
+        self.learnt = learnt;
+    }
+
+    /// Every collapse learnt, per service name (all its instances, and what was learnt before
+    /// the last restart): what survives a restart.
+    pub fn learnt_routes(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out = self.learnt.clone();
+        for (k, s) in &self.services {
+            let v = out.entry(k.name.to_string()).or_default();
+            v.extend(
+                s.routes
+                    .collapsed()
+                    .map(|p| format!("{p}/{}", super::route::ID)),
+            );
+        }
+        for v in out.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        out.retain(|_, v| !v.is_empty());
+        out
     }
 
     /// Series held, all services together.
@@ -248,13 +278,19 @@ impl State {
         now: Instant,
     ) {
         let limits = &self.limits;
+        let mut routes = RouteTree::new(limits.route_segment_values, limits.route_nodes);
+        for template in self.learnt.get(&*key.name).into_iter().flatten() {
+            if let Some(prefix) = template.strip_suffix(&format!("/{}", super::route::ID)) {
+                routes.mark_collapsed(prefix);
+            }
+        }
         self.services.insert(
             key.clone(),
             Service {
                 resource: resource.clone(),
                 server: Table::default(),
                 client: Table::default(),
-                routes: RouteTree::new(limits.route_segment_values, limits.route_nodes),
+                routes,
                 dropped_spans,
                 overflows: HashMap::default(),
                 last_seen: now,
@@ -425,6 +461,40 @@ mod tests {
             routes.values().next().unwrap(),
             &vec!["/tag/{id}".to_owned()]
         );
+    }
+
+    /// What one run learnt, another (a restart: new instances) starts with: the first
+    /// `/tag/x` of the new run is already `/tag/{id}`.
+    #[test]
+    fn learnt_collapses_survive_a_restart() {
+        let limits = Limits {
+            route_segment_values: 2,
+            ..Limits::default()
+        };
+        let mut before = State::new(limits.clone());
+        let r = resource(1, "shop");
+        before.record(
+            ["/tag/a", "/tag/b", "/tag/c"]
+                .iter()
+                .map(|p| obs(&r, p, 200))
+                .collect(),
+        );
+        let learnt = before.learnt_routes();
+        assert_eq!(learnt["shop"], vec!["/tag/{id}".to_owned()]);
+        let mut after = State::new(limits);
+        after.seed_learnt_routes(learnt.clone());
+        let again = resource(2, "shop");
+        after.record(vec![obs(&again, "/tag/zzz", 200)]);
+        let svc = after.services.values().next().unwrap();
+        let routes: Vec<&str> = svc
+            .server
+            .series
+            .keys()
+            .filter_map(|l| l.route.as_deref())
+            .collect();
+        assert_eq!(routes, ["/tag/{id}"]);
+        // Kept for services not seen since the restart too.
+        assert_eq!(after.learnt_routes(), learnt);
     }
 
     #[test]
