@@ -56,6 +56,16 @@ pub fn start_agent_bin(bin: &std::path::Path, receiver: SocketAddr, args: &[&str
     spawn_agent(bin, receiver, args, &[])
 }
 
+/// A learnt-routes file no other agent of these tests uses (in the temporary directory).
+fn fresh_routes_file() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "sonde-e2e-routes-{}-{n}/learnt-routes.json",
+        std::process::id()
+    ))
+}
+
 fn spawn_agent(
     bin: &std::path::Path,
     receiver: SocketAddr,
@@ -65,6 +75,9 @@ fn spawn_agent(
     let mut child = Command::new(bin)
         .arg("agent")
         .args(args)
+        // Each agent learns its own routes: nothing kept between agents (or in the host's
+        // state directory).
+        .env("SONDE_LEARNT_ROUTES_FILE", fresh_routes_file())
         .envs(env.iter().copied())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")

@@ -37,6 +37,10 @@ pub struct AgentArgs {
     /// Do not derive RED metrics and the service graph from the spans.
     #[arg(long)]
     pub no_red: bool,
+    /// Keep the learnt route collapses in this file across restarts (`""`: not kept).
+    /// [default: /var/lib/sonde/agent/learnt-routes.json]
+    #[arg(long, env = "SONDE_LEARNT_ROUTES_FILE")]
+    pub learnt_routes_file: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -59,6 +63,9 @@ impl AgentArgs {
         }
         if let Some(p) = self.print {
             s.print = p;
+        }
+        if let Some(f) = &self.learnt_routes_file {
+            s.red.learnt_routes_file.clone_from(f);
         }
         if let Some(a) = &self.metrics_listen_address {
             s.metrics_listen_address.clone_from(a);
