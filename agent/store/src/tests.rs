@@ -225,10 +225,10 @@ fn search_results_carry_root_and_span_sets() {
     assert_eq!(t.root_service.as_deref(), Some("frontend"));
     assert_eq!(t.root_name.as_deref(), Some("POST /b"));
     assert_eq!(t.duration_ns, 300_000_000);
-    let (spans, matched) = t.span_set.as_ref().unwrap();
-    assert_eq!(*matched, 1);
+    let set = &t.span_sets[0];
+    assert_eq!(set.matched, 1);
     assert_eq!(
-        spans[0].attrs,
+        set.spans[0].attrs,
         vec![(
             "http.status_code".to_string(),
             super::query::OutVal::Int(500)

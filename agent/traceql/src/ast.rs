@@ -1,7 +1,7 @@
 //! TraceQL syntax tree: a pipeline of stages whose first stage is a spanset expression.
 //!
-//! The tree already has shapes for what the evaluator does not run yet (aggregates, `select`,
-//! `by`, metrics functions) so adding them later is a matter of evaluation, not a new parser.
+//! The tree already has shapes for what the evaluator does not run yet (metrics functions,
+//! `parent.`) so adding them later is a matter of evaluation, not a new parser.
 
 use std::fmt;
 

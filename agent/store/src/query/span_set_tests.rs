@@ -138,7 +138,7 @@ fn span_sets_list_referenced_fields(#[case] q: &str, #[case] want: Vec<(&str, Ou
         }
         let r = store.search(&[SINGLE_TENANT.to_string()], &spec).unwrap();
         assert_eq!(r.traces.len(), 1, "{q} ({when})");
-        let (spans, _) = r.traces[0].span_set.as_ref().unwrap();
+        let spans = &r.traces[0].span_sets[0].spans;
         assert_eq!(spans[0].attrs, want, "{q} ({when})");
         let named = q.starts_with("{ name =");
         assert_eq!(spans[0].name.is_some(), named, "{q} ({when})");

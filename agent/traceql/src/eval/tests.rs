@@ -44,7 +44,7 @@ struct MemSpan {
     links: Vec<MemLink>,
 }
 
-struct MemTrace {
+pub(super) struct MemTrace {
     id: &'static str,
     resources: Vec<Vec<(&'static str, Value<'static>)>>,
     spans: Vec<MemSpan>,
@@ -356,7 +356,7 @@ fn forest() -> MemTrace {
     }
 }
 
-fn trace(name: &str) -> MemTrace {
+pub(super) fn trace(name: &str) -> MemTrace {
     match name {
         "shop" => shop(),
         "forest" => forest(),
