@@ -144,3 +144,28 @@ fn span_sets_list_referenced_fields(#[case] q: &str, #[case] want: Vec<(&str, Ou
         assert_eq!(spans[0].name.is_some(), named, "{q} ({when})");
     }
 }
+
+/// `tags=` search matches any element of an array attribute, as TraceQL does.
+#[rstest]
+#[case::first_element("text/html", 1)]
+#[case::second_element("application/json", 1)]
+#[case::no_element("text/plain", 0)]
+fn tag_search_matches_array_elements(#[case] value: &str, #[case] want: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&cfg(dir.path()), ManualClock::new(T0)).unwrap();
+    store.ingest(SINGLE_TENANT, request()).unwrap();
+    let spec = SearchSpec {
+        filter: Filter::Tags(vec![(
+            "http.request.header.accept".to_string(),
+            value.to_string(),
+        )]),
+        min_duration_ns: None,
+        max_duration_ns: None,
+        start_ns: T0 - 3_600_000_000_000,
+        end_ns: T0 + 3_600_000_000_000,
+        limit: 20,
+        spss: 3,
+    };
+    let r = store.search(&[SINGLE_TENANT.to_string()], &spec).unwrap();
+    assert_eq!(r.traces.len(), want, "{value}");
+}
