@@ -39,14 +39,10 @@ impl Query {
             trace,
             info: OnceCell::new(),
         };
-        let Some(p) = self.search_pipeline() else {
-            return Vec::new();
-        };
-        let all = SpanSet {
-            spans: (0..trace.span_count()).collect(),
-            attributes: Vec::new(),
-        };
-        ctx.run(p, vec![all])
+        match self.search_pipeline() {
+            Some(p) => ctx.run(p, None),
+            None => Vec::new(),
+        }
     }
 
     /// Necessary conditions a storage layer may use to skip whole traces before [`Query::eval`].
@@ -217,15 +213,7 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
 
     /// The spans of all the sets `p` returns over `domain` (every span when None).
     fn pipeline(&self, p: &Pipeline, domain: Option<&[usize]>) -> Vec<usize> {
-        let spans = match domain {
-            Some(d) => d.to_vec(),
-            None => (0..self.trace.span_count()).collect(),
-        };
-        let input = vec![SpanSet {
-            spans,
-            attributes: Vec::new(),
-        }];
-        self.run(p, input)
+        self.run(p, domain)
             .into_iter()
             .map(|ss| ss.spans)
             .reduce(union)

@@ -19,9 +19,33 @@ pub struct SpanSet {
 }
 
 impl<T: TraceView + ?Sized> Ctx<'_, T> {
-    /// Runs `p` over `input`, stage by stage.
-    pub(super) fn run(&self, p: &Pipeline, mut input: Vec<SpanSet>) -> Vec<SpanSet> {
-        for stage in &p.stages {
+    /// Runs `p` over the spans of `domain` (every span when None).
+    pub(super) fn run(&self, p: &Pipeline, domain: Option<&[usize]>) -> Vec<SpanSet> {
+        let (input, rest) = match p.stages.split_first() {
+            // The common first stage reads the spans directly, without a set of them all.
+            Some((Stage::Spanset(e), rest)) => {
+                let spans = self.spanset(e, domain);
+                if spans.is_empty() {
+                    return Vec::new();
+                }
+                let attributes = Vec::new();
+                (vec![SpanSet { spans, attributes }], rest)
+            }
+            _ => {
+                let spans = match domain {
+                    Some(d) => d.to_vec(),
+                    None => (0..self.trace.span_count()).collect(),
+                };
+                let attributes = Vec::new();
+                (vec![SpanSet { spans, attributes }], p.stages.as_slice())
+            }
+        };
+        self.stages(rest, input)
+    }
+
+    /// Runs `stages` over `input`, one after the other.
+    fn stages(&self, stages: &[Stage], mut input: Vec<SpanSet>) -> Vec<SpanSet> {
+        for stage in stages {
             if input.is_empty() {
                 break;
             }
