@@ -110,6 +110,35 @@ impl Query {
     }
 }
 
+/// Intrinsic values of a trace's spans as the evaluator computes them (`span:childCount`, the
+/// nested-set numbers and the trace-level ones included), for printing matched spans. Trace-wide
+/// facts are computed once per reader.
+pub struct FieldReader<'t, T: ?Sized> {
+    ctx: Ctx<'t, T>,
+}
+
+impl<'t, T: TraceView + ?Sized> FieldReader<'t, T> {
+    pub fn new(trace: &'t T) -> Self {
+        let ctx = Ctx {
+            trace,
+            info: OnceCell::new(),
+        };
+        FieldReader { ctx }
+    }
+
+    /// The intrinsic's values on `span`: one per event or link for those that have several,
+    /// otherwise one; empty when the span has none.
+    pub fn intrinsic_values(&self, span: usize, which: Intrinsic) -> Vec<Value<'_>> {
+        if is_per_item(which) {
+            return self.ctx.trace.intrinsic_values(span, which);
+        }
+        match self.ctx.intrinsic(span, which) {
+            Value::Nil => Vec::new(),
+            v => vec![v],
+        }
+    }
+}
+
 /// Trace-wide facts computed once per evaluation when a query needs them.
 struct TraceInfo {
     root: Option<usize>,

@@ -51,7 +51,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 pub use ast::{Pipeline, Query, SpansetExpr, Stage};
-pub use eval::{CompareOp, Condition, ConditionField, SpanSet};
+pub use eval::{CompareOp, Condition, ConditionField, FieldReader, SpanSet};
 
 /// Parses a TraceQL query. Syntax errors carry Tempo-style messages and positions.
 pub fn parse(query: &str) -> Result<Query, ParseError> {

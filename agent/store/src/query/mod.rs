@@ -246,7 +246,12 @@ fn out_value(v: traceql::Value<'_>) -> OutVal {
     }
 }
 
-fn span_hit(view: &QlTrace<'_>, span: usize, refs: &Referenced) -> Option<SpanHit> {
+fn span_hit(
+    view: &QlTrace<'_>,
+    fields: &traceql::FieldReader<'_, QlTrace<'_>>,
+    span: usize,
+    refs: &Referenced,
+) -> Option<SpanHit> {
     use traceql::{AttrScope, TraceView};
     const UNSCOPED: [AttrScope; 5] = [
         AttrScope::Span,
@@ -272,7 +277,7 @@ fn span_hit(view: &QlTrace<'_>, span: usize, refs: &Referenced) -> Option<SpanHi
                     .find(|v| !v.is_empty())
                     .unwrap_or_default(),
             ),
-            ConditionField::Intrinsic(i) => (i.as_str(), view.intrinsic_values(span, *i)),
+            ConditionField::Intrinsic(i) => (i.as_str(), fields.intrinsic_values(span, *i)),
         };
         let accepted = |v: &traceql::Value<'_>| {
             refs.conditions
@@ -365,6 +370,7 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
                 return None;
             }
             let refs = refs?;
+            let fields = traceql::FieldReader::new(&view);
             sets.into_iter()
                 .map(|set| {
                     let take = if spec.spss == 0 {
@@ -375,7 +381,7 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
                     SpanSetHit {
                         spans: set.spans[..take]
                             .iter()
-                            .filter_map(|&i| span_hit(&view, i, refs))
+                            .filter_map(|&i| span_hit(&view, &fields, i, refs))
                             .collect(),
                         matched: set.spans.len(),
                         attributes: set

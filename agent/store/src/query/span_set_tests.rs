@@ -114,6 +114,10 @@ fn str_val(s: &str) -> OutVal {
     r#"{ .http.method = "GET" || .nope = 1 }"#,
     vec![("http.method", str_val("GET"))]
 )]
+#[case::computed_intrinsics(
+    "{ nestedSetParent < 0 && span:childCount = 0 }",
+    vec![("nestedSetParent", OutVal::Int(-1)), ("span:childCount", OutVal::Int(0))]
+)]
 #[case::unscoped_event_attribute(
     r#"{ .exception.message = "timeout" }"#,
     vec![("exception.message", str_val("timeout"))]

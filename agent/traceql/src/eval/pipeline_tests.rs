@@ -117,3 +117,22 @@ fn pipelines(#[case] trace_name: &str, #[case] query: &str, #[case] want: Vec<Sp
     spans.dedup();
     assert_eq!(q.eval(&t), spans, "{query}: eval is the union of the sets");
 }
+
+/// What a store prints for computed intrinsics on a matched span.
+#[rstest]
+#[case::child_count("forest", 0, crate::Intrinsic::ChildCount, vec![Value::Int(2)])]
+#[case::nested_set_parent_of_root("forest", 4, crate::Intrinsic::NestedSetParent, vec![Value::Int(-1)])]
+#[case::nested_set_left_of_orphan("forest", 6, crate::Intrinsic::NestedSetLeft, vec![Value::Int(0)])]
+#[case::root_service("shop", 2, crate::Intrinsic::RootServiceName, vec![s("frontend")])]
+#[case::every_event("shop", 1, crate::Intrinsic::EventName, vec![s("exception"), s("retry")])]
+#[case::no_parent_id("shop", 0, crate::Intrinsic::ParentId, vec![])]
+fn field_reader_computes_intrinsics(
+    #[case] trace_name: &str,
+    #[case] span: usize,
+    #[case] which: crate::Intrinsic,
+    #[case] want: Vec<Value<'static>>,
+) {
+    let t = trace(trace_name);
+    let reader = crate::FieldReader::new(&t);
+    assert_eq!(reader.intrinsic_values(span, which), want);
+}
