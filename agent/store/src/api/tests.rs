@@ -248,3 +248,26 @@ fn urlencode(q: &str) -> String {
         })
         .collect()
 }
+
+/// Bad TraceQL is a 400 that says what is wrong.
+#[rstest::rstest]
+#[case::dangling_structural("{ .a } >>", "syntax error")]
+#[case::aggregate_without_comparison("{ } | count()", "syntax error")]
+#[case::two_aggregates(
+    "({ .a } | count()) > ({ .b } | count())",
+    "a scalar filter other than `aggregate op number` is not supported yet"
+)]
+#[case::parent_scope("{ parent.span.a = 1 }", "not supported yet")]
+#[tokio::test]
+async fn bad_traceql_is_a_400(#[case] q: &str, #[case] needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let (status, _, body) = call(&s, &format!("/api/search?q={}", urlencode(q)), &[]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{q}: {body}");
+    assert!(
+        body.starts_with("invalid TraceQL query: parse error"),
+        "{q}: {body}"
+    );
+    assert!(body.contains(needle), "{q}: {body}");
+}
