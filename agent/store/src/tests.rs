@@ -175,7 +175,7 @@ fn traceql_search(#[case] q: &str, #[case] want: Vec<u64>) {
     assert_eq!(found(&store, ql(q)), want, "blocks");
 }
 
-/// Structural operators over the seeded traces (trace 1 arrives in two batches) and trace 4,
+/// Structural operators and the `parent.` scope over the seeded traces (trace 1 arrives in two batches) and trace 4,
 /// whose root never arrives: an error span with a missing parent, and its child.
 #[rstest::rstest]
 #[case::descendant_across_batches(
@@ -188,6 +188,7 @@ fn traceql_search(#[case] q: &str, #[case] want: Vec<u64>) {
 #[case::orphan_subtree_unrelated(r#"{ } >> { name = "orphan-child" }"#, vec![])]
 #[case::union_child(r#"{ name = "GET /a" } &> { }"#, vec![1])]
 #[case::single_root_no_sibling(r#"{ name = "GET /a" } ~ { }"#, vec![])]
+#[case::parent_scope("{ parent.resource.service.name != resource.service.name }", vec![1])]
 fn structural_search(#[case] q: &str, #[case] want: Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);

@@ -321,7 +321,13 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                     (v, Combine::of(sc))
                 }),
             AttrRef::Scoped(sc) => (self.trace.attribute_values(span, sc, name), Combine::of(sc)),
-            AttrRef::Parent => (Vec::new(), Combine::Elements),
+            AttrRef::Parent(scope) => match self.trace.parent_index(span) {
+                Some(parent) => {
+                    let scope = scope.map_or(AttrRef::Unscoped, AttrRef::Scoped);
+                    self.attribute_values(parent, scope, name)
+                }
+                None => (Vec::new(), Combine::Elements),
+            },
         }
     }
 

@@ -8,8 +8,10 @@
 //! `eval/structural.rs`) and pipelines (`| count() > 2`, `| avg(duration) > 1s`, `| by(..)`,
 //! `| coalesce()`, `| select(..)`, later `| { ... }` filters; see `eval/pipeline.rs`), which
 //! [`Query::eval_spansets`] answers as one span set per group. Hints
-//! (`with (most_recent=true)`) are kept in [`Query::hints`]. Metrics functions, the `parent.`
-//! scope and scalar filters other than `aggregate op number` are parsed and then rejected with
+//! (`with (most_recent=true)`) are kept in [`Query::hints`]. Beyond Tempo, `parent.foo`,
+//! `parent.span.foo` and `parent.resource.foo` read the span's parent's attributes. Metrics
+//! functions, the bare `parent` intrinsic and scalar filters other than `aggregate op number`
+//! are parsed and then rejected with
 //! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
 //! query for its spanset part, as Tempo's search endpoint does.
 //!
@@ -31,6 +33,8 @@
 //! * `{a} >> {b}` returns the spans of `b` (the right-hand side) related to a span of `a`; the
 //!   negations return those related to none, the `&` forms both sides' related spans; spans
 //!   cut off from a root by a missing parent are related to nothing, and roots are siblings;
+//! * a span whose parent is not in the trace (a root, or a parent not received) has no
+//!   `parent.` attributes: only `= nil` holds for them;
 //! * a later `| { ... }` stage sees only the spans of each set; `avg/min/max/sum` skip spans
 //!   without a numeric value and drop a set that has none; `by()` puts spans without the
 //!   value in one group; `coalesce()` merges the sets and drops what they computed.
@@ -67,7 +71,7 @@ pub enum ErrorKind {
     Syntax,
     /// Valid grammar but an invalid query (type mismatch, bad regex, `name = nil`).
     Invalid,
-    /// Valid TraceQL that this store does not evaluate yet (metrics, the `parent.` scope).
+    /// Valid TraceQL that this store does not evaluate yet (metrics functions, `parent`).
     Unsupported,
 }
 

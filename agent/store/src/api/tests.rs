@@ -257,7 +257,7 @@ fn urlencode(q: &str) -> String {
     "({ .a } | count()) > ({ .b } | count())",
     "a scalar filter other than `aggregate op number` is not supported yet"
 )]
-#[case::parent_scope("{ parent.span.a = 1 }", "not supported yet")]
+#[case::parent_intrinsic("{ parent = nil }", "intrinsic parent is not supported yet")]
 #[tokio::test]
 async fn bad_traceql_is_a_400(#[case] q: &str, #[case] needle: &str) {
     let dir = tempfile::tempdir().unwrap();

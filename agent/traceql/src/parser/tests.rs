@@ -157,15 +157,11 @@ fn invalid(#[case] query: &str, #[case] needle: &str) {
     6,
     "metrics function quantile_over_time() is not supported yet"
 )]
-#[case::parent_scope(
-    "{ parent.span.foo = 1 }",
-    3,
-    r#"attribute scope of "foo" is not supported yet"#
-)]
+#[case::parent_intrinsic("{ parent = nil }", 3, "intrinsic parent is not supported yet")]
 #[case::first_one_wins(
-    "{ parent.a = 1 } | count() + 1 > 2",
+    "{ parent = nil } | count() + 1 > 2",
     3,
-    r#"attribute scope of "a" is not supported yet"#
+    "intrinsic parent is not supported yet"
 )]
 fn unsupported(#[case] query: &str, #[case] col: usize, #[case] message: &str) {
     let err = parse(query).expect_err(query);
@@ -532,7 +528,7 @@ fn long_chains_are_bounded_and_evaluate() {
 #[case::math("({ .a = 1 } | rate()) / ({} | rate())", true)]
 #[case::plain_search("{ .a = 1 }", true)]
 #[case::structural_spanset_part("{ .a = 1 } >> { .b = 2 } | rate()", true)]
-#[case::parent_still_unsupported("{ parent.span.a = 1 } | rate()", false)]
+#[case::parent_intrinsic_still_unsupported("{ parent = nil } | rate()", false)]
 #[case::syntax_still_an_error("{ .a = 1 } | rate(", false)]
 fn search_accepts_metrics_queries(#[case] query: &str, #[case] accepted: bool) {
     use crate::parse_search;
