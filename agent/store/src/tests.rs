@@ -175,7 +175,7 @@ fn traceql_search(#[case] q: &str, #[case] want: Vec<u64>) {
     assert_eq!(found(&store, ql(q)), want, "blocks");
 }
 
-/// Structural operators over the seeded traces (trace 1 arrives in two batches) and trace 4,
+/// Structural operators and the `parent.` scope over the seeded traces (trace 1 arrives in two batches) and trace 4,
 /// whose root never arrives: an error span with a missing parent, and its child.
 #[rstest::rstest]
 #[case::descendant_across_batches(
@@ -188,6 +188,7 @@ fn traceql_search(#[case] q: &str, #[case] want: Vec<u64>) {
 #[case::orphan_subtree_unrelated(r#"{ } >> { name = "orphan-child" }"#, vec![])]
 #[case::union_child(r#"{ name = "GET /a" } &> { }"#, vec![1])]
 #[case::single_root_no_sibling(r#"{ name = "GET /a" } ~ { }"#, vec![])]
+#[case::parent_scope("{ parent.resource.service.name != resource.service.name }", vec![1])]
 fn structural_search(#[case] q: &str, #[case] want: Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
@@ -225,10 +226,10 @@ fn search_results_carry_root_and_span_sets() {
     assert_eq!(t.root_service.as_deref(), Some("frontend"));
     assert_eq!(t.root_name.as_deref(), Some("POST /b"));
     assert_eq!(t.duration_ns, 300_000_000);
-    let (spans, matched) = t.span_set.as_ref().unwrap();
-    assert_eq!(*matched, 1);
+    let set = &t.span_sets[0];
+    assert_eq!(set.matched, 1);
     assert_eq!(
-        spans[0].attrs,
+        set.spans[0].attrs,
         vec![(
             "http.status_code".to_string(),
             super::query::OutVal::Int(500)

@@ -1,7 +1,7 @@
 //! TraceQL syntax tree: a pipeline of stages whose first stage is a spanset expression.
 //!
-//! The tree already has shapes for what the evaluator does not run yet (aggregates, `select`,
-//! `by`, metrics functions) so adding them later is a matter of evaluation, not a new parser.
+//! The tree already has shapes for what the evaluator does not run yet (metrics functions) so
+//! adding them later is a matter of evaluation, not a new parser.
 
 use std::fmt;
 
@@ -168,8 +168,9 @@ pub enum AttrRef {
     Unscoped,
     /// `span.`, `resource.`, `event.`, `link.`, `instrumentation.`.
     Scoped(AttrScope),
-    /// `parent.foo`, `parent.span.foo`, `parent.resource.foo` (parsed; not evaluated yet).
-    Parent,
+    /// `parent.foo` (None), `parent.span.foo`, `parent.resource.foo`: the attribute of the
+    /// span's parent (beyond Tempo, which parses these but does not answer them).
+    Parent(Option<AttrScope>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,7 +371,10 @@ impl fmt::Display for FieldExpr {
                     AttrRef::Scoped(AttrScope::Event) => "event.",
                     AttrRef::Scoped(AttrScope::Link) => "link.",
                     AttrRef::Scoped(AttrScope::Instrumentation) => "instrumentation.",
-                    AttrRef::Parent => "parent.",
+                    AttrRef::Parent(None) => "parent.",
+                    AttrRef::Parent(Some(AttrScope::Span)) => "parent.span.",
+                    AttrRef::Parent(Some(AttrScope::Resource)) => "parent.resource.",
+                    AttrRef::Parent(Some(_)) => "parent.",
                 };
                 if name
                     .chars()

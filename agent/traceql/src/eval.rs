@@ -10,22 +10,37 @@ use super::ast::{
 use super::{AttrScope, Intrinsic, TraceView, Value};
 
 mod conditions;
+mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 mod structural;
 #[cfg(test)]
 mod tests;
 
 pub use conditions::{CompareOp, Condition, ConditionField};
 use conditions::{pipeline_conditions, pipeline_fields};
+pub use pipeline::SpanSet;
 
 impl Query {
-    /// Indexes of the spans that the query selects in `trace`, ascending (empty = no match).
+    /// Indexes of the spans that the query selects in `trace`, ascending (empty = no match):
+    /// the spans of all of [`Query::eval_spansets`].
     pub fn eval<T: TraceView + ?Sized>(&self, trace: &T) -> Vec<usize> {
+        self.eval_spansets(trace)
+            .into_iter()
+            .map(|ss| ss.spans)
+            .reduce(union)
+            .unwrap_or_default()
+    }
+
+    /// The span sets the query returns for `trace` (none = no match): one, or one per group
+    /// after `by(...)`, each with what the pipeline computed for it.
+    pub fn eval_spansets<T: TraceView + ?Sized>(&self, trace: &T) -> Vec<SpanSet> {
         let ctx = Ctx {
             trace,
             info: OnceCell::new(),
         };
         match self.search_pipeline() {
-            Some(p) => ctx.pipeline(p),
+            Some(p) => ctx.run(p, None),
             None => Vec::new(),
         }
     }
@@ -92,6 +107,35 @@ impl Query {
                 Value::Bool(b) => Some(*b),
                 _ => None,
             })
+    }
+}
+
+/// Intrinsic values of a trace's spans as the evaluator computes them (`span:childCount`, the
+/// nested-set numbers and the trace-level ones included), for printing matched spans. Trace-wide
+/// facts are computed once per reader.
+pub struct FieldReader<'t, T: ?Sized> {
+    ctx: Ctx<'t, T>,
+}
+
+impl<'t, T: TraceView + ?Sized> FieldReader<'t, T> {
+    pub fn new(trace: &'t T) -> Self {
+        let ctx = Ctx {
+            trace,
+            info: OnceCell::new(),
+        };
+        FieldReader { ctx }
+    }
+
+    /// The intrinsic's values on `span`: one per event or link for those that have several,
+    /// otherwise one; empty when the span has none.
+    pub fn intrinsic_values(&self, span: usize, which: Intrinsic) -> Vec<Value<'_>> {
+        if is_per_item(which) {
+            return self.ctx.trace.intrinsic_values(span, which);
+        }
+        match self.ctx.intrinsic(span, which) {
+            Value::Nil => Vec::new(),
+            v => vec![v],
+        }
     }
 }
 
@@ -196,30 +240,37 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
         })
     }
 
-    fn pipeline(&self, p: &Pipeline) -> Vec<usize> {
-        match p.stages.as_slice() {
-            [Stage::Spanset(e)] => self.spanset(e),
-            // Other stages are rejected by the parser until they are implemented.
-            _ => Vec::new(),
-        }
+    /// The spans of all the sets `p` returns over `domain` (every span when None).
+    fn pipeline(&self, p: &Pipeline, domain: Option<&[usize]>) -> Vec<usize> {
+        self.run(p, domain)
+            .into_iter()
+            .map(|ss| ss.spans)
+            .reduce(union)
+            .unwrap_or_default()
     }
 
-    fn spanset(&self, e: &SpansetExpr) -> Vec<usize> {
+    /// The spans of `domain` (every span when None) that `e` selects, ascending; structural
+    /// operators still follow the whole trace's tree.
+    fn spanset(&self, e: &SpansetExpr, domain: Option<&[usize]>) -> Vec<usize> {
         match e {
-            SpansetExpr::Filter(f) => (0..self.trace.span_count())
-                .filter(|&s| matches!(self.field(f, s), Value::Bool(true)))
-                .collect(),
-            SpansetExpr::Pipeline(p) => self.pipeline(p),
+            SpansetExpr::Filter(f) => {
+                let keep = |&s: &usize| matches!(self.field(f, s), Value::Bool(true));
+                match domain {
+                    Some(d) => d.iter().copied().filter(keep).collect(),
+                    None => (0..self.trace.span_count()).filter(keep).collect(),
+                }
+            }
+            SpansetExpr::Pipeline(p) => self.pipeline(p, domain),
             SpansetExpr::Binary {
                 op: SpansetOp::And,
                 lhs,
                 rhs,
             } => {
-                let l = self.spanset(lhs);
+                let l = self.spanset(lhs, domain);
                 if l.is_empty() {
                     return l;
                 }
-                let r = self.spanset(rhs);
+                let r = self.spanset(rhs, domain);
                 if r.is_empty() {
                     return r;
                 }
@@ -229,13 +280,13 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                 op: SpansetOp::Or,
                 lhs,
                 rhs,
-            } => union(self.spanset(lhs), self.spanset(rhs)),
+            } => union(self.spanset(lhs, domain), self.spanset(rhs, domain)),
             SpansetExpr::Binary { op, lhs, rhs } => {
-                let r = self.spanset(rhs);
+                let r = self.spanset(rhs, domain);
                 if r.is_empty() {
                     return r;
                 }
-                let l = self.spanset(lhs);
+                let l = self.spanset(lhs, domain);
                 let info = self.info();
                 let tree = structural::Tree {
                     parent: &info.tree_parent,
@@ -270,7 +321,13 @@ impl<'t, T: TraceView + ?Sized> Ctx<'t, T> {
                     (v, Combine::of(sc))
                 }),
             AttrRef::Scoped(sc) => (self.trace.attribute_values(span, sc, name), Combine::of(sc)),
-            AttrRef::Parent => (Vec::new(), Combine::Elements),
+            AttrRef::Parent(scope) => match self.trace.parent_index(span) {
+                Some(parent) => {
+                    let scope = scope.map_or(AttrRef::Unscoped, AttrRef::Scoped);
+                    self.attribute_values(parent, scope, name)
+                }
+                None => (Vec::new(), Combine::Elements),
+            },
         }
     }
 

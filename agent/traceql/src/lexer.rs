@@ -19,7 +19,12 @@ pub enum ScopeDot {
     Event,
     Link,
     Instrumentation,
+    /// `parent.foo`
     Parent,
+    /// `parent.span.foo`
+    ParentSpan,
+    /// `parent.resource.foo`
+    ParentResource,
 }
 
 impl ScopeDot {
@@ -32,6 +37,8 @@ impl ScopeDot {
             ScopeDot::Link => "link.",
             ScopeDot::Instrumentation => "instrumentation.",
             ScopeDot::Parent => "parent.",
+            ScopeDot::ParentSpan => "parent.span.",
+            ScopeDot::ParentResource => "parent.resource.",
         }
     }
 }
@@ -471,11 +478,13 @@ impl Lexer {
     }
 
     /// Reads an attribute name after its scope: unquoted runs and `"quoted"` parts concatenate.
-    fn attribute(&mut self, scope: ScopeDot, pos: Pos) -> Result<Tok, ParseError> {
+    fn attribute(&mut self, mut scope: ScopeDot, pos: Pos) -> Result<Tok, ParseError> {
         if scope == ScopeDot::Parent {
-            // `parent.span.foo` / `parent.resource.foo`: the inner scope is part of the prefix
-            // (parent attributes are not evaluated yet, so it is not kept).
-            for prefix in ["span.", "resource."] {
+            // `parent.span.foo` / `parent.resource.foo`: the inner scope narrows the parent's.
+            for (prefix, inner) in [
+                ("span.", ScopeDot::ParentSpan),
+                ("resource.", ScopeDot::ParentResource),
+            ] {
                 if prefix
                     .chars()
                     .enumerate()
@@ -484,6 +493,8 @@ impl Lexer {
                     for _ in 0..prefix.len() {
                         self.bump();
                     }
+                    scope = inner;
+                    break;
                 }
             }
         }

@@ -1,12 +1,17 @@
 //! TraceQL for the embedded store: lexer → parser → AST → evaluator over a [`TraceView`].
 //!
 //! Evaluated today: spanset filters `{ ... }` with scoped (`span.`, `resource.`, `event.`,
-//! `link.`, `instrumentation.`), unscoped (`.foo`) and quoted attribute names, the span and trace intrinsics (both spellings, e.g.
-//! `rootServiceName` / `trace:rootService`), every comparison, `&&` `||` `!`, arithmetic, and
-//! `&&` / `||` between spansets, and the structural operators (`>>`, `>`, `<<`, `<`, `~`, their
-//! `!` negations and `&` unions; see `eval/structural.rs`). Hints (`with (most_recent=true)`)
-//! are kept in [`Query::hints`]. Pipeline stages (`| count() > 2`, `| select(..)`,
-//! `| by(..)`) and metrics functions are parsed into the AST and then rejected with
+//! `link.`, `instrumentation.`), unscoped (`.foo`) and quoted attribute names, the span and
+//! trace intrinsics (both spellings, e.g. `rootServiceName` / `trace:rootService`), every
+//! comparison, `&&` `||` `!`, arithmetic, `&&` / `||` between spansets, the structural
+//! operators (`>>`, `>`, `<<`, `<`, `~`, their `!` negations and `&` unions; see
+//! `eval/structural.rs`) and pipelines (`| count() > 2`, `| avg(duration) > 1s`, `| by(..)`,
+//! `| coalesce()`, `| select(..)`, later `| { ... }` filters; see `eval/pipeline.rs`), which
+//! [`Query::eval_spansets`] answers as one span set per group. Hints
+//! (`with (most_recent=true)`) are kept in [`Query::hints`]. Beyond Tempo, `parent.foo`,
+//! `parent.span.foo` and `parent.resource.foo` read the span's parent's attributes. Metrics
+//! functions, the bare `parent` intrinsic and scalar filters other than `aggregate op number`
+//! are parsed and then rejected with
 //! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
 //! query for its spanset part, as Tempo's search endpoint does.
 //!
@@ -27,7 +32,12 @@
 //! * `event:name` matches when any event of the span matches;
 //! * `{a} >> {b}` returns the spans of `b` (the right-hand side) related to a span of `a`; the
 //!   negations return those related to none, the `&` forms both sides' related spans; spans
-//!   cut off from a root by a missing parent are related to nothing, and roots are siblings.
+//!   cut off from a root by a missing parent are related to nothing, and roots are siblings;
+//! * a span whose parent is not in the trace (a root, or a parent not received) has no
+//!   `parent.` attributes: only `= nil` holds for them;
+//! * a later `| { ... }` stage sees only the spans of each set; `avg/min/max/sum` skip spans
+//!   without a numeric value and drop a set that has none; `by()` puts spans without the
+//!   value in one group; `coalesce()` merges the sets and drops what they computed.
 //!
 //! Errors read like Tempo's (`parse error at line 1, col 14: syntax error: unexpected }`);
 //! grammar errors win over type errors, which win over "not supported yet". Queries are
@@ -45,7 +55,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 pub use ast::{Pipeline, Query, SpansetExpr, Stage};
-pub use eval::{CompareOp, Condition, ConditionField};
+pub use eval::{CompareOp, Condition, ConditionField, FieldReader, SpanSet};
 
 /// Parses a TraceQL query. Syntax errors carry Tempo-style messages and positions.
 pub fn parse(query: &str) -> Result<Query, ParseError> {
@@ -61,7 +71,7 @@ pub enum ErrorKind {
     Syntax,
     /// Valid grammar but an invalid query (type mismatch, bad regex, `name = nil`).
     Invalid,
-    /// Valid TraceQL that this store does not evaluate yet (pipeline stages, metrics).
+    /// Valid TraceQL that this store does not evaluate yet (metrics functions, `parent`).
     Unsupported,
 }
 

@@ -74,6 +74,15 @@ fn into_spanset(mut p: Pipeline) -> SpansetExpr {
     SpansetExpr::Pipeline(Box::new(p))
 }
 
+/// A scalar without aggregates or pipelines: a number, a duration, or arithmetic on them.
+fn is_constant(e: &ScalarExpr) -> bool {
+    match e {
+        ScalarExpr::Static(_) => true,
+        ScalarExpr::Binary { lhs, rhs, .. } => is_constant(lhs) && is_constant(rhs),
+        ScalarExpr::Aggregate { .. } | ScalarExpr::Pipeline { .. } => false,
+    }
+}
+
 fn negate(v: &Value<'static>) -> Option<Value<'static>> {
     match v {
         Value::Int(n) => Some(Value::Int(n.checked_neg()?)),
@@ -400,13 +409,26 @@ impl Parser {
                 if !has_aggregate(&l) && !has_aggregate(&r) {
                     return Err(unexpected());
                 }
-                let stage = Stage::ScalarFilter { op, lhs: l, rhs: r };
-                Node::Pipe(
-                    Pipeline {
-                        stages: vec![stage],
-                    },
-                    false,
-                )
+                // `({ a } | count()) > 2` is `{ a } | count() > 2`.
+                let (mut stages, l, r) = match (l, r) {
+                    (
+                        ScalarExpr::Pipeline {
+                            pipeline,
+                            aggregate,
+                        },
+                        r,
+                    ) if is_constant(&r) => (pipeline.stages, *aggregate, r),
+                    (
+                        l,
+                        ScalarExpr::Pipeline {
+                            pipeline,
+                            aggregate,
+                        },
+                    ) if is_constant(&l) => (pipeline.stages, l, *aggregate),
+                    (l, r) => (Vec::new(), l, r),
+                };
+                stages.push(self.scalar_filter(op, l, r, pos));
+                Node::Pipe(Pipeline { stages }, false)
             }
             (Node::Scalar(l), Node::Scalar(r)) => Node::Scalar(ScalarExpr::Binary {
                 op,
@@ -536,12 +558,10 @@ impl Parser {
                     Ok(Node::Pipe(p, false))
                 }
                 Tok::OpenBrace => {
-                    self.unsupported("a spanset filter after |", self.pos());
                     p.stages.push(self.stage()?);
                     Ok(Node::Pipe(p, false))
                 }
                 Tok::OpenParen if self.parens_open_spanset() => {
-                    self.unsupported("a spanset filter after |", self.pos());
                     p.stages.push(self.stage()?);
                     Ok(Node::Pipe(p, false))
                 }
@@ -557,7 +577,8 @@ impl Parser {
                                 op_pos,
                             ));
                         }
-                        p.stages.push(Stage::ScalarFilter { op, lhs, rhs });
+                        let stage = self.scalar_filter(op, lhs, rhs, op_pos);
+                        p.stages.push(stage);
                         return Ok(Node::Pipe(p, false));
                     }
                     if matches!(lhs, ScalarExpr::Aggregate { .. }) {
@@ -599,6 +620,18 @@ impl Parser {
             },
             Node::Scalar(_) => Err(error(ErrorKind::Syntax, "syntax error: unexpected |", pipe)),
         }
+    }
+
+    /// A scalar filter stage; only `aggregate op constant` (either way round) is evaluated, as
+    /// in Tempo.
+    fn scalar_filter(&mut self, op: BinaryOp, lhs: ScalarExpr, rhs: ScalarExpr, pos: Pos) -> Stage {
+        let aggregate = |e: &ScalarExpr| matches!(e, ScalarExpr::Aggregate { .. });
+        let supported =
+            (aggregate(&lhs) && is_constant(&rhs)) || (is_constant(&lhs) && aggregate(&rhs));
+        if !supported {
+            self.unsupported("a scalar filter other than `aggregate op number`", pos);
+        }
+        Stage::ScalarFilter { op, lhs, rhs }
     }
 
     /// Whether the upcoming `(`... opens a spanset (`({`, `(({`) rather than a scalar.

@@ -15,7 +15,7 @@ use crate::{
     api::params,
     ids,
     metrics::Metrics,
-    query::{Filter, OutVal, SearchResult, SearchSpec, TraceHit},
+    query::{Filter, OutVal, SearchResult, SearchSpec, SpanSetHit, TraceHit},
 };
 use sonde_traceql as traceql;
 
@@ -30,6 +30,49 @@ fn out_val(v: &OutVal) -> Value {
         OutVal::Float(f) => json!({ "doubleValue": f }),
         OutVal::Bool(b) => json!({ "boolValue": b }),
     }
+}
+
+fn attributes_json(attrs: &[(String, OutVal)]) -> Value {
+    Value::Array(
+        attrs
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": out_val(v) }))
+            .collect(),
+    )
+}
+
+/// A span set as Tempo's `SpanSet` JSON.
+fn span_set_json(set: &SpanSetHit) -> Value {
+    let spans: Vec<Value> = set
+        .spans
+        .iter()
+        .map(|s| {
+            let mut sm = Map::new();
+            sm.insert("spanID".into(), json!(hex::encode(s.span_id)));
+            if let Some(n) = &s.name {
+                sm.insert("name".into(), json!(n));
+            }
+            if s.start_ns != 0 {
+                sm.insert("startTimeUnixNano".into(), json!(s.start_ns.to_string()));
+            }
+            if s.duration_ns != 0 {
+                sm.insert("durationNanos".into(), json!(s.duration_ns.to_string()));
+            }
+            if !s.attrs.is_empty() {
+                sm.insert("attributes".into(), attributes_json(&s.attrs));
+            }
+            Value::Object(sm)
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("spans".into(), Value::Array(spans));
+    if set.matched != 0 {
+        out.insert("matched".into(), json!(set.matched));
+    }
+    if !set.attributes.is_empty() {
+        out.insert("attributes".into(), attributes_json(&set.attributes));
+    }
+    Value::Object(out)
 }
 
 /// One search hit as Tempo's `TraceSearchMetadata` JSON.
@@ -63,40 +106,10 @@ pub fn hit_json(h: &TraceHit) -> Value {
     if ms != 0 {
         m.insert("durationMs".into(), json!(ms.min(u64::from(u32::MAX))));
     }
-    if let Some((spans, matched)) = &h.span_set {
-        let spans: Vec<Value> = spans
-            .iter()
-            .map(|s| {
-                let mut sm = Map::new();
-                sm.insert("spanID".into(), json!(hex::encode(s.span_id)));
-                if let Some(n) = &s.name {
-                    sm.insert("name".into(), json!(n));
-                }
-                if s.start_ns != 0 {
-                    sm.insert("startTimeUnixNano".into(), json!(s.start_ns.to_string()));
-                }
-                if s.duration_ns != 0 {
-                    sm.insert("durationNanos".into(), json!(s.duration_ns.to_string()));
-                }
-                if !s.attrs.is_empty() {
-                    let attrs: Vec<Value> = s
-                        .attrs
-                        .iter()
-                        .map(|(k, v)| json!({ "key": k, "value": out_val(v) }))
-                        .collect();
-                    sm.insert("attributes".into(), Value::Array(attrs));
-                }
-                Value::Object(sm)
-            })
-            .collect();
-        let mut set = Map::new();
-        set.insert("spans".into(), Value::Array(spans));
-        if *matched != 0 {
-            set.insert("matched".into(), json!(matched));
-        }
-        let set = Value::Object(set);
-        m.insert("spanSet".into(), set.clone());
-        m.insert("spanSets".into(), Value::Array(vec![set]));
+    let sets: Vec<Value> = h.span_sets.iter().map(span_set_json).collect();
+    if let Some(first) = sets.first() {
+        m.insert("spanSet".into(), first.clone());
+        m.insert("spanSets".into(), Value::Array(sets));
     }
     if h.service_stats.is_empty() {
         return Value::Object(m);
@@ -139,10 +152,11 @@ pub fn search_proto(r: &SearchResult) -> super::tempopb::SearchResponse {
         .iter()
         .map(|h| {
             let span_sets: Vec<pb::SpanSet> = h
-                .span_set
+                .span_sets
                 .iter()
-                .map(|(spans, matched)| pb::SpanSet {
-                    spans: spans
+                .map(|set| pb::SpanSet {
+                    spans: set
+                        .spans
                         .iter()
                         .map(|s| pb::Span {
                             span_id: hex::encode(s.span_id),
@@ -152,8 +166,8 @@ pub fn search_proto(r: &SearchResult) -> super::tempopb::SearchResponse {
                             attributes: s.attrs.iter().map(|(k, v)| out_kv(k, v)).collect(),
                         })
                         .collect(),
-                    matched: *matched as u32,
-                    attributes: Vec::new(),
+                    matched: set.matched as u32,
+                    attributes: set.attributes.iter().map(|(k, v)| out_kv(k, v)).collect(),
                 })
                 .collect();
             pb::TraceSearchMetadata {

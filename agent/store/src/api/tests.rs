@@ -173,3 +173,101 @@ async fn service_stats_come_with_traceql_search_only(
     assert_eq!(v["traces"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["traces"][0].get("serviceStats").cloned(), want);
 }
+
+/// Pipelines answer with one span set per group, each with its `by()` value and aggregates.
+#[rstest::rstest]
+#[case::by_and_count(
+    "{ } | by(resource.service.name) | count() > 0",
+    serde_json::json!([
+        {"matched": 1, "attributes": [
+            {"key": "by(resource.service.name)", "value": {"stringValue": "front"}},
+            {"key": "count()", "value": {"intValue": "1"}}]},
+        {"matched": 1, "attributes": [
+            {"key": "by(resource.service.name)", "value": {"stringValue": "back"}},
+            {"key": "count()", "value": {"intValue": "1"}}]}
+    ])
+)]
+#[case::avg_duration(
+    "{ } | avg(duration) > 1ms",
+    serde_json::json!([{"matched": 2, "attributes": [
+        {"key": "avg(duration)", "value": {"stringValue": "7.5ms"}}]}])
+)]
+#[case::coalesce("{ } | by(name) | coalesce()", serde_json::json!([{"matched": 2}]))]
+#[case::select(
+    "{ kind = client } | select(span.db.system)",
+    serde_json::json!([{"matched": 1}])
+)]
+#[tokio::test]
+async fn pipelines_answer_span_sets(#[case] q: &str, #[case] want: serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    s.ingest(
+        SINGLE_TENANT,
+        req("front", vec![span(1, 1, 0, "root", 0, 10)]),
+    )
+    .unwrap();
+    let child = with_attrs(span(1, 2, 1, "child", 1, 5), vec![kv_s("db.system", "pg")]);
+    s.ingest(SINGLE_TENANT, req("back", vec![child])).unwrap();
+    let path = format!("/api/search?q={}", urlencode(q));
+    let (status, _, body) = call(&s, &path, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut sets = v["traces"][0]["spanSets"].clone();
+    for set in sets.as_array_mut().unwrap() {
+        set.as_object_mut().unwrap().remove("spans");
+    }
+    assert_eq!(sets, want, "{q}");
+    assert_eq!(v["traces"][0]["spanSet"], v["traces"][0]["spanSets"][0]);
+}
+
+#[tokio::test]
+async fn select_prints_the_selected_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let child = with_attrs(span(1, 2, 1, "child", 0, 5), vec![kv_s("db.system", "pg")]);
+    s.ingest(SINGLE_TENANT, req("back", vec![child])).unwrap();
+    let q = urlencode("{ kind = client } | select(span.db.system, name)");
+    let (_, _, body) = call(&s, &format!("/api/search?q={q}"), &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let span = &v["traces"][0]["spanSet"]["spans"][0];
+    assert_eq!(span["name"], "child");
+    assert_eq!(
+        span["attributes"],
+        serde_json::json!([
+            {"key": "kind", "value": {"stringValue": "client"}},
+            {"key": "db.system", "value": {"stringValue": "pg"}}
+        ])
+    );
+}
+
+fn urlencode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Bad TraceQL is a 400 that says what is wrong.
+#[rstest::rstest]
+#[case::dangling_structural("{ .a } >>", "syntax error")]
+#[case::aggregate_without_comparison("{ } | count()", "syntax error")]
+#[case::two_aggregates(
+    "({ .a } | count()) > ({ .b } | count())",
+    "a scalar filter other than `aggregate op number` is not supported yet"
+)]
+#[case::parent_intrinsic("{ parent = nil }", "intrinsic parent is not supported yet")]
+#[tokio::test]
+async fn bad_traceql_is_a_400(#[case] q: &str, #[case] needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let (status, _, body) = call(&s, &format!("/api/search?q={}", urlencode(q)), &[]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{q}: {body}");
+    assert!(
+        body.starts_with("invalid TraceQL query: parse error"),
+        "{q}: {body}"
+    );
+    assert!(body.contains(needle), "{q}: {body}");
+}

@@ -131,9 +131,20 @@ pub struct TraceHit {
     pub root_name: Option<String>,
     pub start_ns: u64,
     pub duration_ns: u64,
-    /// (spans, matched count) for TraceQL searches.
-    pub span_set: Option<(Vec<SpanHit>, usize)>,
+    /// The span sets of a TraceQL search (one, or one per `by()` group); none for `tags=`.
+    pub span_sets: Vec<SpanSetHit>,
     pub service_stats: Vec<(String, ServiceStats)>,
+}
+
+/// One span set of a search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanSetHit {
+    /// The first spans of the set (at most the search's spans per span set).
+    pub spans: Vec<SpanHit>,
+    /// How many spans the set has.
+    pub matched: usize,
+    /// What the pipeline computed for the set: `by(...)` values, aggregates (`count()`).
+    pub attributes: Vec<(String, OutVal)>,
 }
 
 impl TraceHit {
@@ -143,20 +154,27 @@ impl TraceHit {
             OutVal::Str(s) => s.len() + 32,
             _ => 32,
         };
-        let spans: usize = self.span_set.as_ref().map_or(0, |(spans, _)| {
-            spans
-                .iter()
-                .map(|s| {
-                    size_of::<SpanHit>()
-                        + 64
-                        + s.name.as_ref().map_or(0, String::len)
-                        + s.attrs
-                            .iter()
-                            .map(|(k, v)| k.len() + val(v) + 32)
-                            .sum::<usize>()
-                })
-                .sum()
-        });
+        let attrs = |a: &[(String, OutVal)]| -> usize {
+            a.iter().map(|(k, v)| k.len() + val(v) + 32).sum()
+        };
+        let spans: usize = self
+            .span_sets
+            .iter()
+            .map(|set| {
+                size_of::<SpanSetHit>()
+                    + attrs(&set.attributes)
+                    + set
+                        .spans
+                        .iter()
+                        .map(|s| {
+                            size_of::<SpanHit>()
+                                + 64
+                                + s.name.as_ref().map_or(0, String::len)
+                                + attrs(&s.attrs)
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
         size_of::<TraceHit>()
             + 128
             + self.root_service.as_ref().map_or(0, String::len)
@@ -228,7 +246,12 @@ fn out_value(v: traceql::Value<'_>) -> OutVal {
     }
 }
 
-fn span_hit(view: &QlTrace<'_>, span: usize, refs: &Referenced) -> Option<SpanHit> {
+fn span_hit(
+    view: &QlTrace<'_>,
+    fields: &traceql::FieldReader<'_, QlTrace<'_>>,
+    span: usize,
+    refs: &Referenced,
+) -> Option<SpanHit> {
     use traceql::{AttrScope, TraceView};
     const UNSCOPED: [AttrScope; 5] = [
         AttrScope::Span,
@@ -254,7 +277,7 @@ fn span_hit(view: &QlTrace<'_>, span: usize, refs: &Referenced) -> Option<SpanHi
                     .find(|v| !v.is_empty())
                     .unwrap_or_default(),
             ),
-            ConditionField::Intrinsic(i) => (i.as_str(), view.intrinsic_values(span, *i)),
+            ConditionField::Intrinsic(i) => (i.as_str(), fields.intrinsic_values(span, *i)),
         };
         let accepted = |v: &traceql::Value<'_>| {
             refs.conditions
@@ -333,30 +356,42 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
     {
         return None;
     }
-    let span_set = match &spec.filter {
+    let span_sets = match &spec.filter {
         Filter::Tags(tags) => {
             if !tags.iter().all(|(k, v)| t.matches_tag(k, v)) {
                 return None;
             }
-            None
+            Vec::new()
         }
         Filter::TraceQl(q) => {
             let view = QlTrace::new(t);
-            let matched = q.eval(&view);
-            if matched.is_empty() {
+            let sets = q.eval_spansets(&view);
+            if sets.is_empty() {
                 return None;
             }
             let refs = refs?;
-            let take = if spec.spss == 0 {
-                matched.len()
-            } else {
-                spec.spss.min(matched.len())
-            };
-            let spans = matched[..take]
-                .iter()
-                .filter_map(|&i| span_hit(&view, i, refs))
-                .collect();
-            Some((spans, matched.len()))
+            let fields = traceql::FieldReader::new(&view);
+            sets.into_iter()
+                .map(|set| {
+                    let take = if spec.spss == 0 {
+                        set.spans.len()
+                    } else {
+                        spec.spss.min(set.spans.len())
+                    };
+                    SpanSetHit {
+                        spans: set.spans[..take]
+                            .iter()
+                            .filter_map(|&i| span_hit(&view, &fields, i, refs))
+                            .collect(),
+                        matched: set.spans.len(),
+                        attributes: set
+                            .attributes
+                            .into_iter()
+                            .map(|(k, v)| (k, out_value(v)))
+                            .collect(),
+                    }
+                })
+                .collect()
         }
     };
     Some(TraceHit {
@@ -365,7 +400,7 @@ fn eval(t: TraceRef<'_>, spec: &SearchSpec, refs: Option<&Referenced>) -> Option
         root_name: t.root_name().map(str::to_string),
         start_ns: start,
         duration_ns: dur,
-        span_set,
+        span_sets,
         service_stats: t
             .service_stats()
             .into_iter()

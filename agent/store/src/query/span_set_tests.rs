@@ -114,6 +114,10 @@ fn str_val(s: &str) -> OutVal {
     r#"{ .http.method = "GET" || .nope = 1 }"#,
     vec![("http.method", str_val("GET"))]
 )]
+#[case::computed_intrinsics(
+    "{ nestedSetParent < 0 && span:childCount = 0 }",
+    vec![("nestedSetParent", OutVal::Int(-1)), ("span:childCount", OutVal::Int(0))]
+)]
 #[case::unscoped_event_attribute(
     r#"{ .exception.message = "timeout" }"#,
     vec![("exception.message", str_val("timeout"))]
@@ -138,9 +142,34 @@ fn span_sets_list_referenced_fields(#[case] q: &str, #[case] want: Vec<(&str, Ou
         }
         let r = store.search(&[SINGLE_TENANT.to_string()], &spec).unwrap();
         assert_eq!(r.traces.len(), 1, "{q} ({when})");
-        let (spans, _) = r.traces[0].span_set.as_ref().unwrap();
+        let spans = &r.traces[0].span_sets[0].spans;
         assert_eq!(spans[0].attrs, want, "{q} ({when})");
         let named = q.starts_with("{ name =");
         assert_eq!(spans[0].name.is_some(), named, "{q} ({when})");
     }
+}
+
+/// `tags=` search matches any element of an array attribute, as TraceQL does.
+#[rstest]
+#[case::first_element("text/html", 1)]
+#[case::second_element("application/json", 1)]
+#[case::no_element("text/plain", 0)]
+fn tag_search_matches_array_elements(#[case] value: &str, #[case] want: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&cfg(dir.path()), ManualClock::new(T0)).unwrap();
+    store.ingest(SINGLE_TENANT, request()).unwrap();
+    let spec = SearchSpec {
+        filter: Filter::Tags(vec![(
+            "http.request.header.accept".to_string(),
+            value.to_string(),
+        )]),
+        min_duration_ns: None,
+        max_duration_ns: None,
+        start_ns: T0 - 3_600_000_000_000,
+        end_ns: T0 + 3_600_000_000_000,
+        limit: 20,
+        spss: 3,
+    };
+    let r = store.search(&[SINGLE_TENANT.to_string()], &spec).unwrap();
+    assert_eq!(r.traces.len(), want, "{value}");
 }

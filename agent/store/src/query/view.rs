@@ -95,15 +95,24 @@ impl<'a> TraceRef<'a> {
         out
     }
 
-    fn find_attr(&self, attrs: &[Attr], key: &str) -> Option<Val> {
-        attrs.iter().find(|a| self.str(a.key) == key).map(|a| a.val)
+    /// Every value of `key` (several for an array attribute).
+    fn attr_vals<'k>(&self, attrs: &'k [Attr], key: &'k str) -> impl Iterator<Item = Val> + 'k
+    where
+        'a: 'k,
+    {
+        let dict = &self.table.dict;
+        attrs
+            .iter()
+            .filter(move |a| dict.get(a.key) == key)
+            .map(|a| a.val)
     }
 
-    fn attr_str(&self, attrs: &[Attr], key: &str) -> Option<&'a str> {
-        match self.find_attr(attrs, key)? {
-            Val::Str(s) => Some(self.str(s)),
-            _ => None,
-        }
+    /// Whether some string value of `key` satisfies `test`.
+    fn any_str(&self, attrs: &[Attr], key: &str, test: impl Fn(&str) -> bool) -> bool {
+        self.attr_vals(attrs, key).any(|v| match v {
+            Val::Str(s) => test(self.str(s)),
+            _ => false,
+        })
     }
 
     /// Does the trace satisfy one `tags=` condition, with Tempo's semantics?
@@ -136,25 +145,29 @@ impl<'a> TraceRef<'a> {
             "http.status_code" if value.parse::<i64>().is_ok() => {
                 let want = value.parse::<i64>().unwrap_or_default();
                 self.spans.iter().any(|s| {
-                    matches!(self.find_attr(self.span_attrs(s), key), Some(Val::Int(i)) if i == want)
+                    self.attr_vals(self.span_attrs(s), key)
+                        .any(|v| v == Val::Int(want))
                 })
             }
-            k if SUBSTRING_RES.contains(&k) => self.spans.iter().any(|s| {
-                self.attr_str(self.resource_attrs(s), k)
-                    .is_some_and(|v| v.contains(value))
-            }),
-            k if SUBSTRING_SPAN.contains(&k) => self.spans.iter().any(|s| {
-                self.attr_str(self.span_attrs(s), k)
-                    .is_some_and(|v| v.contains(value))
-            }),
+            k if SUBSTRING_RES.contains(&k) => self
+                .spans
+                .iter()
+                .any(|s| self.any_str(self.resource_attrs(s), k, |v| v.contains(value))),
+            k if SUBSTRING_SPAN.contains(&k) => self
+                .spans
+                .iter()
+                .any(|s| self.any_str(self.span_attrs(s), k, |v| v.contains(value))),
+            // Any element of an array attribute may match.
             k => self.spans.iter().any(|s| {
                 [self.span_attrs(s), self.resource_attrs(s)]
                     .iter()
-                    .any(|attrs| match self.find_attr(attrs, k) {
-                        Some(Val::Str(sym)) => self.str(sym) == value,
-                        Some(Val::Int(i)) => value.parse::<i64>() == Ok(i),
-                        Some(Val::Bool(b)) => value.parse::<bool>() == Ok(b),
-                        _ => false,
+                    .any(|attrs| {
+                        self.attr_vals(attrs, k).any(|v| match v {
+                            Val::Str(sym) => self.str(sym) == value,
+                            Val::Int(i) => value.parse::<i64>() == Ok(i),
+                            Val::Bool(b) => value.parse::<bool>() == Ok(b),
+                            Val::Float(_) => false,
+                        })
                     })
             }),
         }

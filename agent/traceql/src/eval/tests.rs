@@ -44,7 +44,7 @@ struct MemSpan {
     links: Vec<MemLink>,
 }
 
-struct MemTrace {
+pub(super) struct MemTrace {
     id: &'static str,
     resources: Vec<Vec<(&'static str, Value<'static>)>>,
     spans: Vec<MemSpan>,
@@ -356,7 +356,7 @@ fn forest() -> MemTrace {
     }
 }
 
-fn trace(name: &str) -> MemTrace {
+pub(super) fn trace(name: &str) -> MemTrace {
     match name {
         "shop" => shop(),
         "forest" => forest(),
@@ -525,6 +525,17 @@ fn trace(name: &str) -> MemTrace {
 #[case::instrumentation_version("shop", r#"{ instrumentation:version =~ "1\\..*" }"#, &[0, 1, 2])]
 #[case::instrumentation_attr("shop", r#"{ instrumentation.telemetry.sdk.language = "rust" }"#, &[0, 1, 2])]
 #[case::instrumentation_other_trace("cron", r#"{ instrumentation:name = "shop-lib" }"#, &[])]
+// the parent's attributes (beyond Tempo)
+#[case::parent_service_differs(
+    "shop",
+    "{ parent.resource.service.name != resource.service.name }",
+    &[2]
+)]
+#[case::parent_span_attr("shop", r#"{ parent.span.http.method = "GET" }"#, &[1])]
+#[case::parent_unscoped_span_first("shop", r#"{ parent.http.method = "POST" }"#, &[2])]
+#[case::parent_unscoped_resource("shop", r#"{ parent.service.name = "frontend" }"#, &[1, 2])]
+#[case::root_has_no_parent_attrs("shop", "{ parent.resource.service.name = nil }", &[0])]
+#[case::parent_missing_from_the_trace("orphans", "{ parent.resource.service.name != nil }", &[1])]
 // structural operators over two roots and an orphaned subtree (see `forest`)
 #[case::descendant("forest", r#"{ name = "gateway" } >> { status = error }"#, &[2, 3])]
 #[case::descendant_of_any("forest", "{ } >> { status = error }", &[2, 3, 5])]

@@ -65,7 +65,13 @@ fn strings(#[case] input: &str, #[case] want: &str) {
 #[case::dash_and_slash(".foo-bar/baz", ScopeDot::None, "foo-bar/baz")]
 #[case::unicode(".größe", ScopeDot::None, "größe")]
 #[case::event("event.foo", ScopeDot::Event, "foo")]
-#[case::parent_span("parent.span.foo", ScopeDot::Parent, "foo")]
+#[case::parent("parent.foo", ScopeDot::Parent, "foo")]
+#[case::parent_span("parent.span.foo", ScopeDot::ParentSpan, "foo")]
+#[case::parent_resource(
+    "parent.resource.service.name",
+    ScopeDot::ParentResource,
+    "service.name"
+)]
 fn attributes(#[case] input: &str, #[case] scope: ScopeDot, #[case] name: &str) {
     assert_eq!(
         toks(input),

@@ -267,11 +267,10 @@ impl Parser {
                     ScopeDot::Event => AttrRef::Scoped(AttrScope::Event),
                     ScopeDot::Link => AttrRef::Scoped(AttrScope::Link),
                     ScopeDot::Instrumentation => AttrRef::Scoped(AttrScope::Instrumentation),
-                    ScopeDot::Parent => AttrRef::Parent,
+                    ScopeDot::Parent => AttrRef::Parent(None),
+                    ScopeDot::ParentSpan => AttrRef::Parent(Some(AttrScope::Span)),
+                    ScopeDot::ParentResource => AttrRef::Parent(Some(AttrScope::Resource)),
                 };
-                if scope == AttrRef::Parent {
-                    self.unsupported(format_args!("attribute scope of {name:?}"), pos);
-                }
                 FieldExpr::Attribute { scope, name }
             }
             Tok::Colon(scope) => {

@@ -74,7 +74,6 @@ pub(super) fn metrics_kind(word: &str) -> Option<MetricsKind> {
 impl Parser {
     /// A pipeline stage other than aggregates and metrics functions.
     pub(super) fn stage(&mut self) -> Result<Stage, ParseError> {
-        let pos = self.pos();
         match self.peek().clone() {
             Tok::OpenBrace | Tok::OpenParen => Ok(Stage::Spanset(self.spanset_expr(1)?)),
             Tok::Ident(w) if w == "by" => {
@@ -82,14 +81,12 @@ impl Parser {
                 self.expect(Tok::OpenParen)?;
                 let field = self.field_expr(1)?;
                 self.expect(Tok::CloseParen)?;
-                self.unsupported("by()", pos);
                 Ok(Stage::GroupBy(field))
             }
             Tok::Ident(w) if w == "coalesce" => {
                 self.advance();
                 self.expect(Tok::OpenParen)?;
                 self.expect(Tok::CloseParen)?;
-                self.unsupported("coalesce()", pos);
                 Ok(Stage::Coalesce)
             }
             Tok::Ident(w) if w == "select" => {
@@ -97,7 +94,6 @@ impl Parser {
                 self.expect(Tok::OpenParen)?;
                 let fields = self.attribute_list()?;
                 self.expect(Tok::CloseParen)?;
-                self.unsupported("select()", pos);
                 Ok(Stage::Select(fields))
             }
             _ => Err(self.unexpected()),
@@ -217,7 +213,7 @@ impl Parser {
                 Ok(e)
             }
             Tok::Ident(w) if aggregate_kind(&w).is_some() => {
-                let pos = self.advance().pos;
+                self.advance();
                 let kind = aggregate_kind(&w).ok_or_else(|| self.unexpected())?;
                 self.expect_only(Tok::OpenParen)?;
                 let field = if kind == AggregateKind::Count {
@@ -230,7 +226,6 @@ impl Parser {
                 } else {
                     self.expect(Tok::CloseParen)?;
                 }
-                self.unsupported(format_args!("aggregate {w}()"), pos);
                 Ok(ScalarExpr::Aggregate { kind, field })
             }
             Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub => {

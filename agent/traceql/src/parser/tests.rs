@@ -3,8 +3,8 @@
 use rstest::rstest;
 
 use crate::ast::{
-    AttrRef, BinaryOp, FieldExpr, MetricsExpr, MetricsKind, RootExpr, SecondStage, SpansetExpr,
-    SpansetOp, Stage,
+    AttrRef, BinaryOp, FieldExpr, MetricsExpr, MetricsKind, RootExpr, ScalarExpr, SecondStage,
+    SpansetExpr, SpansetOp, Stage,
 };
 use crate::{AttrScope, ErrorKind, Intrinsic, Query, Value, parse};
 
@@ -141,24 +141,27 @@ fn invalid(#[case] query: &str, #[case] needle: &str) {
 }
 
 #[rstest]
-#[case::count("{ .a } | count() > 2", 10, "aggregate count() is not supported yet")]
-#[case::select("{ .a } | select(.b, span:id)", 10, "select() is not supported yet")]
-#[case::by("{ .a } | by(resource.service.name)", 10, "by() is not supported yet")]
+#[case::count_vs_count(
+    "({ .a } | count()) > ({ .b } | count())",
+    20,
+    "a scalar filter other than `aggregate op number` is not supported yet"
+)]
+#[case::aggregate_math(
+    "{ .a } | count() + 1 > 2",
+    22,
+    "a scalar filter other than `aggregate op number` is not supported yet"
+)]
 #[case::rate("{ .a } | rate()", 10, "metrics function rate() is not supported yet")]
 #[case::quantile(
     "{} | quantile_over_time(duration, .5, .9) by (span.http.route)",
     6,
     "metrics function quantile_over_time() is not supported yet"
 )]
-#[case::parent_scope(
-    "{ parent.span.foo = 1 }",
-    3,
-    r#"attribute scope of "foo" is not supported yet"#
-)]
+#[case::parent_intrinsic("{ parent = nil }", 3, "intrinsic parent is not supported yet")]
 #[case::first_one_wins(
-    "{ .a } >> { .b } | select(.c) | count() > 1",
-    20,
-    "select() is not supported yet"
+    "{ parent = nil } | count() + 1 > 2",
+    3,
+    "intrinsic parent is not supported yet"
 )]
 fn unsupported(#[case] query: &str, #[case] col: usize, #[case] message: &str) {
     let err = parse(query).expect_err(query);
@@ -392,9 +395,48 @@ fn wrapped_pipelines_keep_their_stages() {
 
 #[test]
 fn parenthesised_pipelines_combine() {
-    let err = parse("({ .a } | by(.b)) && { .c }").expect_err("by is unsupported");
-    assert_eq!(err.kind, ErrorKind::Unsupported);
-    assert_eq!(err.message, "by() is not supported yet");
+    let q = parse("({ .a } | by(.b)) && { .c }").expect("parses");
+    let SpansetExpr::Binary { lhs, .. } = spanset(&q) else {
+        panic!("{q:?}")
+    };
+    assert!(matches!(lhs.as_ref(), SpansetExpr::Pipeline(p) if p.stages.len() == 2));
+}
+
+#[rstest]
+#[case::plain("{ .a } | count() > 2", vec!["spanset", "count() > 2"])]
+#[case::flipped("{ .a } | 2 < count()", vec!["spanset", "2 < count()"])]
+#[case::parenthesised_pipeline("({ .a } | by(.b)) > 2", vec![])]
+#[case::wrapped_aggregate("({ .a } | by(.b) | avg(duration)) > 1s", vec!["spanset", "by", "avg > 1s"])]
+fn scalar_filters_become_stages(#[case] query: &str, #[case] want: Vec<&str>) {
+    let Ok(q) = parse(query) else {
+        assert!(want.is_empty(), "{query} should parse");
+        return;
+    };
+    let RootExpr::Pipeline(p) = &q.root else {
+        panic!("{q:?}")
+    };
+    let got: Vec<String> = p
+        .stages
+        .iter()
+        .map(|st| match st {
+            Stage::Spanset(_) => "spanset".to_string(),
+            Stage::GroupBy(_) => "by".to_string(),
+            Stage::ScalarFilter { op, lhs, rhs } => match (lhs, rhs) {
+                (ScalarExpr::Aggregate { field: None, .. }, ScalarExpr::Static(v)) => {
+                    format!("count() {} {v}", op.as_str())
+                }
+                (ScalarExpr::Static(v), ScalarExpr::Aggregate { field: None, .. }) => {
+                    format!("{v} {} count()", op.as_str())
+                }
+                (ScalarExpr::Aggregate { field: Some(_), .. }, ScalarExpr::Static(v)) => {
+                    format!("avg {} {v}", op.as_str())
+                }
+                other => format!("{other:?}"),
+            },
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, want, "{query}");
 }
 
 #[test]
@@ -486,7 +528,7 @@ fn long_chains_are_bounded_and_evaluate() {
 #[case::math("({ .a = 1 } | rate()) / ({} | rate())", true)]
 #[case::plain_search("{ .a = 1 }", true)]
 #[case::structural_spanset_part("{ .a = 1 } >> { .b = 2 } | rate()", true)]
-#[case::pipeline_still_unsupported("{ .a = 1 } | select(.b) | rate()", false)]
+#[case::parent_intrinsic_still_unsupported("{ parent = nil } | rate()", false)]
 #[case::syntax_still_an_error("{ .a = 1 } | rate(", false)]
 fn search_accepts_metrics_queries(#[case] query: &str, #[case] accepted: bool) {
     use crate::parse_search;
