@@ -38,6 +38,9 @@ const SEND_INTERVAL: Duration = Duration::from_millis(100);
 /// Where finished spans go. `send` must never block.
 pub trait SpanSink: Send {
     fn send(&mut self, batch: Vec<(Arc<ProcessResource>, HttpSpan)>);
+    /// Exchanges the connection tracker dropped without a span (records lost, no response,
+    /// eviction), per process: the loss next to the RED numbers.
+    fn skipped(&mut self, _by_process: Vec<(Arc<ProcessResource>, u64)>) {}
     /// Called once when the agent stops: flush what is queued.
     fn finish(&mut self) {}
 }
@@ -235,6 +238,18 @@ fn run(
         stats.ring_bytes.fetch_add(ring_bytes, Ordering::Relaxed);
         if last_sweep.elapsed() >= Duration::from_millis(500) {
             tracker.sweep(clock.to_unix(monotonic_ns()), &mut spans);
+            let skipped = tracker.take_skipped();
+            if !skipped.is_empty() {
+                sink.skipped(
+                    skipped
+                        .into_iter()
+                        .map(|(pid, n)| {
+                            let name = names.get(&pid).map(String::as_str);
+                            (resources.get_named(pid, name), n)
+                        })
+                        .collect(),
+                );
+            }
             // Records a rejected process wrote before its bit was cleared are all drained a
             // drain interval later; a second is ample.
             rejected.retain(|_, at| at.elapsed() < Duration::from_secs(1));

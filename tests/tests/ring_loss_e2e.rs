@@ -85,6 +85,12 @@ async fn after_ring_loss_spans_stay_right() {
     let text = scrape(metrics).await;
     let lost = metric(&text, "sonde_agent_kernel_lost_records_total");
     let resyncs = metric(&text, "sonde_agent_conn_ring_loss_resyncs_total");
+    // The exchanges dropped are counted next to the RED numbers, per service.
+    let skipped: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("sonde_red_skipped_exchanges_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
     assert!(lost > 0, "the ring was meant to overflow: {text}");
     let spans: Vec<_> = received
         .spans()
@@ -122,6 +128,10 @@ async fn after_ring_loss_spans_stay_right() {
     assert!(
         resyncs > 0,
         "{lost} records lost, no connection resynchronised"
+    );
+    assert!(
+        skipped > 0,
+        "{lost} records lost: no exchange counted as skipped per service"
     );
     let kinds = |k: SpanKind| spans.iter().filter(|s| s.kind == k as i32).count();
     assert!(

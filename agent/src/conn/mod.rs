@@ -112,9 +112,26 @@ pub struct Stats {
     pub ring_loss_resyncs: u64,
     /// Exchanges dropped without a span because records of their connection were lost.
     pub ring_loss_exchanges: u64,
+    /// Exchanges dropped without a span (`aborted_exchanges` + `ring_loss_exchanges`) per
+    /// process since the last [`Tracker::take_skipped`], for the RED metrics' loss counters
+    /// (at most `MAX_SKIPPED_PIDS` processes; beyond that, counted only in the totals).
+    pub skipped_by_pid: std::collections::BTreeMap<u32, u64>,
 }
 
+/// Processes whose skipped exchanges are attributed at once (between two takes).
+const MAX_SKIPPED_PIDS: usize = 4096;
+
 impl Stats {
+    /// `n` exchanges of process `pid` dropped without a span.
+    pub(crate) fn skipped(&mut self, pid: u32, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.skipped_by_pid.len() < MAX_SKIPPED_PIDS || self.skipped_by_pid.contains_key(&pid) {
+            *self.skipped_by_pid.entry(pid).or_default() += n;
+        }
+    }
+
     /// Every counter with a stable snake_case name, for export as metrics.
     pub fn counters(&self) -> [(&'static str, u64); 26] {
         [
@@ -180,6 +197,11 @@ impl Tracker {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Exchanges dropped without a span per process since the last call.
+    pub fn take_skipped(&mut self) -> std::collections::BTreeMap<u32, u64> {
+        std::mem::take(&mut self.stats.skipped_by_pid)
     }
 
     pub fn connections(&self) -> usize {

@@ -181,6 +181,7 @@ impl Conn {
     /// for the next head on both sides.
     pub fn drop_in_flight(&mut self, ctx: &mut Ctx<'_>) {
         ctx.stats.ring_loss_exchanges += self.pending.len() as u64;
+        ctx.stats.skipped(self.pid, self.pending.len() as u64);
         self.pending.clear();
         self.req_buf.bytes.clear();
         self.resp_buf.bytes.clear();
@@ -442,6 +443,7 @@ impl Conn {
             // Nobody answers: keep memory bounded by dropping the oldest.
             self.pending.pop_front();
             ctx.stats.aborted_exchanges += 1;
+            ctx.stats.skipped(self.pid, 1);
             self.resp = Side::Lost;
         }
     }

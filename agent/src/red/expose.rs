@@ -363,6 +363,19 @@ pub fn render(state: &State, format: Format) -> String {
         );
     }
     w.family(
+        "sonde_red_skipped_exchanges",
+        "counter",
+        None,
+        "Exchanges of a service the capture dropped without a span (records lost to a full ring, no response, eviction): requests its RED metrics do not count.",
+    );
+    for (k, s) in &services {
+        w.sample(
+            "sonde_red_skipped_exchanges_total",
+            &service_labels(k).close(),
+            s.skipped_exchanges,
+        );
+    }
+    w.family(
         "sonde_red_cardinality_overflow",
         "counter",
         None,

@@ -205,6 +205,8 @@ struct Message {
     observations: Vec<Observation>,
     /// Spans dropped since the last hand-over that got through, per process.
     dropped: Vec<(Arc<ProcessResource>, u64)>,
+    /// Exchanges the capture dropped without a span, per process.
+    skipped: Vec<(Arc<ProcessResource>, u64)>,
 }
 
 /// The RED state, readable by `/metrics`.
@@ -299,6 +301,9 @@ impl Red {
                     for (r, n) in &m.dropped {
                         s.dropped(r, *n);
                     }
+                    for (r, n) in &m.skipped {
+                        s.skipped(r, *n);
+                    }
                     s.record(m.observations);
                 }
                 Err(RecvTimeoutError::Timeout) => s.tick(false),
@@ -348,6 +353,7 @@ impl RedTap {
         match tx.try_send(Message {
             observations,
             dropped,
+            skipped: Vec::new(),
         }) {
             Ok(()) => {}
             Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
@@ -371,6 +377,17 @@ impl SpanSink for RedTap {
         self.inner.send(batch);
     }
 
+    fn skipped(&mut self, by_process: Vec<(Arc<ProcessResource>, u64)>) {
+        // A loss counter: when the RED queue is full, it is lost too (rare, at a sweep).
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(Message {
+                observations: Vec::new(),
+                dropped: Vec::new(),
+                skipped: by_process,
+            });
+        }
+    }
+
     fn finish(&mut self) {
         // The last drops are worth a wait: the agent is stopping.
         if let Some(tx) = self.tx.take()
@@ -380,6 +397,7 @@ impl SpanSink for RedTap {
             let _ = tx.send(Message {
                 observations: Vec::new(),
                 dropped,
+                skipped: Vec::new(),
             });
         }
         if let Some(t) = self.thread.take() {
@@ -449,6 +467,26 @@ mod tests {
         let again = Red::new(limits).with_routes_file(&file);
         let learnt = again.with(State::learnt_routes).unwrap();
         assert_eq!(learnt["shop"], vec!["/tag/{id}".to_owned()]);
+    }
+
+    /// Exchanges the capture dropped are counted next to the service's numbers.
+    #[test]
+    fn skipped_exchanges_are_counted_per_service() {
+        let red = Red::new(Limits::default());
+        let mut tap = RedTap::start(&red, Box::new(Count(Arc::new(Mutex::new(0))))).unwrap();
+        let r = resource(1, "shop");
+        tap.send(vec![(r.clone(), server_span())]);
+        tap.skipped(vec![(r, 3)]);
+        tap.finish();
+        let text = red.render(expose::Format::Text);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("sonde_red_skipped_exchanges_total{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains("service_name=\"shop\"") && line.ends_with(" 3"),
+            "{line}"
+        );
     }
 
     #[test]

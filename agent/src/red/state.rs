@@ -90,6 +90,9 @@ pub struct Service {
     routes: RouteTree,
     /// Spans of this service the RED stage could not count (its queue was full).
     pub dropped_spans: u64,
+    /// Exchanges of this service the capture dropped without a span (records lost, no
+    /// response, eviction).
+    pub skipped_exchanges: u64,
     /// Spans whose labels overflowed: (side, label) → count.
     pub overflows: HashMap<(SpanKind, &'static str), u64>,
     last_seen: Instant,
@@ -270,6 +273,18 @@ impl State {
         }
     }
 
+    /// Count exchanges the capture dropped without a span, per service.
+    pub fn skipped(&mut self, resource: &Arc<ProcessResource>, exchanges: u64) {
+        let now = Instant::now();
+        let key = self.key_for(resource, now);
+        if !self.services.contains_key(&*key) {
+            self.insert_service(&key, resource, 0, now);
+        }
+        if let Some(s) = self.services.get_mut(&*key) {
+            s.skipped_exchanges += exchanges;
+        }
+    }
+
     fn insert_service(
         &mut self,
         key: &ServiceKey,
@@ -292,6 +307,7 @@ impl State {
                 client: Table::default(),
                 routes,
                 dropped_spans,
+                skipped_exchanges: 0,
                 overflows: HashMap::default(),
                 last_seen: now,
             },

@@ -52,6 +52,7 @@ impl Conn {
                             // is unknown, so drop those rather than mispair them.
                             ctx.stats.lost_sync += 1;
                             ctx.stats.aborted_exchanges += self.pending.len() as u64;
+                            ctx.stats.skipped(self.pid, self.pending.len() as u64);
                             self.pending.clear();
                             self.req_body_pending = false;
                             self.resp = Side::Lost;
@@ -211,6 +212,7 @@ impl Conn {
                 self.resp_buf.bytes.clear();
                 if self.pending.pop_front().is_some() {
                     ctx.stats.aborted_exchanges += 1;
+                    ctx.stats.skipped(self.pid, 1);
                 }
                 self.resp = Side::Lost;
                 HeadStep::Stop
@@ -355,6 +357,7 @@ impl Conn {
             } else {
                 self.pending.pop_front();
                 ctx.stats.aborted_exchanges += 1;
+                ctx.stats.skipped(self.pid, 1);
             }
         }
     }

@@ -362,6 +362,12 @@ fn ring_loss_drops_the_exchanges_in_flight_and_resumes_at_the_next_head() {
     );
     assert_eq!(sim.stats().ring_loss_resyncs, 1);
     assert_eq!(sim.stats().ring_loss_exchanges, 1);
+    // Attributed to its process, for the RED metrics' loss counter, once.
+    assert_eq!(
+        sim.tracker.take_skipped(),
+        std::collections::BTreeMap::from([(CLIENT, 1)])
+    );
+    assert!(sim.tracker.take_skipped().is_empty());
 }
 
 /// A lost record in the middle of a response body: the response is not ended by guesswork,
