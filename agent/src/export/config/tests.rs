@@ -144,7 +144,7 @@ fn yaml_round_trip_and_unknown_fields() {
         serde_yaml::from_str("protocol: http/protobuf\nbatch_interval: 200ms\n").unwrap();
     assert_eq!(partial.protocol, Protocol::HttpProtobuf);
     assert_eq!(partial.batch_interval, Duration::from_millis(200));
-    assert_eq!(partial.queue_capacity, 8192);
+    assert_eq!(partial.queue_capacity, 65_536);
 
     let err = serde_yaml::from_str::<ExportConfig>("endpont: x\n").unwrap_err();
     assert!(err.to_string().contains("endpont"), "{err}");
