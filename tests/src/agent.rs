@@ -2,7 +2,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -72,7 +72,7 @@ fn spawn_agent(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Proc {
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("agent")
         .args(args)
         // Each agent learns its own routes: nothing kept between agents (or in the host's
@@ -97,19 +97,48 @@ fn spawn_agent(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sonde agent");
+    until_logged(child, "agent", "capturing")
+}
+
+/// Start `sonde <job> <args>` (`all` or `store`) with the store's data in `data` and its three
+/// listeners (Tempo API, OTLP gRPC, OTLP HTTP) on `ports`; returns once its log shows `ready`.
+pub fn start_sonde(job: &str, args: &[String], data: &Path, ports: [u16; 3], ready: &str) -> Proc {
+    let [api, grpc, http] = ports;
+    let child = Command::new(sonde_bin())
+        .arg(job)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http-listen-address", &format!("127.0.0.1:{api}")])
+        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{http}")])
+        .env("SONDE_LEARNT_ROUTES_FILE", fresh_routes_file())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start sonde {job}: {e}"));
+    until_logged(child, job, ready)
+}
+
+/// Echo `child`'s stderr (prefixed with `[name]`) and return once a line contains `ready`
+/// (within 30 s).
+fn until_logged(mut child: std::process::Child, name: &str, ready: &str) -> Proc {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
+    let (name, ready) = (name.to_owned(), ready.to_owned());
+    let label = name.clone();
+    let wanted = ready.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[agent] {line}");
-            if line.contains("capturing") {
+            eprintln!("[{label}] {line}");
+            if line.contains(&wanted) {
                 let _ = tx.send(());
             }
         }
     });
     let proc = Proc(child);
     rx.recv_timeout(Duration::from_secs(30))
-        .expect("agent did not report it is capturing");
+        .unwrap_or_else(|_| panic!("sonde {name} did not log {ready:?}"));
     proc
 }
 

@@ -1,14 +1,9 @@
 //! `sonde all` end to end on the real kernel: a curl to a traced python3 http.server becomes a
 //! span in the embedded store, findable through Tempo's HTTP API (search and trace by id)
 //! within a few seconds — the path Grafana's Tempo datasource takes.
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use sonde_e2e::{Proc, agent::sonde_bin, curl, free_port, python_http_server, require_kernel};
+use sonde_e2e::{agent::start_sonde, curl, free_port, python_http_server, require_kernel};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_to_python_is_findable_by_search_and_by_id() {
@@ -19,30 +14,13 @@ async fn curl_to_python_is_findable_by_search_and_by_id() {
     let port = free_port();
     let _server = python_http_server(www.path(), port);
     let (api, grpc, http) = (free_port(), free_port(), free_port());
-    let mut child = Command::new(sonde_bin())
-        .arg("all")
-        .args(["--port", &port.to_string(), "--data-dir"])
-        .arg(data.path())
-        .args(["--http-listen-address", &format!("127.0.0.1:{api}")])
-        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{http}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sonde all");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[all] {line}");
-            if line.contains("capturing") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let _all = Proc(child);
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("sonde all did not start capturing");
+    let _all = start_sonde(
+        "all",
+        &["--port".into(), port.to_string()],
+        data.path(),
+        [api, grpc, http],
+        "capturing",
+    );
     let base = format!("http://127.0.0.1:{api}");
     let client = reqwest::Client::new();
     assert_eq!(

@@ -9,15 +9,13 @@
 //! the last runs `sonde all` and finds an exemplar's trace in the embedded store.
 use std::{
     collections::{BTreeMap, HashSet},
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use sonde_e2e::{
     Proc,
-    agent::{scrape, sonde_bin, start_agent, start_agent_with_env},
+    agent::{scrape, start_agent, start_agent_with_env, start_sonde},
     free_port,
     otlp::{start_receiver, start_receiver_with_metrics},
     prometheus::{self, Prometheus},
@@ -507,31 +505,18 @@ async fn exemplar_trace_is_served_by_the_embedded_store() {
     let _server = python_server(port, service);
     let data = tempfile::tempdir().unwrap();
     let (api, grpc, http, metrics) = (free_port(), free_port(), free_port(), free_port());
-    let mut child = Command::new(sonde_bin())
-        .arg("all")
-        .args(["--port", &port.to_string(), "--data-dir"])
-        .arg(data.path())
-        .args(["--http-listen-address", &format!("127.0.0.1:{api}")])
-        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{http}")])
-        .args(["--metrics-listen-address", &format!("127.0.0.1:{metrics}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sonde all");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[all] {line}");
-            if line.contains("capturing") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let _all = Proc(child);
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("sonde all did not start capturing");
+    let _all = start_sonde(
+        "all",
+        &[
+            "--port".into(),
+            port.to_string(),
+            "--metrics-listen-address".into(),
+            format!("127.0.0.1:{metrics}"),
+        ],
+        data.path(),
+        [api, grpc, http],
+        "capturing",
+    );
     let dir = tempfile::tempdir().unwrap();
     let prom = Prometheus::start(dir.path(), &format!("127.0.0.1:{metrics}")).await;
     for i in 0..5 {

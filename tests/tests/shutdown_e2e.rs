@@ -2,54 +2,11 @@
 //! requests: it exits 0 within a bounded time, and every request answered before the signal is
 //! in the store when it starts again on the same data directory: spans still waiting in the
 //! agent (link window, batches) are flushed into the store and the store's WAL is synced.
-use std::{
-    io::{BufRead as _, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use sonde_e2e::{Proc, agent::sonde_bin, curl, free_port, python_http_server, require_kernel};
+use sonde_e2e::{agent::start_sonde, curl, free_port, python_http_server, require_kernel};
 
 const REQUESTS: usize = 60;
-
-/// `sonde <job> …` on these ports and data dir; returns once its log shows `ready_line`.
-fn start(
-    job: &str,
-    extra: &[String],
-    data: &std::path::Path,
-    ports: [u16; 3],
-    ready_line: &str,
-) -> Proc {
-    let [api, grpc, http] = ports;
-    let mut child = Command::new(sonde_bin())
-        .arg(job)
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--http-listen-address", &format!("127.0.0.1:{api}")])
-        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{http}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sonde");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let ready = ready_line.to_owned();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[sonde] {line}");
-            if line.contains(&ready) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let p = Proc(child);
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("sonde {job} did not log {ready_line:?}"));
-    p
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_after_a_burst_loses_no_answered_request() {
@@ -60,7 +17,7 @@ async fn sigterm_after_a_burst_loses_no_answered_request() {
     let port = free_port();
     let _server = python_http_server(www.path(), port);
     let ports = [free_port(), free_port(), free_port()];
-    let mut all = start(
+    let mut all = start_sonde(
         "all",
         &["--port".into(), port.to_string()],
         data.path(),
@@ -90,7 +47,7 @@ async fn sigterm_after_a_burst_loses_no_answered_request() {
     assert!(status.success(), "exit status {status}");
 
     // The store alone, on the same data: every answered request is there.
-    let _store = start("store", &[], data.path(), ports, "store listening");
+    let _store = start_sonde("store", &[], data.path(), ports, "store listening");
     let base = format!("http://127.0.0.1:{}", ports[0]);
     let client = reqwest::Client::new();
     let q = r#"{ span.url.path =~ "/burst-.*" }"#;

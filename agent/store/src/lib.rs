@@ -210,8 +210,13 @@ impl Store {
 
     /// The tenant's state, opening (and replaying) it on first use.
     pub fn tenant(&self, name: &str) -> Result<Arc<Tenant>, StoreError> {
-        self.open_tenant(name, usize::MAX)
-            .map(|t| t.expect("no tenant limit"))
+        // No limit here, so `None` cannot happen; it is still an error, not a panic.
+        self.open_tenant(name, usize::MAX)?.ok_or_else(|| {
+            StoreError::Config(sonde_config::Invalid::new(
+                "store.max_tenants",
+                "no more tenants can be opened",
+            ))
+        })
     }
 
     /// Like [`Store::tenant`], but `None` when opening it would make more than `max` tenants.
