@@ -352,10 +352,11 @@ pub struct Listener {
 /// Processes with listening TCP sockets, from /proc: the sockets' inodes in
 /// /proc/net/tcp{,6} (state 0A), matched with each process's fds.
 fn listening_processes(proc_root: &Path) -> Vec<Listener> {
+    use crate::ebpf::select::{listeners, socket_inodes};
     let mut inodes: std::collections::HashMap<u64, u16> = std::collections::HashMap::new();
     for table in ["net/tcp", "net/tcp6"] {
         let text = std::fs::read_to_string(proc_root.join(table)).unwrap_or_default();
-        inodes.extend(parse_listening(&text));
+        inodes.extend(listeners(&text));
     }
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(proc_root) else {
@@ -370,18 +371,7 @@ fn listening_processes(proc_root: &Path) -> Vec<Listener> {
             continue;
         };
         let dir = entry.path();
-        let mut ports: Vec<u16> = std::fs::read_dir(dir.join("fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .filter_map(|link| {
-                let l = link.to_string_lossy();
-                l.strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .parse::<u64>()
-                    .ok()
-            })
+        let mut ports: Vec<u16> = socket_inodes(&dir)
             .filter_map(|inode| inodes.get(&inode).copied())
             .collect();
         if ports.is_empty() {
@@ -404,23 +394,6 @@ fn listening_processes(proc_root: &Path) -> Vec<Listener> {
     }
     out.sort_by_key(|l| l.pid);
     out
-}
-
-/// (inode → local port) of the listening sockets in a /proc/net/tcp table.
-fn parse_listening(table: &str) -> Vec<(u64, u16)> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            if f.get(3) != Some(&"0A") {
-                return None;
-            }
-            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-            Some((f.get(9)?.parse().ok()?, port))
-        })
-        .collect()
 }
 
 /// The TLS library a process has mapped, if any.
@@ -490,7 +463,7 @@ mod tests {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
            0: 0100007F:0C80 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n\
            1: 0100007F:D431 0100007F:0C80 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0 20 4 30 10 -1\n";
-        assert_eq!(parse_listening(table), vec![(4242, 3200)]);
+        assert_eq!(crate::ebpf::select::listeners(table), vec![(4242, 3200)]);
     }
 
     #[test]

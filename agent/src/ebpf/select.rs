@@ -127,38 +127,47 @@ fn listening_inodes(proc_root: &Path, ports: &[u16]) -> HashSet<u64> {
     out
 }
 
-/// Parse `/proc/net/tcp{,6}`: `sl local_address rem_address st … inode`, state 0A = LISTEN.
+/// Socket inodes of the listeners on any of `ports` in a `/proc/net/tcp{,6}` text.
 fn parse_listeners(text: &str, ports: &[u16]) -> Vec<u64> {
+    listeners(text)
+        .into_iter()
+        .filter(|(_, port)| ports.contains(port))
+        .map(|(inode, _)| inode)
+        .collect()
+}
+
+/// Every TCP listener in a `/proc/net/tcp{,6}` text (`sl local_address rem_address st …
+/// inode`, state 0A = LISTEN), as (socket inode, local port).
+pub(crate) fn listeners(text: &str) -> Vec<(u64, u16)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let local = cols.get(1)?;
-            let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-            (cols.get(3)? == &"0A" && ports.contains(&port)).then(|| cols.get(9)?.parse().ok())?
+            let port = u16::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (cols.get(3)? == &"0A").then(|| Some((cols.get(9)?.parse().ok()?, port)))?
         })
         .collect()
 }
 
+/// The socket inodes a process holds open, from `/proc/<pid>/fd`.
+pub(crate) fn socket_inodes(proc_pid: &Path) -> impl Iterator<Item = u64> {
+    fs::read_dir(proc_pid.join("fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| {
+            let target: PathBuf = fs::read_link(fd.path()).ok()?;
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        })
+}
+
 fn owns_any_socket(proc_pid: &Path, inodes: &HashSet<u64>) -> bool {
-    let Ok(fds) = fs::read_dir(proc_pid.join("fd")) else {
-        return false;
-    };
-    fds.flatten().any(|fd| {
-        fs::read_link(fd.path())
-            .ok()
-            .is_some_and(|target: PathBuf| {
-                target
-                    .to_str()
-                    .and_then(|t| {
-                        t.strip_prefix("socket:[")?
-                            .strip_suffix(']')?
-                            .parse::<u64>()
-                            .ok()
-                    })
-                    .is_some_and(|inode| inodes.contains(&inode))
-            })
-    })
+    socket_inodes(proc_pid).any(|inode| inodes.contains(&inode))
 }
 
 #[cfg(test)]
