@@ -324,7 +324,9 @@ pub struct ResourceCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    map: rustc_hash::FxHashMap<u32, (u64, Arc<ProcessResource>)>,
+    /// pid → (insertion seq, resource, whether it was built from the process's own /proc
+    /// environment: then what the kernel sends later adds nothing).
+    map: rustc_hash::FxHashMap<u32, (u64, Arc<ProcessResource>, bool)>,
     /// Insertion order as `(seq, pid)`; stale rows (forgotten or replaced) are skipped.
     order: VecDeque<(u64, u32)>,
     next_seq: u64,
@@ -360,11 +362,12 @@ impl ResourceCache {
     /// Like [`get`](Self::get), with the command name the kernel reported, used when the
     /// process is already gone from `/proc` (short-lived clients such as curl).
     pub fn get_named(&self, pid: u32, comm: Option<&str>) -> Arc<ProcessResource> {
-        if let Some((_, r)) = self.lock().map.get(&pid) {
+        if let Some((_, r, _)) = self.lock().map.get(&pid) {
             return r.clone();
         }
         // Read /proc without holding the lock.
         let mut facts = ProcFacts::read(&self.proc_root, pid);
+        let from_proc = facts.environ.is_some();
         if facts.comm.is_none() {
             facts.comm = comm.map(str::to_owned);
         }
@@ -379,25 +382,25 @@ impl ResourceCache {
         }
         let fresh = Arc::new(build_resource(pid, &self.host_name, &facts));
         let mut inner = self.lock();
-        if let Some((_, r)) = inner.map.get(&pid) {
+        if let Some((_, r, _)) = inner.map.get(&pid) {
             return r.clone();
         }
         while inner.map.len() >= self.capacity {
             let Some((seq, old)) = inner.order.pop_front() else {
                 break;
             };
-            if inner.map.get(&old).is_some_and(|(s, _)| *s == seq) {
+            if inner.map.get(&old).is_some_and(|(s, ..)| *s == seq) {
                 inner.map.remove(&old);
             }
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.order.push_back((seq, pid));
-        inner.map.insert(pid, (seq, fresh.clone()));
+        inner.map.insert(pid, (seq, fresh.clone(), from_proc));
         // Keep the order queue from growing without bound under forget/insert churn.
         if inner.order.len() > self.capacity * 2 {
             let CacheInner { map, order, .. } = &mut *inner;
-            order.retain(|(s, p)| map.get(p).is_some_and(|(ms, _)| ms == s));
+            order.retain(|(s, p)| map.get(p).is_some_and(|(ms, ..)| ms == s));
         }
         fresh
     }
@@ -410,14 +413,21 @@ impl ResourceCache {
     }
 
     /// Keep what the kernel sent of `pid` while it was alive, for when /proc no longer has
-    /// it. A resource already built from less is built again.
+    /// it. A resource already built without the process's /proc environment (it was gone)
+    /// is built again; one built from /proc is kept (it knew as much, and more).
     pub fn remember(&self, pid: u32, facts: AliveFacts) {
         let mut inner = self.lock();
         if inner.alive.len() >= self.capacity {
             inner.alive.clear();
         }
         inner.alive.insert(pid, facts);
-        inner.map.remove(&pid);
+        if !inner
+            .map
+            .get(&pid)
+            .is_some_and(|(_, _, from_proc)| *from_proc)
+        {
+            inner.map.remove(&pid);
+        }
     }
 
     /// Number of cached processes.

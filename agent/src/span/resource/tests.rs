@@ -349,3 +349,24 @@ fn a_containerised_process_carries_its_container_and_pod() {
     );
     assert_eq!(host.attr("container.id"), None);
 }
+
+/// A resource read from the process's own /proc is kept when the kernel's facts arrive: they
+/// add nothing, and /proc is not read twice.
+#[test]
+fn a_resource_built_from_proc_is_kept_when_the_kernel_describes_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("55");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("environ"), b"OTEL_SERVICE_NAME=from-proc\0").unwrap();
+    let cache = ResourceCache::with_proc_root("h", 16, dir.path());
+    let first = cache.get_named(55, Some("x"));
+    assert_eq!(first.service_name, "from-proc");
+    cache.remember(
+        55,
+        AliveFacts {
+            exe_name: Some("x".into()),
+            environ: b"OTEL_SERVICE_NAME=from-proc\0".to_vec(),
+        },
+    );
+    assert!(Arc::ptr_eq(&first, &cache.get_named(55, Some("x"))));
+}
