@@ -42,6 +42,13 @@ pub mod kind {
     /// bytes: `fd` is the chunk's offset and `len` the bytes sent in all (at most
     /// `ENV_MAX`). Userspace keeps only the `OTEL_*` naming variables.
     pub const PROC_ENV: u8 = 9;
+    /// A Go program's HTTP client was given a request to send
+    /// (`net/http.(*Transport).roundTrip`, a uprobe): `goroutine` is the caller's (the
+    /// handler's, in a server), `sock_id` the request's `*http.Request` address.
+    pub const GO_ROUND_TRIP: u8 = 10;
+    /// A goroutine starts writing a Go request (`net/http.(*Request).write`): the pooled
+    /// connection's writer goroutine, for the request at `sock_id`.
+    pub const GO_WRITE_REQUEST: u8 = 11;
 }
 
 /// Most environment bytes sent for one process (`kind::PROC_ENV`).
@@ -133,11 +140,15 @@ pub struct EventHeader {
     /// exit was among the lost) is judged by this: when it moved since the connection's last
     /// record, what was in flight on it may have lost its answer.
     pub ring_lost: u32,
+    /// The register in which Go code keeps its current goroutine (r14 on x86-64, x28 on
+    /// arm64), as the call saved it: on data records and the `GO_*` records, which goroutine
+    /// of a Go program made the call. Meaningless in any other program.
+    pub goroutine: u64,
 }
 
 /// [`EventHeader::sock_lost`] of a close the kernel saw without the socket's entry.
 pub const LOST_UNKNOWN: u32 = u32::MAX;
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 128);
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 136);
 
 /// One ring-buffer record: header plus a bounded prefix of the buffer.
 #[repr(C)]
@@ -146,7 +157,7 @@ pub struct Event {
     pub header: EventHeader,
     pub data: [u8; MAX_DATA],
 }
-const _: () = assert!(core::mem::size_of::<Event>() == 128 + MAX_DATA);
+const _: () = assert!(core::mem::size_of::<Event>() == 136 + MAX_DATA);
 
 /// Selection modes written into [`Config::mode`].
 pub mod mode {

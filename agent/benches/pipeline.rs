@@ -43,6 +43,7 @@ fn record(pid: u32, conn: u32, k: u8, sc: u8, ts: u64, len: u32, data: &[u8]) ->
         sock_id: 0xffff_0000_0000 + u64::from(conn),
         pid,
         tid: pid,
+        goroutine: 0,
         fd: 10 + conn as i32,
         len,
         copied: data.len() as u32,

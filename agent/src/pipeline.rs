@@ -21,7 +21,7 @@ use crate::{
         record::Record,
         select::Selection,
     },
-    link::{LinkConfig, Linker},
+    link::{GoCall, LinkConfig, Linker},
     span::{
         HttpSpan,
         resource::{ProcessResource, ResourceCache, alive::Assembler},
@@ -95,6 +95,12 @@ pub fn start(
         probes.set_pids(&now.iter().copied().collect::<Vec<_>>(), &[]);
         now
     };
+    // Go programs already running get the client uprobes before their next request.
+    for pid in crate::ebpf::select::running_pids(Path::new("/proc")) {
+        if cfg.selection.is_all() || selected.contains(&pid) {
+            watch_go(&mut probes, pid);
+        }
+    }
     let stats = Arc::new(PipelineStats::default());
     let thread_stats = stats.clone();
     let handle = std::thread::Builder::new()
@@ -129,6 +135,9 @@ fn run(
     let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
+    // Processes seen opening their first connection: Go programs among them get the client
+    // uprobes that let the linker follow goroutines.
+    let mut new_processes: Vec<u32> = Vec::new();
     // Processes the kernel selected provisionally at exec whose program does not match
     // (selection by executable path), with when that was found: their records are dropped
     // until the kernel has surely stopped sending them.
@@ -211,8 +220,30 @@ fn run(
                         }
                         _ => {}
                     }
+                    if let Record::Go {
+                        pid,
+                        step,
+                        goroutine,
+                        request,
+                        unix_ns,
+                        ring_lost,
+                    } = rec
+                    {
+                        linker.go_step(
+                            pid,
+                            GoCall {
+                                step,
+                                goroutine,
+                                request,
+                                at: unix_ns,
+                                ring_lost,
+                            },
+                        );
+                        return;
+                    }
                     if let Record::Open { key, .. } = &rec {
                         if !names.contains_key(&key.pid) {
+                            new_processes.push(key.pid);
                             if names.len() >= MAX_NAMES {
                                 names.clear();
                             }
@@ -234,6 +265,9 @@ fn run(
                 }
             }
         });
+        for pid in new_processes.drain(..) {
+            watch_go(probes, pid);
+        }
         stats.records.fetch_add(n as u64, Ordering::Relaxed);
         stats.ring_bytes.fetch_add(ring_bytes, Ordering::Relaxed);
         if last_sweep.elapsed() >= Duration::from_millis(500) {
@@ -313,6 +347,7 @@ fn run(
         }
         for pid in exited.drain(..) {
             resources.forget(pid);
+            linker.forget_process(pid);
             names.remove(&pid);
         }
     }
@@ -329,6 +364,17 @@ fn run(
     linker.flush(&mut pending);
     if !pending.is_empty() {
         sink.send(pending);
+    }
+}
+
+/// Attaches the Go client's uprobes to what `pid` runs, when it is a Go program not seen yet.
+fn watch_go(probes: &mut Probes, pid: u32) {
+    match probes.watch_go(pid) {
+        Ok(crate::ebpf::golang::Watch::Attached) => {
+            tracing::info!(pid, "Go client probes attached to the process's executable");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(pid, "Go client probes not attached: {e}"),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Shared kernel helpers: process selection, the fd → socket walk, and record emission.
-//! The hook entry points live in `syscalls.rs` (per syscall) and `sched.rs` (sock/sched).
+//! The hook entry points live in `syscalls.rs` (per syscall), `sched.rs` (sock/sched) and
+//! `golang.rs` (uprobes on Go's HTTP client).
 
+mod golang;
 mod process;
 mod sched;
 mod syscalls;

@@ -148,6 +148,7 @@ unsafe fn header(h: *mut EventHeader, pid_tgid: u64, k: u8, fd: i32, len: u32, c
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
             sock_lost: 0,
             ring_lost: ring_lost(),
+            goroutine: 0,
         };
     }
 }

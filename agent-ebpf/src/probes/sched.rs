@@ -100,6 +100,7 @@ fn emit_exec(ctx: &TracePointContext, pid: u32, tid: u32) {
             comm: bpf_get_current_comm().unwrap_or([0; 16]),
             sock_lost: 0,
             ring_lost: super::ring_lost(),
+            goroutine: 0,
         };
     }
     submit(entry);
@@ -185,6 +186,7 @@ fn emit_lifecycle(pid: u32, tid: u32, fd: i32, sk: u64, k: u8, sc: u8, sock_lost
             },
             sock_lost,
             ring_lost: super::ring_lost(),
+            goroutine: 0,
         },
         data: [],
     });

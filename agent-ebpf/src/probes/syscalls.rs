@@ -42,6 +42,8 @@ pub struct Call {
     pub arg2: u64,
     pub fd: i32,
     pub syscall: u8,
+    /// Go's goroutine register at the call ([`EventHeader::goroutine`]).
+    pub goroutine: u64,
 }
 
 /// How the second syscall argument points at the bytes.
@@ -120,6 +122,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
             arg2: 0,
             fd: fd as i32,
             syscall: syscall::CLOSE,
+            goroutine: 0,
         },
     );
     0
@@ -135,9 +138,10 @@ fn ret(ctx: &TracePointContext) -> i64 {
 }
 
 /// The syscall's first three arguments, from the user registers the kernel saved at entry
-/// (the syscall leaves them untouched; only the return register changes).
+/// (the syscall leaves them untouched; only the return register changes), and Go's goroutine
+/// register.
 #[inline(always)]
-fn args() -> Option<[u64; 3]> {
+fn args() -> Option<[u64; 4]> {
     // SAFETY: the helpers return the current task and its saved registers; the read is checked.
     unsafe {
         let regs = gen_helpers::bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
@@ -145,12 +149,13 @@ fn args() -> Option<[u64; 3]> {
     }
 }
 
-/// x86-64: `struct pt_regs` keeps dx, si, di at 96, 104, 112. `regs` is a BTF pointer: the
-/// verifier checks each load against the kernel's `struct pt_regs` and turns it into a
-/// fault-tolerant load, cheaper than a `bpf_probe_read_kernel` call.
+/// x86-64: `struct pt_regs` keeps r14 (Go's goroutine) at 8 and dx, si, di at 96, 104, 112.
+/// `regs` is a BTF pointer: the verifier checks each load against the kernel's `struct
+/// pt_regs` and turns it into a fault-tolerant load, cheaper than a `bpf_probe_read_kernel`
+/// call.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
+unsafe fn regs_args(regs: *const u8) -> Option<[u64; 4]> {
     // SAFETY: `regs` is the task's pt_regs (never null); the offsets are fields of it.
     unsafe {
         let r = regs as *const u64;
@@ -158,20 +163,23 @@ unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
             core::ptr::read_volatile(r.add(14)),
             core::ptr::read_volatile(r.add(13)),
             core::ptr::read_volatile(r.add(12)),
+            core::ptr::read_volatile(r.add(1)),
         ])
     }
 }
 
 /// arm64: x0 is overwritten by the return value; its entry value is kept in `orig_x0` (272).
+/// Go keeps its goroutine in x28 (224).
 #[cfg(bpf_target_arch = "aarch64")]
 #[inline(always)]
-unsafe fn regs_args(regs: *const u8) -> Option<[u64; 3]> {
+unsafe fn regs_args(regs: *const u8) -> Option<[u64; 4]> {
     // SAFETY: `regs` is the task's pt_regs; bpf_probe_read_kernel checks the addresses.
     unsafe {
         use aya_ebpf::helpers::bpf_probe_read_kernel;
         let x0: u64 = bpf_probe_read_kernel(regs.add(272) as *const u64).ok()?;
         let [x1, x2]: [u64; 2] = bpf_probe_read_kernel(regs.add(8) as *const [u64; 2]).ok()?;
-        Some([x0, x1, x2])
+        let g: u64 = bpf_probe_read_kernel(regs.add(224) as *const u64).ok()?;
+        Some([x0, x1, x2, g])
     }
 }
 
@@ -199,12 +207,15 @@ fn try_exit(ctx: &TracePointContext, sc: u8) {
     if !may_select && !selected(cfg, tgid) {
         return;
     }
-    let Some([a0, a1, a2]) = args() else { return };
+    let Some([a0, a1, a2, g]) = args() else {
+        return;
+    };
     let call = Call {
         ptr: a1,
         arg2: a2,
         fd: a0 as i32,
         syscall: sc,
+        goroutine: g,
     };
     match sc {
         syscall::ACCEPT | syscall::CONNECT => {
@@ -551,6 +562,7 @@ unsafe fn fill_header(
         (*h).tuple = sock.tuple;
         (*h).sock_lost = sock.lost;
         (*h).ring_lost = super::ring_lost();
+        (*h).goroutine = call.goroutine;
         // The command name matters only where a connection starts (userspace names short-lived
         // processes from it and reads it from no other record): data records leave it alone.
         if k != kind::READ

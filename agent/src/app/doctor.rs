@@ -359,18 +359,8 @@ fn listening_processes(proc_root: &Path) -> Vec<Listener> {
         inodes.extend(listeners(&text));
     }
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let dir = entry.path();
+    for pid in crate::ebpf::select::running_pids(proc_root) {
+        let dir = proc_root.join(pid.to_string());
         let mut ports: Vec<u16> = socket_inodes(&dir)
             .filter_map(|inode| inodes.get(&inode).copied())
             .collect();

@@ -305,8 +305,12 @@ impl Tracker {
                     self.end(k, unix_ns, EndReason::ProcessExit, out);
                 }
             }
-            // Process selection and naming, not connection state: the pipeline acts on them.
-            Record::Exec { .. } | Record::ExeName { .. } | Record::Environ { .. } => {}
+            // Process selection, naming and Go's client steps, not connection state: the
+            // pipeline acts on them.
+            Record::Exec { .. }
+            | Record::ExeName { .. }
+            | Record::Environ { .. }
+            | Record::Go { .. } => {}
         }
     }
 

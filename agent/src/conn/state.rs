@@ -12,7 +12,7 @@ use crate::protocol::http1::{
     Parse, close_truncated_head, looks_like_request, parse_request_head,
     starts_with_method_and_space,
 };
-use crate::span::assemble::Exchange;
+use crate::span::assemble::{Exchange, HeadCaller};
 use crate::span::{HttpSpan, SpanKind};
 
 /// What the tracker does with a connection's bytes.
@@ -73,7 +73,7 @@ enum Side {
 struct HeadBuf {
     bytes: Vec<u8>,
     start_unix_ns: u64,
-    tid: u32,
+    caller: HeadCaller,
 }
 
 /// Most requests queued on one connection without a response (pipelining depth); beyond
@@ -347,11 +347,20 @@ impl Conn {
         if buffered {
             self.req_buf.bytes.extend_from_slice(chunk);
         }
-        let (kind, start, tid) = match (buffered, role) {
-            (true, _) => (kind_of(role), self.req_buf.start_unix_ns, self.req_buf.tid),
+        let here = HeadCaller {
+            tid: d.tid,
+            goroutine: d.goroutine,
+            ring_lost: d.ring_lost,
+        };
+        let (kind, start, caller) = match (buffered, role) {
+            (true, _) => (
+                kind_of(role),
+                self.req_buf.start_unix_ns,
+                self.req_buf.caller,
+            ),
             // A blocking read starts waiting before the bytes arrive: use its return.
-            (false, Role::Server) => (SpanKind::Server, d.end_unix_ns, d.tid),
-            (false, Role::Client) => (SpanKind::Client, d.start_unix_ns, d.tid),
+            (false, Role::Server) => (SpanKind::Server, d.end_unix_ns, here),
+            (false, Role::Client) => (SpanKind::Client, d.start_unix_ns, here),
         };
         let input: &[u8] = if buffered { &self.req_buf.bytes } else { chunk };
         let input_len = input.len();
@@ -365,7 +374,7 @@ impl Conn {
                         .filter(|&n| n > 0)
                         .map(Body::Length)
                 };
-                let ex = Exchange::from_request(&head, kind, start, self.pid, tid);
+                let ex = Exchange::from_request(&head, kind, start, self.pid, caller);
                 Parsed::Complete(ex, framing, consumed.saturating_sub(prev_len))
             }
             Parse::Partial => Parsed::Partial,
@@ -398,7 +407,7 @@ impl Conn {
                 if close_truncated_head(input, ctx.scratch)
                     && let Parse::Complete(head, _) = parse_request_head(ctx.scratch)
                 {
-                    salvaged = Some(Exchange::from_request(&head, kind, start, self.pid, tid));
+                    salvaged = Some(Exchange::from_request(&head, kind, start, self.pid, caller));
                 }
                 self.req_buf.bytes.clear();
                 if let Some(mut ex) = salvaged {
@@ -414,7 +423,7 @@ impl Conn {
                 if !buffered {
                     self.req_buf.bytes.extend_from_slice(chunk);
                     self.req_buf.start_unix_ns = start;
-                    self.req_buf.tid = tid;
+                    self.req_buf.caller = caller;
                 }
                 HeadStep::Stop
             }

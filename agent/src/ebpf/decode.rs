@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use agent_common::{EventHeader, MAX_DATA, kind};
 
-use super::record::{ConnKey, Data, Direction, Record, Role, Tuple};
+use super::record::{ConnKey, Data, Direction, GoStep, Record, Role, Tuple};
 
 /// Converts kernel monotonic nanoseconds to Unix nanoseconds.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +83,7 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
             Record::Data(Data {
                 key,
                 tid: h.tid,
+                goroutine: h.goroutine,
                 direction: if h.kind == kind::READ {
                     Direction::Read
                 } else {
@@ -148,6 +149,18 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
                 bytes: std::borrow::Cow::Borrowed(&raw[HEADER..HEADER + copied]),
             }
         }
+        kind::GO_ROUND_TRIP | kind::GO_WRITE_REQUEST => Record::Go {
+            pid: h.pid,
+            step: if h.kind == kind::GO_ROUND_TRIP {
+                GoStep::RoundTrip
+            } else {
+                GoStep::WriteRequest
+            },
+            goroutine: h.goroutine,
+            request: h.sock_id,
+            unix_ns: clock.to_unix(h.end_ns),
+            ring_lost: h.ring_lost,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -227,6 +240,7 @@ mod tests {
             comm: *b"curl\0\0\0\0\0\0\0\0\0\0\0\0",
             sock_lost: 3,
             ring_lost: 11,
+            goroutine: 0x00c0_0012_3400,
         }
     }
 
@@ -253,6 +267,7 @@ mod tests {
         );
         assert_eq!(d.tail, None);
         assert_eq!((d.sock_lost, d.ring_lost), (3, 11));
+        assert_eq!(d.goroutine, 0x00c0_0012_3400);
         assert_eq!(
             comm(&raw(header(kind::ACCEPT, 0), &[])).as_deref(),
             Some("curl")
@@ -311,6 +326,24 @@ mod tests {
             | (kind::PROC_ENV, Record::Environ { pid: 42, .. }) => {}
             (k, r) => panic!("kind {k} decoded as {r:?}"),
         }
+    }
+
+    #[rstest]
+    #[case::round_trip(kind::GO_ROUND_TRIP, GoStep::RoundTrip)]
+    #[case::write_request(kind::GO_WRITE_REQUEST, GoStep::WriteRequest)]
+    fn go_client_records(#[case] k: u8, #[case] step: GoStep) {
+        let bytes = raw(header(k, 0), &[]);
+        assert_eq!(
+            decode(&bytes, Clock::with_offset(5)).unwrap(),
+            Record::Go {
+                pid: 42,
+                step,
+                goroutine: 0x00c0_0012_3400,
+                request: 7,
+                unix_ns: 205,
+                ring_lost: 11,
+            }
+        );
     }
 
     #[rstest]

@@ -2,6 +2,7 @@
 //! offsets, attach them, drain the ring buffer, keep the selected-process map current.
 pub mod btf;
 pub mod decode;
+pub mod golang;
 pub mod object;
 pub mod record;
 #[cfg(feature = "reference-tracer")]
@@ -143,6 +144,8 @@ pub struct Probes {
     ebpf: Ebpf,
     ring: RingBuf<MapData>,
     selected: SelectedBits,
+    /// The Go client's uprobes, when they could be loaded.
+    go: Option<golang::GoProbes>,
 }
 
 /// The kernel's selected-process bitmap (`SELECTED`, one bit per tgid), mapped into this
@@ -291,11 +294,25 @@ impl Probes {
                 source: Box::new(e),
             })?;
         }
+        // Uprobes help linking in Go programs; capture works without them.
+        let go = golang::GoProbes::load(&mut ebpf)
+            .inspect_err(|e| tracing::warn!("Go client probes unavailable: {e}"))
+            .ok();
         Ok(Self {
             ebpf,
             ring,
             selected,
+            go,
         })
+    }
+
+    /// Attaches the Go client's uprobes to the executable process `pid` runs, when it is a
+    /// Go program with net/http's client not looked at before.
+    pub fn watch_go(&mut self, pid: u32) -> Result<golang::Watch, String> {
+        match &mut self.go {
+            Some(go) => go.watch(&mut self.ebpf, pid),
+            None => Ok(golang::Watch::NotGo),
+        }
     }
 
     /// Call `f` on every record waiting in the ring buffer; returns how many there were.

@@ -43,6 +43,9 @@ pub struct ConnKey {
 pub struct Data<'a> {
     pub key: ConnKey,
     pub tid: u32,
+    /// In a Go program, the goroutine that made the call (its `g` address); meaningless in
+    /// any other program.
+    pub goroutine: u64,
     pub direction: Direction,
     pub tuple: Tuple,
     /// Wall-clock time (Unix ns) when the syscall started and when it returned.
@@ -112,6 +115,28 @@ pub enum Record<'a> {
         total: u32,
         bytes: Cow<'a, [u8]>,
     },
+    /// A step of a Go program's HTTP client (uprobes): see [`GoStep`].
+    Go {
+        pid: u32,
+        step: GoStep,
+        /// The goroutine that took the step (as in [`Data::goroutine`]).
+        goroutine: u64,
+        /// The request's `*http.Request` address.
+        request: u64,
+        unix_ns: u64,
+        /// As in [`Data::ring_lost`].
+        ring_lost: u32,
+    },
+}
+
+/// What a Go program's HTTP client did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GoStep {
+    /// A goroutine handed a request to the client (its bytes are written by a pooled
+    /// connection's writer goroutine, not by this one).
+    RoundTrip,
+    /// A goroutine starts writing a request.
+    WriteRequest,
 }
 
 impl Record<'_> {
@@ -123,7 +148,8 @@ impl Record<'_> {
             Record::ProcessExit { pid, .. }
             | Record::Exec { pid, .. }
             | Record::ExeName { pid, .. }
-            | Record::Environ { pid, .. } => *pid,
+            | Record::Environ { pid, .. }
+            | Record::Go { pid, .. } => *pid,
         }
     }
 
@@ -134,6 +160,7 @@ impl Record<'_> {
             Record::Open { ring_lost, .. }
             | Record::Close { ring_lost, .. }
             | Record::ProcessExit { ring_lost, .. } => Some(*ring_lost),
+            Record::Go { ring_lost, .. } => Some(*ring_lost),
             Record::Exec { .. } | Record::ExeName { .. } | Record::Environ { .. } => None,
         }
     }
@@ -198,6 +225,21 @@ impl Record<'_> {
                 offset,
                 total,
                 bytes: Cow::Owned(bytes.into_owned()),
+            },
+            Record::Go {
+                pid,
+                step,
+                goroutine,
+                request,
+                unix_ns,
+                ring_lost,
+            } => Record::Go {
+                pid,
+                step,
+                goroutine,
+                request,
+                unix_ns,
+                ring_lost,
             },
         }
     }

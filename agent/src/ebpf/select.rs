@@ -89,30 +89,31 @@ impl Selection {
         } else {
             listening_inodes(proc_root, &self.ports)
         };
-        let Ok(dir) = fs::read_dir(proc_root) else {
-            return out;
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in running_pids(proc_root) {
+            let dir = proc_root.join(pid.to_string());
             if self.has_globs
-                && let Ok(exe) = fs::read_link(entry.path().join("exe"))
+                && let Ok(exe) = fs::read_link(dir.join("exe"))
                 && self.exe_globs.is_match(&exe)
             {
                 out.insert(pid);
                 continue;
             }
-            if !listening.is_empty() && owns_any_socket(&entry.path(), &listening) {
+            if !listening.is_empty() && owns_any_socket(&dir, &listening) {
                 out.insert(pid);
             }
         }
         out
     }
+}
+
+/// The pids under `proc_root` (normally `/proc`).
+pub fn running_pids(proc_root: &Path) -> Vec<u32> {
+    fs::read_dir(proc_root)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Socket inodes of TCP listeners on any of `ports` (from `net/tcp` and `net/tcp6`).

@@ -23,6 +23,8 @@ pub fn server_span() -> HttpSpan {
         end_unix_ns: 1_700_000_000_001_230_000,
         pid: 1234,
         tid: 1234,
+        goroutine: 0,
+        head_ring_lost: 0,
         method: "GET".to_owned(),
         path: "/items/42".to_owned(),
         query: Some("q=1".to_owned()),

@@ -11,6 +11,9 @@
 //!   line, and the client's exchange in flight when the server read the request: the n-th
 //!   request of a keep-alive connection pairs with the n-th client exchange), whichever
 //!   arrives first;
+//! - **goroutine** (in-process, Go): a client request made by the goroutine serving a request
+//!   is its child. Go's HTTP client writes requests from another goroutine than the one that
+//!   made them; uprobes on it tell which made each (`golang`);
 //! - **thread** (in-process): a client span started by a thread (same pid and tid) while it
 //!   was serving a request (between that server span's start and end) is its child, unless
 //!   the process serves several requests on one thread at once (an event loop);
@@ -38,10 +41,13 @@ use std::{
 
 use rustc_hash::FxHashSet as HashSet;
 
+pub use golang::GoCall;
+use golang::GoClients;
 use index::{Index, Slab};
 
 use crate::span::{HttpSpan, LinkKind, SpanKind, context::TraceParentError, context::new_span_id};
 
+mod golang;
 mod index;
 mod rules;
 #[cfg(test)]
@@ -73,6 +79,7 @@ pub struct Stats {
     pub linked_connection: u64,
     pub linked_thread: u64,
     pub linked_proxy: u64,
+    pub linked_goroutine: u64,
     pub unlinked: u64,
     /// Parent choices refused because more than one parent fitted.
     pub ambiguous: u64,
@@ -90,12 +97,13 @@ pub struct Stats {
 impl Stats {
     /// Every counter with a stable snake_case name, for export as metrics (`held` is a
     /// gauge and is not among them).
-    pub fn counters(&self) -> [(&'static str, u64); 10] {
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
         [
             ("linked_traceparent", self.linked_traceparent),
             ("linked_connection", self.linked_connection),
             ("linked_thread", self.linked_thread),
             ("linked_proxy", self.linked_proxy),
+            ("linked_goroutine", self.linked_goroutine),
             ("unlinked", self.unlinked),
             ("ambiguous", self.ambiguous),
             ("expired_unlinked", self.expired_unlinked),
@@ -124,6 +132,11 @@ struct Entry<T> {
     kind: SpanKind,
     pid: u32,
     tid: u32,
+    /// A Go program's goroutine that read (server) or wrote (client) the request head.
+    goroutine: u64,
+    /// A Go program's client request: the goroutine that made it (found at arrival, while
+    /// the hand-over is still remembered).
+    go_maker: Option<u64>,
     start: u64,
     end: u64,
     /// (client end, server end) of the connection.
@@ -162,11 +175,15 @@ pub struct Linker<T> {
     /// connection.
     waiting_servers: Index<(SocketAddr, SocketAddr)>,
     open_clients: Index<(SocketAddr, SocketAddr)>,
-    /// Server spans by (pid, tid) and by (pid, route).
+    /// Server spans by (pid, tid), by (pid, route), and by (pid, goroutine) in Go programs
+    /// whose client steps are seen.
     by_thread: Index<(u32, u32)>,
     by_route: Index<(u32, u64)>,
-    /// Processes seen serving two requests on one thread at once.
+    by_goroutine: Index<(u32, u64)>,
+    /// Processes seen serving two requests on one thread (goroutine) at once.
     multiplexed: HashSet<u32>,
+    multiplexed_go: HashSet<u32>,
+    go: GoClients,
     /// Addresses seen as the local end of a traced socket: a peer there is on this node.
     local_ips: HashSet<IpAddr>,
     route_hasher: std::hash::RandomState,
@@ -190,7 +207,10 @@ impl<T> Linker<T> {
             open_clients: Index::new(),
             by_thread: Index::new(),
             by_route: Index::new(),
+            by_goroutine: Index::new(),
             multiplexed: HashSet::default(),
+            multiplexed_go: HashSet::default(),
+            go: GoClients::default(),
             local_ips: HashSet::default(),
             route_hasher: std::hash::RandomState::new(),
             ready: Vec::new(),
@@ -199,6 +219,19 @@ impl<T> Linker<T> {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Takes a step of a Go program's HTTP client (at `at`, Unix ns), in the order the
+    /// kernel saw them, before the spans of the same drain.
+    pub fn go_step(&mut self, pid: u32, call: GoCall) {
+        self.go.step(pid, call);
+    }
+
+    /// Forgets what was learnt of a process that exited.
+    pub fn forget_process(&mut self, pid: u32) {
+        self.go.forget_process(pid);
+        self.multiplexed.remove(&pid);
+        self.multiplexed_go.remove(&pid);
     }
 
     /// Takes one finished span at `now` (Unix ns, the clock of the spans' times).
@@ -297,11 +330,25 @@ impl<T> Linker<T> {
         let route = self
             .route_hasher
             .hash_one((&span.method, &span.path, &span.query));
+        // Go's client writes a request on a connection's writer goroutine, for the goroutine
+        // that made it.
+        let go_maker = (span.kind == SpanKind::Client && self.go.knows(span.pid))
+            .then(|| {
+                self.go.maker(
+                    span.pid,
+                    span.goroutine,
+                    span.start_unix_ns,
+                    span.head_ring_lost,
+                )
+            })
+            .flatten();
         Entry {
             arrival: now,
             kind: span.kind,
             pid: span.pid,
             tid: span.tid,
+            goroutine: span.goroutine,
+            go_maker,
             start: span.start_unix_ns,
             end: span.end_unix_ns.max(span.start_unix_ns),
             conn,
@@ -328,14 +375,7 @@ impl<T> Linker<T> {
             SpanKind::Server => {
                 // Two requests served on one thread at once: an event loop, where the thread
                 // says nothing about which request a client call belongs to.
-                let overlaps = self.by_thread.get(&(e.pid, e.tid)).is_some_and(|slot| {
-                    slot.ids.iter().rev().take(8).any(|other| {
-                        entries
-                            .get(other)
-                            .is_some_and(|o| o.start < e.end && e.start < o.end)
-                    })
-                });
-                if overlaps {
+                if overlapping(&self.by_thread, (e.pid, e.tid), e, entries) {
                     if self.multiplexed.len() >= MAX_SET {
                         self.multiplexed.clear();
                     }
@@ -343,6 +383,16 @@ impl<T> Linker<T> {
                 }
                 self.by_thread.push((e.pid, e.tid), id, end_of);
                 self.by_route.push((e.pid, e.route), id, end_of);
+                if self.go.knows(e.pid) {
+                    let key = (e.pid, e.goroutine);
+                    if overlapping(&self.by_goroutine, key, e, entries) {
+                        if self.multiplexed_go.len() >= MAX_SET {
+                            self.multiplexed_go.clear();
+                        }
+                        self.multiplexed_go.insert(e.pid);
+                    }
+                    self.by_goroutine.push(key, id, end_of);
+                }
             }
         }
     }
@@ -358,6 +408,7 @@ impl<T> Linker<T> {
                 self.waiting_servers.remove(&e.conn, id);
                 self.by_thread.remove(&(e.pid, e.tid), id);
                 self.by_route.remove(&(e.pid, e.route), id);
+                self.by_goroutine.remove(&(e.pid, e.goroutine), id);
             }
         }
     }
@@ -464,6 +515,7 @@ impl<T> Linker<T> {
             LinkKind::Connection => s.linked_connection += 1,
             LinkKind::Thread => s.linked_thread += 1,
             LinkKind::Proxy => s.linked_proxy += 1,
+            LinkKind::Goroutine => s.linked_goroutine += 1,
         }
     }
 
@@ -505,6 +557,22 @@ impl<T> Linker<T> {
             p.children.retain(|&c| c != id);
         }
     }
+}
+
+/// Whether a server span under `key` (among its newest) overlaps `e` in time.
+fn overlapping<K: std::hash::Hash + Eq + Copy, T>(
+    index: &Index<K>,
+    key: K,
+    e: &Entry<T>,
+    entries: &Slab<Entry<T>>,
+) -> bool {
+    index.get(&key).is_some_and(|slot| {
+        slot.ids.iter().rev().take(8).any(|other| {
+            entries
+                .get(other)
+                .is_some_and(|o| o.start < e.end && e.start < o.end)
+        })
+    })
 }
 
 impl<T> Entry<T> {

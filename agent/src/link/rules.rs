@@ -1,5 +1,5 @@
-//! The linking rules: which span is whose parent (connection, thread, proxy), and when a
-//! span stops waiting for one.
+//! The linking rules: which span is whose parent (connection, goroutine, thread, proxy), and
+//! when a span stops waiting for one.
 use super::{Linker, State, index::Slot};
 use crate::span::{LinkKind, SpanKind};
 
@@ -118,6 +118,7 @@ impl<T> Linker<T> {
             return;
         }
         let (pid, tid, start, end, route) = (e.pid, e.tid, e.start, e.end, e.route);
+        let maker = e.go_maker;
         // The parent is the request open when the call started (all of them count towards
         // ambiguity), and it must have waited for the call: a call that outlives the request
         // may be background work, and a context is never inherited past its request's end.
@@ -128,33 +129,52 @@ impl<T> Linker<T> {
         let inside = |s: &super::Entry<T>| {
             s.kind == SpanKind::Server && s.pid == pid && s.start <= start && start <= s.end
         };
-        let mut thread = self.only(self.by_thread.get(&(pid, tid)), start, |s| {
-            inside(s) && s.tid == tid
-        });
-        if matches!(thread, Found::Many) {
-            self.multiplexed.insert(pid);
-        } else if matches!(thread, Found::One(_)) && self.multiplexed.contains(&pid) {
-            // An event loop: the one request open on the thread now may not be the one
-            // this call is for.
-            thread = Found::Many;
-        }
-        let mut found = waited(thread);
-        let mut kind = LinkKind::Thread;
-        let thread_ambiguous = matches!(found, Found::Many | Found::Unsure);
-        if !matches!(found, Found::One(_)) {
-            kind = LinkKind::Proxy;
-            found = waited(self.only(self.by_route.get(&(pid, route)), start, |s| {
-                inside(s) && s.route == route
-            }));
-        }
-        match found {
-            Found::One(parent) if self.attach(id, parent, kind) => {}
-            Found::Many | Found::Unsure => {
-                self.stats.ambiguous += 1;
-                self.resolve(id);
+        // The rules in order; the first that finds one parent wins.
+        let mut ambiguous = false;
+        let mut chosen = None;
+        if let Some(g) = maker {
+            let mut found = self.only(self.by_goroutine.get(&(pid, g)), start, |s| {
+                inside(s) && s.goroutine == g
+            });
+            if matches!(found, Found::One(_)) && self.multiplexed_go.contains(&pid) {
+                found = Found::Many;
             }
+            match waited(found) {
+                Found::One(p) => chosen = Some((p, LinkKind::Goroutine)),
+                Found::Many | Found::Unsure => ambiguous = true,
+                Found::None => {}
+            }
+        }
+        if chosen.is_none() {
+            let mut thread = self.only(self.by_thread.get(&(pid, tid)), start, |s| {
+                inside(s) && s.tid == tid
+            });
+            if matches!(thread, Found::Many) {
+                self.multiplexed.insert(pid);
+            } else if matches!(thread, Found::One(_)) && self.multiplexed.contains(&pid) {
+                // An event loop: the one request open on the thread now may not be the one
+                // this call is for.
+                thread = Found::Many;
+            }
+            match waited(thread) {
+                Found::One(p) => chosen = Some((p, LinkKind::Thread)),
+                Found::Many | Found::Unsure => ambiguous = true,
+                Found::None => {}
+            }
+        }
+        if chosen.is_none() {
+            match waited(self.only(self.by_route.get(&(pid, route)), start, |s| {
+                inside(s) && s.route == route
+            })) {
+                Found::One(p) => chosen = Some((p, LinkKind::Proxy)),
+                Found::Many | Found::Unsure => ambiguous = true,
+                Found::None => {}
+            }
+        }
+        match chosen {
+            Some((parent, kind)) if self.attach(id, parent, kind) => {}
             _ => {
-                if thread_ambiguous {
+                if ambiguous {
                     self.stats.ambiguous += 1;
                 }
                 self.resolve(id);

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use rstest::rstest;
 
 use super::*;
+use crate::ebpf::record::GoStep;
 use crate::span::context::{TraceParent, new_trace_id};
 
 const MS: u64 = 1_000_000;
@@ -33,6 +34,8 @@ fn span(kind: SpanKind, pid: u32, tid: u32, local: &str, peer: &str, at: (u64, u
         end_unix_ns: T0 + at.1,
         pid,
         tid,
+        goroutine: 0,
+        head_ring_lost: 0,
         method: "GET".into(),
         path: "/x".into(),
         query: None,
@@ -690,4 +693,118 @@ fn client_cut_off_before_its_response_still_pairs() {
     let mut linker = Linker::new(LinkConfig::default());
     let out = run(&mut linker, vec![(0, client), (MS, server)]);
     assert_child(by_index(&out, 1), by_index(&out, 0), LinkKind::Connection);
+}
+
+fn go_call(step: GoStep, goroutine: u64, request: u64, at: u64) -> GoCall {
+    GoCall {
+        step,
+        goroutine,
+        request,
+        at: T0 + at,
+        ring_lost: 0,
+    }
+}
+
+/// A Go server with two requests in flight on one thread, each making a client call that a
+/// pooled connection's writer goroutine writes: the uprobe steps name the goroutine each
+/// call was made by, and each call joins its own request. A call written by the goroutine
+/// that made it joins that goroutine's request; a writer with no hand-over before its write
+/// is not guessed at.
+#[test]
+fn go_client_calls_join_the_request_of_the_goroutine_that_made_them() {
+    const PID: u32 = 9;
+    let (g1, g2, w1, w2) = (0xc0_0001, 0xc0_0002, 0xc0_0101, 0xc0_0102);
+    let mut linker = Linker::new(LinkConfig::default());
+    let server = |g: u64, port: u16, at: (u64, u64)| {
+        let mut s = span(
+            SpanKind::Server,
+            PID,
+            7,
+            "10.0.0.1:80",
+            &format!("203.0.113.9:{port}"),
+            at,
+        );
+        s.goroutine = g;
+        s
+    };
+    let client = |g: u64, port: u16, at: (u64, u64)| {
+        let mut c = span(
+            SpanKind::Client,
+            PID,
+            7,
+            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:9000",
+            at,
+        );
+        c.goroutine = g;
+        c
+    };
+    linker.go_step(PID, go_call(GoStep::RoundTrip, g1, 0x100, 11));
+    linker.go_step(PID, go_call(GoStep::RoundTrip, g2, 0x200, 12));
+    linker.go_step(PID, go_call(GoStep::WriteRequest, w2, 0x200, 13));
+    linker.go_step(PID, go_call(GoStep::WriteRequest, w1, 0x100, 14));
+    let out = run(
+        &mut linker,
+        vec![
+            (0, client(w1, 40001, (20, 50))),
+            (0, client(w2, 40002, (21, 60))),
+            (0, client(g1, 40003, (30, 70))),
+            // w1 writes again, before any hand-over it could be for.
+            (0, client(w1, 40004, (5, 80))),
+            (0, server(g1, 5000, (0, 100))),
+            (0, server(g2, 5001, (1, 120))),
+        ],
+    );
+    let (s1, s2) = (by_index(&out, 4), by_index(&out, 5));
+    assert_child(by_index(&out, 0), s1, LinkKind::Goroutine);
+    assert_child(by_index(&out, 1), s2, LinkKind::Goroutine);
+    assert_child(by_index(&out, 2), s1, LinkKind::Goroutine);
+    let stray = by_index(&out, 3);
+    assert_eq!((stray.parent_span_id, stray.link), (None, LinkKind::None));
+    let s = linker.stats();
+    assert_eq!((s.linked_goroutine, s.linked_thread), (3, 0));
+    // The write without a hand-over fell to the thread rule, where two requests overlap.
+    assert_eq!(s.ambiguous, 1);
+    linker.forget_process(PID);
+}
+
+/// Two requests served on one goroutine at once is not Go's HTTP/1 server: the goroutine
+/// then says nothing, and nothing is linked by it.
+#[test]
+fn overlapping_requests_on_one_goroutine_are_not_linked_by_it() {
+    const PID: u32 = 9;
+    let mut linker = Linker::new(LinkConfig::default());
+    linker.go_step(PID, go_call(GoStep::RoundTrip, 0xa, 0x100, 11));
+    linker.go_step(PID, go_call(GoStep::WriteRequest, 0xf1, 0x100, 12));
+    let mut a = span(
+        SpanKind::Server,
+        PID,
+        1,
+        "10.0.0.1:80",
+        "203.0.113.9:5000",
+        (0, 100),
+    );
+    let mut b = span(
+        SpanKind::Server,
+        PID,
+        2,
+        "10.0.0.1:80",
+        "203.0.113.9:5001",
+        (5, 120),
+    );
+    b.path = "/other".into();
+    (a.goroutine, b.goroutine) = (0xa, 0xa);
+    let mut c = span(
+        SpanKind::Client,
+        PID,
+        3,
+        "127.0.0.1:40001",
+        "127.0.0.1:9000",
+        (20, 50),
+    );
+    c.path = "/third".into();
+    c.goroutine = 0xf1;
+    let out = run(&mut linker, vec![(0, a), (0, b), (0, c)]);
+    assert_eq!(by_index(&out, 2).link, LinkKind::None);
+    assert_eq!(linker.stats().ambiguous, 1);
 }

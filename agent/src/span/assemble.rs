@@ -13,6 +13,15 @@ const MAX_USER_AGENT: usize = 512;
 /// Longest path or query kept (the head itself is already capped by the tracker).
 const MAX_TARGET: usize = 2048;
 
+/// Who read (server) or wrote (client) a request head: the thread, Go's goroutine, and the
+/// host's count of lost records at that record (see `link::golang`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadCaller {
+    pub tid: u32,
+    pub goroutine: u64,
+    pub ring_lost: u32,
+}
+
 /// A request seen on a connection, waiting for (or receiving) its response. Holds only the
 /// attributes the span needs: never credentials, cookies or bodies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +30,9 @@ pub struct Exchange {
     pub start_unix_ns: u64,
     pub pid: u32,
     pub tid: u32,
+    /// In a Go program, the goroutine that wrote (client) or read (server) the request head.
+    pub goroutine: u64,
+    pub head_ring_lost: u32,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -48,7 +60,7 @@ impl Exchange {
         kind: SpanKind,
         start_unix_ns: u64,
         pid: u32,
-        tid: u32,
+        caller: HeadCaller,
     ) -> Self {
         let (path, query) = split_target(head.target);
         let h = &head.headers;
@@ -57,7 +69,9 @@ impl Exchange {
             kind,
             start_unix_ns,
             pid,
-            tid,
+            tid: caller.tid,
+            goroutine: caller.goroutine,
+            head_ring_lost: caller.ring_lost,
             method: head.method.to_owned(),
             path: bounded(&without_params(path), MAX_TARGET),
             query: query.map(|q| bounded(q, MAX_TARGET)),
@@ -119,6 +133,8 @@ impl Exchange {
             end_unix_ns: end_unix_ns.max(self.start_unix_ns),
             pid: self.pid,
             tid: self.tid,
+            goroutine: self.goroutine,
+            head_ring_lost: self.head_ring_lost,
             method: self.method,
             path: self.path,
             query: self.query,
@@ -184,7 +200,16 @@ mod tests {
         let Parse::Complete(h, _) = parse_request_head(head) else {
             panic!("bad head")
         };
-        Exchange::from_request(&h, kind, 100, 7, 8)
+        Exchange::from_request(
+            &h,
+            kind,
+            100,
+            7,
+            HeadCaller {
+                tid: 8,
+                ..HeadCaller::default()
+            },
+        )
     }
 
     #[test]

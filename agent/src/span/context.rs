@@ -300,6 +300,7 @@ mod tests {
             Record::Data(Data {
                 key,
                 tid: 2,
+                goroutine: 0,
                 direction,
                 tuple,
                 start_unix_ns: t,

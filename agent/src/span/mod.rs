@@ -29,6 +29,9 @@ pub enum LinkKind {
     Thread,
     /// In-process: a proxy forwarded the parent request's method and path.
     Proxy,
+    /// In-process, in a Go program: the client request was made by the goroutine serving
+    /// the parent request (seen by uprobes on Go's HTTP client).
+    Goroutine,
 }
 
 impl LinkKind {
@@ -40,6 +43,7 @@ impl LinkKind {
             Self::Connection => "connection",
             Self::Thread => "thread",
             Self::Proxy => "proxy",
+            Self::Goroutine => "goroutine",
         }
     }
 }
@@ -71,6 +75,11 @@ pub struct HttpSpan {
     pub end_unix_ns: u64,
     pub pid: u32,
     pub tid: u32,
+    /// In a Go program, the goroutine that wrote (client) or read (server) the request head
+    /// (the linking stage's key there); meaningless in any other program.
+    pub goroutine: u64,
+    /// Records the host had lost when the request head's record was written.
+    pub head_ring_lost: u32,
     pub method: String,
     /// Path without the query string.
     pub path: String,

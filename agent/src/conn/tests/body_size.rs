@@ -32,6 +32,7 @@ impl Sim {
         self.push(Record::Data(Data {
             key: k,
             tid: k.pid + 1,
+            goroutine: 0,
             direction: Direction::Write,
             tuple: tuple(),
             start_unix_ns: t,

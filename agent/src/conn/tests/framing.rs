@@ -335,6 +335,7 @@ fn sendfile_body_counts_length_without_bytes() {
         Record::Data(Data {
             key: k,
             tid: 1,
+            goroutine: 0,
             direction: Direction::Write,
             tuple: tuple(),
             start_unix_ns: t,

@@ -112,6 +112,7 @@ impl Sim {
         self.push(Record::Data(Data {
             key: k,
             tid: k.pid + 1,
+            goroutine: 0,
             direction: dir,
             tuple: tuple(),
             start_unix_ns: t,

@@ -70,6 +70,7 @@ fn replay(fixture: &str, role: Role) -> (Sim, Vec<u64>) {
                 sim.push(Record::Data(Data {
                     key: k(sock),
                     tid: 1,
+                    goroutine: 0,
                     direction: Direction::Write,
                     tuple: tuple(),
                     start_unix_ns: t,
