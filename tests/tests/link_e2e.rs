@@ -124,6 +124,23 @@ fn run_requests(curl: &Path, url: &str, requests: usize, concurrency: usize, hea
     }
 }
 
+/// The requests from one curl process, `concurrency` at a time over keep-alive connections
+/// (as `cargo xtask bench connect` sends them).
+fn run_requests_kept_alive(curl: &Path, url: &str, requests: usize, concurrency: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("curl.cfg");
+    let text: String = (0..requests)
+        .map(|n| format!("url = \"{url}/front/{n}\"\noutput = \"/dev/null\"\n"))
+        .collect();
+    std::fs::write(&cfg, text).expect("write curl config");
+    let mut cmd = Command::new(curl);
+    cmd.args(["-sf", "-K"]).arg(&cfg);
+    if concurrency > 1 {
+        cmd.args(["-Z", "--parallel-max", &concurrency.to_string()]);
+    }
+    assert!(cmd.status().expect("curl").success(), "curl failed");
+}
+
 /// What came out of one run.
 struct Score {
     /// Requests whose spans form exactly the expected tree, in a trace of their own.
@@ -201,6 +218,7 @@ async fn measure(
     hops: &[Hop],
     requests: usize,
     concurrency: usize,
+    keep_alive: bool,
 ) -> (Score, String) {
     let curl = curl_copy(dir);
     let metrics = free_port();
@@ -218,9 +236,15 @@ async fn measure(
             &format!("127.0.0.1:{metrics}"),
         ],
     );
-    tokio::task::spawn_blocking(move || run_requests(&curl, &url, requests, concurrency, None))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        if keep_alive {
+            run_requests_kept_alive(&curl, &url, requests, concurrency);
+        } else {
+            run_requests(&curl, &url, requests, concurrency, None);
+        }
+    })
+    .await
+    .unwrap();
     let spans = wait_spans(&received, hops.len() * requests).await;
     (score(&spans, hops, requests), scrape(metrics).await)
 }
@@ -252,6 +276,7 @@ async fn python_chain(concurrency: usize, requests: usize) {
         &hops,
         requests,
         concurrency,
+        false,
     )
     .await;
     report(&format!("python, concurrency {concurrency}"), &s, &text);
@@ -338,6 +363,7 @@ async fn nginx_chain(concurrency: usize, requests: usize) {
         &hops,
         requests,
         concurrency,
+        false,
     )
     .await;
     report(&format!("nginx, concurrency {concurrency}"), &s, &text);
@@ -375,6 +401,7 @@ async fn runtime_chain(runtime: &str, floors: [f64; 2]) {
             &hops,
             requests,
             concurrency,
+            true,
         )
         .await;
         report(&format!("{runtime}, concurrency {concurrency}"), &s, &text);

@@ -353,8 +353,12 @@ impl Conn {
             ring_lost: d.ring_lost,
         };
         let (kind, start, caller) = match (buffered, role) {
-            (true, _) => (
-                kind_of(role),
+            // A request read in parts is served by whoever read its end: Go's server reads a
+            // keep-alive connection's next first byte on a background goroutine, the rest on
+            // the connection's own, which runs the handler.
+            (true, Role::Server) => (SpanKind::Server, self.req_buf.start_unix_ns, here),
+            (true, Role::Client) => (
+                SpanKind::Client,
                 self.req_buf.start_unix_ns,
                 self.req_buf.caller,
             ),
@@ -462,13 +466,6 @@ pub(super) fn allowed(cfg: &TrackerConfig, role: Role) -> bool {
     match role {
         Role::Server => cfg.capture_server,
         Role::Client => cfg.capture_client,
-    }
-}
-
-fn kind_of(role: Role) -> SpanKind {
-    match role {
-        Role::Server => SpanKind::Server,
-        Role::Client => SpanKind::Client,
     }
 }
 

@@ -599,3 +599,41 @@ async fn custom_transport_and_prefix_admission() {
     assert_eq!(handle.stats().exported_spans, 10);
     handle.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A full batch of spans with long paths encodes far over the 4 MiB a gRPC receiver takes by
+/// default (tonic's, like Tempo's): it goes out in requests that fit, and nothing is lost.
+#[tokio::test]
+async fn a_batch_too_large_for_one_request_is_sent_in_parts() {
+    let rx = Receiver::default();
+    let server = start_grpc(rx.clone()).await;
+    let cfg = ExportConfig {
+        batch_max_spans: 4096,
+        queue_capacity: 8192,
+        ..config(Protocol::Grpc, server.addr)
+    };
+    let handle = exporter(&cfg);
+    let r = resource(1, "long-paths");
+    let spans: Vec<Item> = (0..4096u32)
+        .map(|n| {
+            let mut s = server_span();
+            s.span_id = [n as u8, (n >> 8) as u8, 1, 1, 1, 1, 1, 1];
+            s.path = format!("/{}", "p".repeat(2000));
+            (r.clone(), s)
+        })
+        .collect();
+    assert_eq!(handle.try_send(spans), 4096);
+    eventually("every span exported", || {
+        handle.stats().exported_spans == 4096
+    })
+    .await;
+    let s = handle.stats();
+    assert_eq!((s.dropped_refused, s.dropped_after_retries), (0, 0));
+    assert_eq!(rx.spans().len(), 4096);
+    let seen = rx.seen();
+    assert!(seen.len() >= 3, "{} requests", seen.len());
+    for got in &seen {
+        let bytes = prost::Message::encoded_len(&got.req);
+        assert!(bytes <= MAX_REQUEST_BYTES, "a request of {bytes} bytes");
+    }
+    handle.shutdown(Duration::from_secs(1)).await;
+}

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use tokio::{sync::mpsc, task::JoinHandle, time::sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -137,6 +138,11 @@ struct Shared {
 pub struct ExporterHandle {
     shared: Arc<Shared>,
 }
+
+/// Largest request sent: OTLP receivers commonly refuse gRPC messages over 4 MiB (gRPC's
+/// default, Tempo's and the Collector's), and a refused batch is lost whole. A batch that
+/// encodes larger is sent in halves.
+pub const MAX_REQUEST_BYTES: usize = 3 << 20;
 
 /// Spawns the exporter task.
 pub struct Exporter;
@@ -338,27 +344,44 @@ impl Worker {
         }
     }
 
-    /// Send one batch, retrying while allowed; every span ends counted as exported, rejected or
-    /// dropped, and its queue reservation is released.
+    /// Send one batch, in requests of at most [`MAX_REQUEST_BYTES`] (halved until they fit).
     async fn export(&self, batch: Vec<Item>, final_flush: bool) {
-        let n = batch.len() as u64;
-        if n == 0 {
-            return;
+        let mut parts = vec![batch];
+        while let Some(mut batch) = parts.pop() {
+            if batch.is_empty() {
+                continue;
+            }
+            // Network transports get protobuf bytes written straight from the spans, once (a
+            // retry resends the same bytes); an in-process consumer gets structs, built per
+            // attempt rather than deep-copied for the rare retry.
+            let encoded = match self.transport.payload_form() {
+                PayloadForm::Encoded => Some(
+                    self.encoder
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .encode(&batch, self.settings.convert),
+                ),
+                PayloadForm::Proto => None,
+            };
+            if encoded
+                .as_ref()
+                .is_some_and(|b| b.len() > MAX_REQUEST_BYTES && batch.len() > 1)
+            {
+                let second = batch.split_off(batch.len() / 2);
+                parts.push(second);
+                parts.push(batch);
+                continue;
+            }
+            self.send(batch, encoded, final_flush).await;
         }
+    }
+
+    /// Send one request, retrying while allowed; every span ends counted as exported,
+    /// rejected or dropped, and its queue reservation is released.
+    async fn send(&self, batch: Vec<Item>, encoded: Option<Bytes>, final_flush: bool) {
+        let n = batch.len() as u64;
         let started = Instant::now();
         let mut attempt: u32 = 0;
-        // Network transports get protobuf bytes written straight from the spans, once (a
-        // retry resends the same bytes); an in-process consumer gets structs, built per
-        // attempt rather than deep-copied for the rare retry.
-        let encoded = match self.transport.payload_form() {
-            PayloadForm::Encoded => Some(
-                self.encoder
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .encode(&batch, self.settings.convert),
-            ),
-            PayloadForm::Proto => None,
-        };
         let result = loop {
             let req = match &encoded {
                 Some(bytes) => Payload::Encoded(bytes.clone()),

@@ -22,7 +22,7 @@ pub use client::{
     Transport, transport_for,
 };
 pub use config::{Compression, ExportConfig, ExportConfigError, Protocol};
-pub use exporter::{ExportStats, Exporter, ExporterHandle, Item, StatsSnapshot};
+pub use exporter::{ExportStats, Exporter, ExporterHandle, Item, MAX_REQUEST_BYTES, StatsSnapshot};
 pub use otlp::{ConvertOptions, build_request};
 pub use print::{PrintFormat, format_span};
 

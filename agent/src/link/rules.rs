@@ -19,7 +19,7 @@ fn same_exchange<T>(c: &super::Entry<T>, s: &super::Entry<T>) -> bool {
 }
 
 /// What a rule found.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Found {
     None,
     One(u64),
@@ -139,6 +139,14 @@ impl<T> Linker<T> {
             if matches!(found, Found::One(_)) && self.multiplexed_go.contains(&pid) {
                 found = Found::Many;
             }
+            tracing::trace!(
+                pid,
+                goroutine = format_args!("{:#x}", e.goroutine),
+                maker = format_args!("{g:#x}"),
+                start,
+                found = ?found,
+                "Go client call"
+            );
             match waited(found) {
                 Found::One(p) => chosen = Some((p, LinkKind::Goroutine)),
                 Found::Many | Found::Unsure => ambiguous = true,

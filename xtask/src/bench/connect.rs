@@ -131,6 +131,8 @@ fn start_receiver(rt: &tokio::runtime::Runtime, store: Arc<Mutex<Vec<Got>>>) -> 
             }
         }),
     );
+    // Requests reach 3 MiB (the exporter's cap); axum refuses bodies over 2 MiB by default.
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(64 << 20));
     rt.spawn(async move { axum::serve(listener, app).await });
     Ok(port)
 }
