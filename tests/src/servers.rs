@@ -75,7 +75,8 @@ fn run_nginx(dir: &Path, conf: &str, port: u16) -> Proc {
 }
 
 /// A hop of the connected-traces tests on 127.0.0.1:`port`: `python` (thread per connection,
-/// urllib; the backend when `back` is `None`), `node` (`http` + `fetch`), `go` (`net/http`) or
+/// urllib; the backend when `back` is `None`), `node` (`http` + `fetch`), `aiohttp` (server and
+/// `ClientSession` on one asyncio loop), `go` (`net/http`) or
 /// `java` (`HttpServer` on a thread pool + `HttpClient`), calling 127.0.0.1:`back` at
 /// `/backend<path>` without passing headers on (the python one passes `traceparent` on when
 /// `forward`). Go and Java are built in `dir`.
@@ -89,6 +90,11 @@ pub fn hop(runtime: &str, dir: &Path, port: u16, back: Option<u16>, forward: boo
         "node" => {
             let mut c = Command::new("node");
             c.args(["-e", include_str!("../programs/middle.js")]);
+            c
+        }
+        "aiohttp" => {
+            let mut c = Command::new("python3");
+            c.args(["-c", include_str!("../programs/middle_aiohttp.py")]);
             c
         }
         "go" => {

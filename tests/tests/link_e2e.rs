@@ -430,6 +430,12 @@ async fn go_middle_hop_connects_through_its_goroutines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiohttp_middle_hop_connects_one_request_at_a_time_and_never_mislinks() {
+    require_kernel!();
+    runtime_chain("aiohttp", [1.0, 0.0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_middle_hop_never_mislinks() {
     require_kernel!();
     runtime_chain("java", [0.1, 0.0]).await;

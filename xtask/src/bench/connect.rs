@@ -31,12 +31,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
     concurrency: Vec<usize>,
     /// Middle hops to run: python (threaded http.server + urllib), nginx (proxy_pass in front
-    /// of the python middle), node (http + fetch), go (net/http), java (HttpServer with a
-    /// thread pool + HttpClient).
+    /// of the python middle), node (http + fetch), aiohttp (asyncio server + ClientSession),
+    /// go (net/http), java (HttpServer with a thread pool + HttpClient).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "python,nginx,node,go,java"
+        default_value = "python,nginx,node,aiohttp,go,java"
     )]
     runtimes: Vec<String>,
     /// Also run each case with linking off (`agent.link_window: 0s`), for the agent's CPU per
@@ -48,6 +48,7 @@ pub struct Args {
 /// The programs of the hops, shared with the end-to-end tests (tests/programs).
 const PYTHON: &str = include_str!("../../../tests/programs/service.py");
 const NODE: &str = include_str!("../../../tests/programs/middle.js");
+const AIOHTTP: &str = include_str!("../../../tests/programs/middle_aiohttp.py");
 const GO: &str = include_str!("../../../tests/programs/middle.go");
 const JAVA: &str = include_str!("../../../tests/programs/Main.java");
 
@@ -161,6 +162,11 @@ fn start_middle(runtime: &str, dir: &Path, port: u16, back: u16) -> Result<Serve
             Command::new("node").args(["-e", NODE]).envs(env),
             port,
             "node",
+        ),
+        "aiohttp" => spawn(
+            Command::new("python3").args(["-c", AIOHTTP]).envs(env),
+            port,
+            "the aiohttp middle",
         ),
         "go" => {
             let src = dir.join("main.go");

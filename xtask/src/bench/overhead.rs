@@ -423,16 +423,21 @@ fn release_bin(build_args: &[&str], name: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(target).join("release").join(name))
 }
 
-/// Agent CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) from /proc.
+/// Agent CPU seconds (all its threads' run time) and peak RSS (VmHWM, KiB) from /proc.
 pub(super) fn agent_usage(pid: u32) -> Result<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the comm: state is index 0, utime 11, stime 12 (1-based 14 and 15).
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // CPU time in ns from each live thread's schedstat (the first field): /proc/PID/stat
+    // counts in 10 ms ticks, too coarse for a few thousand spans.
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let hwm = status
         .lines()
@@ -441,7 +446,7 @@ pub(super) fn agent_usage(pid: u32) -> Result<(f64, u64)> {
                 .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         })
         .unwrap_or(0);
-    Ok((ticks as f64 / hz, hwm))
+    Ok((ns as f64 / 1e9, hwm))
 }
 
 struct Traced {
