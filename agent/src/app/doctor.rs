@@ -347,6 +347,9 @@ pub struct Listener {
     pub tls_library: Option<String>,
     /// The executable looks like a Go binary (Go's own TLS and HTTP/2).
     pub go: bool,
+    /// A Go binary whose HTTP client the agent's uprobes find (its symbol table is there):
+    /// its client calls join the request of the goroutine that made them.
+    pub go_client_probes: bool,
 }
 
 /// Processes with listening TCP sockets, from /proc: the sockets' inodes in
@@ -380,6 +383,10 @@ fn listening_processes(proc_root: &Path) -> Vec<Listener> {
             ports,
             tls_library: tls_library(&maps),
             go: is_go(&exe),
+            go_client_probes: matches!(
+                crate::ebpf::golang::client_offsets(exe.as_slice()),
+                Ok(Some(_))
+            ),
         });
     }
     out.sort_by_key(|l| l.pid);
@@ -418,9 +425,14 @@ pub fn render_processes(listeners: &[Listener]) -> String {
                 "plaintext HTTP/1.x; TLS through {lib} is not readable yet (encrypted bytes are \
                  skipped, counted as non-HTTP)"
             ),
-            (None, true) => {
-                "plaintext HTTP/1.x; Go's own TLS and HTTP/2 are not readable yet".to_owned()
-            }
+            (None, true) => format!(
+                "plaintext HTTP/1.x; {}; Go's own TLS and HTTP/2 are not readable yet",
+                if l.go_client_probes {
+                    "client calls join their request through goroutine uprobes"
+                } else {
+                    "no symbol table (built with -s): client calls are not linked to requests"
+                }
+            ),
             (None, false) => "plaintext HTTP/1.x; HTTP/2 (h2c) is skipped, counted".to_owned(),
         };
         let _ = writeln!(
@@ -479,6 +491,7 @@ mod tests {
             ports: vec![443, 80],
             tls_library: Some("libssl".into()),
             go: false,
+            go_client_probes: false,
         }]);
         assert!(
             text.contains("nginx") && text.contains("libssl is not readable yet"),

@@ -131,4 +131,49 @@ mod tests {
         assert_eq!(client_offsets(own.as_slice()).expect("parse"), None);
         assert!(client_offsets(b"not an executable".as_slice()).is_err());
     }
+
+    /// A Go program with net/http's client has both functions; the same program built
+    /// without its symbol table (`-ldflags=-s`) has none to probe.
+    #[test]
+    fn a_go_program_has_offsets_unless_stripped() {
+        if std::process::Command::new("go")
+            .arg("version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("SONDE_REQUIRE_KERNEL").is_none(),
+                "go is not installed (cargo xtask setup installs golang-go)"
+            );
+            eprintln!("skipped: go is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let src = dir.path().join("main.go");
+        std::fs::write(&src, include_str!("../../../tests/programs/middle.go")).expect("write");
+        let build = |out: &str, flags: &[&str]| {
+            let bin = dir.path().join(out);
+            let ok = std::process::Command::new("go")
+                .arg("build")
+                .args(flags)
+                .arg("-o")
+                .arg(&bin)
+                .arg(&src)
+                .env("GO111MODULE", "off")
+                .env("GOCACHE", dir.path().join("cache"))
+                .status()
+                .expect("go build")
+                .success();
+            assert!(ok, "go build failed");
+            std::fs::read(bin).expect("read built program")
+        };
+        let image = build("with-symbols", &[]);
+        let [round_trip, write] = client_offsets(image.as_slice())
+            .expect("parse")
+            .expect("both functions found");
+        assert!(round_trip != write);
+        assert!(round_trip < image.len() as u64 && write < image.len() as u64);
+        let stripped = build("stripped", &["-ldflags=-s"]);
+        assert_eq!(client_offsets(stripped.as_slice()).expect("parse"), None);
+    }
 }
