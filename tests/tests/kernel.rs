@@ -18,6 +18,7 @@ fn load() -> Probes {
         capture_client: true,
         ports: vec![],
         exec_notify: false,
+        go_probes: false,
     })
     .expect("load and attach")
 }

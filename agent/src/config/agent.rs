@@ -62,6 +62,10 @@ pub struct AgentSection {
     /// request it was made under) before it is sent on; `0s` turns linking off.
     #[serde(with = "sonde_config::duration")]
     pub link_window: Duration,
+    /// Attach uprobes to Go programs' HTTP client, so that their client calls join the
+    /// request of the goroutine that made them (`sonde.link = goroutine`). Each outgoing Go
+    /// request then passes two probes (a few µs each). Unused when linking is off.
+    pub go_probes: bool,
     /// Print spans on stdout instead of (off: in addition to nothing) exporting them.
     pub print: PrintMode,
     /// Where the agent serves its own counters on `/metrics` (empty: off).
@@ -84,6 +88,7 @@ impl Default for AgentSection {
             max_connections: 65_536,
             idle_timeout: Duration::from_secs(30),
             link_window: Duration::from_secs(1),
+            go_probes: true,
             print: PrintMode::Off,
             metrics_listen_address: "127.0.0.1:9464".into(),
             export: ExportConfig::default(),
@@ -179,6 +184,7 @@ impl AgentSection {
                 capture_client: self.capture_client,
                 ports: self.select.ports.clone(),
                 exec_notify: selection.needs_rescan(),
+                go_probes: self.go_probes && !self.link_window.is_zero(),
             },
             selection,
             tracker: TrackerConfig {

@@ -99,6 +99,8 @@ pub struct LoadOptions {
     /// Select every process not selected yet provisionally at its exec, and report the exec
     /// (selection by executable path: the agent keeps matching programs, unselects the rest).
     pub exec_notify: bool,
+    /// Attach uprobes to Go programs' HTTP client (for linking).
+    pub go_probes: bool,
 }
 
 /// Capabilities the agent needs (bit numbers from linux/capability.h): CAP_BPF to load the
@@ -295,9 +297,13 @@ impl Probes {
             })?;
         }
         // Uprobes help linking in Go programs; capture works without them.
-        let go = golang::GoProbes::load(&mut ebpf)
-            .inspect_err(|e| tracing::warn!("Go client probes unavailable: {e}"))
-            .ok();
+        let go = if opts.go_probes {
+            golang::GoProbes::load(&mut ebpf)
+                .inspect_err(|e| tracing::warn!("Go client probes unavailable: {e}"))
+                .ok()
+        } else {
+            None
+        };
         Ok(Self {
             ebpf,
             ring,
