@@ -66,6 +66,8 @@ pub struct StoreSection {
     pub limits: StoreLimits,
     /// Search defaults and limits.
     pub search: SearchSection,
+    /// Span metrics and service graphs from ingested spans, remote-written and scrapable.
+    pub generator: crate::generator::config::GeneratorSection,
 }
 
 /// Per-tenant ingest limits. Refusals are answered with OTLP status codes and counted.
@@ -136,6 +138,7 @@ impl Default for StoreSection {
             max_ingest_bytes_in_flight: 256 * 1024 * 1024,
             limits: StoreLimits::default(),
             search: SearchSection::default(),
+            generator: Default::default(),
         }
     }
 }
@@ -248,6 +251,7 @@ impl StoreSection {
                 ),
             ));
         }
+        self.generator.validate()?;
         let s = &self.search;
         if s.default_result_limit == 0 || s.default_result_limit > s.max_result_limit {
             return Err(Invalid::new(

@@ -10,6 +10,7 @@
 //! | query: trace by id, search, TraceQL over a trace view | [`query`] |
 //! | Tempo's HTTP API and its parameters; what one query may cost | [`api`], [`query::budget`] |
 //! | the listeners' TLS and token check | [`tls`], [`auth`] |
+//! | span metrics and service graphs, remote write, scrape route | [`generator`] |
 //!
 //! The on-disk layout is named in [`layout`]; every write goes through [`fsio`] so tests can
 //! fill the disk.
@@ -29,6 +30,7 @@ pub(crate) mod codec;
 pub mod config;
 mod error;
 pub(crate) mod fsio;
+pub mod generator;
 pub(crate) mod hash;
 pub mod ids;
 pub(crate) mod ingest;
@@ -75,7 +77,7 @@ impl Clock for SystemClock {
 #[cfg(any(test, feature = "test-util"))]
 pub use testutil::ManualClock;
 
-/// Sees every accepted batch (the future metrics generator: span metrics, service graphs).
+/// Sees every accepted batch (the metrics generator: span metrics, service graphs).
 pub trait BatchObserver: Send + Sync {
     fn observe(&self, tenant: &str, batch: &ExportTraceServiceRequest);
 }
@@ -96,6 +98,8 @@ pub(crate) struct Inner {
     pub tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     pub metrics: Metrics,
     pub observer: RwLock<Option<Arc<dyn BatchObserver>>>,
+    /// The metrics generator, also installed as the observer, when `generator.enabled`.
+    pub generator: Option<Arc<generator::Generator>>,
     pub cache: query::GroupCache,
     /// One permit per search allowed to run at once.
     pub query_slots: Arc<tokio::sync::Semaphore>,
@@ -148,13 +152,23 @@ impl Store {
         };
         let dir = &cfg.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let generator = cfg.generator.enabled.then(|| {
+            Arc::new(generator::Generator::new(
+                &cfg.generator,
+                clock.clone(),
+                cfg.multitenancy_enabled,
+            ))
+        });
+        let observer: Option<Arc<dyn BatchObserver>> =
+            generator.clone().map(|g| g as Arc<dyn BatchObserver>);
         let inner = Arc::new(Inner {
             cfg: cfg.clone(),
             clock,
             io,
             tenants: RwLock::new(HashMap::new()),
             metrics: Metrics::new(),
-            observer: RwLock::new(None),
+            observer: RwLock::new(observer),
+            generator,
             cache: query::GroupCache::new(cfg.search_cache_bytes),
             query_slots: Arc::new(tokio::sync::Semaphore::new(
                 cfg.search.max_concurrent_queries,
@@ -189,7 +203,12 @@ impl Store {
         &self.inner.metrics
     }
 
-    /// Install the observer that sees every accepted batch.
+    /// The metrics generator, when on.
+    pub fn generator(&self) -> Option<&Arc<generator::Generator>> {
+        self.inner.generator.as_ref()
+    }
+
+    /// Install the observer that sees every accepted batch (in place of the generator).
     pub fn set_observer(&self, o: Arc<dyn BatchObserver>) {
         *self
             .inner

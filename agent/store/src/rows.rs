@@ -154,7 +154,7 @@ pub struct Table {
     scope_index: FastMap<Vec<u8>, u32>,
 }
 
-fn render_any(v: &AnyValue) -> String {
+pub(crate) fn render_any(v: &AnyValue) -> String {
     match &v.value {
         Some(any_value::Value::StringValue(s)) => s.clone(),
         Some(any_value::Value::BoolValue(b)) => b.to_string(),

@@ -47,6 +47,11 @@ pub async fn serve_on(
         "store listening"
     );
     let bg = background(store.clone(), shutdown.clone());
+    let generator = store
+        .inner
+        .generator
+        .clone()
+        .map(|g| tokio::spawn(crate::generator::remote_write::run(g, shutdown.clone())));
     let tls = store.inner.tls.clone();
     let api = serve_http(
         api_l,
@@ -103,6 +108,9 @@ pub async fn serve_on(
         },
         bg,
     );
+    if let Some(task) = generator {
+        let _ = task.await;
+    }
     store.sync_wal();
     a.and(h).and(g)
 }

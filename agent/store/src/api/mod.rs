@@ -109,6 +109,10 @@ pub fn router(store: Store) -> Router {
         .route("/api/echo", any(|| async { text(StatusCode::OK, "echo") }))
         .route("/api/status/buildinfo", any(buildinfo))
         .route("/metrics", any(metrics))
+        .route(
+            "/metrics/generator",
+            any(crate::generator::scrape::generated),
+        )
         .route("/api/traces/{id}", any(trace_v1))
         .route("/api/v2/traces/{id}", any(trace_v2))
         .route("/api/search", any(search::search))
@@ -176,7 +180,11 @@ async fn buildinfo() -> Response {
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     s.store.update_gauges();
-    let mut r = (StatusCode::OK, s.store.metrics().render()).into_response();
+    let mut body = s.store.metrics().render();
+    if let Some(g) = s.store.generator() {
+        crate::generator::scrape::append_self(g, &mut body);
+    }
+    let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
