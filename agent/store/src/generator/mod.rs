@@ -408,3 +408,6 @@ impl BatchObserver for Generator {
         self.push(tenant, batch);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,7 @@ struct Series {
 
 struct Metric {
     name: &'static str,
-    label_names: Box<[String]>,
+    label_names: std::sync::Arc<[String]>,
     /// Histogram upper bounds, without +Inf; empty for a counter.
     buckets: Box<[f64]>,
     /// `le` of each bucket, +Inf last, formatted once.
@@ -55,6 +55,9 @@ struct Metric {
     /// Hash of label values → indexes into `series`.
     index: HashMap<u64, Vec<u32>>,
     overflow: Option<Series>,
+    /// Whether a limited label value here is counted (one metric per group of metrics
+    /// updated together, so each span counts once).
+    counts_limits: bool,
 }
 
 /// What the limits refused since the last [`Registry::take_limited`].
@@ -102,6 +105,7 @@ impl Registry {
             series: Vec::new(),
             index: HashMap::new(),
             overflow: None,
+            counts_limits: true,
         });
         MetricId(self.metrics.len() - 1)
     }
@@ -117,6 +121,14 @@ impl Registry {
         buckets: &[f64],
     ) -> MetricId {
         self.add(name, label_names, buckets)
+    }
+
+    /// Don't count limited label values for `id`: another metric updated with the same labels
+    /// counts them.
+    pub fn limits_counted_elsewhere(&mut self, id: MetricId) {
+        if let Some(m) = self.metrics.get_mut(id.0) {
+            m.counts_limits = false;
+        }
     }
 
     /// Series held now, overflow series included.
@@ -198,7 +210,8 @@ impl Registry {
 
     /// Make a series (`usize::MAX` = the overflow series), applying both limits.
     fn make(&mut self, id: MetricId, values: &[&str], now_ns: u64) -> Option<usize> {
-        let names = self.metrics.get(id.0)?.label_names.clone();
+        let m = self.metrics.get(id.0)?;
+        let (names, count) = (m.label_names.clone(), m.counts_limits);
         let mut limited: Vec<&str> = values.to_vec();
         if self.max_cardinality_per_label > 0 {
             for (name, v) in names.iter().zip(limited.iter_mut()) {
@@ -213,6 +226,9 @@ impl Registry {
                     set.insert((*v).into());
                 } else {
                     *v = OVERFLOW_VALUE;
+                    if !count {
+                        continue;
+                    }
                     *self.limited.label_values.entry(name.clone()).or_default() += 1;
                 }
             }

@@ -104,15 +104,25 @@ impl ServiceGraphs {
         }
         let b = &cfg.histogram_buckets;
         let side = vec!["client".to_string(), "server".to_string()];
+        let failed = reg.counter("traces_service_graph_request_failed_total", names.clone());
+        let server_s = reg.histogram(
+            "traces_service_graph_request_server_seconds",
+            names.clone(),
+            b,
+        );
+        let client_s = reg.histogram(
+            "traces_service_graph_request_client_seconds",
+            names.clone(),
+            b,
+        );
+        for id in [failed, server_s, client_s] {
+            reg.limits_counted_elsewhere(id);
+        }
         Self {
-            request: reg.counter("traces_service_graph_request_total", names.clone()),
-            failed: reg.counter("traces_service_graph_request_failed_total", names.clone()),
-            server_s: reg.histogram(
-                "traces_service_graph_request_server_seconds",
-                names.clone(),
-                b,
-            ),
-            client_s: reg.histogram("traces_service_graph_request_client_seconds", names, b),
+            request: reg.counter("traces_service_graph_request_total", names),
+            failed,
+            server_s,
+            client_s,
             unpaired: reg.counter("traces_service_graph_unpaired_spans_total", side.clone()),
             dropped: reg.counter("traces_service_graph_dropped_spans_total", side),
             wait_ns: u64::try_from(cfg.wait.as_nanos()).unwrap_or(u64::MAX),

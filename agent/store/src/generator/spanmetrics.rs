@@ -66,14 +66,18 @@ impl SpanMetrics {
         .map(|(_, n)| (*n).to_string())
         .collect();
         names.extend(dimensions.iter().map(|d| sanitize_label_name(d)));
+        let latency = reg.histogram(
+            "traces_spanmetrics_latency",
+            names.clone(),
+            &cfg.histogram_buckets,
+        );
+        let size = reg.counter("traces_spanmetrics_size_total", names.clone());
+        reg.limits_counted_elsewhere(latency);
+        reg.limits_counted_elsewhere(size);
         Self {
-            calls: reg.counter("traces_spanmetrics_calls_total", names.clone()),
-            latency: reg.histogram(
-                "traces_spanmetrics_latency",
-                names.clone(),
-                &cfg.histogram_buckets,
-            ),
-            size: reg.counter("traces_spanmetrics_size_total", names),
+            calls: reg.counter("traces_spanmetrics_calls_total", names),
+            latency,
+            size,
             cfg: cfg.clone(),
             dimensions: dimensions.to_vec(),
         }
