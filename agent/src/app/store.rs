@@ -32,6 +32,15 @@ pub struct StoreListenArgs {
         env = "SONDE_STORE_OTLP_HTTP_LISTEN_ADDRESS"
     )]
     pub otlp_http_listen_address: Option<String>,
+    /// Make span metrics and service graphs from ingested spans (served on
+    /// `/metrics/generator`, remote-written with `--remote-write-url`). [default: true]
+    #[arg(long = "metrics-generator", env = "SONDE_STORE_METRICS_GENERATOR")]
+    pub metrics_generator: Option<bool>,
+    /// Prometheus remote-write URL for the generated series, e.g.
+    /// http://127.0.0.1:9090/api/v1/write (Prometheus started with
+    /// --web.enable-remote-write-receiver). [default: none]
+    #[arg(long = "remote-write-url", env = "SONDE_STORE_REMOTE_WRITE_URL")]
+    pub remote_write_url: Option<String>,
 }
 
 impl StoreListenArgs {
@@ -57,6 +66,12 @@ impl StoreListenArgs {
         }
         if let Some(a) = &self.otlp_http_listen_address {
             s.otlp_http_listen_address.clone_from(a);
+        }
+        if let Some(on) = self.metrics_generator {
+            s.generator.enabled = on;
+        }
+        if let Some(u) = &self.remote_write_url {
+            s.generator.remote_write.url.clone_from(u);
         }
     }
 }
@@ -195,5 +210,33 @@ mod tests {
         );
         let e = open("not-an-ip").section().unwrap_err().to_string();
         assert!(e.contains("store.http_listen_address"), "{e}");
+    }
+
+    #[test]
+    fn the_generator_is_on_by_default_and_flags_set_it() {
+        let s = StoreArgs::default().section().unwrap();
+        assert!(s.generator.enabled);
+        assert!(s.generator.remote_write.url.is_empty());
+        let args = |on: bool, url: &str| StoreArgs {
+            listen: StoreListenArgs {
+                metrics_generator: Some(on),
+                remote_write_url: Some(url.into()),
+                ..StoreListenArgs::default()
+            },
+            ..StoreArgs::default()
+        };
+        let s = args(false, "http://127.0.0.1:9090/api/v1/write")
+            .section()
+            .unwrap();
+        assert!(!s.generator.enabled);
+        assert_eq!(
+            s.generator.remote_write.url,
+            "http://127.0.0.1:9090/api/v1/write"
+        );
+        let e = args(true, "127.0.0.1:9090")
+            .section()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.generator.remote_write.url"), "{e}");
     }
 }
