@@ -1,5 +1,5 @@
 //! A real Prometheus (Debian's `prometheus` package) on 127.0.0.1, scraping one target every
-//! second with exemplar storage on, and its HTTP API.
+//! second with exemplar storage on (or receiving remote write), and its HTTP API.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -12,8 +12,9 @@ use crate::{Proc, free_port};
 
 /// A running Prometheus and where its API is.
 pub struct Prometheus {
-    _proc: Proc,
+    proc: Option<Proc>,
     pub port: u16,
+    args: Vec<String>,
 }
 
 /// Why Prometheus cannot run here, if it cannot.
@@ -32,32 +33,53 @@ impl Prometheus {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
              scrape_configs:\n  - job_name: sonde\n    static_configs:\n      - targets: ['{target}']\n"
         );
+        Self::start_with(dir, &config, &[]).await
+    }
+
+    /// Start Prometheus in `dir` with this configuration and extra flags (for example
+    /// `--web.enable-remote-write-receiver`); returns once it is ready.
+    pub async fn start_with(dir: &Path, config: &str, flags: &[&str]) -> Self {
         let path = dir.join("prometheus.yml");
         std::fs::write(&path, config).expect("write prometheus.yml");
         let port = free_port();
+        let mut args = vec![
+            format!("--config.file={}", path.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--enable-feature=exemplar-storage".to_string(),
+        ];
+        args.extend(flags.iter().map(|f| (*f).to_string()));
+        let mut p = Self {
+            proc: None,
+            port,
+            args,
+        };
+        p.resume().await;
+        p
+    }
+
+    /// Stop it (SIGTERM); [`Prometheus::resume`] starts it again on the same port and data.
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
+    /// Start it (again); returns once it is ready.
+    pub async fn resume(&mut self) {
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=exemplar-storage")
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus (apt install prometheus)");
-        let p = Self {
-            _proc: Proc(child),
-            port,
-        };
+        self.proc = Some(Proc(child));
+        let port = self.port;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = reqwest::get(format!("http://127.0.0.1:{port}/-/ready"))
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if ready {
-                return p;
+                return;
             }
             assert!(Instant::now() < deadline, "prometheus did not become ready");
             tokio::time::sleep(Duration::from_millis(200)).await;
