@@ -1,6 +1,7 @@
 //! `cargo xtask bench store`: OTLP/HTTP load on the embedded store with generated realistic
 //! traces (the load of shared/research/tempo-bench.md), then by-id and search latency and
-//! ack→findable latency. Prints figures; it is not a pass/fail test.
+//! ack→findable latency, and ingest CPU per million spans with the metrics generator on and off.
+//! Prints figures; it is not a pass/fail test.
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -173,68 +174,77 @@ pub fn run(args: &Args) -> Result<()> {
     let data = args.data_dir.clone().unwrap_or(tmp.clone());
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
-    let (a, g, h) = (free_port()?, free_port()?, free_port()?);
-    let child = Command::new(&sonde)
-        .args(["store", "--data-dir"])
-        .arg(data.join("store"))
-        .args(["--http-listen-address", &format!("127.0.0.1:{a}")])
-        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{g}")])
-        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{h}")])
-        .env("SONDE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting sonde store")?;
-    let proc = Proc(child);
-    let pid = proc.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let res = rt.block_on(bench(args, pid, a, h, &data));
-    drop(proc);
+    let res = rt.block_on(bench(args, &sonde, &data));
     if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     res
 }
 
-async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path) -> Result<()> {
-    let api = format!("http://127.0.0.1:{api_port}");
-    let ingest = format!("http://127.0.0.1:{http_port}/v1/traces");
+/// A running `sonde store` and its ports.
+struct Store {
+    proc: Proc,
+    api: String,
+    ingest: String,
+}
+
+/// Start `sonde store` with its data in `dir`, the metrics generator on or off.
+async fn start_store(sonde: &Path, dir: &Path, generator: bool) -> Result<Store> {
+    let (a, g, h) = (free_port()?, free_port()?, free_port()?);
+    let child = Command::new(sonde)
+        .args(["store", "--data-dir"])
+        .arg(dir)
+        .args(["--http-listen-address", &format!("127.0.0.1:{a}")])
+        .args(["--otlp-grpc-listen-address", &format!("127.0.0.1:{g}")])
+        .args(["--otlp-http-listen-address", &format!("127.0.0.1:{h}")])
+        .arg(format!("--metrics-generator={generator}"))
+        .env("SONDE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting sonde store")?;
+    let store = Store {
+        proc: Proc(child),
+        api: format!("http://127.0.0.1:{a}"),
+        ingest: format!("http://127.0.0.1:{h}/v1/traces"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("{api}/ready")).send().await.is_ok() {
+        if client
+            .get(format!("{}/ready", store.api))
+            .send()
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(store)
+}
 
-    println!(
-        "generating {} spans in batches of {} …",
-        args.spans, args.batch
-    );
-    let t = Instant::now();
-    let mut g = load::Gen::new(42);
-    let mut batches = Vec::new();
-    let mut total = 0;
-    let now = now_ns();
-    while total < args.spans {
-        let b = g.batch(args.batch.min(args.spans - total).max(3), now);
-        total += b.spans;
-        batches.push(b);
-    }
-    let bytes: usize = batches.iter().map(|b| b.body.len()).sum();
-    let traces: usize = batches.iter().map(|b| b.trace_ids.len()).sum();
-    println!(
-        "  {total} spans, {traces} traces, {} requests, {:.0} B/span as OTLP (generated in {:.1}s)",
-        batches.len(),
-        bytes as f64 / total as f64,
-        t.elapsed().as_secs_f64()
-    );
+/// What one push of every batch did.
+#[derive(Default)]
+struct Pushed {
+    accepted: usize,
+    seconds: f64,
+    cpu: f64,
+    errors: usize,
+    rejected: usize,
+    lat: Vec<f64>,
+    rss: Vec<f64>,
+    live_max: f64,
+    acked: Vec<[u8; 16]>,
+}
 
-    // 1. Push.
+/// Push every batch over `connections` connections, sampling the store's RSS and live bytes.
+async fn push(args: &Args, store: &Store, batches: &Arc<Vec<load::Batch>>) -> Result<Pushed> {
+    let pid = store.proc.0.id();
+    let client = reqwest::Client::new();
     let cpu0 = cpu_seconds(pid)?;
-    let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<Vec<[u8; 16]>>> = Arc::default();
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -252,7 +262,7 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
             errors.clone(),
             rejected.clone(),
             accepted.clone(),
-            ingest.clone(),
+            store.ingest.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let c = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap_or_default();
@@ -285,11 +295,11 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
             }
         }));
     }
-    let mut rss_samples = Vec::new();
+    let mut rss = Vec::new();
     let mut live_max: f64 = 0.0;
     while !tasks.iter().all(|t| t.is_finished()) {
-        rss_samples.push(status_kb(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0);
-        if let Ok(r) = client.get(format!("{api}/metrics")).send().await
+        rss.push(status_kb(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0);
+        if let Ok(r) = client.get(format!("{}/metrics", store.api)).send().await
             && let Ok(text) = r.text().await
         {
             live_max = live_max.max(metric(&text, "sonde_store_live_bytes{"));
@@ -299,11 +309,74 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
     for t in tasks {
         t.await?;
     }
-    let push_s = t_push.elapsed().as_secs_f64();
-    let cpu_push = cpu_seconds(pid)? - cpu0;
-    let acc = accepted.load(Ordering::SeqCst);
+    let seconds = t_push.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu0;
+    let take = |m: &Arc<Mutex<Vec<f64>>>| m.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(Pushed {
+        accepted: accepted.load(Ordering::SeqCst),
+        seconds,
+        cpu,
+        errors: errors.load(Ordering::SeqCst),
+        rejected: rejected.load(Ordering::SeqCst),
+        lat: take(&lat),
+        rss,
+        live_max,
+        acked: acked.lock().map(|a| a.clone()).unwrap_or_default(),
+    })
+}
+
+async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
+    let client = reqwest::Client::new();
+    println!(
+        "generating {} spans in batches of {} …",
+        args.spans, args.batch
+    );
+    let t = Instant::now();
+    let mut g = load::Gen::new(42);
+    let mut batches = Vec::new();
+    let mut total = 0;
+    let now = now_ns();
+    while total < args.spans {
+        let b = g.batch(args.batch.min(args.spans - total).max(3), now);
+        total += b.spans;
+        batches.push(b);
+    }
+    let bytes: usize = batches.iter().map(|b| b.body.len()).sum();
+    let traces: usize = batches.iter().map(|b| b.trace_ids.len()).sum();
+    println!(
+        "  {total} spans, {traces} traces, {} requests, {:.0} B/span as OTLP (generated in {:.1}s)",
+        batches.len(),
+        bytes as f64 / total as f64,
+        t.elapsed().as_secs_f64()
+    );
+    let batches = Arc::new(batches);
+
+    // 0. The same push to a store with the metrics generator off, for its cost.
+    let off = {
+        let store = start_store(sonde, &data.join("store-generator-off"), false).await?;
+        push(args, &store, &batches).await?
+    };
+    let _ = std::fs::remove_dir_all(data.join("store-generator-off"));
+
+    // 1. Push, generator on (the default).
+    let store = start_store(sonde, &data.join("store"), true).await?;
+    let pid = store.proc.0.id();
+    let api = store.api.clone();
+    let ingest = store.ingest.clone();
+    let cpu0 = cpu_seconds(pid)?;
+    let on = push(args, &store, &batches).await?;
+    let Pushed {
+        accepted: acc,
+        seconds: push_s,
+        cpu: cpu_push,
+        errors,
+        rejected,
+        mut lat,
+        rss: mut rss_samples,
+        live_max,
+        acked,
+    } = on;
     let mspans = acc as f64 / 1e6;
-    let mut lat = lat.lock().map(|l| l.clone()).unwrap_or_default();
     println!(
         "\n1. ingest (OTLP/HTTP protobuf, {} connections, {}-span requests)",
         args.connections, args.batch
@@ -312,20 +385,24 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         "  accepted spans/s ............ {:.0}  ({acc} spans in {push_s:.2}s)",
         acc as f64 / push_s
     );
-    println!(
-        "  push errors / rejected spans  {} / {}",
-        errors.load(Ordering::SeqCst),
-        rejected.load(Ordering::SeqCst)
-    );
+    println!("  push errors / rejected spans  {errors} / {rejected}");
     println!(
         "  request latency p50/p99/max  {:.1} / {:.1} / {:.1} ms",
         pct(&mut lat, 50.0),
         pct(&mut lat, 99.0),
         pct(&mut lat, 100.0)
     );
+    let off_per_m = off.cpu / (off.accepted as f64 / 1e6);
     println!(
-        "  store CPU during push ....... {cpu_push:.1} s = {:.2} CPU-s per 1M spans",
+        "  store CPU during push ....... {cpu_push:.1} s = {:.2} CPU-s per 1M spans (metrics generator on)",
         cpu_push / mspans
+    );
+    println!(
+        "  … with the generator off .... {:.1} s = {off_per_m:.2} CPU-s per 1M spans ({} spans, {} errors); the generator adds {:+.1}%",
+        off.cpu,
+        off.accepted,
+        off.errors,
+        (cpu_push / mspans / off_per_m - 1.0) * 100.0
     );
     println!(
         "  store RSS during push p50/max {:.0} / {:.0} MiB",
@@ -380,7 +457,6 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
     );
 
     // 3. Queries.
-    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
     if acked.is_empty() {
         bail!("no request was acknowledged; is the store running?");
     }
