@@ -312,7 +312,8 @@ impl GeneratorSection {
             ));
         }
         let r = &self.remote_write;
-        if !r.url.is_empty() && !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+        let http = r.url.starts_with("http://") || r.url.starts_with("https://");
+        if !(r.url.is_empty() || http) {
             return Err(Invalid::new(
                 k("remote_write.url"),
                 format!(

@@ -14,6 +14,21 @@ use super::prompb::{Exemplar, Label, Sample, TimeSeries};
 /// The value a label takes once it has too many distinct values.
 pub const OVERFLOW_VALUE: &str = "__cardinality_overflow__";
 
+/// Longest label value kept (Tempo's `max_label_value_length`); longer ones are cut.
+pub const MAX_LABEL_VALUE_LEN: usize = 2048;
+
+/// `v` cut to at most `max` bytes, on a character boundary.
+fn truncate(v: &str, max: usize) -> &str {
+    if v.len() <= max {
+        return v;
+    }
+    let mut end = max;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    &v[..end]
+}
+
 /// A metric of the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricId(usize);
@@ -212,7 +227,10 @@ impl Registry {
     fn make(&mut self, id: MetricId, values: &[&str], now_ns: u64) -> Option<usize> {
         let m = self.metrics.get(id.0)?;
         let (names, count) = (m.label_names.clone(), m.counts_limits);
-        let mut limited: Vec<&str> = values.to_vec();
+        let mut limited: Vec<&str> = values
+            .iter()
+            .map(|v| truncate(v, MAX_LABEL_VALUE_LEN))
+            .collect();
         if self.max_cardinality_per_label > 0 {
             for (name, v) in names.iter().zip(limited.iter_mut()) {
                 if v.is_empty() {
@@ -232,11 +250,11 @@ impl Registry {
                     *self.limited.label_values.entry(name.clone()).or_default() += 1;
                 }
             }
-            if limited != values {
-                let h = self.hash(&limited);
-                if let Some(i) = self.find(id, &limited, h) {
-                    return Some(i);
-                }
+        }
+        if limited != values {
+            let h = self.hash(&limited);
+            if let Some(i) = self.find(id, &limited, h) {
+                return Some(i);
             }
         }
         let m = self.metrics.get_mut(id.0)?;
@@ -301,6 +319,9 @@ impl Registry {
         }
         self.active = active;
         self.label_values.clear();
+        if self.max_cardinality_per_label == 0 {
+            return;
+        }
         for m in &self.metrics {
             for s in &m.series {
                 for (name, v) in m.label_names.iter().zip(s.values.iter()) {
@@ -661,6 +682,26 @@ mod tests {
         assert_eq!(r.active_series(), 3);
         r.remove_stale(2);
         assert_eq!(r.active_series(), 0);
+    }
+
+    #[test]
+    fn long_label_values_are_cut_to_one_series() {
+        let mut r = Registry::new(100, 0);
+        let c = r.counter("calls_total", names(&["span_name"]));
+        let long = format!("{}é-tail", "x".repeat(MAX_LABEL_VALUE_LEN - 1));
+        r.inc(c, &[&long], 1.0, 1);
+        r.inc(c, &[&long], 1.0, 2);
+        let mut out = Vec::new();
+        r.collect(1000, &[], &mut out);
+        assert_eq!(out.len(), 1);
+        let v = &out[0]
+            .labels
+            .iter()
+            .find(|l| l.name == "span_name")
+            .unwrap()
+            .value;
+        assert_eq!(v.len(), MAX_LABEL_VALUE_LEN - 1);
+        assert_eq!(out[0].samples.last().unwrap().value, 2.0);
     }
 
     #[test]

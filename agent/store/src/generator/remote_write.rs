@@ -170,8 +170,8 @@ async fn send(client: &reqwest::Client, generator: &Generator, p: &Pending) -> S
     }
 }
 
-/// Collect every `collection_interval` and send until `shutdown`; then one last collection is
-/// sent if Prometheus answers within the request timeout.
+/// Collect every `collection_interval` (also settling expired edges and forgetting stale series,
+/// with or without a remote-write URL) and send until `shutdown`.
 pub async fn run(generator: Arc<Generator>, shutdown: CancellationToken) {
     let rw = generator.cfg.remote_write.clone();
     let client = match reqwest::Client::builder().timeout(rw.timeout).build() {
@@ -207,7 +207,11 @@ pub async fn run(generator: Arc<Generator>, shutdown: CancellationToken) {
                 }
             };
             loop {
-                match send(&client, &generator, &p).await {
+                let sent = tokio::select! {
+                    s = send(&client, &generator, &p) => s,
+                    () = shutdown.cancelled() => return,
+                };
+                match sent {
                     Sent::Ok => {
                         generator
                             .metrics

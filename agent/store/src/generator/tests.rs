@@ -512,9 +512,12 @@ async fn the_scrape_route_serves_generated_series() {
 
 /// An in-test remote-write receiver: answers `fail_first` requests with 503, then 204; keeps
 /// each accepted request's tenant header and decoded series.
+/// Each accepted request's `X-Scope-OrgID` and decoded body.
+type Got = Arc<Mutex<Vec<(Option<String>, WriteRequest)>>>;
+
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(Option<String>, WriteRequest)>>>,
+    got: Got,
     fail_first: Arc<Mutex<usize>>,
 }
 
