@@ -85,6 +85,33 @@ fn store_config(dir: &Path, prom_port: u16, queue: usize) -> String {
     path.display().to_string()
 }
 
+/// A Prometheus receiving remote write (with `prom_config`) and a `sonde store`
+/// remote-writing to it with a queue of `queue` requests; the store's three ports.
+async fn start(
+    dir: &Path,
+    prom_config: impl FnOnce(u16) -> String,
+    queue: usize,
+) -> (Prometheus, sonde_e2e::Proc, [u16; 3]) {
+    let ports = [free_port(), free_port(), free_port()];
+    let prom_dir = dir.join("prom");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let prom = Prometheus::start_with(
+        &prom_dir,
+        &prom_config(ports[0]),
+        &["--web.enable-remote-write-receiver"],
+    )
+    .await;
+    let config = store_config(dir, prom.port, queue);
+    let store = start_sonde(
+        "store",
+        &["--config".into(), config],
+        &dir.join("data"),
+        ports,
+        "store listening",
+    );
+    (prom, store, ports)
+}
+
 /// Poll `promql` (one sum) until it equals `want`, for up to 60 s; the last value.
 async fn until(prom: &Prometheus, promql: &str, want: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -105,28 +132,18 @@ async fn prometheus_gets_span_metrics_and_the_service_graph() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ports = [free_port(), free_port(), free_port()];
-    let prom_dir = dir.path().join("prom");
-    std::fs::create_dir_all(&prom_dir).unwrap();
     // Remote write in, and a scrape of the generator's route as a homelab would set it up.
-    let prom = Prometheus::start_with(
-        &prom_dir,
-        &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: scrape\n    \
-             metrics_path: /metrics/generator\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            ports[0]
-        ),
-        &["--web.enable-remote-write-receiver"],
+    let (prom, _store, ports) = start(
+        dir.path(),
+        |api| {
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: scrape\n    \
+                 metrics_path: /metrics/generator\n    static_configs:\n      - targets: ['127.0.0.1:{api}']\n"
+            )
+        },
+        64,
     )
     .await;
-    let config = store_config(dir.path(), prom.port, 64);
-    let _store = start_sonde(
-        "store",
-        &["--config".into(), config],
-        &dir.path().join("data"),
-        ports,
-        "store listening",
-    );
     let n = 12;
     let sent = send(ports[2], n);
     let n = n as f64;
@@ -273,23 +290,12 @@ async fn prometheus_down_for_30s_drops_counted_then_series_resume() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ports = [free_port(), free_port(), free_port()];
-    let prom_dir = dir.path().join("prom");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let mut prom = Prometheus::start_with(
-        &prom_dir,
-        "global:\n  scrape_interval: 15s\n",
-        &["--web.enable-remote-write-receiver"],
+    let (mut prom, store, ports) = start(
+        dir.path(),
+        |_| "global:\n  scrape_interval: 15s\n".into(),
+        3,
     )
     .await;
-    let config = store_config(dir.path(), prom.port, 3);
-    let store = start_sonde(
-        "store",
-        &["--config".into(), config],
-        &dir.path().join("data"),
-        ports,
-        "store listening",
-    );
     let calls = format!(
         r#"sum(traces_spanmetrics_calls_total{{{RW},service="backend",span_kind="SPAN_KIND_SERVER"}})"#
     );

@@ -26,6 +26,14 @@ fn open(
     Store::open(&c, clock.clone()).unwrap()
 }
 
+/// A store in a fresh directory at T0 on a manual clock, `f` changing its config.
+fn fresh(f: impl FnOnce(&mut StoreSection)) -> (tempfile::TempDir, Arc<ManualClock>, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, f);
+    (dir, clock, store)
+}
+
 /// Scrape text → `name{labels}` → value, labels as written.
 fn parse(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -63,9 +71,7 @@ fn scraped(store: &Store) -> BTreeMap<String, f64> {
 
 #[test]
 fn span_metrics_count_calls_latency_and_size_by_tempos_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |_| {});
+    let (_dir, _, store) = fresh(|_| {});
     store
         .ingest(
             SINGLE_TENANT,
@@ -146,9 +152,7 @@ fn span_metrics_count_calls_latency_and_size_by_tempos_labels() {
 
 #[test]
 fn extra_dimensions_come_from_the_span_then_the_resource_sanitized() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |c| {
+    let (_dir, _, store) = fresh(|c| {
         c.generator.span_metrics.dimensions = vec!["http.method".into(), "service.name".into()];
         c.generator.span_metrics.intrinsic_dimensions.status_message = true;
     });
@@ -213,9 +217,7 @@ fn two_services(store: &Store, trace: u64) {
 
 #[test]
 fn service_graph_pairs_edges_and_makes_virtual_nodes_on_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |_| {});
+    let (_dir, clock, store) = fresh(|_| {});
     two_services(&store, 1);
     two_services(&store, 2);
     let g = store.generator().unwrap();
@@ -319,9 +321,7 @@ fn service_graph_pairs_edges_and_makes_virtual_nodes_on_expiry() {
 
 #[test]
 fn a_database_client_span_is_an_edge_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |_| {});
+    let (_dir, _, store) = fresh(|_| {});
     let db = |id, attrs| kind(with_attrs(span(1, id, 9, "SELECT", 0, 2), attrs), CLIENT);
     store
         .ingest(
@@ -365,11 +365,7 @@ fn a_database_client_span_is_an_edge_at_once() {
 
 #[test]
 fn pending_edges_are_bounded_and_the_overflow_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |c| {
-        c.generator.service_graphs.max_items = 2
-    });
+    let (_dir, _, store) = fresh(|c| c.generator.service_graphs.max_items = 2);
     let clients: Vec<_> = (1..=5)
         .map(|i| kind(span(i, 2, 1, "call", 0, 1), CLIENT))
         .collect();
@@ -406,9 +402,7 @@ fn pending_edges_are_bounded_and_the_overflow_counted() {
 
 #[test]
 fn high_cardinality_span_names_overflow_alone_and_are_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |c| {
+    let (_dir, _, store) = fresh(|c| {
         c.generator.max_cardinality_per_label = 3;
         c.generator.processors = vec![super::config::Processor::SpanMetrics];
     });
@@ -447,9 +441,7 @@ fn high_cardinality_span_names_overflow_alone_and_are_counted() {
 
 #[test]
 fn tenant_overrides_and_the_off_switch() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |c| {
+    let (_dir, _, store) = fresh(|c| {
         c.multitenancy_enabled = true;
         c.generator.overrides.insert(
             "quiet".into(),
@@ -471,8 +463,7 @@ fn tenant_overrides_and_the_off_switch() {
         "{text}"
     );
     assert!(!text.contains("quiet"), "{text}");
-    let dir2 = tempfile::tempdir().unwrap();
-    let off = open(dir2.path(), &clock, |c| c.generator.enabled = false);
+    let (_dir2, _, off) = fresh(|c| c.generator.enabled = false);
     assert!(off.generator().is_none());
     off.ingest(SINGLE_TENANT, req("a", vec![span(1, 1, 0, "x", 0, 1)]))
         .unwrap();
@@ -481,9 +472,7 @@ fn tenant_overrides_and_the_off_switch() {
 #[tokio::test]
 async fn the_scrape_route_serves_generated_series() {
     use tower::ServiceExt;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, |_| {});
+    let (_dir, _, store) = fresh(|_| {});
     store
         .ingest(SINGLE_TENANT, req("a", vec![span(1, 1, 0, "x", 0, 1)]))
         .unwrap();
