@@ -540,18 +540,27 @@ async fn start_receiver(r: Receiver) -> String {
     format!("http://{addr}/api/v1/write")
 }
 
-fn rw_store(dir: &std::path::Path, clock: &Arc<ManualClock>, url: &str, queue: usize) -> Store {
-    open(dir, clock, |c| {
+/// A receiver failing its first `fail_first` requests, and a multitenant store remote-writing
+/// to it every 100 ms with a queue of `queue` requests.
+async fn rw_setup(
+    fail_first: usize,
+    queue: usize,
+) -> (Receiver, tempfile::TempDir, Arc<ManualClock>, Store) {
+    let rx = Receiver::default();
+    *rx.fail_first.lock().unwrap() = fail_first;
+    let url = start_receiver(rx.clone()).await;
+    let (dir, clock, store) = fresh(|c| {
         c.multitenancy_enabled = true;
         c.generator.collection_interval = Duration::from_millis(100);
-        c.generator.remote_write.url = url.into();
+        c.generator.remote_write.url = url;
         c.generator.remote_write.min_backoff = Duration::from_millis(20);
         c.generator.remote_write.max_backoff = Duration::from_millis(40);
         c.generator.remote_write.max_pending_requests = queue;
         c.generator
             .external_labels
             .insert("cluster".into(), "home".into());
-    })
+    });
+    (rx, dir, clock, store)
 }
 
 fn label<'a>(ts: &'a super::prompb::TimeSeries, name: &str) -> Option<&'a str> {
@@ -563,12 +572,7 @@ fn label<'a>(ts: &'a super::prompb::TimeSeries, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn remote_write_sends_each_tenants_series_with_its_org_id_and_retries() {
-    let rx = Receiver::default();
-    *rx.fail_first.lock().unwrap() = 2;
-    let url = start_receiver(rx.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = rw_store(dir.path(), &clock, &url, 64);
+    let (rx, _dir, _, store) = rw_setup(2, 64).await;
     store
         .ingest("team-a", req("a", vec![span(1, 1, 0, "x", 0, 1)]))
         .unwrap();
@@ -638,12 +642,7 @@ async fn remote_write_sends_each_tenants_series_with_its_org_id_and_retries() {
 
 #[tokio::test]
 async fn remote_write_drops_the_oldest_requests_while_prometheus_is_down() {
-    let rx = Receiver::default();
-    *rx.fail_first.lock().unwrap() = 30;
-    let url = start_receiver(rx.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let store = rw_store(dir.path(), &clock, &url, 2);
+    let (rx, _dir, clock, store) = rw_setup(30, 2).await;
     let g = store.generator().unwrap().clone();
     let sd = CancellationToken::new();
     let task = tokio::spawn(super::remote_write::run(g.clone(), sd.clone()));
