@@ -33,6 +33,13 @@ fn truncate(v: &str, max: usize) -> &str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricId(usize);
 
+/// Label values with their hash, made once for all the metrics a span updates.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    values: &'a [&'a str],
+    hash: u64,
+}
+
 /// The last observation of a bucket since the previous collection.
 #[derive(Debug, Clone, Copy)]
 struct Ex {
@@ -157,8 +164,17 @@ impl Registry {
     }
 
     /// Add `v` to the counter series with these label values.
-    pub fn inc(&mut self, id: MetricId, values: &[&str], v: f64, now_ns: u64) {
-        if let Some(s) = self.series(id, values, now_ns)
+    /// The key of these label values (in the metric's label order).
+    pub fn key<'a>(&self, values: &'a [&'a str]) -> Key<'a> {
+        Key {
+            values,
+            hash: self.hash(values),
+        }
+    }
+
+    /// Add `v` to the counter series with these label values.
+    pub fn inc(&mut self, id: MetricId, key: &Key<'_>, v: f64, now_ns: u64) {
+        if let Some(s) = self.series(id, key, now_ns)
             && let Data::Counter(c) = &mut s.data
         {
             *c += v;
@@ -167,12 +183,12 @@ impl Registry {
 
     /// Observe `v` in the histogram series with these label values; the trace becomes the
     /// exemplar of the bucket `v` falls in.
-    pub fn observe(&mut self, id: MetricId, values: &[&str], v: f64, trace_id: &[u8], now_ns: u64) {
+    pub fn observe(&mut self, id: MetricId, key: &Key<'_>, v: f64, trace_id: &[u8], now_ns: u64) {
         let Some(m) = self.metrics.get(id.0) else {
             return;
         };
         let bucket = m.buckets.partition_point(|b| *b < v);
-        if let Some(s) = self.series(id, values, now_ns)
+        if let Some(s) = self.series(id, key, now_ns)
             && let Data::Histogram {
                 counts,
                 sum,
@@ -207,11 +223,10 @@ impl Registry {
     }
 
     /// The series with these values, made if it is new and the limits allow.
-    fn series(&mut self, id: MetricId, values: &[&str], now_ns: u64) -> Option<&mut Series> {
-        let h = self.hash(values);
-        let i = match self.find(id, values, h) {
+    fn series(&mut self, id: MetricId, key: &Key<'_>, now_ns: u64) -> Option<&mut Series> {
+        let i = match self.find(id, key.values, key.hash) {
             Some(i) => i,
-            None => self.make(id, values, now_ns)?,
+            None => self.make(id, key.values, now_ns)?,
         };
         let m = self.metrics.get_mut(id.0)?;
         let s = if i == usize::MAX {
@@ -567,13 +582,13 @@ mod tests {
         let mut r = Registry::new(100, 0);
         let c = r.counter("calls_total", names(&["service", "span_name"]));
         let h = r.histogram("latency", names(&["service"]), &[0.1, 1.0]);
-        r.inc(c, &["a", "GET"], 1.0, 1);
-        r.inc(c, &["a", "GET"], 2.0, 2);
-        r.inc(c, &["b", ""], 1.0, 3);
+        r.inc(c, &r.key(&["a", "GET"]), 1.0, 1);
+        r.inc(c, &r.key(&["a", "GET"]), 2.0, 2);
+        r.inc(c, &r.key(&["b", ""]), 1.0, 3);
         let tid = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0xbc];
-        r.observe(h, &["a"], 0.05, &tid, 4);
-        r.observe(h, &["a"], 0.5, &[1; 16], 5);
-        r.observe(h, &["a"], 7.0, &[2; 16], 6);
+        r.observe(h, &r.key(&["a"]), 0.05, &tid, 4);
+        r.observe(h, &r.key(&["a"]), 0.5, &[1; 16], 5);
+        r.observe(h, &r.key(&["a"]), 7.0, &[2; 16], 6);
         let mut out = Vec::new();
         r.collect(125_000, &[("ext".into(), "x".into())], &mut out);
         assert_eq!(
@@ -636,7 +651,7 @@ mod tests {
         let mut r = Registry::new(1000, 2);
         let c = r.counter("calls_total", names(&["service", "span_name"]));
         for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
-            r.inc(c, &["svc", name], 1.0, i as u64);
+            r.inc(c, &r.key(&["svc", name]), 1.0, i as u64);
         }
         let mut out = Vec::new();
         r.collect(1000, &[], &mut out);
@@ -655,9 +670,9 @@ mod tests {
         assert_eq!(l.label_values.get("span_name"), Some(&2));
         assert_eq!(l.label_values.get("service"), None);
         // Once the old values go stale, new ones fit again.
-        r.inc(c, &["svc", "e"], 1.0, 100);
+        r.inc(c, &r.key(&["svc", "e"]), 1.0, 100);
         r.remove_stale(50);
-        r.inc(c, &["svc", "f"], 1.0, 101);
+        r.inc(c, &r.key(&["svc", "f"]), 1.0, 101);
         let mut out = Vec::new();
         r.collect(2000, &[], &mut out);
         assert_eq!(value(&out, "calls_total", &[("span_name", "f")]), Some(1.0));
@@ -669,7 +684,7 @@ mod tests {
         let mut r = Registry::new(2, 0);
         let c = r.counter("calls_total", names(&["service"]));
         for s in ["a", "b", "c", "d", "a"] {
-            r.inc(c, &[s], 1.0, 1);
+            r.inc(c, &r.key(&[s]), 1.0, 1);
         }
         let mut out = Vec::new();
         r.collect(1000, &[], &mut out);
@@ -689,8 +704,8 @@ mod tests {
         let mut r = Registry::new(100, 0);
         let c = r.counter("calls_total", names(&["span_name"]));
         let long = format!("{}é-tail", "x".repeat(MAX_LABEL_VALUE_LEN - 1));
-        r.inc(c, &[&long], 1.0, 1);
-        r.inc(c, &[&long], 1.0, 2);
+        r.inc(c, &r.key(&[&long]), 1.0, 1);
+        r.inc(c, &r.key(&[&long]), 1.0, 2);
         let mut out = Vec::new();
         r.collect(1000, &[], &mut out);
         assert_eq!(out.len(), 1);

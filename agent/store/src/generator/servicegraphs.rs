@@ -231,7 +231,7 @@ impl ServiceGraphs {
         if is_new && self.pending.len() >= self.cfg.max_items {
             self.stats.dropped_spans += 1;
             let side = if client { [service, ""] } else { ["", service] };
-            reg.inc(self.dropped, &side, 1.0, now);
+            reg.inc(self.dropped, &reg.key(&side), 1.0, now);
             return;
         }
         if is_new {
@@ -301,7 +301,7 @@ impl ServiceGraphs {
             } else {
                 self.stats.expired += 1;
                 let side = [e.client.as_str(), e.server.as_str()];
-                reg.inc(self.unpaired, &side, 1.0, now);
+                reg.inc(self.unpaired, &reg.key(&side), 1.0, now);
             }
         }
     }
@@ -327,11 +327,12 @@ impl ServiceGraphs {
         if self.cfg.enable_virtual_node_label {
             v.push(e.virtual_node);
         }
-        reg.inc(self.request, &v, 1.0, now);
+        let k = reg.key(&v);
+        reg.inc(self.request, &k, 1.0, now);
         if e.failed {
-            reg.inc(self.failed, &v, 1.0, now);
+            reg.inc(self.failed, &k, 1.0, now);
         }
-        reg.observe(self.server_s, &v, e.server_s, &e.trace_id, now);
-        reg.observe(self.client_s, &v, e.client_s, &e.trace_id, now);
+        reg.observe(self.server_s, &k, e.server_s, &e.trace_id, now);
+        reg.observe(self.client_s, &k, e.client_s, &e.trace_id, now);
     }
 }

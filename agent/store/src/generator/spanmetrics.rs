@@ -108,8 +108,9 @@ impl SpanMetrics {
             values.push(attr(d, &span.attributes, res).unwrap_or(Cow::Borrowed("")));
         }
         let v: Vec<&str> = values.iter().map(|c| &**c).collect();
-        reg.inc(self.calls, &v, 1.0, now);
-        reg.observe(self.latency, &v, duration_s(span), &span.trace_id, now);
-        reg.inc(self.size, &v, span.encoded_len() as f64, now);
+        let k = reg.key(&v);
+        reg.inc(self.calls, &k, 1.0, now);
+        reg.observe(self.latency, &k, duration_s(span), &span.trace_id, now);
+        reg.inc(self.size, &k, span.encoded_len() as f64, now);
     }
 }
