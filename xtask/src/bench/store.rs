@@ -31,6 +31,10 @@ pub struct Args {
     /// Use this `sonde` binary instead of building a release one.
     #[arg(long)]
     sonde: Option<PathBuf>,
+    /// Rounds of the generator on/off comparison (each pushes every span to a fresh store with
+    /// the metrics generator off and to one with it on, in alternating order); 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    generator_rounds: usize,
     /// Keep the data directory here (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -351,12 +355,41 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
     );
     let batches = Arc::new(batches);
 
-    // 0. The same push to a store with the metrics generator off, for its cost.
-    let off = {
-        let store = start_store(sonde, &data.join("store-generator-off"), false).await?;
-        push(args, &store, &batches).await?
-    };
-    let _ = std::fs::remove_dir_all(data.join("store-generator-off"));
+    // 0. What the metrics generator costs: the same push to fresh stores with it off and on,
+    //    alternating which goes first (the machine's other load drifts), medians compared.
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 0..args.generator_rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for generator in order {
+            let dir = data.join(format!("store-compare-{round}-{generator}"));
+            let p = {
+                let store = start_store(sonde, &dir, generator).await?;
+                push(args, &store, &batches).await?
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            let per_m = p.cpu / (p.accepted.max(1) as f64 / 1e6);
+            if generator { &mut on } else { &mut off }.push(per_m);
+        }
+    }
+    let compare = (!off.is_empty()).then(|| {
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (rounds_off, rounds_on) = (show(&off), show(&on));
+        let (m_off, m_on) = (pct(&mut off, 50.0), pct(&mut on, 50.0));
+        format!(
+            "  metrics generator off / on .. {m_off:.2} / {m_on:.2} CPU-s per 1M spans (median of {} rounds: off {rounds_off}; on {rounds_on}); the generator adds {:+.1}%",
+            off.len(),
+            (m_on / m_off - 1.0) * 100.0
+        )
+    });
 
     // 1. Push, generator on (the default).
     let store = start_store(sonde, &data.join("store"), true).await?;
@@ -392,18 +425,13 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
         pct(&mut lat, 99.0),
         pct(&mut lat, 100.0)
     );
-    let off_per_m = off.cpu / (off.accepted as f64 / 1e6);
     println!(
         "  store CPU during push ....... {cpu_push:.1} s = {:.2} CPU-s per 1M spans (metrics generator on)",
         cpu_push / mspans
     );
-    println!(
-        "  … with the generator off .... {:.1} s = {off_per_m:.2} CPU-s per 1M spans ({} spans, {} errors); the generator adds {:+.1}%",
-        off.cpu,
-        off.accepted,
-        off.errors,
-        (cpu_push / mspans / off_per_m - 1.0) * 100.0
-    );
+    if let Some(c) = compare {
+        println!("{c}");
+    }
     println!(
         "  store RSS during push p50/max {:.0} / {:.0} MiB",
         pct(&mut rss_samples.clone(), 50.0),

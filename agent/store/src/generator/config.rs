@@ -103,8 +103,8 @@ pub struct RemoteWriteSection {
     /// One request's deadline.
     #[serde(with = "sonde_config::duration")]
     pub timeout: Duration,
-    /// Collected requests waiting to be sent per tenant; past it the oldest is dropped and its
-    /// samples counted.
+    /// Collected requests waiting to be sent (all tenants together); past it the oldest is
+    /// dropped and its samples counted.
     pub max_pending_requests: usize,
     /// Samples per request.
     pub max_samples_per_send: usize,
