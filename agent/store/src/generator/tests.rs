@@ -499,8 +499,8 @@ async fn the_scrape_route_serves_generated_series() {
     );
 }
 
-/// An in-test remote-write receiver: answers `fail_first` requests with 503, then 204; keeps
-/// each accepted request's tenant header and decoded series.
+/// An in-test remote-write receiver: answers `fail_first` requests with `fail_with` (503
+/// unless set), then 204; keeps each accepted request's tenant header and decoded series.
 /// Each accepted request's `X-Scope-OrgID` and decoded body.
 type Got = Arc<Mutex<Vec<(Option<String>, WriteRequest)>>>;
 
@@ -508,6 +508,7 @@ type Got = Arc<Mutex<Vec<(Option<String>, WriteRequest)>>>;
 struct Receiver {
     got: Got,
     fail_first: Arc<Mutex<usize>>,
+    fail_with: Arc<Mutex<Option<axum::http::StatusCode>>>,
 }
 
 async fn start_receiver(r: Receiver) -> String {
@@ -520,7 +521,11 @@ async fn start_receiver(r: Receiver) -> String {
                     let mut f = r.fail_first.lock().unwrap();
                     if *f > 0 {
                         *f -= 1;
-                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        return r
+                            .fail_with
+                            .lock()
+                            .unwrap()
+                            .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
                     }
                 }
                 assert_eq!(h.get("content-encoding").unwrap(), "snappy");
@@ -678,4 +683,84 @@ async fn remote_write_drops_the_oldest_requests_while_prometheus_is_down() {
             r#"sonde_store_generator_remote_write_samples_dropped_total{tenant="t",reason="queue_full"}"#
         ) > 0.0
     );
+}
+
+#[tokio::test]
+async fn what_prometheus_refuses_is_dropped_and_counted_not_retried() {
+    let (rx, _dir, _, store) = rw_setup(1, 64).await;
+    *rx.fail_with.lock().unwrap() = Some(axum::http::StatusCode::BAD_REQUEST);
+    store
+        .ingest("t", req("a", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let g = store.generator().unwrap().clone();
+    let sd = CancellationToken::new();
+    let task = tokio::spawn(super::remote_write::run(g.clone(), sd.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rx.got.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sd.cancel();
+    task.await.unwrap();
+    let s = parse(&g.render_self());
+    assert!(
+        get(
+            &s,
+            r#"sonde_store_generator_remote_write_samples_dropped_total{tenant="t",reason="rejected"}"#
+        ) > 0.0
+    );
+    // The next collection went through; the refused one was not sent again.
+    assert!(!rx.got.lock().unwrap().is_empty());
+    assert!(
+        !s.keys()
+            .any(|k| k.starts_with("sonde_store_generator_remote_write_retries"))
+    );
+}
+
+#[tokio::test]
+async fn the_scrape_route_reads_the_tenants_asked_for() {
+    use tower::ServiceExt;
+    let (_dir, _, store) = fresh(|c| c.multitenancy_enabled = true);
+    store
+        .ingest("a", req("svc-a", vec![span(1, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    store
+        .ingest("b", req("svc-b", vec![span(2, 1, 0, "x", 0, 1)]))
+        .unwrap();
+    let scrape = |org: Option<&str>| {
+        let mut r = axum::http::Request::get("/metrics/generator");
+        if let Some(o) = org {
+            r = r.header("X-Scope-OrgID", o);
+        }
+        let router = crate::api::router(store.clone());
+        async move {
+            let resp = router
+                .oneshot(r.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, all) = scrape(None).await;
+    assert_eq!(status, 200);
+    assert!(
+        all.contains(r#"tenant="a",service="svc-a""#)
+            && all.contains(r#"tenant="b",service="svc-b""#),
+        "{all}"
+    );
+    // One `# TYPE` line per family, whatever the number of tenants.
+    assert_eq!(
+        all.matches("# TYPE traces_spanmetrics_calls_total counter")
+            .count(),
+        1
+    );
+    let (_, only_b) = scrape(Some("b")).await;
+    assert!(
+        only_b.contains("svc-b") && !only_b.contains("svc-a"),
+        "{only_b}"
+    );
+    assert_eq!(scrape(Some("a|b")).await.0, 400);
 }
