@@ -4,10 +4,12 @@
 //! offending label's value becomes `__cardinality_overflow__`). Collected as remote-write time
 //! series or rendered as Prometheus text; idle series are forgotten after `stale_duration`.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, hash_map::RandomState},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt::Write as _,
     hash::BuildHasher,
 };
+
+use foldhash::fast::RandomState;
 
 use super::prompb::{Exemplar, Label, Sample, TimeSeries};
 
@@ -75,7 +77,7 @@ struct Metric {
     le: Box<[String]>,
     series: Vec<Series>,
     /// Hash of label values → indexes into `series`.
-    index: HashMap<u64, Vec<u32>>,
+    index: HashMap<u64, Vec<u32>, RandomState>,
     overflow: Option<Series>,
     /// Whether a limited label value here is counted (one metric per group of metrics
     /// updated together, so each span counts once).
@@ -107,7 +109,7 @@ impl Registry {
     pub fn new(max_active_series: usize, max_cardinality_per_label: usize) -> Self {
         Self {
             metrics: Vec::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             max_active_series,
             max_cardinality_per_label,
             label_values: HashMap::new(),
@@ -125,7 +127,7 @@ impl Registry {
             buckets: buckets.into(),
             le: le.into(),
             series: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             overflow: None,
             counts_limits: true,
         });

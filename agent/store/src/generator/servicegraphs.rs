@@ -80,7 +80,7 @@ pub struct ServiceGraphs {
     client_s: MetricId,
     unpaired: MetricId,
     dropped: MetricId,
-    pending: HashMap<Key, Edge>,
+    pending: HashMap<Key, Edge, foldhash::fast::RandomState>,
     /// Keys in arrival order, with the edge's creation time (completed ones are skipped).
     order: VecDeque<(Key, u64)>,
     pub stats: EdgeStats,
@@ -128,7 +128,7 @@ impl ServiceGraphs {
             wait_ns: u64::try_from(cfg.wait.as_nanos()).unwrap_or(u64::MAX),
             cfg: cfg.clone(),
             dims: dims.to_vec(),
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             order: VecDeque::new(),
             stats: EdgeStats::default(),
         }
