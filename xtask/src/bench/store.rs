@@ -15,6 +15,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+mod inproc;
 mod load;
 
 #[derive(clap::Args)]
@@ -394,6 +395,23 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
         )
     });
 
+    // 0b. The same, in process: only the ingesting thread's CPU, so less moved by other load.
+    let inproc = if args.generator_rounds > 0 {
+        let b = batches.clone();
+        let (dir, rounds) = (data.to_path_buf(), args.generator_rounds);
+        let (mut off, mut on) =
+            tokio::task::spawn_blocking(move || inproc::generator_cost(&dir, &b, rounds)).await??;
+        let mut paired: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b - 1.0).collect();
+        let (m_off, m_on) = (pct(&mut off, 50.0), pct(&mut on, 50.0));
+        Some(format!(
+            "  ingest path alone, off / on . {m_off:.2} / {m_on:.2} thread CPU-s per 1M spans (Store::ingest in process, median of {rounds} rounds); the generator adds {:+.1}% (rounds' own ratios: median {:+.1}%)",
+            (m_on / m_off - 1.0) * 100.0,
+            pct(&mut paired, 50.0) * 100.0
+        ))
+    } else {
+        None
+    };
+
     // 1. Push, generator on (the default).
     let store = start_store(sonde, &data.join("store"), true).await?;
     let pid = store.proc.0.id();
@@ -433,6 +451,9 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
         cpu_push / mspans
     );
     if let Some(c) = compare {
+        println!("{c}");
+    }
+    if let Some(c) = inproc {
         println!("{c}");
     }
     println!(
