@@ -86,29 +86,36 @@ impl SpanMetrics {
     /// Count one span of `service` (resource attributes `res`).
     pub fn span(&self, reg: &mut Registry, service: &str, res: &[KeyValue], span: &Span, now: u64) {
         let i = &self.cfg.intrinsic_dimensions;
-        let mut values: Vec<Cow<'_, str>> = Vec::with_capacity(5 + self.dimensions.len());
-        if i.service {
-            values.push(Cow::Borrowed(service));
+        // Dimension values that are not plain strings are rendered; none are without dimensions.
+        let dims: Vec<Cow<'_, str>> = self
+            .dimensions
+            .iter()
+            .map(|d| attr(d, &span.attributes, res).unwrap_or(Cow::Borrowed("")))
+            .collect();
+        // At most 5 intrinsic labels and 32 dimensions (checked by the config): on the stack.
+        let mut buf: [&str; 37] = [""; 37];
+        let mut n = 0;
+        let status_message = span.status.as_ref().map_or("", |s| s.message.as_str());
+        let intrinsic = [
+            (i.service, service),
+            (i.span_name, span.name.as_str()),
+            (i.span_kind, kind_label(span.kind)),
+            (i.status_code, status_label(span)),
+            (i.status_message, status_message),
+        ];
+        for v in intrinsic
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, v)| *v)
+            .chain(dims.iter().map(|d| &**d))
+        {
+            if let Some(slot) = buf.get_mut(n) {
+                *slot = v;
+                n += 1;
+            }
         }
-        if i.span_name {
-            values.push(Cow::Borrowed(&span.name));
-        }
-        if i.span_kind {
-            values.push(Cow::Borrowed(kind_label(span.kind)));
-        }
-        if i.status_code {
-            values.push(Cow::Borrowed(status_label(span)));
-        }
-        if i.status_message {
-            values.push(Cow::Borrowed(
-                span.status.as_ref().map_or("", |s| s.message.as_str()),
-            ));
-        }
-        for d in &self.dimensions {
-            values.push(attr(d, &span.attributes, res).unwrap_or(Cow::Borrowed("")));
-        }
-        let v: Vec<&str> = values.iter().map(|c| &**c).collect();
-        let k = reg.key(&v);
+        let v = &buf[..n];
+        let k = reg.key(v);
         reg.inc(self.calls, &k, 1.0, now);
         reg.observe(self.latency, &k, duration_s(span), &span.trace_id, now);
         reg.inc(self.size, &k, span.encoded_len() as f64, now);
