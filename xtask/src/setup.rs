@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what a fresh machine of this kind lacks, idempotently:
 //! Debian packages, rust-src for the nightly that builds the kernel object, bpf-linker linked
-//! against Debian's LLVM 22, the Python OpenTelemetry SDK for the store tests, and tracefs.
+//! against Debian's LLVM 22, the Python OpenTelemetry SDK for the store tests, checkov for the
+//! Helm chart's security scan, and tracefs.
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, Result, bail};
@@ -39,6 +40,13 @@ const PIP_PACKAGES: &[&str] = &[
     "kubernetes-validate",
 ];
 
+/// checkov scans the Helm chart's renders (tests/tests/helm_chart.rs). It lives in a virtualenv
+/// of its own: it pins versions of common packages that the SDK above must not be held to.
+/// The version is pinned too, so that a new release's new checks land as a deliberate change
+/// to deploy/helm/checkov-skips.txt, not as a red CI.
+const CHECKOV_VENV: &str = "/opt/sonde-checkov";
+const CHECKOV_VERSION: &str = "3.3.30";
+
 /// Toolchain that builds the kernel object (same LLVM major as bpf-linker's llvm-22).
 pub const EBPF_TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -48,6 +56,7 @@ pub fn run() -> Result<()> {
     rust()?;
     bpf_linker()?;
     python()?;
+    checkov()?;
     tracefs()?;
     eprintln!("setup: done");
     Ok(())
@@ -158,6 +167,23 @@ fn python() -> Result<()> {
         Command::new("python3")
             .args(["-m", "pip", "install", "--quiet"])
             .args(PIP_PACKAGES),
+    )
+}
+
+fn checkov() -> Result<()> {
+    let venv = Path::new(CHECKOV_VENV);
+    let have = Command::new(venv.join("bin/checkov"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == CHECKOV_VERSION);
+    if have {
+        return Ok(());
+    }
+    must(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    must(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet"])
+            .arg(format!("checkov=={CHECKOV_VERSION}")),
     )
 }
 
