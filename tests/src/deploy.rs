@@ -26,11 +26,12 @@ pub const CHECKOV_VENV: &str = "/opt/sonde-checkov";
 
 /// The checkov executable: `$SONDE_CHECKOV`, setup's virtualenv, or `checkov` on PATH.
 pub fn checkov() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
     let candidates = std::env::var_os("SONDE_CHECKOV")
         .map(PathBuf::from)
         .into_iter()
         .chain([Path::new(CHECKOV_VENV).join("bin/checkov")])
-        .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("checkov")));
+        .chain(std::env::split_paths(&path).map(|d| d.join("checkov")));
     for c in candidates {
         if Command::new(&c).arg("--version").output().is_ok_and(|o| o.status.success()) {
             return Ok(c);
