@@ -33,7 +33,11 @@ pub fn checkov() -> Result<PathBuf, String> {
         .chain([Path::new(CHECKOV_VENV).join("bin/checkov")])
         .chain(std::env::split_paths(&path).map(|d| d.join("checkov")));
     for c in candidates {
-        if Command::new(&c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(&c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return Ok(c);
         }
     }

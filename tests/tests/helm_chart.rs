@@ -69,34 +69,69 @@ fn find<'a>(ms: &'a [Manifest], kind: &str, name: &str) -> Option<&'a Manifest> 
 fn every_render_validates_against_the_kubernetes_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let expected: BTreeMap<&str, &[&str]> = [
-        ("default", &["daemonset/sonde-agent", "statefulset/sonde-store", "service/sonde-store",
-            "networkpolicy/sonde-agent", "configmap/sonde-store"][..]),
-        ("external-tempo", &["daemonset/sonde-agent", "configmap/sonde-agent"][..]),
-        ("servicemonitor", &["clusterrole/sonde-agent", "clusterrolebinding/sonde-agent",
-            "service/sonde-agent", "statefulset/sonde-store"][..]),
-        ("reconciler", &["deployment/sonde-reconciler", "configmap/sonde-reconciler",
-            "networkpolicy/sonde-reconciler"][..]),
+        (
+            "default",
+            &[
+                "daemonset/sonde-agent",
+                "statefulset/sonde-store",
+                "service/sonde-store",
+                "networkpolicy/sonde-agent",
+                "configmap/sonde-store",
+            ][..],
+        ),
+        (
+            "external-tempo",
+            &["daemonset/sonde-agent", "configmap/sonde-agent"][..],
+        ),
+        (
+            "servicemonitor",
+            &[
+                "clusterrole/sonde-agent",
+                "clusterrolebinding/sonde-agent",
+                "service/sonde-agent",
+                "statefulset/sonde-store",
+            ][..],
+        ),
+        (
+            "reconciler",
+            &[
+                "deployment/sonde-reconciler",
+                "configmap/sonde-reconciler",
+                "networkpolicy/sonde-reconciler",
+            ][..],
+        ),
     ]
     .into();
     for (name, path, manifests) in rendered_files(dir.path()) {
         let text = deploy::kubernetes_validate(std::slice::from_ref(&path));
         for kind in expected[name] {
-            assert!(text.contains(&format!("passed for resource {kind} ")), "{name}: {kind}: {text}");
+            assert!(
+                text.contains(&format!("passed for resource {kind} ")),
+                "{name}: {kind}: {text}"
+            );
         }
         // Every object was validated, bar the Prometheus Operator's ServiceMonitor (a CRD
         // the Kubernetes schemas do not hold: checked by `the_service_monitor_scrapes_...`).
         let passed = text.matches(" passed for resource ").count();
-        let crds = manifests.iter().filter(|m| m.kind == "ServiceMonitor").count();
+        let crds = manifests
+            .iter()
+            .filter(|m| m.kind == "ServiceMonitor")
+            .count();
         assert_eq!(passed + crds, manifests.len(), "{name}: {text}");
         if name == "external-tempo" {
-            assert!(find(&manifests, "StatefulSet", "sonde-store").is_none(), "store off");
+            assert!(
+                find(&manifests, "StatefulSet", "sonde-store").is_none(),
+                "store off"
+            );
         }
     }
 }
 
 #[test]
 fn the_service_monitor_scrapes_the_agents_and_the_store_by_port_name() {
-    let ms = render(Some(&helm::chart_dir().join("ci/servicemonitor-values.yaml")));
+    let ms = render(Some(
+        &helm::chart_dir().join("ci/servicemonitor-values.yaml"),
+    ));
     let sm = object(find(&ms, "ServiceMonitor", "sonde").expect("ServiceMonitor"));
     assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
@@ -119,38 +154,67 @@ fn the_service_monitor_scrapes_the_agents_and_the_store_by_port_name() {
         }
     }
     assert!(ports.iter().all(|p| served.contains(*p)), "{served:?}");
-    assert!(find(&render(None), "ServiceMonitor", "sonde").is_none(), "off by default");
+    assert!(
+        find(&render(None), "ServiceMonitor", "sonde").is_none(),
+        "off by default"
+    );
 }
 
 /// deploy/helm/checkov-skips.txt: id → (resources it may concern, reason).
 fn skip_list() -> BTreeMap<String, (BTreeSet<String>, String)> {
     let text = std::fs::read_to_string(repo("deploy/helm/checkov-skips.txt")).unwrap();
     let mut skips = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let mut fields = line.splitn(3, ' ');
         let (id, resources, reason) = (
             fields.next().unwrap(),
             fields.next().unwrap_or_default(),
             fields.next().unwrap_or_default(),
         );
-        assert!(id.starts_with("CKV") && reason.len() > 20, "a reason for {line:?}");
+        assert!(
+            id.starts_with("CKV") && reason.len() > 20,
+            "a reason for {line:?}"
+        );
         let resources = resources.split(',').map(str::to_owned).collect();
-        assert!(skips.insert(id.to_owned(), (resources, reason.to_owned())).is_none(), "{id} twice");
+        assert!(
+            skips
+                .insert(id.to_owned(), (resources, reason.to_owned()))
+                .is_none(),
+            "{id} twice"
+        );
     }
     skips
 }
 
 /// checkov's JSON report of one file: (summary, failed checks as (id, Kind/name, title)).
-fn checkov_report(checkov: &Path, file: &Path, skip: &[&str]) -> (serde_json::Value, Vec<[String; 3]>) {
+fn checkov_report(
+    checkov: &Path,
+    file: &Path,
+    skip: &[&str],
+) -> (serde_json::Value, Vec<[String; 3]>) {
     let mut cmd = Command::new(checkov);
-    cmd.args(["--framework", "kubernetes", "--skip-download", "--quiet", "-o", "json", "-f"])
-        .arg(file);
+    cmd.args([
+        "--framework",
+        "kubernetes",
+        "--skip-download",
+        "--quiet",
+        "-o",
+        "json",
+        "-f",
+    ])
+    .arg(file);
     if !skip.is_empty() {
         cmd.arg("--skip-check").arg(skip.join(","));
     }
     let out = cmd.output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{file:?}: checkov printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "{file:?}: checkov printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     let failed = report["results"]["failed_checks"]
         .as_array()
@@ -184,7 +248,10 @@ fn renders_pass_checkov_with_only_the_listed_skips() {
         let (all, findings) = checkov_report(&checkov, &path, &[]);
         for [id, resource, title] in &findings {
             let listed = skips.get(id).is_some_and(|(res, _)| res.contains(resource));
-            assert!(listed, "{name}: unexplained checkov finding {id} on {resource}: {title}");
+            assert!(
+                listed,
+                "{name}: unexplained checkov finding {id} on {resource}: {title}"
+            );
             used.insert(id.clone());
         }
         // With the list skipped, as README shows: nothing fails.
@@ -194,20 +261,30 @@ fn renders_pass_checkov_with_only_the_listed_skips() {
             "checkov {name}: {} passed, {} failed before skips ({} distinct ids), {} failed after",
             summary["passed"],
             all["failed"],
-            findings.iter().map(|f| &f[0]).collect::<BTreeSet<_>>().len(),
+            findings
+                .iter()
+                .map(|f| &f[0])
+                .collect::<BTreeSet<_>>()
+                .len(),
             summary["failed"]
         );
-        assert!(summary["passed"].as_u64().unwrap() > 50, "{name}: {summary}");
+        assert!(
+            summary["passed"].as_u64().unwrap() > 50,
+            "{name}: {summary}"
+        );
     }
     let stale: Vec<&String> = skips.keys().filter(|id| !used.contains(*id)).collect();
-    assert!(stale.is_empty(), "skips no render needs any more: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "skips no render needs any more: {stale:?}"
+    );
 }
 
 #[test]
 fn plain_manifests_are_the_default_render() {
     for (file, text) in helm::plain(&render(None)) {
-        let committed = std::fs::read_to_string(repo("deploy/kubernetes").join(&file))
-            .unwrap_or_default();
+        let committed =
+            std::fs::read_to_string(repo("deploy/kubernetes").join(&file)).unwrap_or_default();
         assert!(
             committed == text,
             "deploy/kubernetes/{file} is not the chart's default render: run \
@@ -222,14 +299,25 @@ fn sonde_configs(ms: &[Manifest]) -> BTreeMap<String, sonde::config::Config> {
     let mut out = BTreeMap::new();
     for cm in ms.iter().filter(|m| m.kind == "ConfigMap").map(object) {
         for (file, text) in cm["data"].as_mapping().unwrap() {
-            let name = format!("{}/{}", cm["metadata"]["name"].as_str().unwrap(), file.as_str().unwrap());
+            let name = format!(
+                "{}/{}",
+                cm["metadata"]["name"].as_str().unwrap(),
+                file.as_str().unwrap()
+            );
             let path = dir.path().join(name.replace('/', "_"));
             std::fs::write(&path, text.as_str().unwrap()).unwrap();
-            let cfg = sonde::config::Config::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
-            cfg.agent.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-            cfg.store.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let cfg =
+                sonde::config::Config::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            cfg.agent
+                .validate()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            cfg.store
+                .validate()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             if text.as_str().unwrap().starts_with("reconcile:") {
-                cfg.reconcile.validate().unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                cfg.reconcile
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             }
             out.insert(name, cfg);
         }
@@ -242,24 +330,66 @@ fn the_config_maps_hold_configuration_sonde_loads_and_no_secret() {
     for (name, values) in option_sets() {
         let ms = render(values.as_deref());
         let configs = sonde_configs(&ms);
-        assert!(configs.contains_key("sonde-agent/sonde.yaml"), "{name}: {configs:?}");
+        assert!(
+            configs.contains_key("sonde-agent/sonde.yaml"),
+            "{name}: {configs:?}"
+        );
         for m in ms.iter().filter(|m| m.kind == "ConfigMap") {
-            assert!(!m.text.to_ascii_lowercase().contains("authorization:"), "{name}: {}", m.text);
+            assert!(
+                !m.text.to_ascii_lowercase().contains("authorization:"),
+                "{name}: {}",
+                m.text
+            );
         }
     }
-    let ms = render(Some(&helm::chart_dir().join("ci/external-tempo-values.yaml")));
+    let ms = render(Some(
+        &helm::chart_dir().join("ci/external-tempo-values.yaml"),
+    ));
     let agent = &sonde_configs(&ms)["sonde-agent/sonde.yaml"].agent;
-    assert_eq!(agent.export.headers.get("x-scope-orgid").map(String::as_str), Some("team-a"));
-    assert_eq!(agent.export.headers.get("x-sonde-cluster").map(String::as_str), Some("prod-eu"));
+    assert_eq!(
+        agent
+            .export
+            .headers
+            .get("x-scope-orgid")
+            .map(String::as_str),
+        Some("team-a")
+    );
+    assert_eq!(
+        agent
+            .export
+            .headers
+            .get("x-sonde-cluster")
+            .map(String::as_str),
+        Some("prod-eu")
+    );
     assert!(!agent.export.headers.contains_key("authorization"));
     let ds = object(find(&ms, "DaemonSet", "sonde-agent").unwrap());
-    let env = ds["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().unwrap().clone();
-    let var = |n: &str| env.iter().find(|e| e["name"] == n).cloned().unwrap_or(Yaml::Null);
-    assert_eq!(var("OTEL_EXPORTER_OTLP_ENDPOINT")["value"], "https://tempo-distributor.tempo.svc:4318");
-    assert_eq!(var("SONDE_EXPORT_AUTHORIZATION")["valueFrom"]["secretKeyRef"]["name"], "tempo-auth");
-    assert_eq!(var("OTEL_EXPORTER_OTLP_HEADERS")["value"], "authorization=$(SONDE_EXPORT_AUTHORIZATION)");
+    let env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap()
+        .clone();
+    let var = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+            .unwrap_or(Yaml::Null)
+    };
+    assert_eq!(
+        var("OTEL_EXPORTER_OTLP_ENDPOINT")["value"],
+        "https://tempo-distributor.tempo.svc:4318"
+    );
+    assert_eq!(
+        var("SONDE_EXPORT_AUTHORIZATION")["valueFrom"]["secretKeyRef"]["name"],
+        "tempo-auth"
+    );
+    assert_eq!(
+        var("OTEL_EXPORTER_OTLP_HEADERS")["value"],
+        "authorization=$(SONDE_EXPORT_AUTHORIZATION)"
+    );
 
-    let ms = render(Some(&helm::chart_dir().join("ci/servicemonitor-values.yaml")));
+    let ms = render(Some(
+        &helm::chart_dir().join("ci/servicemonitor-values.yaml"),
+    ));
     let configs = sonde_configs(&ms);
     let agent = &configs["sonde-agent/sonde.yaml"].agent;
     assert_eq!(agent.select.ports, [80, 8080]);
@@ -285,7 +415,10 @@ fn the_agent_is_unprivileged_and_bounded_in_every_render() {
         assert_eq!(sc["privileged"], false, "{name}");
         assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
-        assert_eq!(sc["capabilities"]["drop"], serde_yaml::from_str::<Yaml>("[ALL]").unwrap());
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_yaml::from_str::<Yaml>("[ALL]").unwrap()
+        );
         assert_eq!(
             sc["capabilities"]["add"],
             serde_yaml::from_str::<Yaml>("[BPF, PERFMON, DAC_READ_SEARCH]").unwrap()
@@ -294,7 +427,10 @@ fn the_agent_is_unprivileged_and_bounded_in_every_render() {
         for kind in ["StatefulSet", "Deployment"] {
             for w in ms.iter().filter(|m| m.kind == kind).map(object) {
                 let pod = &w["spec"]["template"]["spec"];
-                assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name} {kind}");
+                assert_eq!(
+                    pod["securityContext"]["runAsNonRoot"], true,
+                    "{name} {kind}"
+                );
                 assert!(pod["containers"][0]["resources"]["limits"]["memory"].is_string());
             }
         }
@@ -305,7 +441,10 @@ fn the_agent_is_unprivileged_and_bounded_in_every_render() {
 fn bad_values_stop_the_render_naming_the_value() {
     let cases = [
         ("store: {enabled: false}", "export.endpoint is required"),
-        ("reconciler: {enabled: true}", "reconciler.grafanas is required"),
+        (
+            "reconciler: {enabled: true}",
+            "reconciler.grafanas is required",
+        ),
         (
             "reconciler: {enabled: true, mode: provisioning, grafanas: [{id: a, url: 'http://g'}]}",
             "reconciler.mode: only api",
@@ -314,8 +453,14 @@ fn bad_values_stop_the_render_naming_the_value() {
             "reconciler: {enabled: true, grafanas: [{id: a, url: 'http://g'}]}\nstore: {enabled: false}\nexport: {endpoint: 'http://t:4317'}",
             "reconciler.tempos is required",
         ),
-        ("export: {headers: {Authorization: Bearer x}}", "must not go into a ConfigMap"),
-        ("agent: {resources: {limits: {memory: null}}}", "agent.resources.limits.memory is required"),
+        (
+            "export: {headers: {Authorization: Bearer x}}",
+            "must not go into a ConfigMap",
+        ),
+        (
+            "agent: {resources: {limits: {memory: null}}}",
+            "agent.resources.limits.memory is required",
+        ),
         ("store: {retention: ''}", "store.retention is required"),
     ];
     for (values, message) in cases {
@@ -325,7 +470,8 @@ fn bad_values_stop_the_render_naming_the_value() {
         assert!(format!("{e:#}").contains(message), "{values}: {e:#}");
     }
     // --set reaches the same values.
-    let set = helm::values::parse_set("store.enabled=false,export.endpoint=http://tempo:4317").unwrap();
+    let set =
+        helm::values::parse_set("store.enabled=false,export.endpoint=http://tempo:4317").unwrap();
     let ms = render_with(&[set]).unwrap();
     assert!(find(&ms, "StatefulSet", "sonde-store").is_none());
 }

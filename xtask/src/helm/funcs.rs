@@ -63,7 +63,9 @@ fn text(v: &Value) -> String {
 
 fn int(name: &str, v: &Value) -> Result<i64, FuncError> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| err(format!("{name}: not an integer"))),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| err(format!("{name}: not an integer"))),
         other => Err(err(format!("{name}: expected an integer, got {other}"))),
     }
 }
@@ -99,7 +101,10 @@ fn indent(args: &[Value]) -> Result<Value, FuncError> {
 
 fn nindent(args: &[Value]) -> Result<Value, FuncError> {
     arity("nindent", args, 2)?;
-    Ok(Value::from(format!("\n{}", pad(int("nindent", &args[0])?, &text(&args[1])))))
+    Ok(Value::from(format!(
+        "\n{}",
+        pad(int("nindent", &args[0])?, &text(&args[1]))
+    )))
 }
 
 fn quote(args: &[Value]) -> Result<Value, FuncError> {
@@ -142,13 +147,17 @@ fn fail(args: &[Value]) -> Result<Value, FuncError> {
 fn trunc(args: &[Value]) -> Result<Value, FuncError> {
     arity("trunc", args, 2)?;
     let n = usize::try_from(int("trunc", &args[0])?).unwrap_or(0);
-    Ok(Value::from(text(&args[1]).chars().take(n).collect::<String>()))
+    Ok(Value::from(
+        text(&args[1]).chars().take(n).collect::<String>(),
+    ))
 }
 
 fn trim_suffix(args: &[Value]) -> Result<Value, FuncError> {
     arity("trimSuffix", args, 2)?;
     let (suffix, s) = (text(&args[0]), text(&args[1]));
-    Ok(Value::from(s.strip_suffix(&suffix).unwrap_or(&s).to_owned()))
+    Ok(Value::from(
+        s.strip_suffix(&suffix).unwrap_or(&s).to_owned(),
+    ))
 }
 
 fn lower(args: &[Value]) -> Result<Value, FuncError> {
@@ -163,8 +172,11 @@ fn include(args: &[Value]) -> Result<Value, FuncError> {
     let sources = SOURCES.with(|s| s.borrow().clone());
     let mut t = template(&sources).map_err(err)?;
     let entry = "sonde-xtask-include";
-    t.add_template(entry, format!("{{{{ template {} . }}}}", quote(&args[..1])?))
-        .map_err(|e| err(e.to_string()))?;
+    t.add_template(
+        entry,
+        format!("{{{{ template {} . }}}}", quote(&args[..1])?),
+    )
+    .map_err(|e| err(e.to_string()))?;
     t.name = entry.to_owned();
     let out = t
         .render(&Context::from(args[1].clone()))
@@ -193,15 +205,24 @@ mod tests {
         let d = dot("{m: {b: [1, 2], a: x}, s: 'he said \"hi\"', e: '', long: abcdefgh-}");
         let cases = [
             ("{{ toYaml .m }}", "a: x\nb:\n- 1\n- 2"),
-            ("x:{{ toYaml .m | nindent 2 }}", "x:\n  a: x\n  b:\n  - 1\n  - 2"),
+            (
+                "x:{{ toYaml .m | nindent 2 }}",
+                "x:\n  a: x\n  b:\n  - 1\n  - 2",
+            ),
             ("{{ .s | quote }}", r#""he said \"hi\"""#),
-            ("{{ .e | default \"d\" }}/{{ .s | default \"d\" | trunc 2 }}", "d/he"),
+            (
+                "{{ .e | default \"d\" }}/{{ .s | default \"d\" | trunc 2 }}",
+                "d/he",
+            ),
             ("{{ .missing | default \"d\" }}", "d"),
             ("{{ .long | trunc 8 | trimSuffix \"-\" }}", "abcdefgh"),
             ("{{ .long | trunc 9 | trimSuffix \"-\" }}", "abcdefgh"),
             ("{{ empty .e }} {{ empty .m }}", "true false"),
             ("{{ required \"need s\" .s | len }}", "12"),
-            ("{{ define \"n\" }}[{{ .a }}]{{ end }}{{ include \"n\" .m | indent 1 }}", " [x]"),
+            (
+                "{{ define \"n\" }}[{{ .a }}]{{ end }}{{ include \"n\" .m | indent 1 }}",
+                " [x]",
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(render(src, d.clone()).as_deref(), Ok(want), "{src}");
@@ -217,6 +238,9 @@ mod tests {
         assert!(e.contains("z is required"), "{e}");
         let e = render("{{ fail \"bad value\" }}", d.clone()).unwrap_err();
         assert!(e.contains("bad value"), "{e}");
-        assert!(render("{{ upper .e }}", d).is_err(), "unknown functions are refused");
+        assert!(
+            render("{{ upper .e }}", d).is_err(),
+            "unknown functions are refused"
+        );
     }
 }

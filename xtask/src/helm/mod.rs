@@ -55,7 +55,10 @@ impl Chart {
     pub fn load(dir: &Path) -> Result<Self> {
         let meta: Yaml = read_yaml(&dir.join("Chart.yaml"))?;
         if meta["apiVersion"].as_str() != Some("v2") {
-            bail!("{}: apiVersion must be v2", dir.join("Chart.yaml").display());
+            bail!(
+                "{}: apiVersion must be v2",
+                dir.join("Chart.yaml").display()
+            );
         }
         let field = |k: &str| meta[k].as_str().unwrap_or_default().to_owned();
         let name = field("name");
@@ -63,10 +66,14 @@ impl Chart {
         let tdir = dir.join("templates");
         for entry in std::fs::read_dir(&tdir).with_context(|| tdir.display().to_string())? {
             let path = entry?.path();
-            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let file = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if path.is_file() {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| path.display().to_string())?;
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
                 templates.push((format!("{name}/templates/{file}"), text));
             }
         }
@@ -89,16 +96,22 @@ impl Chart {
         let dot = Value::Object(
             [
                 ("Values".to_owned(), values::to_template(&vals)),
-                ("Release".to_owned(), object(&[
-                    ("Name", release.name.as_str()),
-                    ("Namespace", release.namespace.as_str()),
-                    ("Service", "Helm"),
-                ])),
-                ("Chart".to_owned(), object(&[
-                    ("Name", self.name.as_str()),
-                    ("Version", self.version.as_str()),
-                    ("AppVersion", self.app_version.as_str()),
-                ])),
+                (
+                    "Release".to_owned(),
+                    object(&[
+                        ("Name", release.name.as_str()),
+                        ("Namespace", release.namespace.as_str()),
+                        ("Service", "Helm"),
+                    ]),
+                ),
+                (
+                    "Chart".to_owned(),
+                    object(&[
+                        ("Name", self.name.as_str()),
+                        ("Version", self.version.as_str()),
+                        ("AppVersion", self.app_version.as_str()),
+                    ]),
+                ),
             ]
             .into(),
         );
@@ -120,7 +133,10 @@ impl Chart {
                 out.push(Manifest {
                     source: source.clone(),
                     kind: head["kind"].as_str().unwrap_or_default().to_owned(),
-                    name: head["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                    name: head["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                     text: doc.to_owned(),
                 });
             }
@@ -158,19 +174,50 @@ fn split_documents(text: &str) -> Vec<&str> {
         at += line.len();
     }
     docs.push(&text[start..]);
-    docs.into_iter().map(str::trim).filter(|d| !d.is_empty()).collect()
+    docs.into_iter()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect()
 }
 
 /// Helm's `InstallOrder`; kinds it does not list go last.
 fn install_rank(kind: &str) -> usize {
     const ORDER: &[&str] = &[
-        "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange",
-        "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList",
-        "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
-        "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
-        "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList",
-        "Service", "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
-        "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+        "PriorityClass",
+        "Namespace",
+        "NetworkPolicy",
+        "ResourceQuota",
+        "LimitRange",
+        "PodSecurityPolicy",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "Secret",
+        "SecretList",
+        "ConfigMap",
+        "StorageClass",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleList",
+        "ClusterRoleBinding",
+        "ClusterRoleBindingList",
+        "Role",
+        "RoleList",
+        "RoleBinding",
+        "RoleBindingList",
+        "Service",
+        "DaemonSet",
+        "Pod",
+        "ReplicationController",
+        "ReplicaSet",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "IngressClass",
+        "Ingress",
         "APIService",
     ];
     ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
