@@ -1,6 +1,8 @@
 //! The few Sprig and Helm template functions the chart uses, as gtmpl functions: `toYaml`,
 //! `indent`, `nindent`, `quote`, `default`, `empty`, `required`, `fail`, `trunc`,
-//! `trimSuffix`, `lower`, `include`. A template calling anything else fails to parse, naming it.
+//! `trimSuffix`, `lower`, `keys`,
+//! `sortAlpha`, `include`. gtmpl ranges over a map in no set order (Go sorts the keys): the
+//! chart ranges over `keys ... | sortAlpha` instead, which renders the same in both. A template calling anything else fails to parse, naming it.
 use std::cell::RefCell;
 
 use gtmpl::{Context, Func, FuncError, Template, Value};
@@ -20,6 +22,8 @@ pub const FUNCS: &[(&str, Func)] = &[
     ("trunc", trunc),
     ("trimSuffix", trim_suffix),
     ("lower", lower),
+    ("keys", keys),
+    ("sortAlpha", sort_alpha),
     ("include", include),
 ];
 
@@ -165,6 +169,27 @@ fn lower(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::from(text(&args[0]).to_lowercase()))
 }
 
+fn keys(args: &[Value]) -> Result<Value, FuncError> {
+    let mut out = Vec::new();
+    for a in args {
+        match a {
+            Value::Map(m) | Value::Object(m) => out.extend(m.keys().cloned().map(Value::from)),
+            other => return Err(err(format!("keys: expected a map, got {other}"))),
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn sort_alpha(args: &[Value]) -> Result<Value, FuncError> {
+    arity("sortAlpha", args, 1)?;
+    let Value::Array(items) = &args[0] else {
+        return Err(err(format!("sortAlpha: expected a list, got {}", args[0])));
+    };
+    let mut words: Vec<String> = items.iter().map(text).collect();
+    words.sort();
+    Ok(Value::Array(words.into_iter().map(Value::from).collect()))
+}
+
 /// Helm's `include`: render the named `define` with the given dot, as a string.
 fn include(args: &[Value]) -> Result<Value, FuncError> {
     arity("include", args, 2)?;
@@ -218,6 +243,11 @@ mod tests {
             ("{{ .long | trunc 8 | trimSuffix \"-\" }}", "abcdefgh"),
             ("{{ .long | trunc 9 | trimSuffix \"-\" }}", "abcdefgh"),
             ("{{ empty .e }} {{ empty .m }}", "true false"),
+            ("{{ range keys .m | sortAlpha }}{{ . }},{{ end }}", "a,b,"),
+            (
+                "{{ range $k := keys .m | sortAlpha }}{{ index $.m $k | len }}{{ end }}",
+                "12",
+            ),
             ("{{ required \"need s\" .s | len }}", "12"),
             (
                 "{{ define \"n\" }}[{{ .a }}]{{ end }}{{ include \"n\" .m | indent 1 }}",
