@@ -475,3 +475,30 @@ fn bad_values_stop_the_render_naming_the_value() {
     let ms = render_with(&[set]).unwrap();
     assert!(find(&ms, "StatefulSet", "sonde-store").is_none());
 }
+
+#[test]
+fn a_changed_config_changes_the_pod_template_so_the_pods_roll() {
+    let checksum = |ms: &[Manifest], kind: &str, name: &str| {
+        let w = object(find(ms, kind, name).unwrap());
+        w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let default = render(None);
+    let other = render(Some(
+        &helm::chart_dir().join("ci/servicemonitor-values.yaml"),
+    ));
+    for (kind, name) in [("DaemonSet", "sonde-agent"), ("StatefulSet", "sonde-store")] {
+        assert_eq!(checksum(&default, kind, name).len(), 64);
+        assert_eq!(
+            checksum(&default, kind, name),
+            checksum(&render(None), kind, name)
+        );
+        assert_ne!(
+            checksum(&default, kind, name),
+            checksum(&other, kind, name),
+            "{kind}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! The few Sprig and Helm template functions the chart uses, as gtmpl functions: `toYaml`,
 //! `indent`, `nindent`, `quote`, `default`, `empty`, `required`, `fail`, `trunc`,
 //! `trimSuffix`, `lower`, `keys`,
-//! `sortAlpha`, `include`. gtmpl ranges over a map in no set order (Go sorts the keys): the
+//! `sortAlpha`, `sha256sum`, `include`. gtmpl ranges over a map in no set order (Go sorts the keys): the
 //! chart ranges over `keys ... | sortAlpha` instead, which renders the same in both. A template calling anything else fails to parse, naming it.
 use std::cell::RefCell;
 
@@ -24,6 +24,7 @@ pub const FUNCS: &[(&str, Func)] = &[
     ("lower", lower),
     ("keys", keys),
     ("sortAlpha", sort_alpha),
+    ("sha256sum", sha256sum),
     ("include", include),
 ];
 
@@ -190,6 +191,12 @@ fn sort_alpha(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Array(words.into_iter().map(Value::from).collect()))
 }
 
+fn sha256sum(args: &[Value]) -> Result<Value, FuncError> {
+    arity("sha256sum", args, 1)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, text(&args[0]).as_bytes());
+    Ok(Value::from(hex::encode(digest.as_ref())))
+}
+
 /// Helm's `include`: render the named `define` with the given dot, as a string.
 fn include(args: &[Value]) -> Result<Value, FuncError> {
     arity("include", args, 2)?;
@@ -243,6 +250,10 @@ mod tests {
             ("{{ .long | trunc 8 | trimSuffix \"-\" }}", "abcdefgh"),
             ("{{ .long | trunc 9 | trimSuffix \"-\" }}", "abcdefgh"),
             ("{{ empty .e }} {{ empty .m }}", "true false"),
+            (
+                "{{ \"abc\" | sha256sum }}",
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
             ("{{ range keys .m | sortAlpha }}{{ . }},{{ end }}", "a,b,"),
             (
                 "{{ range $k := keys .m | sortAlpha }}{{ index $.m $k | len }}{{ end }}",

@@ -123,8 +123,18 @@ impl Chart {
                 continue;
             }
             tmpl.name = source.clone();
+            let mut dot = dot.clone();
+            if let Value::Object(fields) = &mut dot {
+                fields.insert(
+                    "Template".to_owned(),
+                    object(&[
+                        ("Name", source.as_str()),
+                        ("BasePath", &format!("{}/templates", self.name)),
+                    ]),
+                );
+            }
             let text = tmpl
-                .render(&Context::from(dot.clone()))
+                .render(&Context::from(dot))
                 .map_err(|e| anyhow::anyhow!("{source}: {e}"))?
                 .replace("<no value>", "");
             for doc in split_documents(&text) {
