@@ -91,7 +91,36 @@ fn is_empty(v: &Value) -> bool {
 fn to_yaml(args: &[Value]) -> Result<Value, FuncError> {
     arity("toYaml", args, 1)?;
     let out = serde_yaml::to_string(&values::to_yaml(&args[0])).map_err(|e| err(e.to_string()))?;
-    Ok(Value::from(out.trim_end_matches('\n').to_owned()))
+    let lines: Vec<String> = out.trim_end_matches('\n').lines().map(go_quotes).collect();
+    Ok(Value::from(lines.join("\n")))
+}
+
+/// Go's YAML encoder (Helm's `toYaml`) double-quotes a string that would read as another
+/// type (`"1"`, `"true"`) where serde_yaml single-quotes it: a line ending in such a scalar
+/// gets Go's quotes.
+fn go_quotes(line: &str) -> String {
+    let Some(body) = line.strip_suffix('\'') else {
+        return line.to_owned();
+    };
+    let Some(open) = body.rfind(['\'']) else {
+        return line.to_owned();
+    };
+    let (head, scalar) = (&body[..open], &body[open + 1..]);
+    let starts_value = head.is_empty()
+        || head.ends_with(": ")
+        || head.trim_start().trim_start_matches("- ").is_empty();
+    let plain = !scalar.contains(['\'', '"', '\\']);
+    let other_type = serde_yaml::from_str::<serde_yaml::Value>(scalar).is_ok_and(|v| {
+        matches!(
+            v,
+            serde_yaml::Value::Null | serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_)
+        )
+    });
+    if starts_value && plain && other_type {
+        format!("{head}\"{scalar}\"")
+    } else {
+        line.to_owned()
+    }
 }
 
 fn pad(n: i64, s: &str) -> String {
@@ -234,7 +263,10 @@ mod tests {
 
     #[test]
     fn functions_behave_like_sprig() {
-        let d = dot("{m: {b: [1, 2], a: x}, s: 'he said \"hi\"', e: '', long: abcdefgh-}");
+        let d = dot(
+            "{m: {b: [1, 2], a: x}, s: 'he said \"hi\"', e: '', long: abcdefgh-,
+              q: {a: '1', b: 'true', c: '*x', e: '', l: ['2', 'y: z']}}",
+        );
         let cases = [
             ("{{ toYaml .m }}", "a: x\nb:\n- 1\n- 2"),
             (
@@ -242,6 +274,10 @@ mod tests {
                 "x:\n  a: x\n  b:\n  - 1\n  - 2",
             ),
             ("{{ .s | quote }}", r#""he said \"hi\"""#),
+            (
+                "{{ toYaml .q }}",
+                "a: \"1\"\nb: \"true\"\nc: '*x'\ne: \"\"\nl:\n- \"2\"\n- 'y: z'",
+            ),
             (
                 "{{ .e | default \"d\" }}/{{ .s | default \"d\" | trunc 2 }}",
                 "d/he",
