@@ -1,10 +1,7 @@
 //! Checks of the deployment files shared by the manifest and chart tests: Kubernetes schema
 //! validation (`kubernetes-validate`) and the security scan (`checkov`), both installed by
 //! `cargo xtask setup`.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 /// `python3 -m kubernetes_validate --strict` over `files` (unknown fields are errors):
 /// panics with its output when anything fails, else returns that output.
@@ -21,20 +18,30 @@ pub fn kubernetes_validate(files: &[PathBuf]) -> String {
 }
 
 /// Where `cargo xtask setup` installs checkov (its own virtualenv, so that its pinned
-/// dependencies leave the system's Python packages alone).
-pub const CHECKOV_VENV: &str = "/opt/sonde-checkov";
+/// dependencies leave the system's Python packages alone) and helm.
+pub const CHECKOV: &str = "/opt/sonde-checkov/bin/checkov";
+pub const HELM: &str = "/opt/sonde-helm/helm/helm";
 
-/// The checkov executable: `$SONDE_CHECKOV`, setup's virtualenv, or `checkov` on PATH.
+/// The checkov executable: `$SONDE_CHECKOV`, setup's, or `checkov` on PATH.
 pub fn checkov() -> Result<PathBuf, String> {
+    tool("SONDE_CHECKOV", CHECKOV, "checkov", "--version")
+}
+
+/// The helm executable: `$SONDE_HELM`, setup's, or `helm` on PATH.
+pub fn helm() -> Result<PathBuf, String> {
+    tool("SONDE_HELM", HELM, "helm", "version")
+}
+
+fn tool(var: &str, installed: &str, name: &str, probe: &str) -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let candidates = std::env::var_os("SONDE_CHECKOV")
+    let candidates = std::env::var_os(var)
         .map(PathBuf::from)
         .into_iter()
-        .chain([Path::new(CHECKOV_VENV).join("bin/checkov")])
-        .chain(std::env::split_paths(&path).map(|d| d.join("checkov")));
+        .chain([PathBuf::from(installed)])
+        .chain(std::env::split_paths(&path).map(|d| d.join(name)));
     for c in candidates {
         if Command::new(&c)
-            .arg("--version")
+            .arg(probe)
             .output()
             .is_ok_and(|o| o.status.success())
         {
@@ -42,7 +49,7 @@ pub fn checkov() -> Result<PathBuf, String> {
         }
     }
     Err(format!(
-        "checkov not found (SONDE_CHECKOV, {CHECKOV_VENV}/bin/checkov, PATH): run `cargo xtask setup`"
+        "{name} not found (${var}, {installed}, PATH): run `cargo xtask setup`"
     ))
 }
 

@@ -3,7 +3,7 @@
 //! validates against the Kubernetes schemas, passes checkov with only the findings listed
 //! in deploy/helm/checkov-skips.txt, and holds configuration that `sonde` itself loads; bad
 //! values stop the render with a message naming the value; deploy/kubernetes is the default
-//! render.
+//! render; and where helm is installed, `helm template` prints the very same bytes.
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -501,4 +501,39 @@ fn a_changed_config_changes_the_pod_template_so_the_pods_roll() {
             "{kind}"
         );
     }
+}
+
+#[test]
+fn renders_are_byte_for_byte_what_helm_renders() {
+    let helm_bin = require_tool!(deploy::helm());
+    let helm_template = |values: Option<&Path>| {
+        let mut cmd = Command::new(&helm_bin);
+        cmd.args(["template", "sonde"])
+            .arg(helm::chart_dir())
+            .args(["-n", "sonde"]);
+        if let Some(v) = values {
+            cmd.arg("-f").arg(v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (name, values) in option_sets() {
+        let (ok, stdout, stderr) = helm_template(values.as_deref());
+        assert!(ok, "{name}: {stderr}");
+        let ours = helm::stream(&render(values.as_deref()));
+        assert!(stdout == ours, "{name}: helm renders otherwise:\n{stdout}");
+    }
+    // A bad value stops both with the same message.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "store: {enabled: false}\n").unwrap();
+    let (ok, _, stderr) = helm_template(Some(&bad));
+    let ours = render_with(&[serde_yaml::from_str("store: {enabled: false}").unwrap()]);
+    let message = format!("{:#}", ours.map(|_| ()).unwrap_err());
+    let message = message.rsplit(": export.endpoint").next().unwrap();
+    assert!(!ok && stderr.contains(message), "{stderr}");
 }
