@@ -504,7 +504,7 @@ fn a_changed_config_changes_the_pod_template_so_the_pods_roll() {
 }
 
 #[test]
-fn renders_are_byte_for_byte_what_helm_renders() {
+fn helm_lints_the_chart_and_renders_the_same_bytes() {
     let helm_bin = require_tool!(deploy::helm());
     let helm_template = |values: Option<&Path>| {
         let mut cmd = Command::new(&helm_bin);
@@ -526,6 +526,21 @@ fn renders_are_byte_for_byte_what_helm_renders() {
         assert!(ok, "{name}: {stderr}");
         let ours = helm::stream(&render(values.as_deref()));
         assert!(stdout == ours, "{name}: helm renders otherwise:\n{stdout}");
+    }
+    // helm's own checks of the chart, for each option set.
+    for (name, values) in option_sets() {
+        let mut cmd = Command::new(&helm_bin);
+        cmd.args(["lint", "--strict", "--namespace", "sonde"])
+            .arg(helm::chart_dir());
+        if let Some(v) = &values {
+            cmd.arg("-f").arg(v);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("0 chart(s) failed"),
+            "{name}: {text}"
+        );
     }
     // A bad value stops both with the same message.
     let dir = tempfile::tempdir().unwrap();
