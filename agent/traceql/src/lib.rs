@@ -46,6 +46,7 @@
 pub(crate) mod ast;
 pub(crate) mod eval;
 pub(crate) mod lexer;
+pub mod metrics;
 pub(crate) mod parser;
 
 #[cfg(test)]
@@ -56,6 +57,7 @@ use std::fmt;
 
 pub use ast::{Pipeline, Query, SpansetExpr, Stage};
 pub use eval::{CompareOp, Condition, ConditionField, FieldReader, SpanSet};
+pub use metrics::{MetricsQuery, parse_metrics};
 
 /// Parses a TraceQL query. Syntax errors carry Tempo-style messages and positions.
 pub fn parse(query: &str) -> Result<Query, ParseError> {
@@ -425,6 +427,12 @@ pub trait TraceView {
             Some(Value::Str(s)) => vec![s],
             _ => Vec::new(),
         }
+    }
+
+    /// Every span, resource and instrumentation-scope attribute of the span, with its scope
+    /// (what `compare()` breaks down by). The default has none.
+    fn for_each_attribute(&self, span: usize, f: &mut dyn FnMut(AttrScope, &str, Value<'_>)) {
+        let _ = (span, f);
     }
 }
 

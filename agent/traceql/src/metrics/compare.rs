@@ -1,0 +1,222 @@
+//! `compare({ selection }, topN, start, end)`: for every attribute of the observed spans, how
+//! many spans carry each value inside the selection and outside it (the baseline), per
+//! interval — what Grafana's Traces Drilldown shows as "comparison".
+use std::collections::HashMap;
+
+use super::super::eval::FieldReader;
+use super::super::{AttrScope, Intrinsic, TraceView, Value};
+use super::accumulate::{Interner, Owned, Partial};
+use super::{CompareSpec, LabelValue};
+
+/// Counts per `(selection?, attribute, value)` and totals per `(selection?, attribute)`; the
+/// attribute is interned as its label (`resource.service.name`, `name`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CompareCells {
+    values: HashMap<(bool, u32, u32), Vec<f64>>,
+    totals: HashMap<(bool, u32), Vec<f64>>,
+    /// Attribute labels by scope and name, so a span's attribute is found without formatting.
+    names: HashMap<Option<AttrScope>, HashMap<Box<str>, u32>>,
+}
+
+impl CompareCells {
+    pub(crate) fn len(&self) -> usize {
+        self.values.len() + self.totals.len()
+    }
+
+    /// Adds `other`; false when values were dropped at `limit`.
+    pub(crate) fn merge(
+        &mut self,
+        interner: &mut Interner,
+        from: &Interner,
+        other: CompareCells,
+        limit: usize,
+    ) -> bool {
+        let mut complete = true;
+        for ((sel, a, v), counts) in other.values {
+            let key = (
+                sel,
+                interner.translate(from, a),
+                interner.translate(from, v),
+            );
+            if !self.values.contains_key(&key) && self.len() >= limit {
+                complete = false;
+                continue;
+            }
+            add(
+                self.values
+                    .entry(key)
+                    .or_insert_with(|| vec![0.0; counts.len()]),
+                &counts,
+            );
+        }
+        for ((sel, a), counts) in other.totals {
+            let key = (sel, interner.translate(from, a));
+            add(
+                self.totals
+                    .entry(key)
+                    .or_insert_with(|| vec![0.0; counts.len()]),
+                &counts,
+            );
+        }
+        complete
+    }
+}
+
+fn add(into: &mut [f64], from: &[f64]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
+}
+
+/// The label of an attribute, interned once per distinct name.
+fn name_id(
+    cells: &mut CompareCells,
+    interner: &mut Interner,
+    scope: Option<AttrScope>,
+    name: &str,
+) -> u32 {
+    if let Some(&id) = cells.names.get(&scope).and_then(|m| m.get(name)) {
+        return id;
+    }
+    let label = match scope {
+        Some(s) => format!("{}.{name}", s.as_str()),
+        None => name.to_string(),
+    };
+    let id = interner.id(&Value::Str(label.into()));
+    cells
+        .names
+        .entry(scope)
+        .or_default()
+        .insert(name.into(), id);
+    id
+}
+
+/// Intrinsics `compare()` breaks down by (durations and ids are left out, as in Tempo).
+const INTRINSICS: [Intrinsic; 6] = [
+    Intrinsic::Name,
+    Intrinsic::Status,
+    Intrinsic::Kind,
+    Intrinsic::StatusMessage,
+    Intrinsic::RootName,
+    Intrinsic::RootServiceName,
+];
+
+pub(crate) fn observe<T: TraceView + ?Sized>(
+    spec: &CompareSpec,
+    reader: &FieldReader<'_, T>,
+    spans: &[usize],
+    acc: &mut Partial,
+) {
+    let trace = reader.trace();
+    let req = acc.req;
+    let n = req.intervals();
+    let max = req.max_series;
+    let Some(mut cells) = acc.compare.take() else {
+        return;
+    };
+    let mut dropped = false;
+    for &s in spans {
+        let ts = trace.start_unix_nanos(s);
+        let Some(interval) = req.interval(ts) else {
+            continue;
+        };
+        let in_window = spec.window == (0, 0) || (ts > spec.window.0 && ts <= spec.window.1);
+        let sel = in_window && matches!(reader.field(&spec.selection, s), Value::Bool(true));
+        let mut attrs: Vec<(u32, u32)> = Vec::new();
+        {
+            let interner = &mut acc.interner;
+            for i in INTRINSICS {
+                let v = match reader.intrinsic(s, i) {
+                    Value::Nil => continue,
+                    Value::Str(s) if s.is_empty() => continue,
+                    v => v,
+                };
+                let a = name_id(&mut cells, interner, None, i.as_str());
+                attrs.push((a, interner.id(&v)));
+            }
+            trace.for_each_attribute(s, &mut |scope, name, v| {
+                if matches!(v, Value::Duration(_)) {
+                    return;
+                }
+                let a = name_id(&mut cells, interner, Some(scope), name);
+                attrs.push((a, interner.id(&v)));
+            });
+        }
+        for (a, v) in attrs {
+            let key = (sel, a, v);
+            if !cells.values.contains_key(&key) && cells.len() >= max {
+                dropped = true;
+                continue;
+            }
+            if let Some(c) = cells
+                .values
+                .entry(key)
+                .or_insert_with(|| vec![0.0; n])
+                .get_mut(interval)
+            {
+                *c += 1.0;
+            }
+            if let Some(c) = cells
+                .totals
+                .entry((sel, a))
+                .or_insert_with(|| vec![0.0; n])
+                .get_mut(interval)
+            {
+                *c += 1.0;
+            }
+        }
+        acc.count_span();
+    }
+    acc.truncated |= dropped;
+    acc.compare = Some(cells);
+}
+
+/// The final series of `compare()`: the top values of each attribute by total count, inside
+/// and outside the selection, and the totals per attribute, with Tempo's `__meta_type` labels.
+pub(crate) fn series(
+    cells: &CompareCells,
+    interner: &Interner,
+    top_n: usize,
+) -> Vec<(Vec<(String, LabelValue)>, Vec<f64>)> {
+    let label = |id: u32| match interner.get(id) {
+        Owned::Str(s) => s.to_string(),
+        _ => String::new(),
+    };
+    let meta = |t: &str| ("__meta_type".to_string(), LabelValue::Str(t.to_string()));
+    let mut out = Vec::new();
+    let mut by_attr: HashMap<(bool, u32), Vec<(u32, &Vec<f64>, f64)>> = HashMap::new();
+    for (&(sel, a, v), counts) in &cells.values {
+        by_attr
+            .entry((sel, a))
+            .or_default()
+            .push((v, counts, counts.iter().sum()));
+    }
+    for ((sel, a), mut values) in by_attr {
+        values.sort_by(|x, y| {
+            y.2.total_cmp(&x.2).then_with(|| {
+                super::finish::label_value(interner.get(x.0))
+                    .sort_key()
+                    .cmp(&super::finish::label_value(interner.get(y.0)).sort_key())
+            })
+        });
+        for (v, counts, _) in values.into_iter().take(top_n) {
+            let labels = vec![
+                meta(if sel { "selection" } else { "baseline" }),
+                (label(a), super::finish::label_value(interner.get(v))),
+            ];
+            out.push((labels, counts.clone()));
+        }
+    }
+    for (&(sel, a), counts) in &cells.totals {
+        let labels = vec![
+            meta(if sel {
+                "selection_total"
+            } else {
+                "baseline_total"
+            }),
+            (label(a), LabelValue::Str("nil".into())),
+        ];
+        out.push((labels, counts.clone()));
+    }
+    out
+}
