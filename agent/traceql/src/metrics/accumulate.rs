@@ -146,6 +146,8 @@ pub struct Partial {
     pub(crate) compare: Option<CompareCells>,
     exemplar_traces: usize,
     pub(crate) truncated: bool,
+    /// Traces offered to [`MetricsQuery::observe`], matching or not.
+    pub(crate) traces: u64,
     spans: u64,
     bytes: usize,
 }
@@ -161,6 +163,7 @@ impl Partial {
             compare: agg.is_none().then(CompareCells::default),
             exemplar_traces: 0,
             truncated: false,
+            traces: 0,
             spans: 0,
             bytes: 0,
         }
@@ -252,6 +255,7 @@ impl Partial {
     /// Adds `other` (computed for the same query and request) into `self`.
     pub fn merge(&mut self, other: Partial) {
         self.spans += other.spans;
+        self.traces += other.traces;
         self.truncated |= other.truncated;
         self.exemplar_traces += other.exemplar_traces;
         let agg = self.agg;
@@ -339,6 +343,7 @@ impl MetricsQuery {
     /// Observes the spans of one trace (or trace fragment) that the query selects and that
     /// start in the request's range.
     pub fn observe<T: TraceView + ?Sized>(&self, trace: &T, acc: &mut Partial) {
+        acc.traces += 1;
         let reader = FieldReader::new(trace);
         let spans: Vec<usize> = if self.match_all {
             (0..trace.span_count()).collect()

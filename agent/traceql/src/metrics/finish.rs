@@ -114,8 +114,10 @@ impl MetricsQuery {
     /// The final series for everything observed into `acc`.
     pub fn finish(&self, mut acc: Partial) -> MetricsResult {
         let req = acc.req;
-        // Like Tempo, an ungrouped count or rate has its series even when nothing matched.
+        // Like Tempo, an ungrouped count or rate has its series even when nothing matched, as
+        // long as there was data to look at.
         if let Function::Simple(f) = &self.function
+            && acc.traces > 0
             && f.by.is_empty()
             && f.agg != Agg::Buckets
             && acc.series.is_empty()

@@ -291,6 +291,12 @@ fn functions(#[case] q: &str, #[case] want: Vec<(&str, Vec<Option<f64>>)>) {
 }
 
 #[test]
+fn no_data_gives_no_series() {
+    let mq = parse_metrics("{} | rate()").unwrap();
+    assert_eq!(mq.finish(mq.partial(&req())), MetricsResult::default());
+}
+
+#[test]
 fn samples_are_stamped_with_interval_ends() {
     let r = run_with("{} | count_over_time()", &req());
     let stamps: Vec<i64> = r.series[0].samples.iter().map(|s| s.0).collect();
