@@ -33,6 +33,10 @@ pub struct Args {
     /// Keep the data directory here (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Spread the traces' start times evenly over this many seconds before now (the TraceQL
+    /// metrics queries read the last hour).
+    #[arg(long, default_value_t = 3600)]
+    spread_secs: u64,
 }
 
 fn target_dir() -> PathBuf {
@@ -218,8 +222,11 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
     let mut batches = Vec::new();
     let mut total = 0;
     let now = now_ns();
+    let spread = args.spread_secs.saturating_mul(1_000_000_000);
     while total < args.spans {
-        let b = g.batch(args.batch.min(args.spans - total).max(3), now);
+        // Oldest first, as a live system would have sent them.
+        let at = now - spread + (spread as u128 * total as u128 / args.spans as u128) as u64;
+        let b = g.batch(args.batch.min(args.spans - total).max(3), at);
         total += b.spans;
         batches.push(b);
     }
@@ -436,6 +443,8 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         );
     }
 
+    metrics_queries(&client, &api, start, end).await?;
+
     // 4. Ack → findable.
     let mut by_id = Vec::new();
     let mut by_search = Vec::new();
@@ -534,5 +543,46 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         "  store CPU total ............. {:.1} s",
         cpu_seconds(pid)? - cpu0
     );
+    Ok(())
+}
+
+/// TraceQL metrics over the last hour (what Grafana's metrics panels and Traces Drilldown run).
+async fn metrics_queries(client: &reqwest::Client, api: &str, start: u64, end: u64) -> Result<()> {
+    for q in [
+        "{} | rate() by (resource.service.name)",
+        "{ status = error } | count_over_time() by (resource.service.name)",
+        "{ span.http.request.method = \"POST\" } | quantile_over_time(duration, .5, .99)",
+        "{} | compare({ status = error })",
+    ] {
+        let mut l = Vec::new();
+        let (mut series, mut spans) = (0, String::new());
+        for _ in 0..20 {
+            let t = Instant::now();
+            let r = client
+                .get(format!("{api}/api/metrics/query_range"))
+                .query(&[
+                    ("q", q),
+                    ("start", &start.to_string()),
+                    ("end", &end.to_string()),
+                ])
+                .send()
+                .await?;
+            if r.status() != 200 {
+                bail!("query_range {q}: {} {}", r.status(), r.text().await?);
+            }
+            let v: serde_json::Value = r.json().await?;
+            l.push(t.elapsed().as_secs_f64() * 1000.0);
+            series = v["series"].as_array().map_or(0, Vec::len);
+            spans = v["metrics"]["inspectedSpans"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string();
+        }
+        println!(
+            "  query_range {q:<58} p50/p99 {:.1} / {:.1} ms, {series} series, {spans} spans",
+            pct(&mut l, 50.0),
+            pct(&mut l, 99.0)
+        );
+    }
     Ok(())
 }
