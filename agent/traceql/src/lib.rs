@@ -10,10 +10,11 @@
 //! [`Query::eval_spansets`] answers as one span set per group. Hints
 //! (`with (most_recent=true)`) are kept in [`Query::hints`]. Beyond Tempo, `parent.foo`,
 //! `parent.span.foo` and `parent.resource.foo` read the span's parent's attributes. Metrics
-//! functions, the bare `parent` intrinsic and scalar filters other than `aggregate op number`
-//! are parsed and then rejected with
-//! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
-//! query for its spanset part, as Tempo's search endpoint does.
+//! queries (`{ } | rate() by (...)`, the `*_over_time` functions, `compare()`, `topk`,
+//! `bottomk`, `> 10`) are compiled by [`parse_metrics`] and computed by [`metrics`]; [`parse`]
+//! rejects them with [`ErrorKind::Unsupported`], and [`parse_search`] accepts one for its
+//! spanset part, as Tempo's search endpoint does. The bare `parent` intrinsic and scalar
+//! filters other than `aggregate op number` are rejected as unsupported.
 //!
 //! Semantics follow Tempo:
 //! * regexes are RE2 syntax, fully anchored and `.` matches newlines (`^(?s:re)$`);

@@ -1,6 +1,7 @@
 //! `cargo xtask bench store`: OTLP/HTTP load on the embedded store with generated realistic
-//! traces (the load of shared/research/tempo-bench.md), then by-id and search latency and
-//! ack→findable latency. Prints figures; it is not a pass/fail test.
+//! traces (the load of shared/research/tempo-bench.md) spread over the last hour, then by-id,
+//! search and TraceQL metrics (query_range) latency and ack→findable latency. Prints figures;
+//! it is not a pass/fail test.
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -419,30 +420,14 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
         r#"{ span.http.response.status_code >= 500 }"#,
         r#"{ duration > 100ms && span.http.request.method = "POST" }"#,
     ] {
-        let mut l = Vec::new();
-        let mut n = 0;
-        for _ in 0..20 {
-            let t = Instant::now();
-            let r = client
-                .get(format!("{api}/api/search"))
-                .query(&[
-                    ("q", q),
-                    ("start", &start.to_string()),
-                    ("end", &end.to_string()),
-                ])
-                .send()
-                .await?;
-            let v: serde_json::Value = r.json().await?;
-            l.push(t.elapsed().as_secs_f64() * 1000.0);
-            n = v["traces"].as_array().map_or(0, Vec::len);
-        }
+        let (mut l, v) = timed(&client, &format!("{api}/api/search"), q, start, end).await?;
+        let n = v["traces"].as_array().map_or(0, Vec::len);
         println!(
             "  search {q:<58} p50/p99 {:.1} / {:.1} ms, {n} traces",
             pct(&mut l, 50.0),
             pct(&mut l, 99.0)
         );
     }
-
     metrics_queries(&client, &api, start, end).await?;
 
     // 4. Ack → findable.
@@ -546,6 +531,37 @@ async fn bench(args: &Args, pid: u32, api_port: u16, http_port: u16, data: &Path
     Ok(())
 }
 
+/// Runs query `q` over `[start, end]` (unix seconds) 20 times: latencies in ms and the last
+/// answer.
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    q: &str,
+    start: u64,
+    end: u64,
+) -> Result<(Vec<f64>, serde_json::Value)> {
+    let mut l = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = client
+            .get(url)
+            .query(&[
+                ("q", q),
+                ("start", &start.to_string()),
+                ("end", &end.to_string()),
+            ])
+            .send()
+            .await?;
+        if r.status() != 200 {
+            bail!("{url} {q}: {} {}", r.status(), r.text().await?);
+        }
+        last = r.json().await?;
+        l.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((l, last))
+}
+
 /// TraceQL metrics over the last hour (what Grafana's metrics panels and Traces Drilldown run).
 async fn metrics_queries(client: &reqwest::Client, api: &str, start: u64, end: u64) -> Result<()> {
     for q in [
@@ -554,30 +570,10 @@ async fn metrics_queries(client: &reqwest::Client, api: &str, start: u64, end: u
         "{ span.http.request.method = \"POST\" } | quantile_over_time(duration, .5, .99)",
         "{} | compare({ status = error })",
     ] {
-        let mut l = Vec::new();
-        let (mut series, mut spans) = (0, String::new());
-        for _ in 0..20 {
-            let t = Instant::now();
-            let r = client
-                .get(format!("{api}/api/metrics/query_range"))
-                .query(&[
-                    ("q", q),
-                    ("start", &start.to_string()),
-                    ("end", &end.to_string()),
-                ])
-                .send()
-                .await?;
-            if r.status() != 200 {
-                bail!("query_range {q}: {} {}", r.status(), r.text().await?);
-            }
-            let v: serde_json::Value = r.json().await?;
-            l.push(t.elapsed().as_secs_f64() * 1000.0);
-            series = v["series"].as_array().map_or(0, Vec::len);
-            spans = v["metrics"]["inspectedSpans"]
-                .as_str()
-                .unwrap_or("0")
-                .to_string();
-        }
+        let url = format!("{api}/api/metrics/query_range");
+        let (mut l, v) = timed(client, &url, q, start, end).await?;
+        let series = v["series"].as_array().map_or(0, Vec::len);
+        let spans = v["metrics"]["inspectedSpans"].as_str().unwrap_or("0");
         println!(
             "  query_range {q:<58} p50/p99 {:.1} / {:.1} ms, {series} series, {spans} spans",
             pct(&mut l, 50.0),

@@ -1,37 +1,12 @@
 //! In-process tests of the TraceQL metrics API: Tempo's JSON and protobuf shapes, parameters,
 //! 400 texts and tenants.
-use axum::{body::Body, http::Request};
 use prost::Message;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use super::{router, tempopb};
+use super::{tempopb, tests::call};
 use crate::{ManualClock, Store, ids::SINGLE_TENANT, testutil::*};
 
 const S: u64 = 1_000_000_000;
-
-async fn call(store: &Store, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    let mut b = Request::builder().uri(path);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = router(store.clone())
-        .oneshot(b.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 24)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, ct, body)
-}
 
 /// A store whose clock reads T0 + 120 s, holding: service "a" spans at T0+1 s (trace 1) and
 /// T0+31 s (trace 2, an error), service "b" at T0+2 s (trace 1). Trace 1 is in a block.

@@ -7,25 +7,6 @@ use super::super::{Intrinsic, KindValue, StatusValue, TraceView, Value};
 use super::compare::CompareCells;
 use super::{Agg, Function, MAX_GROUP_BYS, MetricsQuery, MetricsRequest, Simple};
 
-/// An owned label value.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Owned {
-    Str(Box<str>),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Duration(u64),
-    Status(StatusValue),
-    Kind(KindValue),
-    Nil,
-}
-
-impl Owned {
-    pub(crate) fn is_nil(&self) -> bool {
-        matches!(self, Owned::Nil)
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum ScalarKey {
     Int(i64),
@@ -43,7 +24,7 @@ enum ScalarKey {
 pub(crate) struct Interner {
     strs: HashMap<Box<str>, u32>,
     scalars: HashMap<ScalarKey, u32>,
-    values: Vec<Owned>,
+    values: Vec<Value<'static>>,
 }
 
 impl Interner {
@@ -54,9 +35,8 @@ impl Interner {
                     return id;
                 }
                 let id = self.values.len() as u32;
-                let owned: Box<str> = s.as_ref().into();
-                self.strs.insert(owned.clone(), id);
-                self.values.push(Owned::Str(owned));
+                self.strs.insert(s.as_ref().into(), id);
+                self.values.push(v.clone().into_owned());
                 return id;
             }
             Value::Int(n) => ScalarKey::Int(*n),
@@ -72,42 +52,24 @@ impl Interner {
         }
         let id = self.values.len() as u32;
         self.scalars.insert(scalar, id);
-        self.values.push(match v {
-            Value::Int(n) => Owned::Int(*n),
-            Value::Float(f) => Owned::Float(*f),
-            Value::Bool(b) => Owned::Bool(*b),
-            Value::Duration(d) => Owned::Duration(*d),
-            Value::Status(s) => Owned::Status(*s),
-            Value::Kind(k) => Owned::Kind(*k),
-            _ => Owned::Nil,
-        });
+        self.values.push(v.clone().into_owned());
         id
     }
 
-    pub(crate) fn get(&self, id: u32) -> &Owned {
-        self.values.get(id as usize).unwrap_or(&Owned::Nil)
+    pub(crate) fn get(&self, id: u32) -> &Value<'static> {
+        self.values.get(id as usize).unwrap_or(&Value::Nil)
     }
 
     /// The id in `self` of value `id` of `other`.
     pub(crate) fn translate(&mut self, other: &Interner, id: u32) -> u32 {
-        let v = match other.get(id) {
-            Owned::Str(s) => Value::Str(std::borrow::Cow::Borrowed(s)),
-            Owned::Int(n) => Value::Int(*n),
-            Owned::Float(f) => Value::Float(*f),
-            Owned::Bool(b) => Value::Bool(*b),
-            Owned::Duration(d) => Value::Duration(*d),
-            Owned::Status(s) => Value::Status(*s),
-            Owned::Kind(k) => Value::Kind(*k),
-            Owned::Nil => Value::Nil,
-        };
-        self.id(&v)
+        self.id(other.get(id))
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.values
             .iter()
             .map(|v| match v {
-                Owned::Str(s) => 2 * s.len() + 64,
+                Value::Str(s) => 2 * s.len() + 64,
                 _ => 48,
             })
             .sum()
@@ -121,7 +83,7 @@ pub(crate) const UNUSED: u32 = u32::MAX;
 /// An exemplar before the final series exist.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RawExemplar {
-    pub labels: Vec<(String, Owned)>,
+    pub labels: Vec<(String, Value<'static>)>,
     /// NaN: take the sample's value at the end (counts, rates, histograms).
     pub value: f64,
     pub ts_ns: u64,
@@ -419,13 +381,13 @@ impl MetricsQuery {
             ("span:id", Intrinsic::SpanId),
         ] {
             if let Some(v) = trace.intrinsic(span, which) {
-                labels.push((name.to_string(), owned(&v)));
+                labels.push((name.to_string(), v.into_owned()));
             }
         }
         for (by, label) in f.by.iter().zip(&f.by_labels) {
             let v = reader.field(by, span);
             if v != Value::Nil {
-                labels.push((label.clone(), owned(&v)));
+                labels.push((label.clone(), v.into_owned()));
             }
         }
         if let Some(s) = acc.series.get_mut(series) {
@@ -435,18 +397,5 @@ impl MetricsQuery {
                 ts_ns: ts,
             });
         }
-    }
-}
-
-pub(crate) fn owned(v: &Value<'_>) -> Owned {
-    match v {
-        Value::Str(s) => Owned::Str(s.as_ref().into()),
-        Value::Int(n) => Owned::Int(*n),
-        Value::Float(f) => Owned::Float(*f),
-        Value::Bool(b) => Owned::Bool(*b),
-        Value::Duration(d) => Owned::Duration(*d),
-        Value::Status(s) => Owned::Status(*s),
-        Value::Kind(k) => Owned::Kind(*k),
-        Value::Nil => Owned::Nil,
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::super::eval::FieldReader;
 use super::super::{AttrScope, Intrinsic, TraceView, Value};
-use super::accumulate::{Interner, Owned, Partial};
+use super::accumulate::{Interner, Partial};
 use super::{CompareSpec, LabelValue};
 
 /// Counts per `(selection?, attribute, value)` and totals per `(selection?, attribute)`; the
@@ -179,7 +179,7 @@ pub(crate) fn series(
     top_n: usize,
 ) -> Vec<(Vec<(String, LabelValue)>, Vec<f64>)> {
     let label = |id: u32| match interner.get(id) {
-        Owned::Str(s) => s.to_string(),
+        Value::Str(s) => s.to_string(),
         _ => String::new(),
     };
     let meta = |t: &str| ("__meta_type".to_string(), LabelValue::Str(t.to_string()));

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::super::ast::{BinaryOp, SecondStage};
 use super::super::{Value, format_duration};
-use super::accumulate::{Cells, Interner, Owned, Partial, RawExemplar, UNUSED};
+use super::accumulate::{Cells, Interner, Partial, RawExemplar, UNUSED};
 use super::{
     Agg, Exemplar, Function, LabelValue, MAX_GROUP_BYS, MetricsKind, MetricsQuery, MetricsRequest,
     MetricsResult, Series, Simple,
@@ -13,16 +13,16 @@ use super::{
 /// Most exemplars in one stretch of time: the range is cut in `exemplars / 2` stretches.
 const EXEMPLARS_PER_BUCKET: usize = 2;
 
-pub(crate) fn label_value(v: &Owned) -> LabelValue {
+pub(crate) fn label_value(v: &Value<'_>) -> LabelValue {
     match v {
-        Owned::Str(s) => LabelValue::Str(s.to_string()),
-        Owned::Int(n) => LabelValue::Int(*n),
-        Owned::Float(f) => LabelValue::Float(*f),
-        Owned::Bool(b) => LabelValue::Bool(*b),
-        Owned::Duration(d) => LabelValue::Str(format_duration(*d)),
-        Owned::Status(s) => LabelValue::Str(s.as_str().into()),
-        Owned::Kind(k) => LabelValue::Str(k.as_str().into()),
-        Owned::Nil => LabelValue::Str("nil".into()),
+        Value::Str(s) => LabelValue::Str(s.to_string()),
+        Value::Int(n) => LabelValue::Int(*n),
+        Value::Float(f) => LabelValue::Float(*f),
+        Value::Bool(b) => LabelValue::Bool(*b),
+        Value::Duration(d) => LabelValue::Str(format_duration(*d)),
+        Value::Status(s) => LabelValue::Str(s.as_str().into()),
+        Value::Kind(k) => LabelValue::Str(k.as_str().into()),
+        Value::Nil => LabelValue::Str("nil".into()),
     }
 }
 
@@ -98,7 +98,7 @@ fn group_labels(
         .by_labels
         .iter()
         .zip(key)
-        .filter(|(_, id)| !interner.get(**id).is_nil())
+        .filter(|(_, id)| *interner.get(**id) != Value::Nil)
         .map(|(name, id)| (name.clone(), label_value(interner.get(*id))))
         .collect();
     if labels.is_empty()
@@ -261,7 +261,7 @@ fn quantiles(f: &Simple, all: &[Cells], interner: &Interner, req: &MetricsReques
             groups.len() - 1
         });
         let b = match interner.get(s.key[MAX_GROUP_BYS]) {
-            Owned::Float(b) => *b,
+            Value::Float(b) => *b,
             _ => continue,
         };
         for (i, &c) in s.cells.iter().enumerate() {
