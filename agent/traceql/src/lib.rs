@@ -46,6 +46,7 @@
 
 pub(crate) mod ast;
 pub(crate) mod eval;
+pub mod hash;
 pub(crate) mod lexer;
 pub mod metrics;
 pub(crate) mod parser;

@@ -20,7 +20,7 @@ use super::{ApiState, Params, json_response, limits, metrics_params, tempopb, te
 use crate::{
     Store,
     metrics::Metrics,
-    query::{ScanStats, metrics::MetricsOutcome},
+    query::{metrics::MetricsOutcome, scan::ScanStats},
 };
 
 /// Most intervals in a range (Tempo's `max_intervals`).

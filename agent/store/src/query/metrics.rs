@@ -2,17 +2,14 @@
 //! blocks; row groups skipped by the query's strings; the query's budget), one
 //! [`Partial`](traceql::metrics::Partial) per source merged into the answer, so a later stream
 //! can send each source's partial as it completes.
-use std::cell::RefCell;
-
 use sonde_traceql::{
     self as traceql,
-    metrics::{MetricsRequest, MetricsResult},
+    metrics::{MetricsRequest, MetricsResult, Partial},
 };
 
 use super::{
-    Scan, ScanStats,
     budget::{Budget, QueryError},
-    prefilter_strings,
+    scan::{Scan, ScanStats, prefilter_strings},
     traceql_view::QlTrace,
 };
 use crate::Store;
@@ -26,6 +23,15 @@ pub struct MetricsOutcome {
     pub spans: u64,
 }
 
+/// Most threads one metrics query reads blocks with.
+const MAX_THREADS: usize = 4;
+
+/// A thread's share: the partial of everything it read and of the source it is reading.
+struct Worker {
+    total: Partial,
+    current: Partial,
+}
+
 impl Store {
     /// Compute `query` over the tenants' data for `req`, stopping when `budget` runs out.
     ///
@@ -36,20 +42,21 @@ impl Store {
         tenants: &[String],
         query: &traceql::MetricsQuery,
         req: &MetricsRequest,
-        budget: &mut Budget,
+        budget: &Budget,
     ) -> Result<MetricsOutcome, QueryError> {
-        self.metrics_by_source(tenants, query, req, budget, &mut |_| {})
+        self.metrics_by_source(tenants, query, req, budget, &|_| {})
     }
 
-    /// Like [`Store::metrics_within`], handing each source's partial to `each` (for a stream)
-    /// before it is merged into the answer.
+    /// Like [`Store::metrics_within`], handing each source's partial (live traces, a pending
+    /// batch, a block) to `each` before it is merged into the answer — what a stream would
+    /// send. Blocks are read by up to one thread per core.
     pub fn metrics_by_source(
         &self,
         tenants: &[String],
         query: &traceql::MetricsQuery,
         req: &MetricsRequest,
-        budget: &mut Budget,
-        each: &mut dyn FnMut(&traceql::metrics::Partial),
+        budget: &Budget,
+        each: &(dyn Fn(&Partial) + Sync),
     ) -> Result<MetricsOutcome, QueryError> {
         let strings = prefilter_strings(&query.conditions());
         let scan = Scan {
@@ -57,27 +64,34 @@ impl Store {
             end_ns: req.end_ns,
             strings: &strings,
         };
-        let mut total = query.partial(req);
-        // The partial of the source being read (the trace visitor and the end-of-source hook
-        // both need it).
-        let current = RefCell::new(query.partial(req));
-        let stats = self.scan(
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, MAX_THREADS);
+        let mut workers: Vec<Worker> = (0..threads)
+            .map(|_| Worker {
+                total: query.partial(req),
+                current: query.partial(req),
+            })
+            .collect();
+        let stats = self.scan_parallel(
             tenants,
             &scan,
             budget,
-            &mut |t| {
-                query.observe(&QlTrace::new(t), &mut current.borrow_mut());
-                true
-            },
-            &mut |_| {
-                let done = current.replace(query.partial(req));
+            &mut workers,
+            &|w, t| query.observe(&QlTrace::new(t), &mut w.current),
+            &|w, _| {
+                let done = std::mem::replace(&mut w.current, query.partial(req));
                 if done.spans() > 0 || done.series_count() > 0 {
                     each(&done);
-                    total.merge(done);
                 }
+                w.total.merge(done);
             },
         )?;
-        total.merge(current.into_inner());
+        let mut total = query.partial(req);
+        for w in workers {
+            total.merge(w.total);
+            total.merge(w.current);
+        }
         let spans = total.spans();
         Ok(MetricsOutcome {
             result: query.finish(total),

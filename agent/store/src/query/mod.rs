@@ -3,6 +3,7 @@
 //! trace [`view`] and its TraceQL [`traceql_view`].
 pub mod budget;
 pub mod metrics;
+pub mod scan;
 #[cfg(test)]
 mod span_set_tests;
 pub mod traceql_view;
@@ -618,141 +619,6 @@ impl Store {
         res.traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
         Ok(res)
     }
-
-    /// Visit every trace overlapping the window (live, pending, blocks) until `f` returns
-    /// false, stopping with an error when `budget` runs out.
-    pub fn for_each_trace(
-        &self,
-        tenants: &[String],
-        start_ns: u64,
-        end_ns: u64,
-        budget: &mut Budget,
-        f: &mut dyn FnMut(TraceRef<'_>) -> bool,
-    ) -> Result<(), QueryError> {
-        let scan = Scan {
-            start_ns,
-            end_ns,
-            strings: &[],
-        };
-        self.scan(tenants, &scan, budget, f, &mut |_| {})
-            .map(|_| ())
-    }
-
-    /// Visit every trace overlapping the scan's window — live traces, then pending batches,
-    /// then blocks (skipping row groups whose dictionary lacks one of `scan.strings`) — until
-    /// `f` returns false. `done` is called after each source (the live traces, a pending batch,
-    /// a block) so a caller can keep one partial result per source. Stops with an error when
-    /// `budget` runs out.
-    pub fn scan(
-        &self,
-        tenants: &[String],
-        scan: &Scan<'_>,
-        budget: &mut Budget,
-        f: &mut dyn FnMut(TraceRef<'_>) -> bool,
-        done: &mut dyn FnMut(Source),
-    ) -> Result<ScanStats, QueryError> {
-        let (start_ns, end_ns) = (scan.start_ns, scan.end_ns);
-        let mut stats = ScanStats::default();
-        let overlaps = |t: &TraceRef<'_>| t.start() <= end_ns && t.end() >= start_ns;
-        for t in self.query_tenants(tenants) {
-            let ids: Vec<TraceId> = t.lock_state().live.traces.keys().copied().collect();
-            for chunk in ids.chunks(LIVE_CHUNK) {
-                let st = t.lock_state();
-                for id in chunk {
-                    budget.check()?;
-                    let Some(lt) = st.live.traces.get(id) else {
-                        continue;
-                    };
-                    let tr = TraceRef {
-                        table: &st.live.table,
-                        id,
-                        spans: &lt.spans,
-                    };
-                    stats.traces += 1;
-                    stats.bytes += lt.payload.len() as u64;
-                    if overlaps(&tr) && !f(tr) {
-                        return Ok(stats);
-                    }
-                }
-            }
-            done(Source::Live);
-            for p in t.pendings() {
-                for (id, lt) in &p.traces {
-                    budget.check()?;
-                    let tr = TraceRef {
-                        table: &p.table,
-                        id,
-                        spans: &lt.spans,
-                    };
-                    stats.traces += 1;
-                    if overlaps(&tr) && !f(tr) {
-                        return Ok(stats);
-                    }
-                }
-                done(Source::Pending);
-            }
-            for b in t.blocks() {
-                if b.meta.min_start_ns > end_ns || b.meta.max_end_ns < start_ns {
-                    continue;
-                }
-                stats.blocks += 1;
-                stats.block_bytes += b.meta.total_bytes();
-                for gi in 0..b.groups.len() {
-                    let ge = b.groups[gi];
-                    if ge.min_start > end_ns
-                        || ge.max_end < start_ns
-                        || !b.group_may_have_all(gi, scan.strings)
-                    {
-                        continue;
-                    }
-                    budget.check()?;
-                    let g = self.inner.cache.get(&b, gi)?;
-                    stats.bytes += u64::from(ge.len);
-                    for i in 0..g.traces.len() {
-                        budget.check()?;
-                        let tr = g.trace(i);
-                        stats.traces += 1;
-                        if overlaps(&tr) && !f(tr) {
-                            return Ok(stats);
-                        }
-                    }
-                }
-                done(Source::Block);
-            }
-        }
-        Ok(stats)
-    }
-}
-
-/// What [`Store::scan`] reads: a time window and strings every matching trace's row group must
-/// hold (see [`prefilter_strings`]).
-pub struct Scan<'a> {
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub strings: &'a [TraceId],
-}
-
-/// Where the traces just visited came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Live,
-    Pending,
-    Block,
-}
-
-/// What a scan read.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct ScanStats {
-    pub traces: u64,
-    pub bytes: u64,
-    pub blocks: u64,
-    pub block_bytes: u64,
-}
-
-/// Row-group dictionary keys of the strings a query's conditions require (`= "literal"` on
-/// attributes and string intrinsics): a group lacking one cannot match.
-pub fn prefilter_strings(conditions: &[traceql::Condition]) -> Vec<TraceId> {
-    prefilter_conditions(conditions).strings
 }
 
 /// Attribute scopes for tag names.

@@ -1,6 +1,6 @@
 //! Observing spans into a mergeable [`Partial`]: series keyed by interned `by()` values, one
 //! cell (two for averages) per interval, and raw exemplars.
-use std::collections::HashMap;
+use super::super::hash::FastMap as HashMap;
 
 use super::super::eval::FieldReader;
 use super::super::{Intrinsic, KindValue, StatusValue, TraceView, Value};
@@ -120,7 +120,7 @@ impl Partial {
             req,
             agg,
             interner: Interner::default(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             series: Vec::new(),
             compare: agg.is_none().then(CompareCells::default),
             exemplar_traces: 0,

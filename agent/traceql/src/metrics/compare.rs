@@ -1,7 +1,7 @@
 //! `compare({ selection }, topN, start, end)`: for every attribute of the observed spans, how
 //! many spans carry each value inside the selection and outside it (the baseline), per
 //! interval — what Grafana's Traces Drilldown shows as "comparison".
-use std::collections::HashMap;
+use super::super::hash::FastMap as HashMap;
 
 use super::super::eval::FieldReader;
 use super::super::{AttrScope, Intrinsic, TraceView, Value};
@@ -184,7 +184,7 @@ pub(crate) fn series(
     };
     let meta = |t: &str| ("__meta_type".to_string(), LabelValue::Str(t.to_string()));
     let mut out = Vec::new();
-    let mut by_attr: HashMap<(bool, u32), Vec<(u32, &Vec<f64>, f64)>> = HashMap::new();
+    let mut by_attr: HashMap<(bool, u32), Vec<(u32, &Vec<f64>, f64)>> = HashMap::default();
     for (&(sel, a, v), counts) in &cells.values {
         by_attr
             .entry((sel, a))

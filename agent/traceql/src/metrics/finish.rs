@@ -1,6 +1,6 @@
 //! From a merged [`Partial`] to Tempo's series: labels, per-interval values (rates, averages,
 //! quantiles), exemplars, the second stages, Tempo's order and the series limit.
-use std::collections::HashMap;
+use super::super::hash::FastMap as HashMap;
 
 use super::super::ast::{BinaryOp, SecondStage};
 use super::super::{Value, format_duration};
@@ -248,7 +248,7 @@ fn quantiles(f: &Simple, all: &[Cells], interner: &Interner, req: &MetricsReques
     }
     let n = req.intervals();
     let mut groups: Vec<Group<'_>> = Vec::new();
-    let mut index: HashMap<&[u32], usize> = HashMap::new();
+    let mut index: HashMap<&[u32], usize> = HashMap::default();
     let mut overall: Vec<(f64, f64)> = Vec::new();
     for s in all {
         let key = &s.key[..MAX_GROUP_BYS];
