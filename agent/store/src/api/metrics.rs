@@ -97,8 +97,10 @@ fn prepare(
             format_go_duration(MAX_DURATION_NS as i64)
         ));
     }
-    // The memory cap of a query bounds how many series it may hold.
-    let by_memory = store.config().search.max_result_bytes / query.series_bytes(&req).max(1);
+    // The memory cap of a query bounds how many series each of its partials may hold.
+    let by_memory = store.config().search.max_result_bytes
+        / query.series_bytes(&req).max(1)
+        / crate::query::metrics::partials_held();
     let asked = if mp.max_series == 0 {
         MAX_SERIES
     } else {

@@ -26,6 +26,19 @@ pub struct MetricsOutcome {
 /// Most threads one metrics query reads blocks with.
 const MAX_THREADS: usize = 4;
 
+/// Threads a metrics query reads blocks with: one per core, at most [`MAX_THREADS`].
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, MAX_THREADS)
+}
+
+/// Partials one metrics query holds at most at once (two per thread and the answer's), each
+/// up to the request's series limit: what a memory cap is divided by.
+pub fn partials_held() -> usize {
+    2 * threads() + 1
+}
+
 /// A thread's share: the partial of everything it read and of the source it is reading.
 struct Worker {
     total: Partial,
@@ -64,10 +77,7 @@ impl Store {
             end_ns: req.end_ns,
             strings: &strings,
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, MAX_THREADS);
-        let mut workers: Vec<Worker> = (0..threads)
+        let mut workers: Vec<Worker> = (0..threads())
             .map(|_| Worker {
                 total: query.partial(req),
                 current: query.partial(req),

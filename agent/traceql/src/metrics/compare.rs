@@ -16,11 +16,41 @@ pub(crate) struct CompareCells {
     totals: HashMap<(bool, u32), Vec<f64>>,
     /// Attribute labels by scope and name, so a span's attribute is found without formatting.
     names: HashMap<Option<AttrScope>, HashMap<Box<str>, u32>>,
+    /// Distinct values kept per `(selection?, attribute)`.
+    distinct: HashMap<(bool, u32), usize>,
+}
+
+/// Distinct values kept per attribute (inside or outside the selection): an attribute with more
+/// (ids, URLs) keeps its first ones and leaves room for the others.
+pub(crate) const MAX_VALUES_PER_ATTRIBUTE: usize = 500;
+
+enum Admit {
+    Yes,
+    /// The attribute has [`MAX_VALUES_PER_ATTRIBUTE`] values already.
+    AttributeFull,
+    /// The query's series limit is reached.
+    Full,
 }
 
 impl CompareCells {
     pub(crate) fn len(&self) -> usize {
         self.values.len() + self.totals.len()
+    }
+
+    /// Whether a count for `key` may be kept (counting a new value against the limits).
+    fn admit(&mut self, key: (bool, u32, u32), max: usize) -> Admit {
+        if self.values.contains_key(&key) {
+            return Admit::Yes;
+        }
+        let distinct = self.distinct.entry((key.0, key.1)).or_insert(0);
+        if *distinct >= MAX_VALUES_PER_ATTRIBUTE {
+            return Admit::AttributeFull;
+        }
+        if self.values.len() + self.totals.len() >= max {
+            return Admit::Full;
+        }
+        *distinct += 1;
+        Admit::Yes
     }
 
     /// Adds `other`; false when values were dropped at `limit`.
@@ -143,22 +173,25 @@ pub(crate) fn observe<T: TraceView + ?Sized>(
             });
         }
         for (a, v) in attrs {
-            let key = (sel, a, v);
-            if !cells.values.contains_key(&key) && cells.len() >= max {
-                dropped = true;
-                continue;
-            }
             if let Some(c) = cells
-                .values
-                .entry(key)
+                .totals
+                .entry((sel, a))
                 .or_insert_with(|| vec![0.0; n])
                 .get_mut(interval)
             {
                 *c += 1.0;
             }
+            match cells.admit((sel, a, v), max) {
+                Admit::Yes => {}
+                Admit::AttributeFull => continue,
+                Admit::Full => {
+                    dropped = true;
+                    continue;
+                }
+            }
             if let Some(c) = cells
-                .totals
-                .entry((sel, a))
+                .values
+                .entry((sel, a, v))
                 .or_insert_with(|| vec![0.0; n])
                 .get_mut(interval)
             {

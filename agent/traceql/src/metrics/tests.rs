@@ -573,3 +573,48 @@ fn intervals_are_right_closed(#[case] ts: u64, #[case] want: Option<usize>) {
 fn quantile_interpolation(#[case] p: f64, #[case] buckets: &[(f64, f64)], #[case] want: f64) {
     assert!((log2_quantile(p, buckets) - want).abs() < 1e-12);
 }
+
+#[test]
+fn compare_keeps_an_attributes_first_values_and_counts_every_span_in_totals() {
+    let spans: Vec<Span> = (0..600)
+        .map(|i| {
+            let mut s = span(
+                "01",
+                "op",
+                Some("a"),
+                1,
+                1,
+                KindValue::Server,
+                StatusValue::Ok,
+                None,
+            );
+            s.code = Some(i);
+            s
+        })
+        .collect();
+    let t = Trace {
+        id: "00000000000000000000000000000009",
+        spans,
+    };
+    let q = parse_metrics("{} | compare({ status = error }, 1000)").unwrap();
+    let mut acc = q.partial(&req());
+    q.observe(&t, &mut acc);
+    let r = q.finish(acc);
+    let t = table(&r, &req());
+    let codes = t
+        .iter()
+        .filter(|(k, _)| k.starts_with("{__meta_type=baseline,span.http.status_code="))
+        .count();
+    assert_eq!(codes, super::compare::MAX_VALUES_PER_ATTRIBUTE);
+    let get = |l: &str| t.iter().find(|(k, _)| k == l).map(|(_, v)| v[0]);
+    assert_eq!(
+        get("{__meta_type=baseline_total,span.http.status_code=nil}"),
+        Some(s(600.0))
+    );
+    // The other attributes still have their values.
+    assert_eq!(
+        get("{__meta_type=baseline,resource.service.name=a}"),
+        Some(s(600.0))
+    );
+    assert_eq!(r.truncated, None);
+}
