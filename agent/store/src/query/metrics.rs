@@ -1,5 +1,5 @@
-//! TraceQL metrics over the store: the same scan as search (live traces, pending batches,
-//! blocks; row groups skipped by the query's strings; the query's budget), one
+//! TraceQL metrics over the store: the scan tag lookups use too (live traces, pending batches,
+//! blocks' row groups, skipped by time and by the query's strings; the query's budget), one
 //! [`Partial`](traceql::metrics::Partial) per source merged into the answer, so a later stream
 //! can send each source's partial as it completes.
 use sonde_traceql::{
@@ -23,10 +23,10 @@ pub struct MetricsOutcome {
     pub spans: u64,
 }
 
-/// Most threads one metrics query reads blocks with.
+/// Most threads one metrics query reads row groups with.
 const MAX_THREADS: usize = 4;
 
-/// Threads a metrics query reads blocks with: one per core, at most [`MAX_THREADS`].
+/// Threads a metrics query reads row groups with: one per core, at most [`MAX_THREADS`].
 fn threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
@@ -61,8 +61,8 @@ impl Store {
     }
 
     /// Like [`Store::metrics_within`], handing each source's partial (live traces, a pending
-    /// batch, a block) to `each` before it is merged into the answer — what a stream would
-    /// send. Blocks are read by up to one thread per core.
+    /// batch, a row group of a block) to `each` before it is merged into the answer — what a
+    /// stream would send. Row groups are read by up to one thread per core.
     pub fn metrics_by_source(
         &self,
         tenants: &[String],

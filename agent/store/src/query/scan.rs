@@ -33,7 +33,8 @@ impl Scan<'_> {
 pub enum Source {
     Live,
     Pending,
-    Block,
+    /// A row group of a block.
+    Group,
 }
 
 /// What a scan read.
@@ -43,15 +44,6 @@ pub struct ScanStats {
     pub bytes: u64,
     pub blocks: u64,
     pub block_bytes: u64,
-}
-
-impl ScanStats {
-    fn add(&mut self, o: &ScanStats) {
-        self.traces += o.traces;
-        self.bytes += o.bytes;
-        self.blocks += o.blocks;
-        self.block_bytes += o.block_bytes;
-    }
 }
 
 /// Row-group dictionary keys of the strings a query's conditions require (`= "literal"` on
@@ -114,6 +106,17 @@ fn pending(
     Ok(true)
 }
 
+/// The row groups of `b` that may hold traces for the scan: by time, and by the strings their
+/// dictionaries hold.
+fn wanted_groups<'a>(b: &'a Block, scan: &'a Scan<'_>) -> impl Iterator<Item = usize> + 'a {
+    b.groups.iter().enumerate().filter_map(move |(gi, ge)| {
+        (ge.min_start <= scan.end_ns
+            && ge.max_end >= scan.start_ns
+            && b.group_may_have_all(gi, scan.strings))
+        .then_some(gi)
+    })
+}
+
 /// The tenant's blocks that overlap the window.
 fn blocks(t: &Tenant, scan: &Scan<'_>) -> Vec<Arc<Block>> {
     let mut bs = t.blocks();
@@ -168,33 +171,43 @@ impl Store {
     ) -> Result<bool, QueryError> {
         stats.blocks += 1;
         stats.block_bytes += b.meta.total_bytes();
-        for (gi, ge) in b.groups.iter().enumerate() {
-            if ge.min_start > scan.end_ns
-                || ge.max_end < scan.start_ns
-                || !b.group_may_have_all(gi, scan.strings)
-            {
-                continue;
+        for gi in wanted_groups(b, scan) {
+            if !self.group(b, gi, scan, budget, stats, f)? {
+                return Ok(false);
             }
+        }
+        Ok(true)
+    }
+
+    /// Visits the traces of row group `gi` of `b`; false once `f` asked to stop.
+    fn group(
+        &self,
+        b: &Block,
+        gi: usize,
+        scan: &Scan<'_>,
+        budget: &Budget,
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(TraceRef<'_>) -> bool,
+    ) -> Result<bool, QueryError> {
+        budget.check()?;
+        let g = self.inner.cache.get(b, gi)?;
+        stats.bytes += b.groups.get(gi).map_or(0, |ge| u64::from(ge.len));
+        for i in 0..g.traces.len() {
             budget.check()?;
-            let g = self.inner.cache.get(b, gi)?;
-            stats.bytes += u64::from(ge.len);
-            for i in 0..g.traces.len() {
-                budget.check()?;
-                let tr = g.trace(i);
-                stats.traces += 1;
-                if scan.overlaps(&tr) && !f(tr) {
-                    return Ok(false);
-                }
+            let tr = g.trace(i);
+            stats.traces += 1;
+            if scan.overlaps(&tr) && !f(tr) {
+                return Ok(false);
             }
         }
         Ok(true)
     }
 
     /// Visit every trace overlapping the scan's window with one of `workers`' states: live
-    /// traces and pending batches with the first, then blocks shared out between one thread
-    /// per worker. `done` is called with a worker's state after each source it read (the live
-    /// traces, a pending batch, a block), so a caller can keep one partial result per source.
-    /// Stops with an error when `budget` runs out.
+    /// traces and pending batches with the first, then the blocks' row groups shared out
+    /// between one thread per worker. `done` is called with a worker's state after each source
+    /// it read (the live traces, a pending batch, a row group), so a caller can keep one partial
+    /// result per source. Stops with an error when `budget` runs out.
     pub fn scan_parallel<W: Send>(
         &self,
         tenants: &[String],
@@ -208,9 +221,8 @@ impl Store {
         let Some(first) = workers.first_mut() else {
             return Ok(stats);
         };
-        let tenants = self.query_tenants(tenants);
-        let mut all_blocks = Vec::new();
-        for t in &tenants {
+        let mut units: Vec<(Arc<Block>, usize)> = Vec::new();
+        for t in &self.query_tenants(tenants) {
             live(t, scan, budget, &mut stats, &mut |tr| {
                 visit(first, tr);
                 true
@@ -223,19 +235,21 @@ impl Store {
                 })?;
                 done(first, Source::Pending);
             }
-            all_blocks.extend(blocks(t, scan));
+            for b in blocks(t, scan) {
+                stats.blocks += 1;
+                stats.block_bytes += b.meta.total_bytes();
+                units.extend(wanted_groups(&b, scan).map(|gi| (b.clone(), gi)));
+            }
         }
-        // Larger blocks first, so the threads finish close together.
-        all_blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.search_bytes));
         let next = AtomicUsize::new(0);
         let work = |w: &mut W| -> Result<ScanStats, QueryError> {
             let mut st = ScanStats::default();
-            while let Some(b) = all_blocks.get(next.fetch_add(1, Ordering::Relaxed)) {
-                self.block(b, scan, budget, &mut st, &mut |tr| {
+            while let Some((b, gi)) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                self.group(b, *gi, scan, budget, &mut st, &mut |tr| {
                     visit(w, tr);
                     true
                 })?;
-                done(w, Source::Block);
+                done(w, Source::Group);
             }
             Ok(st)
         };
@@ -250,7 +264,9 @@ impl Store {
             out
         });
         for r in results {
-            stats.add(&r?);
+            let st = r?;
+            stats.traces += st.traces;
+            stats.bytes += st.bytes;
         }
         Ok(stats)
     }
