@@ -431,8 +431,16 @@ pub trait TraceView {
         }
     }
 
+    /// An identity of the span's resource that no other resource has while the evaluator
+    /// runs (not even one read later into the same memory), so what is read from a resource
+    /// once can be reused for its other spans. The default is None: nothing is reused.
+    fn resource_key(&self, span: usize) -> Option<(u64, u32)> {
+        let _ = span;
+        None
+    }
+
     /// Every span, resource and instrumentation-scope attribute of the span, with its scope
-    /// (what `compare()` breaks down by). The default has none.
+    /// (what `compare()` breaks down by), resource attributes first. The default has none.
     fn for_each_attribute(&self, span: usize, f: &mut dyn FnMut(AttrScope, &str, Value<'_>)) {
         let _ = (span, f);
     }

@@ -203,6 +203,9 @@ pub(crate) struct Simple {
     pub field: Option<FieldExpr>,
     pub by: Vec<FieldExpr>,
     pub by_labels: Vec<String>,
+    /// Whether each `by` field is a resource attribute (the same for all of a resource's
+    /// spans).
+    pub by_resource: Vec<bool>,
     pub quantiles: Vec<f64>,
 }
 
@@ -360,10 +363,23 @@ fn compile_function(f: super::ast::MetricsFn) -> Result<Function, String> {
         }
         quantiles.push(q);
     }
+    let by_resource =
+        f.by.iter()
+            .map(|b| {
+                matches!(
+                    b,
+                    FieldExpr::Attribute {
+                        scope: super::ast::AttrRef::Scoped(super::AttrScope::Resource),
+                        ..
+                    }
+                )
+            })
+            .collect();
     Ok(Function::Simple(Simple {
         kind: f.kind,
         agg,
         field: f.field,
+        by_resource,
         by: f.by,
         by_labels: f.by_labels,
         quantiles,

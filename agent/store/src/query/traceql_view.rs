@@ -202,6 +202,11 @@ impl TraceView for QlTrace<'_> {
             .is_some_and(|s| s.parent_id == [0; 8])
     }
 
+    fn resource_key(&self, span: usize) -> Option<(u64, u32)> {
+        // Tables are never given another's uid, and a table's resources never change.
+        Some((self.t.table.uid(), self.t.spans.get(span)?.resource))
+    }
+
     fn for_each_attribute(&self, span: usize, f: &mut dyn FnMut(AttrScope, &str, Value<'_>)) {
         let Some(s) = self.t.spans.get(span) else {
             return;

@@ -104,6 +104,8 @@ pub struct Partial {
     pub(crate) agg: Option<Agg>,
     pub(crate) interner: Interner,
     index: HashMap<Key, usize>,
+    /// Ids of `by()` values read from resources: (resource key, `by` position) → id.
+    resource_ids: HashMap<((u64, u32), usize), u32>,
     pub(crate) series: Vec<Cells>,
     pub(crate) compare: Option<CompareCells>,
     exemplar_traces: usize,
@@ -121,6 +123,7 @@ impl Partial {
             agg,
             interner: Interner::default(),
             index: HashMap::default(),
+            resource_ids: HashMap::default(),
             series: Vec::new(),
             compare: agg.is_none().then(CompareCells::default),
             exemplar_traces: 0,
@@ -337,8 +340,19 @@ impl MetricsQuery {
                 continue;
             };
             let mut key = [UNUSED; MAX_GROUP_BYS + 1];
-            for (slot, by) in key.iter_mut().zip(&f.by) {
-                *slot = acc.interner.id(&reader.field(by, s));
+            let resource = trace.resource_key(s);
+            for (i, (slot, by)) in key.iter_mut().zip(&f.by).enumerate() {
+                *slot = match resource.filter(|_| f.by_resource[i]) {
+                    Some(r) => match acc.resource_ids.get(&(r, i)) {
+                        Some(&id) => id,
+                        None => {
+                            let id = acc.interner.id(&reader.field(by, s));
+                            acc.resource_ids.insert((r, i), id);
+                            id
+                        }
+                    },
+                    None => acc.interner.id(&reader.field(by, s)),
+                };
             }
             let value = match &f.field {
                 Some(field) => reader.field(field, s),

@@ -18,6 +18,8 @@ pub(crate) struct CompareCells {
     names: HashMap<Option<AttrScope>, HashMap<Box<str>, u32>>,
     /// Distinct values kept per `(selection?, attribute)`.
     distinct: HashMap<(bool, u32), usize>,
+    /// `(attribute, value)` ids of the resources seen, by resource key.
+    resource_attrs: HashMap<(u64, u32), Vec<(u32, u32)>>,
 }
 
 /// Distinct values kept per attribute (inside or outside the selection): an attribute with more
@@ -121,15 +123,32 @@ fn name_id(
     id
 }
 
-/// Intrinsics `compare()` breaks down by (durations and ids are left out, as in Tempo).
-const INTRINSICS: [Intrinsic; 6] = [
+/// Span intrinsics `compare()` breaks down by (durations and ids are left out, as in Tempo).
+const SPAN_INTRINSICS: [Intrinsic; 4] = [
     Intrinsic::Name,
     Intrinsic::Status,
     Intrinsic::Kind,
     Intrinsic::StatusMessage,
-    Intrinsic::RootName,
-    Intrinsic::RootServiceName,
 ];
+
+/// Trace intrinsics `compare()` breaks down by: the same for every span of a trace.
+const TRACE_INTRINSICS: [Intrinsic; 2] = [Intrinsic::RootName, Intrinsic::RootServiceName];
+
+/// `(attribute, value)` ids of an intrinsic on `span`; None when it has no value.
+fn intrinsic_pair<T: TraceView + ?Sized>(
+    reader: &FieldReader<'_, T>,
+    cells: &mut CompareCells,
+    interner: &mut Interner,
+    span: usize,
+    i: Intrinsic,
+) -> Option<(u32, u32)> {
+    let v = match reader.intrinsic(span, i) {
+        Value::Nil => return None,
+        Value::Str(s) if s.is_empty() => return None,
+        v => v,
+    };
+    Some((name_id(cells, interner, None, i.as_str()), interner.id(&v)))
+}
 
 pub(crate) fn observe<T: TraceView + ?Sized>(
     spec: &CompareSpec,
@@ -145,6 +164,8 @@ pub(crate) fn observe<T: TraceView + ?Sized>(
         return;
     };
     let mut dropped = false;
+    let mut trace_pairs: Option<Vec<(u32, u32)>> = None;
+    let mut attrs: Vec<(u32, u32)> = Vec::new();
     for &s in spans {
         let ts = trace.start_unix_nanos(s);
         let Some(interval) = req.interval(ts) else {
@@ -152,27 +173,47 @@ pub(crate) fn observe<T: TraceView + ?Sized>(
         };
         let in_window = spec.window == (0, 0) || (ts > spec.window.0 && ts <= spec.window.1);
         let sel = in_window && matches!(reader.field(&spec.selection, s), Value::Bool(true));
-        let mut attrs: Vec<(u32, u32)> = Vec::new();
+        attrs.clear();
         {
             let interner = &mut acc.interner;
-            for i in INTRINSICS {
-                let v = match reader.intrinsic(s, i) {
-                    Value::Nil => continue,
-                    Value::Str(s) if s.is_empty() => continue,
-                    v => v,
-                };
-                let a = name_id(&mut cells, interner, None, i.as_str());
-                attrs.push((a, interner.id(&v)));
+            let tp = trace_pairs.get_or_insert_with(|| {
+                TRACE_INTRINSICS
+                    .iter()
+                    .filter_map(|&i| intrinsic_pair(reader, &mut cells, interner, s, i))
+                    .collect()
+            });
+            attrs.extend_from_slice(tp);
+            for i in SPAN_INTRINSICS {
+                attrs.extend(intrinsic_pair(reader, &mut cells, interner, s, i));
             }
+            // A resource's attributes are the same for all its spans: read them once.
+            let resource = trace.resource_key(s);
+            let cached = match resource.and_then(|r| cells.resource_attrs.get(&r)) {
+                Some(pairs) => {
+                    attrs.extend_from_slice(pairs);
+                    true
+                }
+                None => false,
+            };
+            let mut fresh: Vec<(u32, u32)> = Vec::new();
             trace.for_each_attribute(s, &mut |scope, name, v| {
-                if matches!(v, Value::Duration(_)) {
+                if matches!(v, Value::Duration(_)) || (cached && scope == AttrScope::Resource) {
                     return;
                 }
-                let a = name_id(&mut cells, interner, Some(scope), name);
-                attrs.push((a, interner.id(&v)));
+                let pair = (
+                    name_id(&mut cells, interner, Some(scope), name),
+                    interner.id(&v),
+                );
+                if scope == AttrScope::Resource {
+                    fresh.push(pair);
+                }
+                attrs.push(pair);
             });
+            if let (false, Some(r)) = (cached, resource) {
+                cells.resource_attrs.insert(r, fresh);
+            }
         }
-        for (a, v) in attrs {
+        for &(a, v) in &attrs {
             if let Some(c) = cells
                 .totals
                 .entry((sel, a))

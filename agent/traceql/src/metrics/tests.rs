@@ -69,6 +69,16 @@ impl TraceView for Trace {
         self.start_unix_nanos(span) + self.spans[span].dur
     }
 
+    fn resource_key(&self, span: usize) -> Option<(u64, u32)> {
+        // One resource per service and trace.
+        let trace = u64::from_str_radix(&self.id[16..], 16).ok()?;
+        let service = match self.spans[span].service {
+            None => 0,
+            Some(s) => u32::from(s.as_bytes()[0]),
+        };
+        Some((trace, service))
+    }
+
     fn for_each_attribute(&self, span: usize, f: &mut dyn FnMut(AttrScope, &str, Value<'_>)) {
         let s = &self.spans[span];
         if let Some(v) = s.service {
