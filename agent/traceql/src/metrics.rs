@@ -146,10 +146,13 @@ pub enum LabelValue {
     Bool(bool),
 }
 
+/// Series or exemplar labels: names and typed values, in order.
+pub type Labels = Vec<(String, LabelValue)>;
+
 /// An exemplar: a span behind a sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exemplar {
-    pub labels: Vec<(String, LabelValue)>,
+    pub labels: Labels,
     pub value: f64,
     pub timestamp_ms: i64,
 }
@@ -157,7 +160,7 @@ pub struct Exemplar {
 /// One result series: labels, `(timestamp ms, value)` samples oldest first, exemplars.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
-    pub labels: Vec<(String, LabelValue)>,
+    pub labels: Labels,
     pub samples: Vec<(i64, f64)>,
     pub exemplars: Vec<Exemplar>,
 }

@@ -150,12 +150,7 @@ mod tests {
             max_series: 100,
         };
         let got = store
-            .metrics_within(
-                &[SINGLE_TENANT.to_string()],
-                &q,
-                &req,
-                &mut Budget::unlimited(),
-            )
+            .metrics_within(&[SINGLE_TENANT.to_string()], &q, &req, &Budget::unlimited())
             .unwrap();
         let counts: Vec<(LabelValue, f64)> = got
             .result

@@ -256,7 +256,7 @@ impl Store {
         let results: Vec<Result<ScanStats, QueryError>> = std::thread::scope(|s| {
             let (head, rest) = workers.split_at_mut(1);
             let handles: Vec<_> = rest.iter_mut().map(|w| s.spawn(|| work(w))).collect();
-            let mut out: Vec<_> = head.iter_mut().map(|w| work(w)).collect();
+            let mut out: Vec<_> = head.iter_mut().map(&work).collect();
             for h in handles {
                 // A panic in a worker is the query's panic (answered as a 500 by the API).
                 out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));

@@ -6,7 +6,7 @@ use super::super::hash::FastMap as HashMap;
 use super::super::eval::FieldReader;
 use super::super::{AttrScope, Intrinsic, TraceView, Value};
 use super::accumulate::{Interner, Partial};
-use super::{CompareSpec, LabelValue};
+use super::{CompareSpec, LabelValue, Labels};
 
 /// Counts per `(selection?, attribute, value)` and totals per `(selection?, attribute)`; the
 /// attribute is interned as its label (`resource.service.name`, `name`).
@@ -251,14 +251,16 @@ pub(crate) fn series(
     cells: &CompareCells,
     interner: &Interner,
     top_n: usize,
-) -> Vec<(Vec<(String, LabelValue)>, Vec<f64>)> {
+) -> Vec<(Labels, Vec<f64>)> {
     let label = |id: u32| match interner.get(id) {
         Value::Str(s) => s.to_string(),
         _ => String::new(),
     };
     let meta = |t: &str| ("__meta_type".to_string(), LabelValue::Str(t.to_string()));
     let mut out = Vec::new();
-    let mut by_attr: HashMap<(bool, u32), Vec<(u32, &Vec<f64>, f64)>> = HashMap::default();
+    // Per (selection?, attribute): (value, counts, total count).
+    type Ranked<'a> = Vec<(u32, &'a Vec<f64>, f64)>;
+    let mut by_attr: HashMap<(bool, u32), Ranked<'_>> = HashMap::default();
     for (&(sel, a, v), counts) in &cells.values {
         by_attr
             .entry((sel, a))

@@ -423,34 +423,36 @@ fn second_stage(stage: &SecondStage, mut work: Vec<Working>) -> Vec<Working> {
             }
             sort(&mut work);
             let n = work.iter().map(|w| w.values.len()).max().unwrap_or(0);
-            let mut keep = vec![vec![false; n]; work.len()];
-            for i in 0..n {
-                let mut at: Vec<(usize, f64)> = work
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(si, w)| w.values.get(i).map(|v| (si, *v)))
-                    .filter(|(_, v)| !v.is_nan())
-                    .collect();
-                // Stable: among equal values the series first in Tempo's order wins.
-                if *bottom {
-                    at.sort_by(|a, b| a.1.total_cmp(&b.1));
-                } else {
-                    at.sort_by(|a, b| b.1.total_cmp(&a.1));
-                }
-                for (si, _) in at.into_iter().take(k) {
-                    keep[si][i] = true;
-                }
-            }
+            // For each interval, the series whose value there is among the k highest (lowest).
+            let kept: Vec<Vec<usize>> = (0..n)
+                .map(|i| {
+                    let mut at: Vec<(usize, f64)> = work
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(si, w)| w.values.get(i).map(|v| (si, *v)))
+                        .filter(|(_, v)| !v.is_nan())
+                        .collect();
+                    // Stable: among equal values the series first in Tempo's order wins.
+                    if *bottom {
+                        at.sort_by(|a, b| a.1.total_cmp(&b.1));
+                    } else {
+                        at.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    }
+                    at.into_iter().take(k).map(|(si, _)| si).collect()
+                })
+                .collect();
             work.into_iter()
-                .zip(keep)
-                .filter(|(_, k)| k.iter().any(|&x| x))
-                .map(|(mut w, k)| {
-                    for (v, keep) in w.values.iter_mut().zip(k) {
-                        if !keep {
+                .enumerate()
+                .filter_map(|(si, mut w)| {
+                    let mut any = false;
+                    for (i, v) in w.values.iter_mut().enumerate() {
+                        if kept.get(i).is_some_and(|k| k.contains(&si)) {
+                            any = true;
+                        } else {
                             *v = f64::NAN;
                         }
                     }
-                    w
+                    any.then_some(w)
                 })
                 .collect()
         }
