@@ -45,6 +45,10 @@ fn prepare(
     let now = store.now_ns();
     let mp = metrics_params::parse(p, now, !instant)?;
     let step = mp.step_ns.unwrap_or(mp.end_ns.saturating_sub(mp.start_ns));
+    if instant && mp.end_ns <= mp.start_ns {
+        // Tempo checks the range of an instant query before it reads the query.
+        return Err("end must be greater than start".into());
+    }
     if !instant {
         if mp.start_ns > mp.end_ns {
             return Err("end must be greater than start".into());

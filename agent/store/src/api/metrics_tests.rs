@@ -326,3 +326,19 @@ async fn series_limit_gives_a_partial_answer() {
         )
     );
 }
+
+#[tokio::test]
+async fn an_instant_range_is_checked_before_its_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let path = format!(
+        "/api/metrics/query?q=%7B&start={}&end={}",
+        T0 / S + 60,
+        T0 / S
+    );
+    let (status, _, body) = call(&s, &path, &[]).await;
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).into_owned()),
+        (400, "end must be greater than start\n".to_string())
+    );
+}
