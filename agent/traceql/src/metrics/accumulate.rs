@@ -108,7 +108,7 @@ pub struct Partial {
     resource_ids: HashMap<((u64, u32), usize), u32>,
     pub(crate) series: Vec<Cells>,
     pub(crate) compare: Option<CompareCells>,
-    exemplar_traces: usize,
+    pub(crate) exemplar_traces: usize,
     pub(crate) truncated: bool,
     /// Traces offered to [`MetricsQuery::observe`], matching or not.
     pub(crate) traces: u64,

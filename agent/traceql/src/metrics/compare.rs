@@ -5,7 +5,7 @@ use super::super::hash::FastMap as HashMap;
 
 use super::super::eval::FieldReader;
 use super::super::{AttrScope, Intrinsic, TraceView, Value};
-use super::accumulate::{Interner, Partial};
+use super::accumulate::{Interner, Partial, RawExemplar};
 use super::{CompareSpec, LabelValue, Labels};
 
 /// Counts per `(selection?, attribute, value)` and totals per `(selection?, attribute)`; the
@@ -20,6 +20,8 @@ pub(crate) struct CompareCells {
     distinct: HashMap<(bool, u32), usize>,
     /// `(attribute, value)` ids of the resources seen, by resource key.
     resource_attrs: HashMap<(u64, u32), Vec<(u32, u32)>>,
+    /// One span per sampled trace, inside the selection or not, with its attributes' ids.
+    exemplars: Vec<(bool, Vec<(u32, u32)>, RawExemplar)>,
 }
 
 /// Distinct values kept per attribute (inside or outside the selection): an attribute with more
@@ -164,6 +166,7 @@ pub(crate) fn observe<T: TraceView + ?Sized>(
         return;
     };
     let mut dropped = false;
+    let mut sampled = acc.exemplar_traces >= req.exemplars as usize;
     let mut trace_pairs: Option<Vec<(u32, u32)>> = None;
     let mut attrs: Vec<(u32, u32)> = Vec::new();
     for &s in spans {
@@ -240,6 +243,24 @@ pub(crate) fn observe<T: TraceView + ?Sized>(
             }
         }
         acc.count_span();
+        if !sampled {
+            // The trace's first counted span is its exemplar (Tempo's value: the total's).
+            sampled = true;
+            acc.exemplar_traces += 1;
+            let labels = [
+                ("trace:id", Intrinsic::TraceId),
+                ("span:id", Intrinsic::SpanId),
+            ]
+            .into_iter()
+            .filter_map(|(k, i)| Some((k.to_string(), trace.intrinsic(s, i)?.into_owned())))
+            .collect();
+            let e = RawExemplar {
+                labels,
+                value: f64::NAN,
+                ts_ns: ts,
+            };
+            cells.exemplars.push((sel, attrs.clone(), e));
+        }
     }
     acc.truncated |= dropped;
     acc.compare = Some(cells);
@@ -251,7 +272,7 @@ pub(crate) fn series(
     cells: &CompareCells,
     interner: &Interner,
     top_n: usize,
-) -> Vec<(Labels, Vec<f64>)> {
+) -> Vec<(Labels, Vec<f64>, Vec<RawExemplar>)> {
     let label = |id: u32| match interner.get(id) {
         Value::Str(s) => s.to_string(),
         _ => String::new(),
@@ -280,7 +301,7 @@ pub(crate) fn series(
                 meta(if sel { "selection" } else { "baseline" }),
                 (label(a), super::finish::label_value(interner.get(v))),
             ];
-            out.push((labels, counts.clone()));
+            out.push((labels, counts.clone(), Vec::new()));
         }
     }
     for (&(sel, a), counts) in &cells.totals {
@@ -292,7 +313,22 @@ pub(crate) fn series(
             }),
             (label(a), LabelValue::Str("nil".into())),
         ];
-        out.push((labels, counts.clone()));
+        // Exemplars go with the totals of the attributes their span has, as in Tempo.
+        let exemplars = cells
+            .exemplars
+            .iter()
+            .filter(|(s, pairs, _)| *s == sel && pairs.iter().any(|p| p.0 == a))
+            .map(|(_, pairs, e)| {
+                let mut e = e.clone();
+                e.labels.extend(
+                    pairs
+                        .iter()
+                        .map(|&(a, v)| (label(a), interner.get(v).clone())),
+                );
+                e
+            })
+            .collect();
+        out.push((labels, counts.clone(), exemplars));
     }
     out
 }

@@ -133,10 +133,10 @@ impl MetricsQuery {
             Function::Compare(c) => match &acc.compare {
                 Some(cells) => super::compare::series(cells, &acc.interner, c.top_n)
                     .into_iter()
-                    .map(|(labels, values)| Working {
+                    .map(|(labels, values, exemplars)| Working {
                         labels,
                         values,
-                        exemplars: Vec::new(),
+                        exemplars,
                     })
                     .collect(),
                 None => Vec::new(),

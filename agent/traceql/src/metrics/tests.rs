@@ -628,3 +628,35 @@ fn compare_keeps_an_attributes_first_values_and_counts_every_span_in_totals() {
     );
     assert_eq!(r.truncated, None);
 }
+
+#[test]
+fn compare_exemplars_go_with_the_totals_of_their_spans_attributes() {
+    let mut r = req();
+    r.exemplars = 100;
+    let got = run_with("{} | compare({ status = error })", &r);
+    let series = |meta: &str, attr: &str| {
+        got.series
+            .iter()
+            .find(|s| s.labels[0].1 == LabelValue::Str(meta.into()) && s.labels[1].0 == attr)
+            .unwrap_or_else(|| panic!("no {meta} {attr}"))
+    };
+    // t3's first counted span (1059 s, an error) is the selection's exemplar.
+    let e = &series("selection_total", "kind").exemplars;
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].timestamp_ms, e[0].value), (1_059_000, 1.0));
+    assert!(e[0].labels.contains(&(
+        "trace:id".into(),
+        LabelValue::Str("00000000000000000000000000000003".into())
+    )));
+    assert!(
+        e[0].labels
+            .contains(&("kind".into(), LabelValue::Str("server".into())))
+    );
+    // t1's (1001 s) and t2's (1010 s) first spans are the baseline's.
+    let stamps: Vec<i64> = series("baseline_total", "kind")
+        .exemplars
+        .iter()
+        .map(|e| e.timestamp_ms)
+        .collect();
+    assert_eq!(stamps, vec![1_001_000, 1_010_000]);
+}
