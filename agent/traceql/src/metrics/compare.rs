@@ -21,8 +21,11 @@ pub(crate) struct CompareCells {
     /// `(attribute, value)` ids of the resources seen, by resource key.
     resource_attrs: HashMap<(u64, u32), Vec<(u32, u32)>>,
     /// One span per sampled trace, inside the selection or not, with its attributes' ids.
-    exemplars: Vec<(bool, Vec<(u32, u32)>, RawExemplar)>,
+    exemplars: Vec<(bool, Pairs, RawExemplar)>,
 }
+
+/// `(attribute, value)` ids of a span's attributes.
+type Pairs = Vec<(u32, u32)>;
 
 /// Distinct values kept per attribute (inside or outside the selection): an attribute with more
 /// (ids, URLs) keeps its first ones and leaves room for the others.
