@@ -20,6 +20,8 @@ use serde_json::json;
 use super::{Store, ids, metrics::Metrics};
 
 mod limits;
+mod metrics;
+mod metrics_params;
 pub mod params;
 mod search;
 mod tags;
@@ -116,6 +118,8 @@ pub fn router(store: Store) -> Router {
         .route("/api/v2/search/tags", any(tags::tags_v2))
         .route("/api/search/tag/{*rest}", any(tags::tag_values_v1))
         .route("/api/v2/search/tag/{*rest}", any(tags::tag_values_v2))
+        .route("/api/metrics/query_range", any(metrics::query_range))
+        .route("/api/metrics/query", any(metrics::query_instant))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), record))
@@ -285,5 +289,7 @@ async fn trace_v2(
 
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod metrics_tests;
 #[cfg(test)]
 mod tests;

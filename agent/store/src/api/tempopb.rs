@@ -101,4 +101,53 @@ pub struct SearchMetrics {
     pub completed_jobs: u32,
     #[prost(uint32, tag = "5")]
     pub total_jobs: u32,
+    #[prost(uint64, tag = "6")]
+    pub total_block_bytes: u64,
+    #[prost(uint64, tag = "7")]
+    pub inspected_spans: u64,
+}
+
+/// `tempopb.QueryRangeResponse` (`/api/metrics/query_range` protobuf body).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryRangeResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub series: Vec<TimeSeries>,
+    #[prost(message, optional, tag = "2")]
+    pub metrics: Option<SearchMetrics>,
+    /// 0 = COMPLETE, 1 = PARTIAL.
+    #[prost(int32, tag = "3")]
+    pub status: i32,
+    #[prost(string, tag = "4")]
+    pub message: String,
+}
+
+/// `tempopb.TimeSeries`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+    #[prost(message, repeated, tag = "4")]
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// `tempopb.Sample`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sample {
+    #[prost(int64, tag = "2")]
+    pub timestamp_ms: i64,
+    #[prost(double, tag = "1")]
+    pub value: f64,
+}
+
+/// `tempopb.Exemplar`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exemplar {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    #[prost(int64, tag = "3")]
+    pub timestamp_ms: i64,
 }
