@@ -21,7 +21,7 @@ use crate::{
         record::Record,
         select::Selection,
     },
-    link::{GoCall, LinkConfig, Linker},
+    link::{LinkConfig, Linker},
     span::{
         HttpSpan,
         resource::{ProcessResource, ResourceCache, alive::Assembler},
@@ -225,25 +225,8 @@ fn run(
                         }
                         _ => {}
                     }
-                    if let Record::Go {
-                        pid,
-                        step,
-                        goroutine,
-                        request,
-                        unix_ns,
-                        ring_lost,
-                    } = rec
-                    {
-                        linker.go_step(
-                            pid,
-                            GoCall {
-                                step,
-                                goroutine,
-                                request,
-                                at: unix_ns,
-                                ring_lost,
-                            },
-                        );
+                    if let Record::Go { pid, call } = rec {
+                        linker.go_step(pid, call);
                         return;
                     }
                     if let Record::Open { key, .. } = &rec {

@@ -195,6 +195,33 @@ fn client_for(addr: std::net::SocketAddr) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// The watch of node `node-a`'s pods through the API server at `addr`.
+struct Watch {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    fn start(addr: std::net::SocketAddr, pods: &Pods) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch::run(
+            client_for(addr),
+            "node-a".into(),
+            pods.clone(),
+            stop.clone(),
+        ));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the watch stops")
+            .expect("join");
+    }
+}
+
 async fn until(what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !cond() {
@@ -208,13 +235,7 @@ async fn the_watch_lists_then_follows_this_node_s_pods() {
     let queries = Arc::new(Mutex::new(Vec::new()));
     let addr = fake_api_server(queries.clone()).await;
     let pods = Pods::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(watch::run(
-        client_for(addr),
-        "node-a".into(),
-        pods.clone(),
-        stop.clone(),
-    ));
+    let watch = Watch::start(addr, &pods);
     until("the listed and the added pods", || {
         pods.lookup(&id("a1"), None).is_some() && pods.lookup(&id("d4"), None).is_some()
     })
@@ -228,11 +249,7 @@ async fn the_watch_lists_then_follows_this_node_s_pods() {
             .all(|q| q.contains("fieldSelector=spec.nodeName%3Dnode-a")),
         "{asked:?}"
     );
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the watch stops")
-        .expect("join");
+    watch.stop().await;
 }
 
 #[tokio::test]
@@ -242,13 +259,7 @@ async fn with_the_api_down_resources_are_built_without_pods_and_errors_are_count
     let addr = closed.local_addr().expect("addr");
     drop(closed);
     let pods = Pods::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(watch::run(
-        client_for(addr),
-        "node-a".into(),
-        pods.clone(),
-        stop.clone(),
-    ));
+    let watch = Watch::start(addr, &pods);
     until("an API error", || {
         pods.stats().api_errors.load(Ordering::Relaxed) >= 1
     })
@@ -258,9 +269,5 @@ async fn with_the_api_down_resources_are_built_without_pods_and_errors_are_count
     let r = cache.get(7);
     assert_eq!(r.service_name, "server");
     assert!(attr(&r, "container.id").is_some());
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("the watch stops")
-        .expect("join");
+    watch.stop().await;
 }
