@@ -27,6 +27,8 @@ const APT_PACKAGES: &[&str] = &[
     // systemd-analyze checks the unit in deploy/systemd; setpriv runs the agent unprivileged.
     "systemd",
     "util-linux",
+    // checkov lives in its own virtualenv.
+    "python3-venv",
 ];
 
 /// Python packages: a real OpenTelemetry SDK as OTLP client (store tests) and aiohttp, an
