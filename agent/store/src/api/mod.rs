@@ -24,6 +24,7 @@ mod metrics;
 mod metrics_params;
 pub mod params;
 mod search;
+pub mod streaming;
 mod tags;
 pub mod tempopb;
 pub mod trace_json;
@@ -103,8 +104,16 @@ pub fn tenants(store: &Store, h: &HeaderMap) -> Result<Vec<String>, Response> {
     Ok(ts)
 }
 
-/// The route table.
+/// The route table: the HTTP API, and Tempo's streaming gRPC API (h2c) answered by it.
 pub fn router(store: Store) -> Router {
+    let http = http_router(store);
+    let path = format!("{}{{*rpc}}", streaming::PREFIX);
+    http.clone()
+        .route_service(&path, streaming::StreamingQuerier::new(http))
+}
+
+/// The HTTP API's route table.
+fn http_router(store: Store) -> Router {
     let state = ApiState { store };
     Router::new()
         .route("/ready", any(|| async { text(StatusCode::OK, "ready") }))
@@ -291,5 +300,7 @@ async fn trace_v2(
 mod limits_tests;
 #[cfg(test)]
 mod metrics_tests;
+#[cfg(test)]
+mod streaming_tests;
 #[cfg(test)]
 mod tests;
