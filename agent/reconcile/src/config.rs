@@ -161,9 +161,8 @@ pub struct TempoConfig {
     /// Overrides the top-level `logs` list for this Tempo.
     pub logs: Option<Vec<BackendRef>>,
     /// Grafana's gRPC streaming of search and TraceQL metrics results
-    /// (`jsonData.streamingEnabled`). Unset leaves Grafana's default alone; set `false` for
-    /// Sonde's embedded store, which serves no streaming gRPC (with streaming on, Grafana's
-    /// "Save & test" and searches fail against it).
+    /// (`jsonData.streamingEnabled`). Unset leaves Grafana's default alone (on); Tempo and
+    /// Sonde's embedded store both serve the streaming gRPC API.
     pub streaming: Option<bool>,
 }
 

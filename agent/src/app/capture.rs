@@ -136,7 +136,32 @@ pub async fn run_capture(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let pipeline_cfg = cfg.pipeline_config()?;
+    let mut pipeline_cfg = cfg.pipeline_config()?;
+    // Kubernetes metadata: a watch of this node's pods. Without the API, spans go on without
+    // pod metadata (the watch retries and counts).
+    let pods = if cfg.kubernetes.enabled() {
+        match crate::k8s::watch::client().await {
+            Ok(client) => {
+                let pods = crate::k8s::Pods::default();
+                let node = cfg.kubernetes.node();
+                tracing::info!(%node, "watching this node's pods for Kubernetes metadata");
+                tokio::spawn(crate::k8s::watch::run(
+                    client,
+                    node,
+                    pods.clone(),
+                    shutdown.child_token(),
+                ));
+                Some(pods)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no Kubernetes API client: spans carry no pod metadata");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    pipeline_cfg.pods = pods.clone();
     let selection = if pipeline_cfg.selection.is_all() {
         "all processes".to_owned()
     } else {
@@ -174,6 +199,7 @@ pub async fn run_capture(
             pipeline: stats.clone(),
             exporter: exporter.clone(),
             red: red.clone(),
+            pods,
         };
         let token = metrics_stop.clone();
         tokio::spawn(async move {

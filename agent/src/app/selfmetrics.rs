@@ -29,6 +29,8 @@ pub struct Sources {
     pub pipeline: Arc<PipelineStats>,
     pub exporter: Option<ExporterHandle>,
     pub red: Option<Red>,
+    /// The pod watch, when Kubernetes metadata is on.
+    pub pods: Option<crate::k8s::Pods>,
 }
 
 impl std::fmt::Debug for ExporterHandle {
@@ -110,6 +112,29 @@ impl Collector for AgentCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(i64::try_from(l.held).unwrap_or(i64::MAX)).encode(g)?;
+        if let Some(pods) = &self.0.pods {
+            let s = pods.stats();
+            counter(
+                e,
+                "sonde_agent_k8s_api_errors",
+                "Errors watching this node's pods (spans go on without pod metadata).",
+                s.api_errors.load(Ordering::Relaxed),
+            )?;
+            counter(
+                e,
+                "sonde_agent_k8s_unmatched_resources",
+                "Resources of containerised processes built before their pod was known.",
+                s.unmatched.load(Ordering::Relaxed),
+            )?;
+            let g = e.encode_descriptor(
+                "sonde_agent_k8s_pods",
+                "Pods of this node known from the watch.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(s.pods.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+                .encode(g)?;
+        }
         if let Some(x) = &self.0.exporter {
             let s = x.stats();
             counter(
@@ -251,8 +276,21 @@ mod tests {
             pipeline,
             exporter: None,
             red: Some(Red::new(crate::red::state::Limits::default())),
+            pods: Some(crate::k8s::Pods::default()),
         };
+        sources
+            .pods
+            .as_ref()
+            .unwrap()
+            .stats()
+            .api_errors
+            .store(2, Ordering::Relaxed);
         let text = render(&sources, Format::OpenMetrics);
+        assert!(
+            text.contains("sonde_agent_k8s_api_errors_total 2"),
+            "{text}"
+        );
+        assert!(text.contains("sonde_agent_k8s_pods 0"), "{text}");
         assert!(
             text.contains("sonde_agent_kernel_lost_records_total 7"),
             "{text}"

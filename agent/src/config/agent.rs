@@ -66,6 +66,8 @@ pub struct AgentSection {
     /// request of the goroutine that made them (`sonde.link = goroutine`). Each outgoing Go
     /// request then passes two probes (a few µs each). Unused when linking is off.
     pub go_probes: bool,
+    /// Kubernetes metadata on spans (`k8s.*`, `service.name` from the pod).
+    pub kubernetes: KubernetesSection,
     /// Print spans on stdout instead of (off: in addition to nothing) exporting them.
     pub print: PrintMode,
     /// Where the agent serves its own counters on `/metrics` (empty: off).
@@ -74,6 +76,49 @@ pub struct AgentSection {
     pub export: ExportConfig,
     /// RED metrics and the service graph, derived from the spans.
     pub red: RedSection,
+}
+
+/// Whether to watch this node's pods for the Kubernetes metadata of resources.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesMode {
+    /// On when running in a pod (`KUBERNETES_SERVICE_HOST` is set).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// `agent.kubernetes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesSection {
+    pub mode: KubernetesMode,
+    /// The node whose pods are watched; empty: `K8S_NODE_NAME` (or `NODE_NAME`) from the
+    /// environment (the DaemonSet sets it from `spec.nodeName`), else the host name.
+    pub node_name: String,
+}
+
+impl KubernetesSection {
+    /// Whether the pod watch runs.
+    pub fn enabled(&self) -> bool {
+        match self.mode {
+            KubernetesMode::Auto => std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            KubernetesMode::On => true,
+            KubernetesMode::Off => false,
+        }
+    }
+
+    /// The node whose pods are watched.
+    pub fn node(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        ["K8S_NODE_NAME", "NODE_NAME"]
+            .into_iter()
+            .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+            .unwrap_or_else(host_name)
+    }
 }
 
 impl Default for AgentSection {
@@ -89,6 +134,7 @@ impl Default for AgentSection {
             idle_timeout: Duration::from_secs(30),
             link_window: Duration::from_secs(1),
             go_probes: true,
+            kubernetes: KubernetesSection::default(),
             print: PrintMode::Off,
             metrics_listen_address: "127.0.0.1:9464".into(),
             export: ExportConfig::default(),
@@ -200,6 +246,7 @@ impl AgentSection {
             },
             drain_interval: self.drain_interval,
             host_name: host_name(),
+            pods: None,
         })
     }
 }

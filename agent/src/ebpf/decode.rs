@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use agent_common::{EventHeader, MAX_DATA, kind};
 
-use super::record::{ConnKey, Data, Direction, GoStep, Record, Role, Tuple};
+use super::record::{ConnKey, Data, Direction, GoCall, GoStep, Record, Role, Tuple};
 
 /// Converts kernel monotonic nanoseconds to Unix nanoseconds.
 #[derive(Clone, Copy, Debug)]
@@ -151,15 +151,17 @@ pub fn decode(raw: &[u8], clock: Clock) -> Result<Record<'_>, DecodeError> {
         }
         kind::GO_ROUND_TRIP | kind::GO_WRITE_REQUEST => Record::Go {
             pid: h.pid,
-            step: if h.kind == kind::GO_ROUND_TRIP {
-                GoStep::RoundTrip
-            } else {
-                GoStep::WriteRequest
+            call: GoCall {
+                step: if h.kind == kind::GO_ROUND_TRIP {
+                    GoStep::RoundTrip
+                } else {
+                    GoStep::WriteRequest
+                },
+                goroutine: h.goroutine,
+                request: h.sock_id,
+                at: clock.to_unix(h.end_ns),
+                ring_lost: h.ring_lost,
             },
-            goroutine: h.goroutine,
-            request: h.sock_id,
-            unix_ns: clock.to_unix(h.end_ns),
-            ring_lost: h.ring_lost,
         },
         other => return Err(DecodeError::UnknownKind(other)),
     })
@@ -337,11 +339,13 @@ mod tests {
             decode(&bytes, Clock::with_offset(5)).unwrap(),
             Record::Go {
                 pid: 42,
-                step,
-                goroutine: 0x00c0_0012_3400,
-                request: 7,
-                unix_ns: 205,
-                ring_lost: 11,
+                call: GoCall {
+                    step,
+                    goroutine: 0x00c0_0012_3400,
+                    request: 7,
+                    at: 205,
+                    ring_lost: 11,
+                },
             }
         );
     }

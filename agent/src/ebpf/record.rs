@@ -115,18 +115,22 @@ pub enum Record<'a> {
         total: u32,
         bytes: Cow<'a, [u8]>,
     },
-    /// A step of a Go program's HTTP client (uprobes): see [`GoStep`].
-    Go {
-        pid: u32,
-        step: GoStep,
-        /// The goroutine that took the step (as in [`Data::goroutine`]).
-        goroutine: u64,
-        /// The request's `*http.Request` address.
-        request: u64,
-        unix_ns: u64,
-        /// As in [`Data::ring_lost`].
-        ring_lost: u32,
-    },
+    /// A step of a Go program's HTTP client (uprobes).
+    Go { pid: u32, call: GoCall },
+}
+
+/// One step of a Go program's HTTP client, as the kernel reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoCall {
+    pub step: GoStep,
+    /// The goroutine that took the step (as in [`Data::goroutine`]).
+    pub goroutine: u64,
+    /// The request's `*http.Request` address.
+    pub request: u64,
+    /// When (Unix ns).
+    pub at: u64,
+    /// As in [`Data::ring_lost`].
+    pub ring_lost: u32,
 }
 
 /// What a Go program's HTTP client did.
@@ -160,7 +164,7 @@ impl Record<'_> {
             Record::Open { ring_lost, .. }
             | Record::Close { ring_lost, .. }
             | Record::ProcessExit { ring_lost, .. } => Some(*ring_lost),
-            Record::Go { ring_lost, .. } => Some(*ring_lost),
+            Record::Go { call, .. } => Some(call.ring_lost),
             Record::Exec { .. } | Record::ExeName { .. } | Record::Environ { .. } => None,
         }
     }
@@ -226,21 +230,7 @@ impl Record<'_> {
                 total,
                 bytes: Cow::Owned(bytes.into_owned()),
             },
-            Record::Go {
-                pid,
-                step,
-                goroutine,
-                request,
-                unix_ns,
-                ring_lost,
-            } => Record::Go {
-                pid,
-                step,
-                goroutine,
-                request,
-                unix_ns,
-                ring_lost,
-            },
+            Record::Go { pid, call } => Record::Go { pid, call },
         }
     }
 }

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::ebpf::record::GoStep;
+use crate::ebpf::record::{GoCall, GoStep};
 
 const MAX_REQUESTS: usize = 65_536;
 const MAX_WRITERS: usize = 65_536;
@@ -24,20 +24,6 @@ const MAX_PIDS: usize = 4096;
 /// Requests kept per writer: more than one drain interval's worth (spans reach the linker
 /// after the records of their drain, and the writer's later requests may be among them).
 const WRITES: usize = 16;
-
-/// One step of a Go program's client, as the kernel reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GoCall {
-    pub step: GoStep,
-    /// The goroutine that took the step.
-    pub goroutine: u64,
-    /// The request's `*http.Request` address.
-    pub request: u64,
-    /// When (Unix ns).
-    pub at: u64,
-    /// Records the host had lost when the step's record was written.
-    pub ring_lost: u32,
-}
 
 /// A request a writer started: when, the goroutine that made it (`None`: not known, a step
 /// was missed), and the host's lost-record count then.

@@ -41,10 +41,10 @@ use std::{
 
 use rustc_hash::FxHashSet as HashSet;
 
-pub use golang::GoCall;
 use golang::GoClients;
 use index::{Index, Slab};
 
+use crate::ebpf::record::GoCall;
 use crate::span::{HttpSpan, LinkKind, SpanKind, context::TraceParentError, context::new_span_id};
 
 mod golang;

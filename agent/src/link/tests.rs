@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use rstest::rstest;
 
 use super::*;
-use crate::ebpf::record::GoStep;
+use crate::ebpf::record::{GoCall, GoStep};
 use crate::span::context::{TraceParent, new_trace_id};
 
 const MS: u64 = 1_000_000;

@@ -101,6 +101,8 @@ pub struct ProcFacts {
     pub exe_name: Option<String>,
     pub comm: Option<String>,
     pub stat: Option<String>,
+    /// The Kubernetes pod and container the process runs in (from the pod watch).
+    pub kube: Option<crate::k8s::ContainerMeta>,
 }
 
 impl ProcFacts {
@@ -114,6 +116,7 @@ impl ProcFacts {
             exe_name: None,
             comm: std::fs::read_to_string(dir.join("comm")).ok(),
             stat: std::fs::read_to_string(dir.join("stat")).ok(),
+            kube: None,
         }
     }
 }
@@ -161,6 +164,7 @@ pub fn build_resource(pid: u32, host_name: &str, facts: &ProcFacts) -> ProcessRe
                 .find(|(k, v)| k == "service.name" && !v.is_empty())
                 .map(|(_, v)| v.clone())
         })
+        .or_else(|| facts.kube.as_ref()?.pod.service_name.clone())
         .or_else(|| facts.cgroup.as_deref().and_then(systemd_unit))
         .or_else(|| exe_name.clone())
         .unwrap_or_else(|| match &comm {
@@ -188,8 +192,28 @@ pub fn build_resource(pid: u32, host_name: &str, facts: &ProcFacts) -> ProcessRe
     attrs.push(ResourceAttr::str("host.name", host_name));
     if let Some(c) = facts.cgroup.as_deref().and_then(container::container_of) {
         attrs.push(ResourceAttr::str("container.id", c.id));
-        if let Some(uid) = c.pod_uid {
-            attrs.push(ResourceAttr::str("k8s.pod.uid", uid));
+        match &facts.kube {
+            Some(k) => {
+                let pod = &k.pod;
+                attrs.push(ResourceAttr::str("service.namespace", &pod.namespace));
+                attrs.push(ResourceAttr::str("k8s.namespace.name", &pod.namespace));
+                attrs.push(ResourceAttr::str("k8s.pod.name", &pod.name));
+                attrs.push(ResourceAttr::str("k8s.pod.uid", &pod.uid));
+                if !k.container.is_empty() {
+                    attrs.push(ResourceAttr::str("k8s.container.name", &k.container));
+                }
+                if let Some(node) = &pod.node {
+                    attrs.push(ResourceAttr::str("k8s.node.name", node));
+                }
+                for (key, name) in &pod.owners {
+                    attrs.push(ResourceAttr::str(key, name));
+                }
+            }
+            None => {
+                if let Some(uid) = c.pod_uid {
+                    attrs.push(ResourceAttr::str("k8s.pod.uid", uid));
+                }
+            }
         }
     }
     attrs.push(ResourceAttr::str("telemetry.sdk.name", SDK_NAME));
@@ -319,14 +343,28 @@ pub struct ResourceCache {
     host_name: String,
     capacity: usize,
     proc_root: PathBuf,
+    /// This node's pods, when Kubernetes metadata is on.
+    pods: Option<crate::k8s::Pods>,
     inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    /// Insertion sequence number.
+    seq: u64,
+    resource: Arc<ProcessResource>,
+    /// Built from the process's own /proc environment: what the kernel sends later adds
+    /// nothing.
+    from_proc: bool,
+    /// A process in a container whose pod was not known: the pods' generation then (the
+    /// resource is built again once it changed).
+    pod_missing_at: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    /// pid → (insertion seq, resource, whether it was built from the process's own /proc
-    /// environment: then what the kernel sends later adds nothing).
-    map: rustc_hash::FxHashMap<u32, (u64, Arc<ProcessResource>, bool)>,
+    /// pid → its resource.
+    map: rustc_hash::FxHashMap<u32, Cached>,
     /// Insertion order as `(seq, pid)`; stale rows (forgotten or replaced) are skipped.
     order: VecDeque<(u64, u32)>,
     next_seq: u64,
@@ -350,8 +388,15 @@ impl ResourceCache {
             host_name: host_name.into(),
             capacity: capacity.max(1),
             proc_root: proc_root.into(),
+            pods: None,
             inner: Mutex::new(CacheInner::default()),
         }
+    }
+
+    /// Adds Kubernetes metadata from `pods` to the resources of processes in pods.
+    pub fn with_pods(mut self, pods: crate::k8s::Pods) -> Self {
+        self.pods = Some(pods);
+        self
     }
 
     /// The resource of `pid`, read from `/proc` on first use.
@@ -362,8 +407,11 @@ impl ResourceCache {
     /// Like [`get`](Self::get), with the command name the kernel reported, used when the
     /// process is already gone from `/proc` (short-lived clients such as curl).
     pub fn get_named(&self, pid: u32, comm: Option<&str>) -> Arc<ProcessResource> {
-        if let Some((_, r, _)) = self.lock().map.get(&pid) {
-            return r.clone();
+        let generation = self.pods.as_ref().map(crate::k8s::Pods::generation);
+        if let Some(c) = self.lock().map.get(&pid)
+            && (c.pod_missing_at.is_none() || c.pod_missing_at == generation)
+        {
+            return c.resource.clone();
         }
         // Read /proc without holding the lock.
         let mut facts = ProcFacts::read(&self.proc_root, pid);
@@ -380,27 +428,49 @@ impl ResourceCache {
                 facts.exe_name = alive.exe_name.clone();
             }
         }
+        let mut pod_missing_at = None;
+        if let Some(pods) = &self.pods
+            && let Some(c) = facts.cgroup.as_deref().and_then(container::container_of)
+        {
+            facts.kube = pods.lookup(&c.id, c.pod_uid.as_deref());
+            if facts.kube.is_none() {
+                pods.stats()
+                    .unmatched
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                pod_missing_at = generation;
+            }
+        }
         let fresh = Arc::new(build_resource(pid, &self.host_name, &facts));
         let mut inner = self.lock();
-        if let Some((_, r, _)) = inner.map.get(&pid) {
-            return r.clone();
+        if let Some(c) = inner.map.get(&pid)
+            && c.pod_missing_at.is_none()
+        {
+            return c.resource.clone();
         }
         while inner.map.len() >= self.capacity {
             let Some((seq, old)) = inner.order.pop_front() else {
                 break;
             };
-            if inner.map.get(&old).is_some_and(|(s, ..)| *s == seq) {
+            if inner.map.get(&old).is_some_and(|c| c.seq == seq) {
                 inner.map.remove(&old);
             }
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.order.push_back((seq, pid));
-        inner.map.insert(pid, (seq, fresh.clone(), from_proc));
+        inner.map.insert(
+            pid,
+            Cached {
+                seq,
+                resource: fresh.clone(),
+                from_proc,
+                pod_missing_at,
+            },
+        );
         // Keep the order queue from growing without bound under forget/insert churn.
         if inner.order.len() > self.capacity * 2 {
             let CacheInner { map, order, .. } = &mut *inner;
-            order.retain(|(s, p)| map.get(p).is_some_and(|(ms, ..)| ms == s));
+            order.retain(|(s, p)| map.get(p).is_some_and(|c| c.seq == *s));
         }
         fresh
     }
@@ -421,11 +491,7 @@ impl ResourceCache {
             inner.alive.clear();
         }
         inner.alive.insert(pid, facts);
-        if !inner
-            .map
-            .get(&pid)
-            .is_some_and(|(_, _, from_proc)| *from_proc)
-        {
+        if !inner.map.get(&pid).is_some_and(|c| c.from_proc) {
             inner.map.remove(&pid);
         }
     }

@@ -141,6 +141,25 @@ impl Dict {
     }
 }
 
+/// Tells live tables apart. A table's address is no identity: the next table decoded into the
+/// same place (a compaction cursor moving to its next row group) has it too, and symbols
+/// remapped for the old one must not be applied to the new one. A clone is another table.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TableUid(u64);
+
+impl Default for TableUid {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        TableUid(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Clone for TableUid {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
 /// Everything spans point at: dictionary, attributes, resources, scopes, events, links.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
@@ -152,6 +171,7 @@ pub struct Table {
     pub links: Vec<LinkRow>,
     res_index: FastMap<Vec<u8>, u32>,
     scope_index: FastMap<Vec<u8>, u32>,
+    uid: TableUid,
 }
 
 pub(crate) fn render_any(v: &AnyValue) -> String {
@@ -211,6 +231,11 @@ impl Table {
 
     pub fn intern(&mut self, s: &str) -> u32 {
         self.dict.intern(s)
+    }
+
+    /// This table's identity while it lives (see [`TableUid`]).
+    pub fn uid(&self) -> u64 {
+        self.uid.0
     }
 
     fn value(&mut self, v: &AnyValue) -> Option<Val> {

@@ -357,6 +357,9 @@ pub struct MetricsFn {
     /// `compare({ selector }, ...)`.
     pub selector: Option<Box<SpansetExpr>>,
     pub by: Vec<FieldExpr>,
+    /// How each `by` field was written (`span:name`, `name`, `.foo`): Tempo labels series with
+    /// the attribute as written.
+    pub by_labels: Vec<String>,
 }
 
 impl fmt::Display for FieldExpr {

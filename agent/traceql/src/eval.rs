@@ -21,6 +21,11 @@ pub use conditions::{CompareOp, Condition, ConditionField};
 use conditions::{pipeline_conditions, pipeline_fields};
 pub use pipeline::SpanSet;
 
+/// The pre-filter conditions of one pipeline (see [`Query::conditions`]).
+pub(crate) fn pipeline_conditions_of(p: &Pipeline) -> Vec<Condition> {
+    pipeline_conditions(p)
+}
+
 impl Query {
     /// Indexes of the spans that the query selects in `trace`, ascending (empty = no match):
     /// the spans of all of [`Query::eval_spansets`].
@@ -136,6 +141,25 @@ impl<'t, T: TraceView + ?Sized> FieldReader<'t, T> {
             Value::Nil => Vec::new(),
             v => vec![v],
         }
+    }
+
+    /// The spans `p` selects, ascending (what a metrics function observes).
+    pub(crate) fn pipeline_spans(&self, p: &Pipeline) -> Vec<usize> {
+        self.ctx.pipeline(p, None)
+    }
+
+    /// The value of a field expression on `span` (Nil when absent).
+    pub(crate) fn field<'s>(&'s self, e: &'s FieldExpr, span: usize) -> Value<'s> {
+        self.ctx.field(e, span)
+    }
+
+    /// An intrinsic as the evaluator computes it (trace-level ones included).
+    pub(crate) fn intrinsic(&self, span: usize, which: Intrinsic) -> Value<'_> {
+        self.ctx.intrinsic(span, which)
+    }
+
+    pub(crate) fn trace(&self) -> &'t T {
+        self.ctx.trace
     }
 }
 

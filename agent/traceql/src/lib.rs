@@ -10,10 +10,11 @@
 //! [`Query::eval_spansets`] answers as one span set per group. Hints
 //! (`with (most_recent=true)`) are kept in [`Query::hints`]. Beyond Tempo, `parent.foo`,
 //! `parent.span.foo` and `parent.resource.foo` read the span's parent's attributes. Metrics
-//! functions, the bare `parent` intrinsic and scalar filters other than `aggregate op number`
-//! are parsed and then rejected with
-//! [`ErrorKind::Unsupported`] ("... is not supported yet"); [`parse_search`] accepts a metrics
-//! query for its spanset part, as Tempo's search endpoint does.
+//! queries (`{ } | rate() by (...)`, the `*_over_time` functions, `compare()`, `topk`,
+//! `bottomk`, `> 10`) are compiled by [`parse_metrics`] and computed by [`metrics`]; [`parse`]
+//! rejects them with [`ErrorKind::Unsupported`], and [`parse_search`] accepts one for its
+//! spanset part, as Tempo's search endpoint does. The bare `parent` intrinsic and scalar
+//! filters other than `aggregate op number` are rejected as unsupported.
 //!
 //! Semantics follow Tempo:
 //! * regexes are RE2 syntax, fully anchored and `.` matches newlines (`^(?s:re)$`);
@@ -45,7 +46,9 @@
 
 pub(crate) mod ast;
 pub(crate) mod eval;
+pub mod hash;
 pub(crate) mod lexer;
+pub mod metrics;
 pub(crate) mod parser;
 
 #[cfg(test)]
@@ -56,6 +59,7 @@ use std::fmt;
 
 pub use ast::{Pipeline, Query, SpansetExpr, Stage};
 pub use eval::{CompareOp, Condition, ConditionField, FieldReader, SpanSet};
+pub use metrics::{MetricsQuery, parse_metrics};
 
 /// Parses a TraceQL query. Syntax errors carry Tempo-style messages and positions.
 pub fn parse(query: &str) -> Result<Query, ParseError> {
@@ -425,6 +429,20 @@ pub trait TraceView {
             Some(Value::Str(s)) => vec![s],
             _ => Vec::new(),
         }
+    }
+
+    /// An identity of the span's resource that no other resource has while the evaluator
+    /// runs (not even one read later into the same memory), so what is read from a resource
+    /// once can be reused for its other spans. The default is None: nothing is reused.
+    fn resource_key(&self, span: usize) -> Option<(u64, u32)> {
+        let _ = span;
+        None
+    }
+
+    /// Every span, resource and instrumentation-scope attribute of the span, with its scope
+    /// (what `compare()` breaks down by), resource attributes first. The default has none.
+    fn for_each_attribute(&self, span: usize, f: &mut dyn FnMut(AttrScope, &str, Value<'_>)) {
+        let _ = (span, f);
     }
 }
 

@@ -11,7 +11,7 @@ mod store;
 pub enum Bench {
     /// Traced vs untraced throughput of nginx and python3 http.server under wrk.
     Overhead(overhead::Args),
-    /// OTLP ingest, disk, by-id and search latency of the embedded store.
+    /// OTLP ingest, disk, by-id, search and TraceQL metrics latency of the embedded store.
     Store(store::Args),
     /// Connectivity score: the fraction of requests that become one correct trace, per
     /// runtime and concurrency.

@@ -1,7 +1,8 @@
 //! `cargo xtask bench store`: OTLP/HTTP load on the embedded store with generated realistic
-//! traces (the load of shared/research/tempo-bench.md), then by-id and search latency and
-//! ack→findable latency, and ingest CPU per million spans with the metrics generator on and off.
-//! Prints figures; it is not a pass/fail test.
+//! traces (the load of shared/research/tempo-bench.md) spread over the last hour, then by-id,
+//! search and TraceQL metrics (query_range) latency and ack→findable latency, and ingest CPU
+//! per million spans with the metrics generator on and off. Prints figures; it is not a
+//! pass/fail test.
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -39,6 +40,10 @@ pub struct Args {
     /// Keep the data directory here (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Spread the traces' start times evenly over this many seconds before now (the TraceQL
+    /// metrics queries read the last hour).
+    #[arg(long, default_value_t = 3600)]
+    spread_secs: u64,
 }
 
 fn target_dir() -> PathBuf {
@@ -341,8 +346,11 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
     let mut batches = Vec::new();
     let mut total = 0;
     let now = now_ns();
+    let spread = args.spread_secs.saturating_mul(1_000_000_000);
     while total < args.spans {
-        let b = g.batch(args.batch.min(args.spans - total).max(3), now);
+        // Oldest first, as a live system would have sent them.
+        let at = now - spread + (spread as u128 * total as u128 / args.spans as u128) as u64;
+        let b = g.batch(args.batch.min(args.spans - total).max(3), at);
         total += b.spans;
         batches.push(b);
     }
@@ -540,29 +548,15 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
         r#"{ span.http.response.status_code >= 500 }"#,
         r#"{ duration > 100ms && span.http.request.method = "POST" }"#,
     ] {
-        let mut l = Vec::new();
-        let mut n = 0;
-        for _ in 0..20 {
-            let t = Instant::now();
-            let r = client
-                .get(format!("{api}/api/search"))
-                .query(&[
-                    ("q", q),
-                    ("start", &start.to_string()),
-                    ("end", &end.to_string()),
-                ])
-                .send()
-                .await?;
-            let v: serde_json::Value = r.json().await?;
-            l.push(t.elapsed().as_secs_f64() * 1000.0);
-            n = v["traces"].as_array().map_or(0, Vec::len);
-        }
+        let (mut l, v) = timed(&client, &format!("{api}/api/search"), q, start, end).await?;
+        let n = v["traces"].as_array().map_or(0, Vec::len);
         println!(
             "  search {q:<58} p50/p99 {:.1} / {:.1} ms, {n} traces",
             pct(&mut l, 50.0),
             pct(&mut l, 99.0)
         );
     }
+    metrics_queries(&client, &api, start, end).await?;
 
     // 4. Ack → findable.
     let mut by_id = Vec::new();
@@ -662,5 +656,57 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
         "  store CPU total ............. {:.1} s",
         cpu_seconds(pid)? - cpu0
     );
+    Ok(())
+}
+
+/// Runs query `q` over `[start, end]` (unix seconds) 20 times: latencies in ms and the last
+/// answer.
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    q: &str,
+    start: u64,
+    end: u64,
+) -> Result<(Vec<f64>, serde_json::Value)> {
+    let mut l = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = client
+            .get(url)
+            .query(&[
+                ("q", q),
+                ("start", &start.to_string()),
+                ("end", &end.to_string()),
+            ])
+            .send()
+            .await?;
+        if r.status() != 200 {
+            bail!("{url} {q}: {} {}", r.status(), r.text().await?);
+        }
+        last = r.json().await?;
+        l.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((l, last))
+}
+
+/// TraceQL metrics over the last hour (what Grafana's metrics panels and Traces Drilldown run).
+async fn metrics_queries(client: &reqwest::Client, api: &str, start: u64, end: u64) -> Result<()> {
+    for q in [
+        "{} | rate() by (resource.service.name)",
+        "{ status = error } | count_over_time() by (resource.service.name)",
+        "{ span.http.request.method = \"POST\" } | quantile_over_time(duration, .5, .99)",
+        "{} | compare({ status = error })",
+    ] {
+        let url = format!("{api}/api/metrics/query_range");
+        let (mut l, v) = timed(client, &url, q, start, end).await?;
+        let series = v["series"].as_array().map_or(0, Vec::len);
+        let spans = v["metrics"]["inspectedSpans"].as_str().unwrap_or("0");
+        println!(
+            "  query_range {q:<58} p50/p99 {:.1} / {:.1} ms, {series} series, {spans} spans",
+            pct(&mut l, 50.0),
+            pct(&mut l, 99.0)
+        );
+    }
     Ok(())
 }

@@ -92,6 +92,7 @@ fn facts(environ: &str, cgroup: Option<&str>, exe: Option<&str>, comm: Option<&s
         comm: comm.map(str::to_owned),
         stat: None,
         exe_name: None,
+        kube: None,
     }
 }
 

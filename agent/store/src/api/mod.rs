@@ -20,8 +20,11 @@ use serde_json::json;
 use super::{Store, ids, metrics::Metrics};
 
 mod limits;
+mod metrics;
+mod metrics_params;
 pub mod params;
 mod search;
+pub mod streaming;
 mod tags;
 pub mod tempopb;
 pub mod trace_json;
@@ -101,8 +104,16 @@ pub fn tenants(store: &Store, h: &HeaderMap) -> Result<Vec<String>, Response> {
     Ok(ts)
 }
 
-/// The route table.
+/// The route table: the HTTP API, and Tempo's streaming gRPC API (h2c) answered by it.
 pub fn router(store: Store) -> Router {
+    let http = http_router(store);
+    let path = format!("{}{{*rpc}}", streaming::PREFIX);
+    http.clone()
+        .route_service(&path, streaming::StreamingQuerier::new(http))
+}
+
+/// The HTTP API's route table.
+fn http_router(store: Store) -> Router {
     let state = ApiState { store };
     Router::new()
         .route("/ready", any(|| async { text(StatusCode::OK, "ready") }))
@@ -120,6 +131,8 @@ pub fn router(store: Store) -> Router {
         .route("/api/v2/search/tags", any(tags::tags_v2))
         .route("/api/search/tag/{*rest}", any(tags::tag_values_v1))
         .route("/api/v2/search/tag/{*rest}", any(tags::tag_values_v2))
+        .route("/api/metrics/query_range", any(metrics::query_range))
+        .route("/api/metrics/query", any(metrics::query_instant))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "404 page not found") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), record))
@@ -293,5 +306,9 @@ async fn trace_v2(
 
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod metrics_tests;
+#[cfg(test)]
+mod streaming_tests;
 #[cfg(test)]
 mod tests;

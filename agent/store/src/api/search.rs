@@ -205,6 +205,7 @@ pub fn search_proto(r: &SearchResult) -> super::tempopb::SearchResponse {
             total_blocks: r.total_blocks.min(u64::from(u32::MAX)) as u32,
             completed_jobs: 1,
             total_jobs: 1,
+            ..Default::default()
         }),
     }
 }

@@ -5,7 +5,12 @@ use tower::ServiceExt;
 use super::router;
 use crate::{ManualClock, Store, ids::SINGLE_TENANT, testutil::*};
 
-async fn call(store: &Store, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+/// Sends a GET through the router: status, content type, body.
+pub(super) async fn call(
+    store: &Store,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
     let mut b = Request::builder().uri(path);
     for (k, v) in headers {
         b = b.header(*k, *v);

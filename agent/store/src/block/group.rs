@@ -45,7 +45,7 @@ impl Group {
 #[derive(Default)]
 pub struct GroupBuilder {
     pub group: Group,
-    remaps: FastMap<usize, Remap>,
+    remaps: FastMap<u64, Remap>,
 }
 
 impl GroupBuilder {
@@ -57,10 +57,7 @@ impl GroupBuilder {
         let mut seen: Option<std::collections::HashSet<[u8; 8]>> =
             (parts.len() > 1).then(std::collections::HashSet::new);
         for (src, rows) in parts {
-            let remap = self
-                .remaps
-                .entry(*src as *const Table as usize)
-                .or_default();
+            let remap = self.remaps.entry(src.uid()).or_default();
             for r in *rows {
                 if let Some(seen) = seen.as_mut()
                     && !seen.insert(r.span_id)

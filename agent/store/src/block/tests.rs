@@ -140,3 +140,47 @@ fn failed_write_leaves_no_block() {
         "temporary directory removed"
     );
 }
+
+/// A table holding one one-span trace `tid(n)` of service `service`, its strings interned
+/// after `padding` others (so its symbol numbers differ from another table's).
+fn one_trace(n: u64, service: &str, padding: usize) -> (Table, Vec<SpanRow>) {
+    let mut t = Table::new();
+    for i in 0..padding {
+        t.intern(&format!("pad-{i}"));
+    }
+    let r = req(service, vec![span(n, n, 0, &format!("op-{service}"), 0, 1)]);
+    let rs = &r.resource_spans[0];
+    let res = t.add_resource(rs.resource.as_ref(), service.as_bytes());
+    let sc = t.add_scope(None, b"");
+    let rows = rs.scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| t.add_span(s, res, sc))
+        .collect();
+    (t, rows)
+}
+
+#[test]
+fn a_table_in_the_place_of_an_earlier_one_keeps_its_own_strings() {
+    // Compaction reads row groups one after another into the same place; the group being
+    // built must not reuse what it remapped for the table that was there before.
+    let mut gb = group::GroupBuilder::default();
+    let (first, rows1) = one_trace(1, "svc-a", 0);
+    let mut slot = first;
+    gb.add(tid(1), &[(&slot, &rows1)]);
+    let (second, rows2) = one_trace(2, "svc-b", 5);
+    slot = second;
+    gb.add(tid(2), &[(&slot, &rows2)]);
+    let g = gb.take();
+    let services: Vec<Option<&str>> = (0..2)
+        .map(|i| {
+            let t = g.trace(i);
+            t.service_of(&t.spans[0])
+        })
+        .collect();
+    assert_eq!(services, vec![Some("svc-a"), Some("svc-b")]);
+    let names: Vec<&str> = (0..2)
+        .map(|i| g.trace(i).str(g.trace(i).spans[0].name))
+        .collect();
+    assert_eq!(names, vec!["op-svc-a", "op-svc-b"]);
+}

@@ -2,6 +2,8 @@
 //! (newest data first, stopping at the limit) with `tags=` or TraceQL filters, over the
 //! trace [`view`] and its TraceQL [`traceql_view`].
 pub mod budget;
+pub mod metrics;
+pub mod scan;
 #[cfg(test)]
 mod span_set_tests;
 pub mod traceql_view;
@@ -307,12 +309,16 @@ struct Prefilter {
 }
 
 fn prefilter(spec: &SearchSpec) -> Prefilter {
+    match &spec.filter {
+        Filter::TraceQl(q) => prefilter_conditions(&q.conditions()),
+        Filter::Tags(_) => Prefilter::default(),
+    }
+}
+
+fn prefilter_conditions(conditions: &[traceql::Condition]) -> Prefilter {
     use traceql::{CompareOp, Value};
     let mut p = Prefilter::default();
-    let Filter::TraceQl(q) = &spec.filter else {
-        return p;
-    };
-    for c in q.conditions() {
+    for c in conditions {
         let (CompareOp::Eq, Value::Str(s)) = (c.op, &c.value) else {
             continue;
         };
@@ -612,73 +618,6 @@ impl Store {
         }
         res.traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
         Ok(res)
-    }
-
-    /// Visit every trace overlapping the window (live, pending, blocks) until `f` returns
-    /// false, stopping with an error when `budget` runs out.
-    pub fn for_each_trace(
-        &self,
-        tenants: &[String],
-        start_ns: u64,
-        end_ns: u64,
-        budget: &mut Budget,
-        f: &mut dyn FnMut(TraceRef<'_>) -> bool,
-    ) -> Result<(), QueryError> {
-        let overlaps = |t: &TraceRef<'_>| t.start() <= end_ns && t.end() >= start_ns;
-        for t in self.query_tenants(tenants) {
-            let ids: Vec<TraceId> = t.lock_state().live.traces.keys().copied().collect();
-            for chunk in ids.chunks(LIVE_CHUNK) {
-                let st = t.lock_state();
-                for id in chunk {
-                    budget.check()?;
-                    let Some(lt) = st.live.traces.get(id) else {
-                        continue;
-                    };
-                    let tr = TraceRef {
-                        table: &st.live.table,
-                        id,
-                        spans: &lt.spans,
-                    };
-                    if overlaps(&tr) && !f(tr) {
-                        return Ok(());
-                    }
-                }
-            }
-            for p in t.pendings() {
-                for (id, lt) in &p.traces {
-                    budget.check()?;
-                    let tr = TraceRef {
-                        table: &p.table,
-                        id,
-                        spans: &lt.spans,
-                    };
-                    if overlaps(&tr) && !f(tr) {
-                        return Ok(());
-                    }
-                }
-            }
-            for b in t.blocks() {
-                if b.meta.min_start_ns > end_ns || b.meta.max_end_ns < start_ns {
-                    continue;
-                }
-                for gi in 0..b.groups.len() {
-                    let ge = b.groups[gi];
-                    if ge.min_start > end_ns || ge.max_end < start_ns {
-                        continue;
-                    }
-                    budget.check()?;
-                    let g = self.inner.cache.get(&b, gi)?;
-                    for i in 0..g.traces.len() {
-                        budget.check()?;
-                        let tr = g.trace(i);
-                        if overlaps(&tr) && !f(tr) {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -202,6 +202,26 @@ impl TraceView for QlTrace<'_> {
             .is_some_and(|s| s.parent_id == [0; 8])
     }
 
+    fn resource_key(&self, span: usize) -> Option<(u64, u32)> {
+        // Tables are never given another's uid, and a table's resources never change.
+        Some((self.t.table.uid(), self.t.spans.get(span)?.resource))
+    }
+
+    fn for_each_attribute(&self, span: usize, f: &mut dyn FnMut(AttrScope, &str, Value<'_>)) {
+        let Some(s) = self.t.spans.get(span) else {
+            return;
+        };
+        for (scope, attrs) in [
+            (AttrScope::Resource, self.t.resource_attrs(s)),
+            (AttrScope::Span, self.t.span_attrs(s)),
+            (AttrScope::Instrumentation, self.t.scope_attrs(s)),
+        ] {
+            for a in attrs {
+                f(scope, self.t.str(a.key), to_value(&self.t, a.val));
+            }
+        }
+    }
+
     fn event_names(&self, span: usize) -> Vec<Cow<'_, str>> {
         let Some(s) = self.t.spans.get(span) else {
             return Vec::new();

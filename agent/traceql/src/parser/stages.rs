@@ -136,6 +136,7 @@ impl Parser {
             args: Vec::new(),
             selector: None,
             by: Vec::new(),
+            by_labels: Vec::new(),
         };
         match kind {
             MetricsKind::Rate | MetricsKind::CountOverTime => {}
@@ -173,7 +174,22 @@ impl Parser {
         if self.is_word("by") {
             self.advance();
             self.expect(Tok::OpenParen)?;
-            f.by = self.attribute_list()?;
+            loop {
+                let scoped = match (self.peek(), self.peek_at(1)) {
+                    (Tok::Colon(scope), Tok::Ident(word)) => {
+                        Some(format!("{}{word}", scope.as_str()))
+                    }
+                    _ => None,
+                };
+                let field = self.attribute()?;
+                f.by_labels
+                    .push(scoped.unwrap_or_else(|| field.to_string()));
+                f.by.push(field);
+                if *self.peek() != Tok::Comma {
+                    break;
+                }
+                self.advance();
+            }
             self.expect(Tok::CloseParen)?;
         }
         Ok(f)

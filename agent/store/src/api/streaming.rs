@@ -1,0 +1,480 @@
+//! Tempo's `tempopb.StreamingQuerier` gRPC service, served as h2c on the HTTP port (3200),
+//! which Grafana's Tempo datasource calls when streaming is on (its default). Each call is
+//! answered by the HTTP route of the same query, so both APIs answer alike (same tenants,
+//! limits, parameters and errors), and streams that answer as one message: the whole result,
+//! as Tempo's last message holds it. A bad query is `InvalidArgument` with the HTTP API's
+//! message; a tenant or limit refusal keeps its kind (`PermissionDenied`, `Unauthenticated`,
+//! `ResourceExhausted`, `DeadlineExceeded`).
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{self, HeaderValue, StatusCode},
+};
+use futures::Stream;
+use prost::Message;
+use tonic::{Status, server::Grpc};
+use tonic_prost::ProstCodec;
+use tower::ServiceExt as _;
+
+use super::tempopb::{
+    MetadataMetrics, QueryInstantRequest, QueryInstantResponse, QueryRangeRequest,
+    QueryRangeResponse, SearchRequest, SearchResponse, SearchTagValuesRequest,
+    SearchTagValuesResponse, SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse,
+    SearchTagsV2Response, SearchTagsV2Scope, TagValue,
+};
+
+/// The service's path prefix.
+pub const PREFIX: &str = "/tempopb.StreamingQuerier/";
+
+/// The gRPC service in front of the HTTP API `http` (the router with its state and layers).
+#[derive(Clone)]
+pub struct StreamingQuerier {
+    http: Router,
+}
+
+impl StreamingQuerier {
+    pub fn new(http: Router) -> Self {
+        Self { http }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+type OneMessage<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl tower::Service<http::Request<Body>> for StreamingQuerier {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let http = self.http.clone();
+        Box::pin(async move {
+            let method = req
+                .uri()
+                .path()
+                .strip_prefix(PREFIX)
+                .unwrap_or("")
+                .to_owned();
+            let resp = match method.as_str() {
+                "Search" => serve(req, Rpc(http, search)).await,
+                "SearchTags" => serve(req, Rpc(http, tags)).await,
+                "SearchTagsV2" => serve(req, Rpc(http, tags_v2)).await,
+                "SearchTagValues" => serve(req, Rpc(http, tag_values)).await,
+                "SearchTagValuesV2" => serve(req, Rpc(http, tag_values_v2)).await,
+                "MetricsQueryRange" => serve(req, Rpc(http, query_range)).await,
+                "MetricsQueryInstant" => serve(req, Rpc(http, query_instant)).await,
+                _ => Status::unimplemented(format!("unknown method {method}"))
+                    .into_http::<tonic::body::Body>(),
+            };
+            Ok(resp.map(Body::new))
+        })
+    }
+}
+
+/// Runs one server-streaming call with Tempo's protobuf codec.
+async fn serve<Req, Resp, F>(
+    req: http::Request<Body>,
+    rpc: Rpc<F>,
+) -> http::Response<tonic::body::Body>
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+    F: Fn(Router, Req, tonic::metadata::MetadataMap) -> BoxFuture<Result<Resp, Status>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    Grpc::new(ProstCodec::<Resp, Req>::default())
+        .server_streaming(rpc, req)
+        .await
+}
+
+/// One method: the HTTP router and how it answers the request.
+struct Rpc<F>(Router, F);
+
+impl<Req, Resp, F> tonic::server::ServerStreamingService<Req> for Rpc<F>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Router, Req, tonic::metadata::MetadataMap) -> BoxFuture<Result<Resp, Status>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    type Response = Resp;
+    type ResponseStream = OneMessage<Resp>;
+    type Future = BoxFuture<Result<tonic::Response<OneMessage<Resp>>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        let (http, f) = (self.0.clone(), self.1.clone());
+        Box::pin(async move {
+            let (meta, _, req) = request.into_parts();
+            let answer = f(http, req, meta).await?;
+            let stream: OneMessage<Resp> = Box::pin(futures::stream::once(async { Ok(answer) }));
+            Ok(tonic::Response::new(stream))
+        })
+    }
+}
+
+/// Asks the HTTP API `path?query`, with the call's tenant and credentials; the body of a
+/// 200, else the HTTP answer as a gRPC status.
+async fn ask(
+    http: Router,
+    meta: &tonic::metadata::MetadataMap,
+    path: &str,
+    query: &[(&str, String)],
+    accept: &'static str,
+) -> Result<bytes::Bytes, Status> {
+    let mut uri = path.to_owned();
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    if !pairs.is_empty() {
+        uri.push('?');
+        uri.push_str(
+            &serde_urlencoded::to_string(&pairs).map_err(|e| Status::internal(e.to_string()))?,
+        );
+    }
+    let mut req = http::Request::get(uri)
+        .header(http::header::ACCEPT, accept)
+        .body(Body::empty())
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    for name in ["x-scope-orgid", "authorization"] {
+        if let Some(v) = meta.get(name).and_then(|v| v.to_str().ok())
+            && let Ok(v) = HeaderValue::from_str(v)
+        {
+            req.headers_mut().insert(name, v);
+        }
+    }
+    let resp = http.oneshot(req).await.unwrap_or_else(|e| match e {});
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    if status == StatusCode::OK {
+        return Ok(body);
+    }
+    let msg = String::from_utf8_lossy(&body).trim().to_owned();
+    Err(match status {
+        StatusCode::BAD_REQUEST => Status::invalid_argument(msg),
+        StatusCode::UNAUTHORIZED => Status::unauthenticated(msg),
+        StatusCode::FORBIDDEN => Status::permission_denied(msg),
+        StatusCode::NOT_FOUND => Status::not_found(msg),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => {
+            Status::resource_exhausted(msg)
+        }
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => Status::deadline_exceeded(msg),
+        StatusCode::SERVICE_UNAVAILABLE => Status::unavailable(msg),
+        _ => Status::internal(msg),
+    })
+}
+
+fn secs(v: u32) -> String {
+    if v == 0 { String::new() } else { v.to_string() }
+}
+
+fn nanos(v: u64) -> String {
+    if v == 0 { String::new() } else { v.to_string() }
+}
+
+fn decode_proto<T: Message + Default>(body: &[u8]) -> Result<T, Status> {
+    T::decode(body).map_err(|e| Status::internal(format!("decoding the HTTP answer: {e}")))
+}
+
+fn decode_json(body: &[u8]) -> Result<serde_json::Value, Status> {
+    serde_json::from_slice(body)
+        .map_err(|e| Status::internal(format!("decoding the HTTP answer: {e}")))
+}
+
+/// The `metrics` object of a tags answer.
+fn metadata_metrics(v: &serde_json::Value) -> Option<MetadataMetrics> {
+    let m = v.get("metrics")?;
+    let n = |k: &str| {
+        m.get(k).and_then(|x| {
+            x.as_u64()
+                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+        })
+    };
+    Some(MetadataMetrics {
+        inspected_bytes: n("inspectedBytes").unwrap_or(0),
+        total_jobs: n("totalJobs").unwrap_or(0) as u32,
+        completed_jobs: n("completedJobs").unwrap_or(0) as u32,
+    })
+}
+
+fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    v.and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn search(
+    http: Router,
+    r: SearchRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<SearchResponse, Status>> {
+    Box::pin(async move {
+        let mut tags: Vec<(&String, &String)> = r.tags.iter().collect();
+        tags.sort();
+        let tags = tags
+            .iter()
+            .map(|(k, v)| format!("{k}={}", serde_json::Value::String((*v).clone())))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ms = |v: u32| {
+            if v == 0 {
+                String::new()
+            } else {
+                format!("{v}ms")
+            }
+        };
+        let body = ask(
+            http,
+            &meta,
+            "/api/search",
+            &[
+                ("q", r.query),
+                ("tags", tags),
+                ("minDuration", ms(r.min_duration_ms)),
+                ("maxDuration", ms(r.max_duration_ms)),
+                ("limit", secs(r.limit)),
+                ("spss", secs(r.spans_per_span_set)),
+                ("start", secs(r.start)),
+                ("end", secs(r.end)),
+            ],
+            "application/protobuf",
+        )
+        .await?;
+        decode_proto(&body)
+    })
+}
+
+fn tags_query(r: SearchTagsRequest) -> [(&'static str, String); 4] {
+    [
+        ("scope", r.scope),
+        ("q", r.query),
+        ("start", secs(r.start)),
+        ("end", secs(r.end)),
+    ]
+}
+
+fn tags(
+    http: Router,
+    r: SearchTagsRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<SearchTagsResponse, Status>> {
+    Box::pin(async move {
+        let body = ask(
+            http,
+            &meta,
+            "/api/search/tags",
+            &tags_query(r),
+            "application/json",
+        )
+        .await?;
+        let v = decode_json(&body)?;
+        Ok(SearchTagsResponse {
+            tag_names: strings(v.get("tagNames")),
+            metrics: metadata_metrics(&v),
+        })
+    })
+}
+
+fn tags_v2(
+    http: Router,
+    r: SearchTagsRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<SearchTagsV2Response, Status>> {
+    Box::pin(async move {
+        let body = ask(
+            http,
+            &meta,
+            "/api/v2/search/tags",
+            &tags_query(r),
+            "application/json",
+        )
+        .await?;
+        let v = decode_json(&body)?;
+        let scopes = v
+            .get("scopes")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+            .map(|s| SearchTagsV2Scope {
+                name: s
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+                tags: strings(s.get("tags")),
+            })
+            .collect();
+        Ok(SearchTagsV2Response {
+            scopes,
+            metrics: metadata_metrics(&v),
+        })
+    })
+}
+
+fn values_call(r: &SearchTagValuesRequest, version: &str) -> (String, [(&'static str, String); 3]) {
+    let path = format!(
+        "/api{version}/search/tag/{}/values",
+        percent_encoding::utf8_percent_encode(&r.tag_name, percent_encoding::NON_ALPHANUMERIC)
+    );
+    (
+        path,
+        [
+            ("q", r.query.clone()),
+            ("start", secs(r.start)),
+            ("end", secs(r.end)),
+        ],
+    )
+}
+
+fn tag_values(
+    http: Router,
+    r: SearchTagValuesRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<SearchTagValuesResponse, Status>> {
+    Box::pin(async move {
+        let (path, query) = values_call(&r, "");
+        let body = ask(http, &meta, &path, &query, "application/json").await?;
+        let v = decode_json(&body)?;
+        Ok(SearchTagValuesResponse {
+            tag_values: strings(v.get("tagValues")),
+            metrics: metadata_metrics(&v),
+        })
+    })
+}
+
+fn tag_values_v2(
+    http: Router,
+    r: SearchTagValuesRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<SearchTagValuesV2Response, Status>> {
+    Box::pin(async move {
+        let (path, query) = values_call(&r, "/v2");
+        let body = ask(http, &meta, &path, &query, "application/json").await?;
+        let v = decode_json(&body)?;
+        let tag_values = v
+            .get("tagValues")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .map(|t| TagValue {
+                r#type: t
+                    .get("type")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+                value: t
+                    .get("value")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            })
+            .collect();
+        Ok(SearchTagValuesV2Response {
+            tag_values,
+            metrics: metadata_metrics(&v),
+        })
+    })
+}
+
+fn query_range(
+    http: Router,
+    r: QueryRangeRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<QueryRangeResponse, Status>> {
+    Box::pin(async move {
+        let step = if r.step == 0 {
+            String::new()
+        } else {
+            format!("{}ns", r.step)
+        };
+        let exemplars = if r.exemplars == 0 {
+            String::new()
+        } else {
+            r.exemplars.to_string()
+        };
+        let body = ask(
+            http,
+            &meta,
+            "/api/metrics/query_range",
+            &[
+                ("q", r.query),
+                ("start", nanos(r.start)),
+                ("end", nanos(r.end)),
+                ("step", step),
+                ("exemplars", exemplars),
+            ],
+            "application/protobuf",
+        )
+        .await?;
+        decode_proto(&body)
+    })
+}
+
+fn query_instant(
+    http: Router,
+    r: QueryInstantRequest,
+    meta: tonic::metadata::MetadataMap,
+) -> BoxFuture<Result<QueryInstantResponse, Status>> {
+    Box::pin(async move {
+        let body = ask(
+            http,
+            &meta,
+            "/api/metrics/query",
+            &[
+                ("q", r.query),
+                ("start", nanos(r.start)),
+                ("end", nanos(r.end)),
+            ],
+            "application/json",
+        )
+        .await?;
+        let v = decode_json(&body)?;
+        let series = v
+            .get("series")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .map(|s| super::tempopb::InstantSeries {
+                labels: s
+                    .get("labels")
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default(),
+                value: s
+                    .get("value")
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0),
+            })
+            .collect();
+        Ok(QueryInstantResponse {
+            series,
+            metrics: None,
+            status: i32::from(v.get("status").and_then(|s| s.as_str()) == Some("PARTIAL")),
+            message: v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_owned(),
+        })
+    })
+}

@@ -1,0 +1,291 @@
+//! Tempo's streaming gRPC API over h2c on a real listener, called with a tonic client: every
+//! call answers what the HTTP API answers for the same query, bad queries are
+//! `InvalidArgument` with the HTTP message, and the tenant comes from the call's metadata.
+use axum::http::uri::PathAndQuery;
+use prost::Message;
+use tonic::{Code, client::Grpc, transport::Channel};
+use tonic_prost::ProstCodec;
+
+use super::{router, tempopb::*, tests::call};
+use crate::{ManualClock, Store, testutil::*};
+
+const S: u64 = 1_000_000_000;
+
+fn store(dir: &std::path::Path, multitenant: bool) -> Store {
+    let mut c = cfg(dir);
+    c.multitenancy_enabled = multitenant;
+    let s = Store::open(&c, ManualClock::new(T0 + 120 * S)).unwrap();
+    for (tenant, service, trace, error) in [("a", "front", 1, false), ("a", "back", 2, true)] {
+        let sp = span(trace, 1, 0, "GET /", 10_000, 250);
+        let sp = if error { with_error(sp) } else { sp };
+        let sp = with_attrs(sp, vec![kv_s("http.route", "/checkout")]);
+        let tenant = if multitenant {
+            tenant
+        } else {
+            crate::ids::SINGLE_TENANT
+        };
+        s.ingest(tenant, req(service, vec![sp])).unwrap();
+    }
+    s
+}
+
+/// Serves the store's router (HTTP and gRPC on one port) and connects a gRPC client.
+async fn serve(s: &Store) -> Grpc<Channel> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(s.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Grpc::new(channel)
+}
+
+/// One streaming call: every message it sent, or its status.
+async fn stream<Req, Resp>(
+    grpc: &mut Grpc<Channel>,
+    method: &'static str,
+    req: Req,
+    tenant: Option<&str>,
+) -> Result<Vec<Resp>, tonic::Status>
+where
+    Req: Message + Send + Sync + 'static,
+    Resp: Message + Default + Send + Sync + 'static,
+{
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(req);
+    if let Some(t) = tenant {
+        request
+            .metadata_mut()
+            .insert("x-scope-orgid", t.parse().unwrap());
+    }
+    let path = PathAndQuery::from_static(method);
+    let mut s = grpc
+        .server_streaming(request, path, ProstCodec::<Req, Resp>::default())
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = s.message().await? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn window() -> (u32, u32) {
+    ((T0 / S) as u32, (T0 / S + 120) as u32)
+}
+
+#[tokio::test]
+async fn every_call_answers_what_the_http_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let mut grpc = serve(&s).await;
+    let (start, end) = window();
+
+    let got: Vec<SearchResponse> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/Search",
+        SearchRequest {
+            query: "{ status = error }".into(),
+            start,
+            end,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let (_, _, body) = call(
+        &s,
+        &format!("/api/search?q=%7B%20status%20%3D%20error%20%7D&start={start}&end={end}"),
+        &[("Accept", "application/protobuf")],
+    )
+    .await;
+    let http = SearchResponse::decode(body.as_slice()).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].traces.len(), 1);
+    assert_eq!(got[0].traces, http.traces);
+    assert_eq!(got[0].traces[0].root_service_name, "back");
+
+    let tags: Vec<SearchTagsV2Response> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/SearchTagsV2",
+        SearchTagsRequest {
+            scope: "span".into(),
+            start,
+            end,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let span_tags = &tags[0].scopes[0];
+    assert_eq!(span_tags.name, "span");
+    assert!(
+        span_tags.tags.contains(&"http.route".to_owned()),
+        "{span_tags:?}"
+    );
+
+    let v1: Vec<SearchTagsResponse> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/SearchTags",
+        SearchTagsRequest {
+            start,
+            end,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let (_, _, body) = call(
+        &s,
+        &format!("/api/search/tags?start={start}&end={end}"),
+        &[],
+    )
+    .await;
+    let http: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let http_names: Vec<String> = serde_json::from_value(http["tagNames"].clone()).unwrap();
+    assert_eq!(v1[0].tag_names, http_names);
+
+    let values: Vec<SearchTagValuesV2Response> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/SearchTagValuesV2",
+        SearchTagValuesRequest {
+            tag_name: "resource.service.name".into(),
+            start,
+            end,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let mut names: Vec<&str> = values[0]
+        .tag_values
+        .iter()
+        .map(|v| v.value.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["back", "front"]);
+    assert!(values[0].tag_values.iter().all(|v| v.r#type == "string"));
+
+    let v1_values: Vec<SearchTagValuesResponse> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/SearchTagValues",
+        SearchTagValuesRequest {
+            tag_name: "http.route".into(),
+            start,
+            end,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v1_values[0].tag_values, ["/checkout"]);
+
+    let range: Vec<QueryRangeResponse> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/MetricsQueryRange",
+        QueryRangeRequest {
+            query: "{ } | count_over_time() by (resource.service.name)".into(),
+            start: T0,
+            end: T0 + 60 * S,
+            step: 20 * S,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let (_, _, body) = call(
+        &s,
+        &format!(
+            "/api/metrics/query_range?q=%7B%20%7D%20%7C%20count_over_time%28%29%20by%20%28resource.service.name%29&start={T0}&end={}&step=20s",
+            T0 + 60 * S
+        ),
+        &[("Accept", "application/protobuf")],
+    )
+    .await;
+    let http = QueryRangeResponse::decode(body.as_slice()).unwrap();
+    assert_eq!(range[0].series.len(), 2);
+    assert_eq!(range[0].series, http.series);
+
+    let instant: Vec<QueryInstantResponse> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/MetricsQueryInstant",
+        QueryInstantRequest {
+            query: "{ status = error } | count_over_time()".into(),
+            start: T0,
+            end: T0 + 60 * S,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(instant[0].series.len(), 1);
+    assert_eq!(instant[0].series[0].value, 1.0);
+}
+
+#[tokio::test]
+async fn a_bad_query_is_invalid_argument_with_the_http_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), false);
+    let mut grpc = serve(&s).await;
+    let err = stream::<_, SearchResponse>(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/Search",
+        SearchRequest {
+            query: "{ .a = }".into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let (status, _, body) = call(&s, "/api/search?q=%7B%20.a%20%3D%20%7D", &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(err.message(), String::from_utf8_lossy(&body).trim());
+    let err = stream::<_, SearchResponse>(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/NoSuchCall",
+        SearchRequest::default(),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn the_tenant_comes_from_the_call_s_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), true);
+    let grpc = serve(&s).await;
+    let (start, end) = window();
+    let ask = |tenant| {
+        let mut g = grpc.clone();
+        async move {
+            stream::<_, SearchResponse>(
+                &mut g,
+                "/tempopb.StreamingQuerier/Search",
+                SearchRequest {
+                    query: "{ }".into(),
+                    start,
+                    end,
+                    ..Default::default()
+                },
+                tenant,
+            )
+            .await
+        }
+    };
+    assert_eq!(ask(Some("a")).await.unwrap()[0].traces.len(), 2);
+    assert_eq!(ask(Some("b")).await.unwrap()[0].traces.len(), 0);
+    assert_eq!(ask(None).await.unwrap_err().code(), Code::Unauthenticated);
+}
