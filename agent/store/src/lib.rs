@@ -46,6 +46,7 @@ pub(crate) mod tenant;
 pub(crate) mod tls;
 pub(crate) mod wal;
 
+pub use api::tempopb;
 pub use config::{SearchSection, StoreLimits, StoreSection};
 pub use error::{IngestError, StoreError};
 pub use query::budget::QueryError;

@@ -547,6 +547,9 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
         r#"{ resource.service.name = "svc-3" }"#,
         r#"{ span.http.response.status_code >= 500 }"#,
         r#"{ duration > 100ms && span.http.request.method = "POST" }"#,
+        r#"{ kind = server } >> { status = error }"#,
+        r#"{ resource.service.name = "svc-3" } | count() > 3"#,
+        r#"{ span.http.route = "/api/checkout" } | select(span.http.response.status_code)"#,
     ] {
         let (mut l, v) = timed(&client, &format!("{api}/api/search"), q, start, end).await?;
         let n = v["traces"].as_array().map_or(0, Vec::len);
@@ -556,6 +559,7 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
             pct(&mut l, 99.0)
         );
     }
+    streaming_search(&api, start, end).await?;
     metrics_queries(&client, &api, start, end).await?;
 
     // 4. Ack → findable.
@@ -688,6 +692,48 @@ async fn timed(
         l.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     Ok((l, last))
+}
+
+/// One `Search` over Tempo's streaming gRPC API (Grafana's default): time to its first and
+/// its last message.
+async fn streaming_search(api: &str, start: u64, end: u64) -> Result<()> {
+    use sonde_store::tempopb::{SearchRequest, SearchResponse};
+    let q = "{ kind = server } >> { status = error }";
+    let t = Instant::now();
+    let channel = tonic::transport::Channel::from_shared(api.to_owned())?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let req = tonic::Request::new(SearchRequest {
+        query: q.into(),
+        start: u32::try_from(start)?,
+        end: u32::try_from(end)?,
+        ..SearchRequest::default()
+    });
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/tempopb.StreamingQuerier/Search");
+    let mut stream = grpc
+        .server_streaming(
+            req,
+            path,
+            tonic_prost::ProstCodec::<SearchRequest, SearchResponse>::default(),
+        )
+        .await?
+        .into_inner();
+    let (mut first, mut traces, mut messages) = (None, 0, 0);
+    while let Some(m) = stream.message().await? {
+        first.get_or_insert_with(|| t.elapsed());
+        traces += m.traces.len();
+        messages += 1;
+    }
+    let last = t.elapsed();
+    println!(
+        "  streaming Search {q:<48} first / last message {:.1} / {:.1} ms, {messages} message(s), {traces} traces",
+        first.unwrap_or(last).as_secs_f64() * 1000.0,
+        last.as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 /// TraceQL metrics over the last hour (what Grafana's metrics panels and Traces Drilldown run).
