@@ -183,20 +183,27 @@ async fn ask(
     })
 }
 
-fn secs(v: u32) -> String {
-    if v == 0 { String::new() } else { v.to_string() }
-}
-
-fn nanos(v: u64) -> String {
-    if v == 0 { String::new() } else { v.to_string() }
+/// A numeric parameter with its unit; zero (unset in protobuf) leaves it out.
+fn param(v: impl Into<u64>, unit: &str) -> String {
+    match v.into() {
+        0 => String::new(),
+        v => format!("{v}{unit}"),
+    }
 }
 
 fn decode_proto<T: Message + Default>(body: &[u8]) -> Result<T, Status> {
     T::decode(body).map_err(|e| Status::internal(format!("decoding the HTTP answer: {e}")))
 }
 
-fn decode_json(body: &[u8]) -> Result<serde_json::Value, Status> {
-    serde_json::from_slice(body)
+/// [`ask`] for a JSON answer.
+async fn ask_json(
+    http: Router,
+    meta: &tonic::metadata::MetadataMap,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<serde_json::Value, Status> {
+    let body = ask(http, meta, path, query, "application/json").await?;
+    serde_json::from_slice(&body)
         .map_err(|e| Status::internal(format!("decoding the HTTP answer: {e}")))
 }
 
@@ -237,13 +244,6 @@ fn search(
             .map(|(k, v)| format!("{k}={}", serde_json::Value::String((*v).clone())))
             .collect::<Vec<_>>()
             .join(" ");
-        let ms = |v: u32| {
-            if v == 0 {
-                String::new()
-            } else {
-                format!("{v}ms")
-            }
-        };
         let body = ask(
             http,
             &meta,
@@ -251,12 +251,12 @@ fn search(
             &[
                 ("q", r.query),
                 ("tags", tags),
-                ("minDuration", ms(r.min_duration_ms)),
-                ("maxDuration", ms(r.max_duration_ms)),
-                ("limit", secs(r.limit)),
-                ("spss", secs(r.spans_per_span_set)),
-                ("start", secs(r.start)),
-                ("end", secs(r.end)),
+                ("minDuration", param(r.min_duration_ms, "ms")),
+                ("maxDuration", param(r.max_duration_ms, "ms")),
+                ("limit", param(r.limit, "")),
+                ("spss", param(r.spans_per_span_set, "")),
+                ("start", param(r.start, "")),
+                ("end", param(r.end, "")),
             ],
             "application/protobuf",
         )
@@ -269,8 +269,8 @@ fn tags_query(r: SearchTagsRequest) -> [(&'static str, String); 4] {
     [
         ("scope", r.scope),
         ("q", r.query),
-        ("start", secs(r.start)),
-        ("end", secs(r.end)),
+        ("start", param(r.start, "")),
+        ("end", param(r.end, "")),
     ]
 }
 
@@ -280,15 +280,7 @@ fn tags(
     meta: tonic::metadata::MetadataMap,
 ) -> BoxFuture<Result<SearchTagsResponse, Status>> {
     Box::pin(async move {
-        let body = ask(
-            http,
-            &meta,
-            "/api/search/tags",
-            &tags_query(r),
-            "application/json",
-        )
-        .await?;
-        let v = decode_json(&body)?;
+        let v = ask_json(http, &meta, "/api/search/tags", &tags_query(r)).await?;
         Ok(SearchTagsResponse {
             tag_names: strings(v.get("tagNames")),
             metrics: metadata_metrics(&v),
@@ -302,15 +294,7 @@ fn tags_v2(
     meta: tonic::metadata::MetadataMap,
 ) -> BoxFuture<Result<SearchTagsV2Response, Status>> {
     Box::pin(async move {
-        let body = ask(
-            http,
-            &meta,
-            "/api/v2/search/tags",
-            &tags_query(r),
-            "application/json",
-        )
-        .await?;
-        let v = decode_json(&body)?;
+        let v = ask_json(http, &meta, "/api/v2/search/tags", &tags_query(r)).await?;
         let scopes = v
             .get("scopes")
             .and_then(|s| s.as_array())
@@ -341,8 +325,8 @@ fn values_call(r: &SearchTagValuesRequest, version: &str) -> (String, [(&'static
         path,
         [
             ("q", r.query.clone()),
-            ("start", secs(r.start)),
-            ("end", secs(r.end)),
+            ("start", param(r.start, "")),
+            ("end", param(r.end, "")),
         ],
     )
 }
@@ -354,8 +338,7 @@ fn tag_values(
 ) -> BoxFuture<Result<SearchTagValuesResponse, Status>> {
     Box::pin(async move {
         let (path, query) = values_call(&r, "");
-        let body = ask(http, &meta, &path, &query, "application/json").await?;
-        let v = decode_json(&body)?;
+        let v = ask_json(http, &meta, &path, &query).await?;
         Ok(SearchTagValuesResponse {
             tag_values: strings(v.get("tagValues")),
             metrics: metadata_metrics(&v),
@@ -370,8 +353,7 @@ fn tag_values_v2(
 ) -> BoxFuture<Result<SearchTagValuesV2Response, Status>> {
     Box::pin(async move {
         let (path, query) = values_call(&r, "/v2");
-        let body = ask(http, &meta, &path, &query, "application/json").await?;
-        let v = decode_json(&body)?;
+        let v = ask_json(http, &meta, &path, &query).await?;
         let tag_values = v
             .get("tagValues")
             .and_then(|a| a.as_array())
@@ -403,26 +385,16 @@ fn query_range(
     meta: tonic::metadata::MetadataMap,
 ) -> BoxFuture<Result<QueryRangeResponse, Status>> {
     Box::pin(async move {
-        let step = if r.step == 0 {
-            String::new()
-        } else {
-            format!("{}ns", r.step)
-        };
-        let exemplars = if r.exemplars == 0 {
-            String::new()
-        } else {
-            r.exemplars.to_string()
-        };
         let body = ask(
             http,
             &meta,
             "/api/metrics/query_range",
             &[
                 ("q", r.query),
-                ("start", nanos(r.start)),
-                ("end", nanos(r.end)),
-                ("step", step),
-                ("exemplars", exemplars),
+                ("start", param(r.start, "")),
+                ("end", param(r.end, "")),
+                ("step", param(r.step, "ns")),
+                ("exemplars", param(r.exemplars, "")),
             ],
             "application/protobuf",
         )
@@ -437,19 +409,17 @@ fn query_instant(
     meta: tonic::metadata::MetadataMap,
 ) -> BoxFuture<Result<QueryInstantResponse, Status>> {
     Box::pin(async move {
-        let body = ask(
+        let v = ask_json(
             http,
             &meta,
             "/api/metrics/query",
             &[
                 ("q", r.query),
-                ("start", nanos(r.start)),
-                ("end", nanos(r.end)),
+                ("start", param(r.start, "")),
+                ("end", param(r.end, "")),
             ],
-            "application/json",
         )
         .await?;
-        let v = decode_json(&body)?;
         let series = v
             .get("series")
             .and_then(|a| a.as_array())
