@@ -637,6 +637,39 @@ fn search_skips_blocks_and_groups_that_cannot_match() {
     assert_eq!(r.traces.len(), 2, "negations are not pre-filtered");
 }
 
+/// `with (most_recent = true)` returns the newest traces wherever they are (here in the
+/// oldest block, behind live traces that match first), and skips blocks too old to count.
+#[test]
+fn most_recent_hint_returns_the_newest_traces_and_skips_older_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let round = |first: u64, start_ms: u64| {
+        let spans = (0..20)
+            .map(|i| span(first + i, 1, 0, "op", start_ms + i, 1))
+            .collect();
+        store.ingest(SINGLE_TENANT, req("svc", spans)).unwrap();
+    };
+    round(1, 300_000); // the newest, written first
+    store.maintain(true);
+    round(21, 100_000);
+    store.maintain(true);
+    round(41, 200_000); // live
+    let mut sp = spec(ql("{ } with (most_recent = true)"));
+    sp.limit = 5;
+    let r = store.search(&tenants(), &sp).unwrap();
+    let ids: Vec<[u8; 16]> = r.traces.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [20, 19, 18, 17, 16].map(tid));
+    assert_eq!(
+        r.inspected_traces, 40,
+        "the live traces and the newest block; the block in between ends too early"
+    );
+    // Without the hint the search stops at the first five found.
+    sp.filter = ql("{ }");
+    let r = store.search(&tenants(), &sp).unwrap();
+    assert_eq!((r.traces.len(), r.inspected_traces), (5, 5));
+}
+
 #[test]
 fn compaction_keeps_a_span_delivered_twice_once() {
     let dir = tempfile::tempdir().unwrap();

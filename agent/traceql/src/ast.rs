@@ -15,6 +15,23 @@ pub struct Query {
     pub hints: Vec<(String, Value<'static>)>,
 }
 
+impl Query {
+    /// The value of hint `name` (the last one given wins, as in Tempo).
+    pub fn hint(&self, name: &str) -> Option<&Value<'static>> {
+        self.hints
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// `with (most_recent = true)`: the search must return the newest traces that match, not
+    /// the first ones found.
+    pub fn most_recent(&self) -> bool {
+        matches!(self.hint("most_recent"), Some(Value::Bool(true)))
+    }
+}
+
 /// What a query computes: spansets (search) or time series (metrics).
 #[derive(Clone, Debug, PartialEq)]
 pub enum RootExpr {

@@ -106,10 +106,16 @@ pub fn tenants(store: &Store, h: &HeaderMap) -> Result<Vec<String>, Response> {
 
 /// The route table: the HTTP API, and Tempo's streaming gRPC API (h2c) answered by it.
 pub fn router(store: Store) -> Router {
+    let search = streaming::SearchStreaming::new(store.config().search_limits().default_limit);
+    router_with(store, search)
+}
+
+/// [`router`] with the streamed search's settings.
+pub(crate) fn router_with(store: Store, search: streaming::SearchStreaming) -> Router {
     let http = http_router(store);
     let path = format!("{}{{*rpc}}", streaming::PREFIX);
     http.clone()
-        .route_service(&path, streaming::StreamingQuerier::new(http))
+        .route_service(&path, streaming::StreamingQuerier::new(http, search))
 }
 
 /// The HTTP API's route table.

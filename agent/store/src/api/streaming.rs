@@ -1,14 +1,22 @@
 //! Tempo's `tempopb.StreamingQuerier` gRPC service, served as h2c on the HTTP port (3200),
 //! which Grafana's Tempo datasource calls when streaming is on (its default). Each call is
 //! answered by the HTTP route of the same query, so both APIs answer alike (same tenants,
-//! limits, parameters and errors), and streams that answer as one message: the whole result,
-//! as Tempo's last message holds it. A bad query is `InvalidArgument` with the HTTP API's
+//! limits, parameters and errors). A bad query is `InvalidArgument` with the HTTP API's
 //! message; a tenant or limit refusal keeps its kind (`PermissionDenied`, `Unauthenticated`,
 //! `ResourceExhausted`, `DeadlineExceeded`).
+//!
+//! `Search` streams as Tempo's query frontend does: its window is cut into time shards searched
+//! newest first, and every 500 ms the call sends what changed since its last message (the
+//! traces not sent yet, with the metrics so far), then a last message when done. It stops
+//! early once the limit is met; under `with (most_recent = true)` only once the newest
+//! `limit` traces are known, and until then it sends only traces that no older shard can
+//! push out. The other calls answer in one message: the whole result.
 use std::{
+    collections::{HashSet, VecDeque},
     convert::Infallible,
     pin::Pin,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -24,28 +32,55 @@ use tower::ServiceExt as _;
 
 use super::tempopb::{
     MetadataMetrics, QueryInstantRequest, QueryInstantResponse, QueryRangeRequest,
-    QueryRangeResponse, SearchRequest, SearchResponse, SearchTagValuesRequest,
+    QueryRangeResponse, SearchMetrics, SearchRequest, SearchResponse, SearchTagValuesRequest,
     SearchTagValuesResponse, SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse,
-    SearchTagsV2Response, SearchTagsV2Scope, TagValue,
+    SearchTagsV2Response, SearchTagsV2Scope, TagValue, TraceSearchMetadata,
 };
 
 /// The service's path prefix.
 pub const PREFIX: &str = "/tempopb.StreamingQuerier/";
 
+/// How often a streamed search sends what it found so far (Tempo: 500 ms).
+const DIFF_EVERY: Duration = Duration::from_millis(500);
+/// A search window is cut into at most this many time shards...
+const MAX_SHARDS: u32 = 8;
+/// ...of at least this many seconds each.
+const MIN_SHARD_SECS: u32 = 300;
+
 /// The gRPC service in front of the HTTP API `http` (the router with its state and layers).
 #[derive(Clone)]
 pub struct StreamingQuerier {
     http: Router,
+    search: SearchStreaming,
+}
+
+/// How a streamed search runs.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchStreaming {
+    /// The HTTP API's limit when the request sets none.
+    pub default_limit: u32,
+    /// How often partial results are sent.
+    pub diff_every: Duration,
+}
+
+impl SearchStreaming {
+    pub fn new(default_limit: u32) -> Self {
+        Self {
+            default_limit,
+            diff_every: DIFF_EVERY,
+        }
+    }
 }
 
 impl StreamingQuerier {
-    pub fn new(http: Router) -> Self {
-        Self { http }
+    pub fn new(http: Router, search: SearchStreaming) -> Self {
+        Self { http, search }
     }
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-type OneMessage<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type Answer<T> = BoxFuture<Result<Messages<T>, Status>>;
 
 impl tower::Service<http::Request<Body>> for StreamingQuerier {
     type Response = http::Response<Body>;
@@ -57,7 +92,7 @@ impl tower::Service<http::Request<Body>> for StreamingQuerier {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let http = self.http.clone();
+        let q = self.clone();
         Box::pin(async move {
             let method = req
                 .uri()
@@ -66,13 +101,13 @@ impl tower::Service<http::Request<Body>> for StreamingQuerier {
                 .unwrap_or("")
                 .to_owned();
             let resp = match method.as_str() {
-                "Search" => serve(req, Rpc(http, search)).await,
-                "SearchTags" => serve(req, Rpc(http, tags)).await,
-                "SearchTagsV2" => serve(req, Rpc(http, tags_v2)).await,
-                "SearchTagValues" => serve(req, Rpc(http, tag_values)).await,
-                "SearchTagValuesV2" => serve(req, Rpc(http, tag_values_v2)).await,
-                "MetricsQueryRange" => serve(req, Rpc(http, query_range)).await,
-                "MetricsQueryInstant" => serve(req, Rpc(http, query_instant)).await,
+                "Search" => serve(req, Rpc(q, search)).await,
+                "SearchTags" => serve(req, Rpc(q, tags)).await,
+                "SearchTagsV2" => serve(req, Rpc(q, tags_v2)).await,
+                "SearchTagValues" => serve(req, Rpc(q, tag_values)).await,
+                "SearchTagValuesV2" => serve(req, Rpc(q, tag_values_v2)).await,
+                "MetricsQueryRange" => serve(req, Rpc(q, query_range)).await,
+                "MetricsQueryInstant" => serve(req, Rpc(q, query_instant)).await,
                 _ => Status::unimplemented(format!("unknown method {method}"))
                     .into_http::<tonic::body::Body>(),
             };
@@ -89,7 +124,7 @@ async fn serve<Req, Resp, F>(
 where
     Req: Message + Default + Send + 'static,
     Resp: Message + Send + 'static,
-    F: Fn(Router, Req, tonic::metadata::MetadataMap) -> BoxFuture<Result<Resp, Status>>
+    F: Fn(StreamingQuerier, Req, tonic::metadata::MetadataMap) -> Answer<Resp>
         + Clone
         + Send
         + Sync
@@ -100,32 +135,41 @@ where
         .await
 }
 
-/// One method: the HTTP router and how it answers the request.
-struct Rpc<F>(Router, F);
+/// One method: the service and how it answers the request.
+struct Rpc<F>(StreamingQuerier, F);
 
 impl<Req, Resp, F> tonic::server::ServerStreamingService<Req> for Rpc<F>
 where
     Req: Send + 'static,
     Resp: Send + 'static,
-    F: Fn(Router, Req, tonic::metadata::MetadataMap) -> BoxFuture<Result<Resp, Status>>
+    F: Fn(StreamingQuerier, Req, tonic::metadata::MetadataMap) -> Answer<Resp>
         + Clone
         + Send
         + Sync
         + 'static,
 {
     type Response = Resp;
-    type ResponseStream = OneMessage<Resp>;
-    type Future = BoxFuture<Result<tonic::Response<OneMessage<Resp>>, Status>>;
+    type ResponseStream = Messages<Resp>;
+    type Future = BoxFuture<Result<tonic::Response<Messages<Resp>>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
         let (http, f) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
             let (meta, _, req) = request.into_parts();
-            let answer = f(http, req, meta).await?;
-            let stream: OneMessage<Resp> = Box::pin(futures::stream::once(async { Ok(answer) }));
-            Ok(tonic::Response::new(stream))
+            Ok(tonic::Response::new(f(http, req, meta).await?))
         })
     }
+}
+
+/// An answer in one message.
+fn one<T: Send + 'static>(
+    answer: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+) -> Answer<T> {
+    Box::pin(async move {
+        let answer = answer.await?;
+        let messages: Messages<T> = Box::pin(futures::stream::once(async { Ok(answer) }));
+        Ok(messages)
+    })
 }
 
 /// Asks the HTTP API `path?query`, with the call's tenant and credentials; the body of a
@@ -232,37 +276,232 @@ fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
 }
 
 fn search(
-    http: Router,
+    q: StreamingQuerier,
     r: SearchRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<SearchResponse, Status>> {
+) -> Answer<SearchResponse> {
     Box::pin(async move {
-        let mut tags: Vec<(&String, &String)> = r.tags.iter().collect();
-        tags.sort();
-        let tags = tags
-            .iter()
-            .map(|(k, v)| format!("{k}={}", serde_json::Value::String((*v).clone())))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let body = ask(
+        let (http, how) = (q.http, q.search);
+        let tags = logfmt(&r.tags);
+        let most_recent = sonde_traceql::parse_search(&r.query).is_ok_and(|q| q.most_recent());
+        let limit = match r.limit {
+            0 => how.default_limit,
+            n => n,
+        };
+        let query = vec![
+            ("q", r.query),
+            ("tags", tags),
+            ("minDuration", param(r.min_duration_ms, "ms")),
+            ("maxDuration", param(r.max_duration_ms, "ms")),
+            ("limit", param(r.limit, "")),
+            ("spss", param(r.spans_per_span_set, "")),
+        ];
+        let shards = shards(r.start, r.end);
+        let mut job = SearchJobs {
             http,
-            &meta,
+            meta,
+            query,
+            combined: SearchCombiner::new(limit as usize, most_recent, shards.len()),
+            shards,
+            last_sent: Instant::now(),
+            diff_every: how.diff_every,
+            fresh: false,
+            finished: false,
+        };
+        // The first shard answers before the stream starts: a bad query or a refused tenant is
+        // the call's status, as in Tempo.
+        job.next_shard().await?;
+        let messages: Messages<SearchResponse> =
+            Box::pin(futures::stream::unfold(job, |mut job| async move {
+                let next = job.next_message().await?;
+                Some((next, job))
+            }));
+        Ok(messages)
+    })
+}
+
+/// The `tags=` parameter (logfmt) for a request's tag map.
+fn logfmt(tags: &std::collections::HashMap<String, String>) -> String {
+    let mut pairs: Vec<(&String, &String)> = tags.iter().collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", serde_json::Value::String((*v).clone())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `[start, end]` (unix seconds) cut into time shards, newest first; a request without a
+/// window is one job over the HTTP API's default window.
+fn shards(start: u32, end: u32) -> VecDeque<(u32, u32)> {
+    if start == 0 || end <= start {
+        return VecDeque::from([(start, end)]);
+    }
+    let n = ((end - start) / MIN_SHARD_SECS).clamp(1, MAX_SHARDS);
+    let len = (end - start).div_ceil(n);
+    (0..n)
+        .map(|i| (end.saturating_sub((i + 1) * len).max(start), end - i * len))
+        .filter(|(s, e)| s < e)
+        .collect()
+}
+
+/// A streamed search in progress: the shards still to search and what was found.
+struct SearchJobs {
+    http: Router,
+    meta: tonic::metadata::MetadataMap,
+    query: Vec<(&'static str, String)>,
+    shards: VecDeque<(u32, u32)>,
+    combined: SearchCombiner,
+    last_sent: Instant,
+    diff_every: Duration,
+    /// A shard was added since the last message.
+    fresh: bool,
+    finished: bool,
+}
+
+impl SearchJobs {
+    /// Searches the next shard and adds what it found; false when none is left.
+    async fn next_shard(&mut self) -> Result<bool, Status> {
+        let Some((start, end)) = self.shards.pop_front() else {
+            return Ok(false);
+        };
+        let mut query = self.query.clone();
+        query.push(("start", param(start, "")));
+        query.push(("end", param(end, "")));
+        let body = ask(
+            self.http.clone(),
+            &self.meta,
             "/api/search",
-            &[
-                ("q", r.query),
-                ("tags", tags),
-                ("minDuration", param(r.min_duration_ms, "ms")),
-                ("maxDuration", param(r.max_duration_ms, "ms")),
-                ("limit", param(r.limit, "")),
-                ("spss", param(r.spans_per_span_set, "")),
-                ("start", param(r.start, "")),
-                ("end", param(r.end, "")),
-            ],
+            &query,
             "application/protobuf",
         )
         .await?;
-        decode_proto(&body)
-    })
+        let part: SearchResponse = decode_proto(&body)?;
+        self.combined.add(part, u64::from(start) * 1_000_000_000);
+        self.fresh = true;
+        if self.combined.complete() {
+            self.shards.clear();
+        }
+        Ok(true)
+    }
+
+    /// The stream's next message: a diff when `diff_every` has passed, the last one when
+    /// every shard is searched, then nothing.
+    async fn next_message(&mut self) -> Option<Result<SearchResponse, Status>> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            if self.fresh && !self.shards.is_empty() && self.last_sent.elapsed() >= self.diff_every
+            {
+                self.fresh = false;
+                self.last_sent = Instant::now();
+                return Some(Ok(self.combined.diff(false)));
+            }
+            match self.next_shard().await {
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+                Ok(false) => {
+                    self.finished = true;
+                    return Some(Ok(self.combined.diff(true)));
+                }
+                Ok(true) => {}
+            }
+        }
+    }
+}
+
+/// Tempo's search combiner: the traces of all shards so far (the first `limit` found, or
+/// under `most_recent` the newest `limit`) and the metrics summed over the shards.
+struct SearchCombiner {
+    limit: usize,
+    most_recent: bool,
+    traces: Vec<TraceSearchMetadata>,
+    seen: HashSet<String>,
+    sent: HashSet<String>,
+    metrics: SearchMetrics,
+    jobs: u32,
+    total_jobs: u32,
+    /// Under `most_recent`: every trace starting at or after this (ns) has been searched.
+    complete_from: u64,
+}
+
+impl SearchCombiner {
+    fn new(limit: usize, most_recent: bool, total_jobs: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            most_recent,
+            traces: Vec::new(),
+            seen: HashSet::new(),
+            sent: HashSet::new(),
+            metrics: SearchMetrics::default(),
+            jobs: 0,
+            total_jobs: u32::try_from(total_jobs).unwrap_or(u32::MAX),
+            complete_from: u64::MAX,
+        }
+    }
+
+    /// Adds one shard's answer; `from_ns` is the shard's start (shards come newest first).
+    fn add(&mut self, part: SearchResponse, from_ns: u64) {
+        for t in part.traces {
+            if !self.most_recent && self.traces.len() >= self.limit {
+                break;
+            }
+            if self.seen.insert(t.trace_id.clone()) {
+                self.traces.push(t);
+            }
+        }
+        if self.most_recent {
+            self.traces
+                .sort_by_key(|t| std::cmp::Reverse(t.start_time_unix_nano));
+            self.traces.truncate(self.limit);
+            self.complete_from = from_ns;
+        }
+        if let Some(m) = part.metrics {
+            let sum = &mut self.metrics;
+            sum.inspected_traces = sum.inspected_traces.saturating_add(m.inspected_traces);
+            sum.inspected_bytes = sum.inspected_bytes.saturating_add(m.inspected_bytes);
+            sum.inspected_spans = sum.inspected_spans.saturating_add(m.inspected_spans);
+            sum.total_blocks = sum.total_blocks.saturating_add(m.total_blocks);
+            sum.total_block_bytes = sum.total_block_bytes.saturating_add(m.total_block_bytes);
+        }
+        self.jobs += 1;
+    }
+
+    /// Whether older shards can change nothing: the limit is met (under `most_recent`, by
+    /// traces starting within the shards searched).
+    fn complete(&self) -> bool {
+        self.traces.len() >= self.limit
+            && (!self.most_recent
+                || self
+                    .traces
+                    .iter()
+                    .all(|t| t.start_time_unix_nano >= self.complete_from))
+    }
+
+    /// The traces not sent yet that no later shard can displace (all of them when `last`),
+    /// with the metrics so far.
+    fn diff(&mut self, last: bool) -> SearchResponse {
+        let settled = |t: &TraceSearchMetadata| {
+            last || !self.most_recent || t.start_time_unix_nano >= self.complete_from
+        };
+        let traces: Vec<TraceSearchMetadata> = self
+            .traces
+            .iter()
+            .filter(|t| settled(t) && !self.sent.contains(&t.trace_id))
+            .cloned()
+            .collect();
+        self.sent.extend(traces.iter().map(|t| t.trace_id.clone()));
+        let mut metrics = self.metrics.clone();
+        metrics.completed_jobs = self.jobs;
+        metrics.total_jobs = self.total_jobs;
+        SearchResponse {
+            traces,
+            metrics: Some(metrics),
+        }
+    }
 }
 
 fn tags_query(r: SearchTagsRequest) -> [(&'static str, String); 4] {
@@ -275,11 +514,12 @@ fn tags_query(r: SearchTagsRequest) -> [(&'static str, String); 4] {
 }
 
 fn tags(
-    http: Router,
+    q: StreamingQuerier,
     r: SearchTagsRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<SearchTagsResponse, Status>> {
-    Box::pin(async move {
+) -> Answer<SearchTagsResponse> {
+    let http = q.http;
+    one(async move {
         let v = ask_json(http, &meta, "/api/search/tags", &tags_query(r)).await?;
         Ok(SearchTagsResponse {
             tag_names: strings(v.get("tagNames")),
@@ -289,11 +529,12 @@ fn tags(
 }
 
 fn tags_v2(
-    http: Router,
+    q: StreamingQuerier,
     r: SearchTagsRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<SearchTagsV2Response, Status>> {
-    Box::pin(async move {
+) -> Answer<SearchTagsV2Response> {
+    let http = q.http;
+    one(async move {
         let v = ask_json(http, &meta, "/api/v2/search/tags", &tags_query(r)).await?;
         let scopes = v
             .get("scopes")
@@ -332,11 +573,12 @@ fn values_call(r: &SearchTagValuesRequest, version: &str) -> (String, [(&'static
 }
 
 fn tag_values(
-    http: Router,
+    q: StreamingQuerier,
     r: SearchTagValuesRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<SearchTagValuesResponse, Status>> {
-    Box::pin(async move {
+) -> Answer<SearchTagValuesResponse> {
+    let http = q.http;
+    one(async move {
         let (path, query) = values_call(&r, "");
         let v = ask_json(http, &meta, &path, &query).await?;
         Ok(SearchTagValuesResponse {
@@ -347,11 +589,12 @@ fn tag_values(
 }
 
 fn tag_values_v2(
-    http: Router,
+    q: StreamingQuerier,
     r: SearchTagValuesRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<SearchTagValuesV2Response, Status>> {
-    Box::pin(async move {
+) -> Answer<SearchTagValuesV2Response> {
+    let http = q.http;
+    one(async move {
         let (path, query) = values_call(&r, "/v2");
         let v = ask_json(http, &meta, &path, &query).await?;
         let tag_values = v
@@ -380,11 +623,12 @@ fn tag_values_v2(
 }
 
 fn query_range(
-    http: Router,
+    q: StreamingQuerier,
     r: QueryRangeRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<QueryRangeResponse, Status>> {
-    Box::pin(async move {
+) -> Answer<QueryRangeResponse> {
+    let http = q.http;
+    one(async move {
         let body = ask(
             http,
             &meta,
@@ -404,11 +648,12 @@ fn query_range(
 }
 
 fn query_instant(
-    http: Router,
+    q: StreamingQuerier,
     r: QueryInstantRequest,
     meta: tonic::metadata::MetadataMap,
-) -> BoxFuture<Result<QueryInstantResponse, Status>> {
-    Box::pin(async move {
+) -> Answer<QueryInstantResponse> {
+    let http = q.http;
+    one(async move {
         let v = ask_json(
             http,
             &meta,

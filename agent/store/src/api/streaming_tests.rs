@@ -6,7 +6,7 @@ use prost::Message;
 use tonic::{Code, client::Grpc, transport::Channel};
 use tonic_prost::ProstCodec;
 
-use super::{router, tempopb::*, tests::call};
+use super::{router, router_with, streaming::SearchStreaming, tempopb::*, tests::call};
 use crate::{ManualClock, Store, testutil::*};
 
 const S: u64 = 1_000_000_000;
@@ -31,9 +31,12 @@ fn store(dir: &std::path::Path, multitenant: bool) -> Store {
 
 /// Serves the store's router (HTTP and gRPC on one port) and connects a gRPC client.
 async fn serve(s: &Store) -> Grpc<Channel> {
+    serve_app(router(s.clone())).await
+}
+
+async fn serve_app(app: axum::Router) -> Grpc<Channel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(s.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -288,4 +291,134 @@ async fn the_tenant_comes_from_the_call_s_metadata() {
     assert_eq!(ask(Some("a")).await.unwrap()[0].traces.len(), 2);
     assert_eq!(ask(Some("b")).await.unwrap()[0].traces.len(), 0);
     assert_eq!(ask(None).await.unwrap_err().code(), Code::Unauthenticated);
+}
+
+/// Thirty traces 100 s apart over the last hour (the newest 50 s before its end), half in a
+/// block and half live.
+fn hour_of_traces(dir: &std::path::Path) -> Store {
+    let s = Store::open(&cfg(dir), ManualClock::new(T0 + 3_600 * S)).unwrap();
+    for i in 0..30u64 {
+        let sp = span(i + 1, 1, 0, "GET /", (650 + i * 100) * 1_000, 50);
+        s.ingest(crate::ids::SINGLE_TENANT, req("svc", vec![sp]))
+            .unwrap();
+        if i == 14 {
+            s.maintain(true);
+        }
+    }
+    s
+}
+
+/// Search over the hour: every message the stream sent, and the HTTP API's answer.
+async fn search_both_ways(s: &Store, q: &str, limit: u32) -> (Vec<SearchResponse>, SearchResponse) {
+    // A message after every shard, so that each partial answer can be checked.
+    let how = SearchStreaming {
+        default_limit: 20,
+        diff_every: std::time::Duration::ZERO,
+    };
+    let mut grpc = serve_app(router_with(s.clone(), how)).await;
+    let (start, end) = ((T0 / S) as u32, (T0 / S) as u32 + 3_600);
+    let streamed = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/Search",
+        SearchRequest {
+            query: q.into(),
+            start,
+            end,
+            limit,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let path = format!(
+        "/api/search?q={}&start={start}&end={end}&limit={limit}",
+        percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let (status, _, body) = call(s, &path, &[("Accept", "application/protobuf")]).await;
+    assert_eq!(status, 200);
+    (streamed, SearchResponse::decode(body.as_slice()).unwrap())
+}
+
+fn ids(traces: &[TraceSearchMetadata]) -> Vec<String> {
+    let mut v: Vec<String> = traces.iter().map(|t| t.trace_id.clone()).collect();
+    v.sort();
+    v
+}
+
+/// Tempo's diff semantics: each message holds only traces not sent before, with the metrics
+/// so far; together they are the HTTP API's answer.
+#[tokio::test]
+async fn a_search_streams_partial_results_shard_by_shard_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = hour_of_traces(dir.path());
+    let (msgs, http) = search_both_ways(&s, "{ }", 100).await;
+    assert_eq!(
+        msgs.len(),
+        8,
+        "one message per shard of 450 s, the last one when done"
+    );
+    let all: Vec<TraceSearchMetadata> = msgs.iter().flat_map(|m| m.traces.clone()).collect();
+    assert_eq!(all.len(), 30, "no trace sent twice");
+    assert_eq!(ids(&all), ids(&http.traces));
+    let first = &msgs[0].traces;
+    assert!(
+        !first.is_empty()
+            && first
+                .iter()
+                .all(|t| t.start_time_unix_nano >= T0 + 3_150 * S)
+    );
+    let jobs: Vec<(u32, u32)> = msgs
+        .iter()
+        .map(|m| {
+            m.metrics
+                .as_ref()
+                .map_or((0, 0), |m| (m.completed_jobs, m.total_jobs))
+        })
+        .collect();
+    assert_eq!(jobs[0], (1, 8));
+    assert_eq!(jobs[7], (8, 8));
+    let inspected = msgs[7].metrics.as_ref().unwrap().inspected_traces;
+    assert!(inspected >= 30, "summed over the shards: {inspected}");
+}
+
+#[tokio::test]
+async fn a_streamed_search_stops_once_the_limit_is_met() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = hour_of_traces(dir.path());
+    let (msgs, _) = search_both_ways(&s, "{ }", 3).await;
+    let all: Vec<TraceSearchMetadata> = msgs.iter().flat_map(|m| m.traces.clone()).collect();
+    assert_eq!(all.len(), 3);
+    let last = msgs.last().unwrap().metrics.clone().unwrap();
+    assert_eq!((last.completed_jobs, last.total_jobs), (1, 8));
+}
+
+/// `with (most_recent = true)`: the newest traces, the same as the HTTP API's, and no
+/// partial message holds a trace that an older shard could still push out.
+#[tokio::test]
+async fn most_recent_streams_the_newest_traces_only_once_they_are_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = hour_of_traces(dir.path());
+    let (msgs, http) = search_both_ways(&s, "{ } with (most_recent = true)", 7).await;
+    let all: Vec<TraceSearchMetadata> = msgs.iter().flat_map(|m| m.traces.clone()).collect();
+    assert_eq!(ids(&all), ids(&http.traces));
+    let newest: Vec<u64> = (23..30).map(|i| T0 + (650 + i * 100) * S).collect();
+    let mut starts: Vec<u64> = all.iter().map(|t| t.start_time_unix_nano).collect();
+    starts.sort_unstable();
+    assert_eq!(starts, newest);
+    let last = msgs.last().unwrap().metrics.clone().unwrap();
+    assert_eq!(
+        (last.completed_jobs, last.total_jobs),
+        (2, 8),
+        "the newest seven span two shards; older ones cannot change them"
+    );
+    // The first shard (the last 450 s) holds five: they are sent at once; the other two only
+    // when the second shard is done.
+    let first: Vec<u64> = msgs[0]
+        .traces
+        .iter()
+        .map(|t| t.start_time_unix_nano)
+        .collect();
+    assert_eq!(first.len(), 5, "{first:?}");
+    assert!(first.iter().all(|&t| t >= T0 + 3_150 * S));
 }

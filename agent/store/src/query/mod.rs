@@ -523,7 +523,12 @@ impl Store {
         let pre = prefilter(spec);
         let mut res = SearchResult::default();
         let mut seen: HashSet<TraceId> = HashSet::new();
-        // Whether the limit is reached.
+        // `with (most_recent = true)`: go on past the limit and keep the newest hits. Once
+        // `limit` are kept, `floor` is the start of the oldest of them: a block or row group
+        // that ends before it holds no trace that could take a place.
+        let most_recent = matches!(&spec.filter, Filter::TraceQl(q) if q.most_recent());
+        let floor = std::cell::Cell::new(0u64);
+        // Whether the search is done.
         let mut push = |hit: TraceHit,
                         res: &mut SearchResult,
                         budget: &mut Budget|
@@ -532,7 +537,14 @@ impl Store {
                 budget.charge(hit.heap_bytes())?;
                 res.traces.push(hit);
             }
-            Ok(res.traces.len() >= spec.limit)
+            if !most_recent {
+                return Ok(res.traces.len() >= spec.limit);
+            }
+            if res.traces.len() >= 2 * spec.limit.max(1) {
+                keep_newest(&mut res.traces, spec.limit);
+                floor.set(res.traces.last().map_or(0, |t| t.start_ns));
+            }
+            Ok(false)
         };
         'tenants: for t in self.query_tenants(tenants) {
             // Live traces in chunks: the lock is released between chunks so ingest proceeds.
@@ -577,7 +589,7 @@ impl Store {
             let mut blocks = t.blocks();
             blocks.retain(|b| {
                 b.meta.min_start_ns <= spec.end_ns
-                    && b.meta.max_end_ns >= spec.start_ns
+                    && b.meta.max_end_ns >= spec.start_ns.max(floor.get())
                     && (pre.trace_ids.is_empty()
                         || pre.trace_ids.iter().any(|id| b.may_contain(id)))
             });
@@ -587,12 +599,15 @@ impl Store {
                 let mut order: Vec<usize> = (0..b.groups.len())
                     .filter(|&i| {
                         b.groups[i].min_start <= spec.end_ns
-                            && b.groups[i].max_end >= spec.start_ns
+                            && b.groups[i].max_end >= spec.start_ns.max(floor.get())
                             && b.group_may_have_all(i, &pre.strings)
                     })
                     .collect();
                 order.sort_by(|&x, &y| b.groups[y].max_end.cmp(&b.groups[x].max_end));
                 for gi in order {
+                    if b.groups[gi].max_end < floor.get() {
+                        continue;
+                    }
                     budget.check()?;
                     let g = self.inner.cache.get(&b, gi)?;
                     res.inspected_bytes += u64::from(b.groups[gi].len);
@@ -616,9 +631,15 @@ impl Store {
                 complete_from_payload(hit, &bytes);
             }
         }
-        res.traces.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
+        keep_newest(&mut res.traces, spec.limit);
         Ok(res)
     }
+}
+
+/// Sorts hits newest first and keeps the first `limit`.
+fn keep_newest(hits: &mut Vec<TraceHit>, limit: usize) {
+    hits.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
+    hits.truncate(limit);
 }
 
 /// Attribute scopes for tag names.
