@@ -8,7 +8,8 @@
 //! `eval/structural.rs`) and pipelines (`| count() > 2`, `| avg(duration) > 1s`, `| by(..)`,
 //! `| coalesce()`, `| select(..)`, later `| { ... }` filters; see `eval/pipeline.rs`), which
 //! [`Query::eval_spansets`] answers as one span set per group. Hints
-//! (`with (most_recent=true)`) are kept in [`Query::hints`]. Beyond Tempo, `parent.foo`,
+//! (`with (most_recent=true)`, `exemplars=N`) are kept in [`Query::hints`]; the store acts on
+//! `most_recent` (the newest matches, not the first found) and `exemplars`. Beyond Tempo, `parent.foo`,
 //! `parent.span.foo` and `parent.resource.foo` read the span's parent's attributes. Metrics
 //! queries (`{ } | rate() by (...)`, the `*_over_time` functions, `compare()`, `topk`,
 //! `bottomk`, `> 10`) are compiled by [`parse_metrics`] and computed by [`metrics`]; [`parse`]
@@ -162,15 +163,15 @@ pub enum Intrinsic {
     ParentId,
     /// `span:childCount`: computed by the evaluator from `parent_index`.
     ChildCount,
-    /// `event:timeSinceStart` (parsed; not evaluated yet).
+    /// `event:timeSinceStart` (one value per event of the span).
     EventTimeSinceStart,
-    /// `link:traceID` (parsed; not evaluated yet).
+    /// `link:traceID` (one value per link of the span).
     LinkTraceId,
-    /// `link:spanID` (parsed; not evaluated yet).
+    /// `link:spanID` (one value per link of the span).
     LinkSpanId,
-    /// `instrumentation:name` (parsed; not evaluated yet).
+    /// `instrumentation:name`.
     InstrumentationName,
-    /// `instrumentation:version` (parsed; not evaluated yet).
+    /// `instrumentation:version`.
     InstrumentationVersion,
     /// Tempo's hidden nested-set numbering, computed by the evaluator from `parent_index`
     /// (Grafana's Traces Drilldown asks for root spans with `nestedSetParent < 0`).
