@@ -390,6 +390,35 @@ fn compile_function(f: super::ast::MetricsFn) -> Result<Function, String> {
 }
 
 impl MetricsQuery {
+    /// Whether each sample depends only on the spans of its own interval (and so a range can
+    /// be computed in pieces): every function but `compare()`, whose values to keep are
+    /// chosen over the whole range.
+    pub fn per_interval(&self) -> bool {
+        matches!(self.function, Function::Simple(_))
+    }
+
+    /// What a series holds for an interval without spans when it has spans in others: 0 for
+    /// counts, rates, histograms and quantiles; nothing (`None`: the sample is left out) for
+    /// sums, minimums, maximums and averages, and after a second stage (`topk`, `> 10`), which
+    /// picks samples across series.
+    pub fn empty_interval(&self) -> Option<f64> {
+        match &self.function {
+            Function::Simple(f)
+                if self.second.is_empty()
+                    && matches!(f.agg, Agg::Count | Agg::Rate | Agg::Buckets) =>
+            {
+                Some(0.0)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the samples of an interval can be computed apart from the others' and the
+    /// series put together afterwards: [`MetricsQuery::per_interval`], and no second stage.
+    pub fn shardable(&self) -> bool {
+        self.per_interval() && self.second.is_empty()
+    }
+
     /// The exemplar count asked for with `with (exemplars = N)` or `with (exemplars = false)`.
     pub fn exemplars_hint(&self) -> Option<u32> {
         self.exemplars_hint

@@ -163,7 +163,7 @@ pub async fn query_instant(
 }
 
 /// Tempo's text for an answer cut at the series limit.
-fn partial_message(limit: usize) -> String {
+pub(super) fn partial_message(limit: usize) -> String {
     format!(
         "Response exceeds maximum series limit of {limit}, a partial response is returned. Warning: the accuracy of each individual value is not guaranteed."
     )

@@ -24,6 +24,7 @@ mod metrics;
 mod metrics_params;
 pub mod params;
 mod search;
+mod shards;
 pub mod streaming;
 mod tags;
 pub mod tempopb;

@@ -5,18 +5,15 @@
 //! message; a tenant or limit refusal keeps its kind (`PermissionDenied`, `Unauthenticated`,
 //! `ResourceExhausted`, `DeadlineExceeded`).
 //!
-//! `Search` streams as Tempo's query frontend does: its window is cut into time shards searched
-//! newest first, and every 500 ms the call sends what changed since its last message (the
-//! traces not sent yet, with the metrics so far), then a last message when done. It stops
-//! early once the limit is met; under `with (most_recent = true)` only once the newest
-//! `limit` traces are known, and until then it sends only traces that no older shard can
-//! push out. The other calls answer in one message: the whole result.
+//! `Search` and `MetricsQueryRange` stream as Tempo's query frontend does: the window is cut
+//! into time shards, asked newest first, and every 500 ms the call sends what changed since
+//! its last message (with the metrics so far), then a last message when done (see
+//! [`shards`]). The other calls answer in one message: the whole result.
 use std::{
-    collections::{HashSet, VecDeque},
     convert::Infallible,
     pin::Pin,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{
@@ -30,22 +27,19 @@ use tonic::{Status, server::Grpc};
 use tonic_prost::ProstCodec;
 use tower::ServiceExt as _;
 
+use super::shards;
 use super::tempopb::{
     MetadataMetrics, QueryInstantRequest, QueryInstantResponse, QueryRangeRequest,
-    QueryRangeResponse, SearchMetrics, SearchRequest, SearchResponse, SearchTagValuesRequest,
+    QueryRangeResponse, SearchRequest, SearchResponse, SearchTagValuesRequest,
     SearchTagValuesResponse, SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse,
-    SearchTagsV2Response, SearchTagsV2Scope, TagValue, TraceSearchMetadata,
+    SearchTagsV2Response, SearchTagsV2Scope, TagValue,
 };
 
 /// The service's path prefix.
 pub const PREFIX: &str = "/tempopb.StreamingQuerier/";
 
-/// How often a streamed search sends what it found so far (Tempo: 500 ms).
+/// How often a streamed call sends what it found so far (Tempo: 500 ms).
 const DIFF_EVERY: Duration = Duration::from_millis(500);
-/// A search window is cut into at most this many time shards...
-const MAX_SHARDS: u32 = 8;
-/// ...of at least this many seconds each.
-const MIN_SHARD_SECS: u32 = 300;
 
 /// The gRPC service in front of the HTTP API `http` (the router with its state and layers).
 #[derive(Clone)]
@@ -78,9 +72,9 @@ impl StreamingQuerier {
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-type Answer<T> = BoxFuture<Result<Messages<T>, Status>>;
+pub(super) type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+pub(super) type Messages<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(super) type Answer<T> = BoxFuture<Result<Messages<T>, Status>>;
 
 impl tower::Service<http::Request<Body>> for StreamingQuerier {
     type Response = http::Response<Body>;
@@ -174,7 +168,7 @@ fn one<T: Send + 'static>(
 
 /// Asks the HTTP API `path?query`, with the call's tenant and credentials; the body of a
 /// 200, else the HTTP answer as a gRPC status.
-async fn ask(
+pub(super) async fn ask(
     http: Router,
     meta: &tonic::metadata::MetadataMap,
     path: &str,
@@ -228,14 +222,14 @@ async fn ask(
 }
 
 /// A numeric parameter with its unit; zero (unset in protobuf) leaves it out.
-fn param(v: impl Into<u64>, unit: &str) -> String {
+pub(super) fn param(v: impl Into<u64>, unit: &str) -> String {
     match v.into() {
         0 => String::new(),
         v => format!("{v}{unit}"),
     }
 }
 
-fn decode_proto<T: Message + Default>(body: &[u8]) -> Result<T, Status> {
+pub(super) fn decode_proto<T: Message + Default>(body: &[u8]) -> Result<T, Status> {
     T::decode(body).map_err(|e| Status::internal(format!("decoding the HTTP answer: {e}")))
 }
 
@@ -296,27 +290,10 @@ fn search(
             ("limit", param(r.limit, "")),
             ("spss", param(r.spans_per_span_set, "")),
         ];
-        let shards = shards(r.start, r.end);
-        let mut job = SearchJobs {
-            http,
-            meta,
-            query,
-            combined: SearchCombiner::new(limit as usize, most_recent, shards.len()),
-            shards,
-            last_sent: Instant::now(),
-            diff_every: how.diff_every,
-            fresh: false,
-            finished: false,
-        };
-        // The first shard answers before the stream starts: a bad query or a refused tenant is
-        // the call's status, as in Tempo.
-        job.next_shard().await?;
-        let messages: Messages<SearchResponse> =
-            Box::pin(futures::stream::unfold(job, |mut job| async move {
-                let next = job.next_message().await?;
-                Some((next, job))
-            }));
-        Ok(messages)
+        let shards = shards::search_shards(r.start, r.end);
+        let combiner = shards::SearchCombiner::new(limit as usize, most_recent, shards.len());
+        let jobs = shards::Jobs::new(http, meta, "/api/search", query, shards, combiner);
+        jobs.run(how.diff_every).await
     })
 }
 
@@ -329,179 +306,6 @@ fn logfmt(tags: &std::collections::HashMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={}", serde_json::Value::String((*v).clone())))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// `[start, end]` (unix seconds) cut into time shards, newest first; a request without a
-/// window is one job over the HTTP API's default window.
-fn shards(start: u32, end: u32) -> VecDeque<(u32, u32)> {
-    if start == 0 || end <= start {
-        return VecDeque::from([(start, end)]);
-    }
-    let n = ((end - start) / MIN_SHARD_SECS).clamp(1, MAX_SHARDS);
-    let len = (end - start).div_ceil(n);
-    (0..n)
-        .map(|i| (end.saturating_sub((i + 1) * len).max(start), end - i * len))
-        .filter(|(s, e)| s < e)
-        .collect()
-}
-
-/// A streamed search in progress: the shards still to search and what was found.
-struct SearchJobs {
-    http: Router,
-    meta: tonic::metadata::MetadataMap,
-    query: Vec<(&'static str, String)>,
-    shards: VecDeque<(u32, u32)>,
-    combined: SearchCombiner,
-    last_sent: Instant,
-    diff_every: Duration,
-    /// A shard was added since the last message.
-    fresh: bool,
-    finished: bool,
-}
-
-impl SearchJobs {
-    /// Searches the next shard and adds what it found; false when none is left.
-    async fn next_shard(&mut self) -> Result<bool, Status> {
-        let Some((start, end)) = self.shards.pop_front() else {
-            return Ok(false);
-        };
-        let mut query = self.query.clone();
-        query.push(("start", param(start, "")));
-        query.push(("end", param(end, "")));
-        let body = ask(
-            self.http.clone(),
-            &self.meta,
-            "/api/search",
-            &query,
-            "application/protobuf",
-        )
-        .await?;
-        let part: SearchResponse = decode_proto(&body)?;
-        self.combined.add(part, u64::from(start) * 1_000_000_000);
-        self.fresh = true;
-        if self.combined.complete() {
-            self.shards.clear();
-        }
-        Ok(true)
-    }
-
-    /// The stream's next message: a diff when `diff_every` has passed, the last one when
-    /// every shard is searched, then nothing.
-    async fn next_message(&mut self) -> Option<Result<SearchResponse, Status>> {
-        if self.finished {
-            return None;
-        }
-        loop {
-            if self.fresh && !self.shards.is_empty() && self.last_sent.elapsed() >= self.diff_every
-            {
-                self.fresh = false;
-                self.last_sent = Instant::now();
-                return Some(Ok(self.combined.diff(false)));
-            }
-            match self.next_shard().await {
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err(e));
-                }
-                Ok(false) => {
-                    self.finished = true;
-                    return Some(Ok(self.combined.diff(true)));
-                }
-                Ok(true) => {}
-            }
-        }
-    }
-}
-
-/// Tempo's search combiner: the traces of all shards so far (the first `limit` found, or
-/// under `most_recent` the newest `limit`) and the metrics summed over the shards.
-struct SearchCombiner {
-    limit: usize,
-    most_recent: bool,
-    traces: Vec<TraceSearchMetadata>,
-    seen: HashSet<String>,
-    sent: HashSet<String>,
-    metrics: SearchMetrics,
-    jobs: u32,
-    total_jobs: u32,
-    /// Under `most_recent`: every trace starting at or after this (ns) has been searched.
-    complete_from: u64,
-}
-
-impl SearchCombiner {
-    fn new(limit: usize, most_recent: bool, total_jobs: usize) -> Self {
-        Self {
-            limit: limit.max(1),
-            most_recent,
-            traces: Vec::new(),
-            seen: HashSet::new(),
-            sent: HashSet::new(),
-            metrics: SearchMetrics::default(),
-            jobs: 0,
-            total_jobs: u32::try_from(total_jobs).unwrap_or(u32::MAX),
-            complete_from: u64::MAX,
-        }
-    }
-
-    /// Adds one shard's answer; `from_ns` is the shard's start (shards come newest first).
-    fn add(&mut self, part: SearchResponse, from_ns: u64) {
-        for t in part.traces {
-            if !self.most_recent && self.traces.len() >= self.limit {
-                break;
-            }
-            if self.seen.insert(t.trace_id.clone()) {
-                self.traces.push(t);
-            }
-        }
-        if self.most_recent {
-            self.traces
-                .sort_by_key(|t| std::cmp::Reverse(t.start_time_unix_nano));
-            self.traces.truncate(self.limit);
-            self.complete_from = from_ns;
-        }
-        if let Some(m) = part.metrics {
-            let sum = &mut self.metrics;
-            sum.inspected_traces = sum.inspected_traces.saturating_add(m.inspected_traces);
-            sum.inspected_bytes = sum.inspected_bytes.saturating_add(m.inspected_bytes);
-            sum.inspected_spans = sum.inspected_spans.saturating_add(m.inspected_spans);
-            sum.total_blocks = sum.total_blocks.saturating_add(m.total_blocks);
-            sum.total_block_bytes = sum.total_block_bytes.saturating_add(m.total_block_bytes);
-        }
-        self.jobs += 1;
-    }
-
-    /// Whether older shards can change nothing: the limit is met (under `most_recent`, by
-    /// traces starting within the shards searched).
-    fn complete(&self) -> bool {
-        self.traces.len() >= self.limit
-            && (!self.most_recent
-                || self
-                    .traces
-                    .iter()
-                    .all(|t| t.start_time_unix_nano >= self.complete_from))
-    }
-
-    /// The traces not sent yet that no later shard can displace (all of them when `last`),
-    /// with the metrics so far.
-    fn diff(&mut self, last: bool) -> SearchResponse {
-        let settled = |t: &TraceSearchMetadata| {
-            last || !self.most_recent || t.start_time_unix_nano >= self.complete_from
-        };
-        let traces: Vec<TraceSearchMetadata> = self
-            .traces
-            .iter()
-            .filter(|t| settled(t) && !self.sent.contains(&t.trace_id))
-            .cloned()
-            .collect();
-        self.sent.extend(traces.iter().map(|t| t.trace_id.clone()));
-        let mut metrics = self.metrics.clone();
-        metrics.completed_jobs = self.jobs;
-        metrics.total_jobs = self.total_jobs;
-        SearchResponse {
-            traces,
-            metrics: Some(metrics),
-        }
-    }
 }
 
 fn tags_query(r: SearchTagsRequest) -> [(&'static str, String); 4] {
@@ -627,23 +431,26 @@ fn query_range(
     r: QueryRangeRequest,
     meta: tonic::metadata::MetadataMap,
 ) -> Answer<QueryRangeResponse> {
-    let http = q.http;
-    one(async move {
-        let body = ask(
-            http,
-            &meta,
+    Box::pin(async move {
+        let compiled = sonde_traceql::parse_metrics(&r.query).ok();
+        let shardable = compiled.as_ref().is_some_and(|m| m.shardable());
+        let empty = compiled.as_ref().and_then(|m| m.empty_interval());
+        let (shards, grid) = shards::range_shards(r.start, r.end, r.step, shardable);
+        let query = vec![
+            ("q", r.query),
+            ("step", param(r.step, "ns")),
+            ("exemplars", param(r.exemplars, "")),
+        ];
+        let combiner = shards::RangeCombiner::new(grid, empty, shards.len());
+        let jobs = shards::Jobs::new(
+            q.http,
+            meta,
             "/api/metrics/query_range",
-            &[
-                ("q", r.query),
-                ("start", param(r.start, "")),
-                ("end", param(r.end, "")),
-                ("step", param(r.step, "ns")),
-                ("exemplars", param(r.exemplars, "")),
-            ],
-            "application/protobuf",
-        )
-        .await?;
-        decode_proto(&body)
+            query,
+            shards,
+            combiner,
+        );
+        jobs.run(q.search.diff_every).await
     })
 }
 

@@ -294,12 +294,14 @@ async fn the_tenant_comes_from_the_call_s_metadata() {
 }
 
 /// Thirty traces 100 s apart over the last hour (the newest 50 s before its end), half in a
-/// block and half live.
+/// block and half live; the oldest five from another service.
 fn hour_of_traces(dir: &std::path::Path) -> Store {
     let s = Store::open(&cfg(dir), ManualClock::new(T0 + 3_600 * S)).unwrap();
     for i in 0..30u64 {
         let sp = span(i + 1, 1, 0, "GET /", (650 + i * 100) * 1_000, 50);
-        s.ingest(crate::ids::SINGLE_TENANT, req("svc", vec![sp]))
+        // A service seen only in the oldest shards: its series starts late in the stream.
+        let service = if i < 5 { "old-svc" } else { "svc" };
+        s.ingest(crate::ids::SINGLE_TENANT, req(service, vec![sp]))
             .unwrap();
         if i == 14 {
             s.maintain(true);
@@ -421,4 +423,95 @@ async fn most_recent_streams_the_newest_traces_only_once_they_are_settled() {
         .collect();
     assert_eq!(first.len(), 5, "{first:?}");
     assert!(first.iter().all(|&t| t >= T0 + 3_150 * S));
+}
+
+/// Query range over the hour: the messages' series merged by labels, the HTTP API's series,
+/// and the last message's (completed, total) jobs.
+async fn range_both_ways(
+    s: &Store,
+    q: &str,
+) -> (usize, Vec<TimeSeries>, Vec<TimeSeries>, (u32, u32)) {
+    let how = SearchStreaming {
+        default_limit: 20,
+        diff_every: std::time::Duration::ZERO,
+    };
+    let mut grpc = serve_app(router_with(s.clone(), how)).await;
+    let (start, end, step) = (T0, T0 + 3_600 * S, 15 * S);
+    let msgs: Vec<QueryRangeResponse> = stream(
+        &mut grpc,
+        "/tempopb.StreamingQuerier/MetricsQueryRange",
+        QueryRangeRequest {
+            query: q.into(),
+            start,
+            end,
+            step,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let mut merged: Vec<TimeSeries> = Vec::new();
+    for m in &msgs {
+        assert_eq!(m.status, 0, "{}", m.message);
+        for series in &m.series {
+            match merged.iter_mut().find(|x| x.labels == series.labels) {
+                Some(x) => x.samples.extend(series.samples.clone()),
+                None => merged.push(series.clone()),
+            }
+        }
+    }
+    let path = format!(
+        "/api/metrics/query_range?q={}&start={start}&end={end}&step=15s",
+        percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let (status, _, body) = call(s, &path, &[("Accept", "application/protobuf")]).await;
+    assert_eq!(status, 200);
+    let mut http = QueryRangeResponse::decode(body.as_slice()).unwrap().series;
+    for list in [&mut merged, &mut http] {
+        for x in list.iter_mut() {
+            x.samples.sort_by_key(|x| x.timestamp_ms);
+            x.exemplars.clear();
+        }
+        list.sort_by_key(|x| format!("{:?}", x.labels));
+    }
+    let jobs = msgs
+        .last()
+        .and_then(|m| m.metrics.as_ref())
+        .map_or((0, 0), |m| (m.completed_jobs, m.total_jobs));
+    (msgs.len(), merged, http, jobs)
+}
+
+/// A range streams shard by shard (whole step intervals), and the samples of all messages
+/// are exactly the HTTP API's.
+#[rstest::rstest]
+#[case::count("{ } | count_over_time() by (resource.service.name)")]
+#[case::rate("{ } | rate()")]
+#[case::quantile("{ } | quantile_over_time(duration, .5, .9)")]
+#[case::histogram("{ } | histogram_over_time(duration)")]
+#[case::max("{ } | max_over_time(duration) by (resource.service.name)")]
+#[tokio::test]
+async fn a_range_streams_interval_shards_that_add_up_to_the_http_answer(#[case] q: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = hour_of_traces(dir.path());
+    let (messages, merged, http, jobs) = range_both_ways(&s, q).await;
+    assert_eq!(messages, 8, "eight shards of 30 or 31 intervals");
+    assert_eq!(jobs, (8, 8));
+    assert!(!http.is_empty());
+    assert_eq!(merged, http);
+}
+
+/// `compare()` picks its values over the whole range, `topk` and `> N` across series: one
+/// shard, one message.
+#[rstest::rstest]
+#[case::compare("{ } | compare({ span:name = \"GET /\" })")]
+#[case::topk("{ } | count_over_time() by (span:name) | topk(1)")]
+#[case::filter("{ } | count_over_time() > 0")]
+#[tokio::test]
+async fn whole_range_queries_are_not_cut_into_shards(#[case] q: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = hour_of_traces(dir.path());
+    let (messages, merged, http, jobs) = range_both_ways(&s, q).await;
+    assert_eq!((messages, jobs), (1, (1, 1)));
+    assert_eq!(merged, http);
 }
