@@ -559,7 +559,7 @@ async fn bench(args: &Args, sonde: &Path, data: &Path) -> Result<()> {
             pct(&mut l, 99.0)
         );
     }
-    streaming_search(&api, start, end).await?;
+    streaming(&api, start, end).await?;
     metrics_queries(&client, &api, start, end).await?;
 
     // 4. Ack → findable.
@@ -694,42 +694,82 @@ async fn timed(
     Ok((l, last))
 }
 
-/// One `Search` over Tempo's streaming gRPC API (Grafana's default): time to its first and
-/// its last message.
-async fn streaming_search(api: &str, start: u64, end: u64) -> Result<()> {
-    use sonde_store::tempopb::{SearchRequest, SearchResponse};
-    let q = "{ kind = server } >> { status = error }";
+/// Tempo's streaming gRPC API (Grafana's default): a search, the same for the newest traces,
+/// and a metrics range, each with its time to the first and the last message.
+async fn streaming(api: &str, start: u64, end: u64) -> Result<()> {
+    use sonde_store::tempopb::{
+        QueryRangeRequest, QueryRangeResponse, SearchRequest, SearchResponse,
+    };
+    for q in [
+        "{ kind = server } >> { status = error }",
+        "{ kind = server } with (most_recent = true)",
+    ] {
+        let req = SearchRequest {
+            query: q.into(),
+            start: u32::try_from(start)?,
+            end: u32::try_from(end)?,
+            ..SearchRequest::default()
+        };
+        let count = |m: &SearchResponse| m.traces.len();
+        streamed(api, "/tempopb.StreamingQuerier/Search", req, q, count).await?;
+    }
+    let q = "{ } | rate() by (resource.service.name)";
+    let req = QueryRangeRequest {
+        query: q.into(),
+        start: start * 1_000_000_000,
+        end: end * 1_000_000_000,
+        step: 15_000_000_000,
+        ..QueryRangeRequest::default()
+    };
+    let count = |m: &QueryRangeResponse| m.series.iter().map(|s| s.samples.len()).sum();
+    streamed(
+        api,
+        "/tempopb.StreamingQuerier/MetricsQueryRange",
+        req,
+        q,
+        count,
+    )
+    .await
+}
+
+/// One streaming call: prints the time to its first and last message, the messages, and the
+/// items (`count`) they carried.
+async fn streamed<Req, Resp>(
+    api: &str,
+    method: &'static str,
+    req: Req,
+    q: &str,
+    count: impl Fn(&Resp) -> usize,
+) -> Result<()>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     let t = Instant::now();
     let channel = tonic::transport::Channel::from_shared(api.to_owned())?
         .connect()
         .await?;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await?;
-    let req = tonic::Request::new(SearchRequest {
-        query: q.into(),
-        start: u32::try_from(start)?,
-        end: u32::try_from(end)?,
-        ..SearchRequest::default()
-    });
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/tempopb.StreamingQuerier/Search");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
     let mut stream = grpc
         .server_streaming(
-            req,
+            tonic::Request::new(req),
             path,
-            tonic_prost::ProstCodec::<SearchRequest, SearchResponse>::default(),
+            tonic_prost::ProstCodec::<Req, Resp>::default(),
         )
         .await?
         .into_inner();
-    let (mut first, mut traces, mut messages) = (None, 0, 0);
+    let (mut first, mut items, mut messages) = (None, 0, 0);
     while let Some(m) = stream.message().await? {
         first.get_or_insert_with(|| t.elapsed());
-        traces += m.traces.len();
+        items += count(&m);
         messages += 1;
     }
     let last = t.elapsed();
+    let name = method.rsplit('/').next().unwrap_or(method);
     println!(
-        "  streaming Search {q:<48} first / last message {:.1} / {:.1} ms, {messages} message(s), {traces} traces",
+        "  streaming {name} {q:<44} first / last message {:.1} / {:.1} ms, {messages} message(s), {items} items",
         first.unwrap_or(last).as_secs_f64() * 1000.0,
         last.as_secs_f64() * 1000.0
     );
