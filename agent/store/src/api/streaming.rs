@@ -30,7 +30,7 @@ use tower::ServiceExt as _;
 use super::shards;
 use super::tempopb::{
     MetadataMetrics, QueryInstantRequest, QueryInstantResponse, QueryRangeRequest,
-    QueryRangeResponse, SearchRequest, SearchResponse, SearchTagValuesRequest,
+    QueryRangeResponse, SearchMetrics, SearchRequest, SearchResponse, SearchTagValuesRequest,
     SearchTagValuesResponse, SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse,
     SearchTagsV2Response, SearchTagsV2Scope, TagValue,
 };
@@ -245,19 +245,42 @@ async fn ask_json(
         .map_err(|e| Status::internal(format!("decoding the HTTP answer: {e}")))
 }
 
-/// The `metrics` object of a tags answer.
-fn metadata_metrics(v: &serde_json::Value) -> Option<MetadataMetrics> {
-    let m = v.get("metrics")?;
-    let n = |k: &str| {
-        m.get(k).and_then(|x| {
+/// A number of the answer's `metrics` object (jsonpb writes 64-bit ones as strings).
+fn metric(v: &serde_json::Value, key: &str) -> u64 {
+    v.get("metrics")
+        .and_then(|m| m.get(key))
+        .and_then(|x| {
             x.as_u64()
                 .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
         })
-    };
+        .unwrap_or(0)
+}
+
+fn metric32(v: &serde_json::Value, key: &str) -> u32 {
+    u32::try_from(metric(v, key)).unwrap_or(u32::MAX)
+}
+
+/// The `metrics` object of a tags answer.
+fn metadata_metrics(v: &serde_json::Value) -> Option<MetadataMetrics> {
+    v.get("metrics")?;
     Some(MetadataMetrics {
-        inspected_bytes: n("inspectedBytes").unwrap_or(0),
-        total_jobs: n("totalJobs").unwrap_or(0) as u32,
-        completed_jobs: n("completedJobs").unwrap_or(0) as u32,
+        inspected_bytes: metric(v, "inspectedBytes"),
+        total_jobs: metric32(v, "totalJobs"),
+        completed_jobs: metric32(v, "completedJobs"),
+    })
+}
+
+/// The `metrics` object of a metrics answer.
+fn search_metrics(v: &serde_json::Value) -> Option<SearchMetrics> {
+    v.get("metrics")?;
+    Some(SearchMetrics {
+        inspected_traces: metric32(v, "inspectedTraces"),
+        inspected_bytes: metric(v, "inspectedBytes"),
+        total_blocks: metric32(v, "totalBlocks"),
+        completed_jobs: metric32(v, "completedJobs"),
+        total_jobs: metric32(v, "totalJobs"),
+        total_block_bytes: metric(v, "totalBlockBytes"),
+        inspected_spans: metric(v, "inspectedSpans"),
     })
 }
 
@@ -490,7 +513,7 @@ fn query_instant(
             .collect();
         Ok(QueryInstantResponse {
             series,
-            metrics: None,
+            metrics: search_metrics(&v),
             status: i32::from(v.get("status").and_then(|s| s.as_str()) == Some("PARTIAL")),
             message: v
                 .get("message")

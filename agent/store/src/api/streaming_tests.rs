@@ -232,6 +232,12 @@ async fn every_call_answers_what_the_http_api_answers() {
     .unwrap();
     assert_eq!(instant[0].series.len(), 1);
     assert_eq!(instant[0].series[0].value, 1.0);
+    let m = instant[0].metrics.clone().unwrap_or_default();
+    assert_eq!(
+        (m.inspected_traces, m.completed_jobs, m.total_jobs),
+        (2, 1, 1),
+        "the HTTP answer's metrics"
+    );
 }
 
 #[tokio::test]
