@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod otlp;
 pub mod prometheus;
 pub mod servers;
+pub mod tempo;
 
 /// Why the kernel tests cannot run here, if they cannot.
 pub fn kernel_unavailable() -> Option<String> {
