@@ -113,10 +113,10 @@ pub fn router(store: Store) -> Router {
 
 /// [`router`] with the streamed search's settings.
 pub(crate) fn router_with(store: Store, search: streaming::SearchStreaming) -> Router {
-    let http = http_router(store);
+    let http = http_router(store.clone());
     let path = format!("{}{{*rpc}}", streaming::PREFIX);
     http.clone()
-        .route_service(&path, streaming::StreamingQuerier::new(http, search))
+        .route_service(&path, streaming::StreamingQuerier::new(http, store, search))
 }
 
 /// The HTTP API's route table.

@@ -34,10 +34,33 @@ const MIN_SEARCH_SHARD_SECS: u64 = 300;
 /// ...or this many metrics intervals each.
 const MIN_RANGE_SHARD_STEPS: u64 = 30;
 
-/// One shard: where its window starts (ns) and the window's request parameters.
+/// One shard: its window (ns) and the window's request parameters.
 pub(super) struct Shard {
     from_ns: u64,
+    to_ns: u64,
     window: [(&'static str, String); 2],
+}
+
+/// Blocks are cut (and compacted) by arrival, so when span times do not follow arrival (spans
+/// sent late, or replayed) one block can cover the whole window, and every shard would read
+/// it again. Keep the shards only if, together, they read at most twice as many blocks as the
+/// whole window does; else the call is one shard. `blocks` are the blocks' time ranges.
+pub(super) fn worth_it(shards: &VecDeque<Shard>, blocks: &[(u64, u64)]) -> bool {
+    let reads = |from: u64, to: u64| {
+        blocks
+            .iter()
+            .filter(|&&(start, end)| start <= to && end >= from)
+            .count()
+    };
+    let (Some(from), Some(to)) = (
+        shards.iter().map(|s| s.from_ns).min(),
+        shards.iter().map(|s| s.to_ns).max(),
+    ) else {
+        return false;
+    };
+    let whole = reads(from, to);
+    let sharded: usize = shards.iter().map(|s| reads(s.from_ns, s.to_ns)).sum();
+    sharded <= 2 * whole
 }
 
 /// What a sharded call adds up.
@@ -168,23 +191,27 @@ fn runs(n: u64, min: u64) -> impl Iterator<Item = (u64, u64)> {
 }
 
 /// A search window `[start, end]` (unix seconds) in shards of whole seconds; a request
-/// without a window is one shard over the HTTP API's default window.
-pub(super) fn search_shards(start: u32, end: u32) -> VecDeque<Shard> {
+/// without a window, or one where sharding is not [`worth_it`], is one shard.
+pub(super) fn search_shards(start: u32, end: u32, blocks: &[(u64, u64)]) -> VecDeque<Shard> {
     let one = |s: u32, e: u32| Shard {
         from_ns: u64::from(s) * 1_000_000_000,
+        to_ns: u64::from(e) * 1_000_000_000,
         window: [("start", param(s, "")), ("end", param(e, ""))],
     };
     if start == 0 || end <= start {
         return VecDeque::from([one(start, end)]);
     }
-    let (start, end) = (u64::from(start), u64::from(end));
-    runs(end - start, MIN_SEARCH_SHARD_SECS)
+    let shards = runs(u64::from(end - start), MIN_SEARCH_SHARD_SECS)
         .map(|(a, b)| {
-            let s = u32::try_from(start + a).unwrap_or(u32::MAX);
-            let e = u32::try_from(start + b).unwrap_or(u32::MAX);
-            one(s, e)
+            let at = |k: u64| u32::try_from(u64::from(start) + k).unwrap_or(u32::MAX);
+            one(at(a), at(b))
         })
-        .collect()
+        .collect();
+    if worth_it(&shards, blocks) {
+        shards
+    } else {
+        VecDeque::from([one(start, end)])
+    }
 }
 
 /// The intervals of a sharded range: `n` intervals of `step` ns after `origin`, interval `i`
@@ -216,16 +243,18 @@ impl Grid {
 /// as Tempo does (start down and end up to the step, then one interval more before the
 /// start): each shard asks for `(first + step, last]` so that, aligned, it covers exactly its
 /// intervals `(first, last]`. A range without start, end or step, one the HTTP API refuses,
-/// or a query that is not [`shardable`](sonde_traceql::MetricsQuery::shardable) is one shard
-/// (and no grid).
+/// a query that is not [`shardable`](sonde_traceql::MetricsQuery::shardable), or one where
+/// sharding is not [`worth_it`] is one shard (and no grid).
 pub(super) fn range_shards(
     start: u64,
     end: u64,
     step: u64,
     shardable: bool,
+    blocks: &[(u64, u64)],
 ) -> (VecDeque<Shard>, Option<Grid>) {
     let one = |from_ns: u64, s: u64, e: u64| Shard {
         from_ns,
+        to_ns: e,
         window: [("start", param(s, "")), ("end", param(e, ""))],
     };
     let whole = || (VecDeque::from([one(start, start, end)]), None);
@@ -245,6 +274,9 @@ pub(super) fn range_shards(
             one(from, from + step, origin + b * step)
         })
         .collect();
+    if !worth_it(&shards, blocks) {
+        return whole();
+    }
     (shards, Some(Grid { origin, step, n }))
 }
 

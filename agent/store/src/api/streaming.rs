@@ -45,6 +45,7 @@ const DIFF_EVERY: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct StreamingQuerier {
     http: Router,
+    store: crate::Store,
     search: SearchStreaming,
 }
 
@@ -67,8 +68,20 @@ impl SearchStreaming {
 }
 
 impl StreamingQuerier {
-    pub fn new(http: Router, search: SearchStreaming) -> Self {
-        Self { http, search }
+    pub fn new(http: Router, store: crate::Store, search: SearchStreaming) -> Self {
+        Self {
+            http,
+            store,
+            search,
+        }
+    }
+
+    /// The time ranges of the blocks the call's tenants have (none if the call names no
+    /// tenant the HTTP API accepts: its first shard then answers the refusal).
+    fn block_ranges(&self, meta: &tonic::metadata::MetadataMap) -> Vec<(u64, u64)> {
+        super::tenants(&self.store, &meta.clone().into_headers())
+            .map(|t| self.store.block_ranges(&t))
+            .unwrap_or_default()
     }
 }
 
@@ -298,6 +311,7 @@ fn search(
     meta: tonic::metadata::MetadataMap,
 ) -> Answer<SearchResponse> {
     Box::pin(async move {
+        let blocks = q.block_ranges(&meta);
         let (http, how) = (q.http, q.search);
         let tags = logfmt(&r.tags);
         let most_recent = sonde_traceql::parse_search(&r.query).is_ok_and(|q| q.most_recent());
@@ -313,7 +327,7 @@ fn search(
             ("limit", param(r.limit, "")),
             ("spss", param(r.spans_per_span_set, "")),
         ];
-        let shards = shards::search_shards(r.start, r.end);
+        let shards = shards::search_shards(r.start, r.end, &blocks);
         let combiner = shards::SearchCombiner::new(limit as usize, most_recent, shards.len());
         let jobs = shards::Jobs::new(http, meta, "/api/search", query, shards, combiner);
         jobs.run(how.diff_every).await
@@ -458,7 +472,8 @@ fn query_range(
         let compiled = sonde_traceql::parse_metrics(&r.query).ok();
         let shardable = compiled.as_ref().is_some_and(|m| m.shardable());
         let empty = compiled.as_ref().and_then(|m| m.empty_interval());
-        let (shards, grid) = shards::range_shards(r.start, r.end, r.step, shardable);
+        let blocks = q.block_ranges(&meta);
+        let (shards, grid) = shards::range_shards(r.start, r.end, r.step, shardable, &blocks);
         let query = vec![
             ("q", r.query),
             ("step", param(r.step, "ns")),

@@ -299,17 +299,27 @@ async fn the_tenant_comes_from_the_call_s_metadata() {
     assert_eq!(ask(None).await.unwrap_err().code(), Code::Unauthenticated);
 }
 
-/// Thirty traces 100 s apart over the last hour (the newest 50 s before its end), half in a
-/// block and half live; the oldest five from another service.
+/// Thirty traces 100 s apart over the last hour (the newest 50 s before its end), the oldest
+/// half in blocks of three, as they would be cut when spans arrive in time, and the rest live;
+/// the oldest five from another service.
 fn hour_of_traces(dir: &std::path::Path) -> Store {
-    let s = Store::open(&cfg(dir), ManualClock::new(T0 + 3_600 * S)).unwrap();
+    traces_cut_every(dir, 3)
+}
+
+/// [`hour_of_traces`] with a block cut after every `block` of the oldest fifteen.
+fn traces_cut_every(dir: &std::path::Path, block: u64) -> Store {
+    let mut c = cfg(dir);
+    // Blocks stay as cut (compaction would merge them into one over the whole window).
+    c.compaction_min_blocks = 64;
+    c.compaction_max_blocks = 64;
+    let s = Store::open(&c, ManualClock::new(T0 + 3_600 * S)).unwrap();
     for i in 0..30u64 {
         let sp = span(i + 1, 1, 0, "GET /", (650 + i * 100) * 1_000, 50);
         // A service seen only in the oldest shards: its series starts late in the stream.
         let service = if i < 5 { "old-svc" } else { "svc" };
         s.ingest(crate::ids::SINGLE_TENANT, req(service, vec![sp]))
             .unwrap();
-        if i == 14 {
+        if i < 15 && (i + 1) % block == 0 {
             s.maintain(true);
         }
     }
@@ -518,6 +528,21 @@ async fn whole_range_queries_are_not_cut_into_shards(#[case] q: &str) {
     let dir = tempfile::tempdir().unwrap();
     let s = hour_of_traces(dir.path());
     let (messages, merged, http, jobs) = range_both_ways(&s, q).await;
+    assert_eq!((messages, jobs), (1, (1, 1)));
+    assert_eq!(merged, http);
+}
+
+/// When one block covers most of the window (spans that came late, all in one cut), each
+/// shard would read it again: the call is one shard, one message.
+#[tokio::test]
+async fn one_block_over_the_whole_window_is_not_read_once_per_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = traces_cut_every(dir.path(), 15);
+    let (msgs, http) = search_both_ways(&s, "{ }", 100).await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(ids(&msgs[0].traces), ids(&http.traces));
+    let (messages, merged, http, jobs) =
+        range_both_ways(&s, "{ } | count_over_time() by (resource.service.name)").await;
     assert_eq!((messages, jobs), (1, (1, 1)));
     assert_eq!(merged, http);
 }

@@ -475,6 +475,16 @@ impl Store {
             .collect()
     }
 
+    /// The time range (`min_start_ns`, `max_end_ns`) of every block of these tenants: what a
+    /// query over a window has to read.
+    pub fn block_ranges(&self, tenants: &[String]) -> Vec<(u64, u64)> {
+        self.query_tenants(tenants)
+            .iter()
+            .flat_map(|t| t.blocks())
+            .map(|b| (b.meta.min_start_ns, b.meta.max_end_ns))
+            .collect()
+    }
+
     /// The trace's payload (`TracesData` bytes, fragments concatenated) and bytes inspected.
     pub fn find_trace(
         &self,
