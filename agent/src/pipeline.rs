@@ -361,6 +361,9 @@ fn watch_go(probes: &mut Probes, pid: u32) {
         Ok(crate::ebpf::golang::Watch::Attached) => {
             tracing::info!(pid, "Go client probes attached to the process's executable");
         }
+        Ok(crate::ebpf::golang::Watch::Refused(why)) => {
+            tracing::warn!("Go client probes off: {why}");
+        }
         Ok(_) => {}
         Err(e) => tracing::debug!(pid, "Go client probes not attached: {e}"),
     }

@@ -405,6 +405,23 @@ fn the_config_maps_hold_configuration_sonde_loads_and_no_secret() {
     assert_eq!(reconcile.tempos[0].url, "http://sonde-store.sonde.svc:3200");
 }
 
+/// The Go uprobes are off by default (the agent holds no CAP_SYS_ADMIN); `agent.goProbes:
+/// true` turns them on with the two capabilities they take.
+#[test]
+fn go_probes_come_with_their_capabilities_only_when_asked_for() {
+    let ms = render(None);
+    assert!(!sonde_configs(&ms)["sonde-agent/sonde.yaml"].agent.go_probes);
+    let ms = render_with(&[serde_yaml::from_str("agent: {goProbes: true}").unwrap()]).unwrap();
+    let ds = object(find(&ms, "DaemonSet", "sonde-agent").unwrap());
+    let sc = &ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_yaml::from_str::<Yaml>("[BPF, PERFMON, DAC_READ_SEARCH, SYS_ADMIN, SYS_PTRACE]")
+            .unwrap()
+    );
+    assert!(sonde_configs(&ms)["sonde-agent/sonde.yaml"].agent.go_probes);
+}
+
 #[test]
 fn the_agent_is_unprivileged_and_bounded_in_every_render() {
     for (name, values) in option_sets() {

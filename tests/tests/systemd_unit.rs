@@ -1,8 +1,10 @@
 //! The systemd unit in deploy/systemd: systemd accepts it, its hardening rates at most 3.0 on
 //! `systemd-analyze security`, and the capability set it grants is enough: the agent run as an
 //! unprivileged user holding exactly those capabilities (what `DynamicUser=` and
-//! `AmbientCapabilities=` give it) captures a request. (No systemd runs as PID 1 here, so the
-//! unit itself is checked offline; its seccomp filter is not exercised.)
+//! `AmbientCapabilities=` give it) captures a request, and says once that it cannot put its
+//! Go client uprobes on a Go program of another user (that takes CAP_SYS_PTRACE and
+//! CAP_SYS_ADMIN, which the unit leaves out). (No systemd runs as PID 1 here, so the unit
+//! itself is checked offline; its seccomp filter is not exercised.)
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use sonde_e2e::{
@@ -11,6 +13,7 @@ use sonde_e2e::{
     curl, free_port,
     otlp::{attr, start_receiver},
     python_http_server, require_kernel,
+    servers::hop,
 };
 
 fn unit_file() -> PathBuf {
@@ -80,6 +83,10 @@ async fn the_units_capabilities_are_enough_for_an_unprivileged_agent() {
     std::fs::write(dir.path().join("index.html"), "hi").unwrap();
     let port = free_port();
     let _server = python_http_server(dir.path(), port);
+    // A Go program run by root, another user than the agent's.
+    let go_port = free_port();
+    let _go = hop("go", dir.path(), go_port, Some(port), false);
+    let log = dir.path().join("agent.log");
     let (addr, received) = start_receiver().await;
     let metrics = free_port();
     // `nobody`, with the unit's capabilities as ambient ones and no others.
@@ -96,12 +103,13 @@ async fn the_units_capabilities_are_enough_for_an_unprivileged_agent() {
         .args([
             "agent",
             "--port",
-            &port.to_string(),
+            &format!("{port},{go_port}"),
             "--metrics-listen-address",
             &format!("127.0.0.1:{metrics}"),
         ])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("setpriv (util-linux)");
     let mut agent = Proc(agent);
@@ -129,4 +137,25 @@ async fn the_units_capabilities_are_enough_for_an_unprivileged_agent() {
         assert!(std::time::Instant::now() < deadline, "no span captured");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Root's Go program cannot be probed by `nobody` without CAP_SYS_PTRACE and
+    // CAP_SYS_ADMIN: the agent says so, once, and goes on capturing.
+    for _ in 0..2 {
+        let (ok, _) = curl(&[&format!("http://127.0.0.1:{go_port}/go")]);
+        assert!(ok);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Go client probes off") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no word on the Go probes:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(text.matches("Go client probes off").count(), 1, "{text}");
+    assert!(text.contains("CAP_SYS_PTRACE"), "{text}");
+    assert!(!text.contains("Go client probes attached"), "{text}");
 }

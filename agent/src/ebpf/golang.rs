@@ -56,8 +56,11 @@ pub fn client_offsets<'a, R: object::ReadRef<'a>>(
 }
 
 /// What came of looking at a process's executable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Watch {
+    /// The probes cannot be attached for want of privilege (said once; no Go program is
+    /// probed after that).
+    Refused(String),
     /// The probes were attached to it now.
     Attached,
     /// Looked at before (attached or not).
@@ -70,6 +73,8 @@ pub enum Watch {
 pub struct GoProbes {
     /// (device, inode) of every executable looked at.
     seen: HashSet<(u64, u64)>,
+    /// A probe was refused for want of privilege: not tried again.
+    refused: bool,
 }
 
 impl GoProbes {
@@ -82,14 +87,28 @@ impl GoProbes {
         }
         Ok(Self {
             seen: HashSet::new(),
+            refused: false,
         })
     }
 
     /// Attaches the probes to the executable process `pid` runs, unless it was looked at
     /// before or is not a Go program with net/http's client.
     pub fn watch(&mut self, ebpf: &mut aya::Ebpf, pid: u32) -> Result<Watch, String> {
+        if self.refused {
+            return Ok(Watch::NotGo);
+        }
         let exe = format!("/proc/{pid}/exe");
-        let meta = std::fs::metadata(&exe).map_err(|e| format!("{exe}: {e}"))?;
+        let meta = match std::fs::metadata(&exe) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                self.refused = true;
+                return Ok(Watch::Refused(format!(
+                    "{exe}: {e}: opening another user's executable takes CAP_SYS_PTRACE, \
+                     and a uprobe CAP_SYS_ADMIN"
+                )));
+            }
+            Err(e) => return Err(format!("{exe}: {e}")),
+        };
         if self.seen.len() >= MAX_SEEN {
             self.seen.clear();
         }
@@ -105,12 +124,32 @@ impl GoProbes {
             return Ok(Watch::NotGo);
         };
         for ((program, function), offset) in FUNCTIONS.iter().zip(offsets) {
-            uprobe(ebpf, program)?
-                .attach(offset, Path::new(&exe), UProbeScope::AllProcesses)
-                .map_err(|e| format!("attaching to {function} in {exe}: {e}"))?;
+            let attached =
+                uprobe(ebpf, program)?.attach(offset, Path::new(&exe), UProbeScope::AllProcesses);
+            match attached {
+                Ok(_) => {}
+                Err(e) if refused_for_privilege(&e) => {
+                    self.refused = true;
+                    return Ok(Watch::Refused(format!(
+                        "the kernel refused a uprobe on {function} ({e}): uprobes take \
+                         CAP_SYS_ADMIN on current kernels (CAP_PERFMON was enough on some \
+                         earlier ones), and another user's executable CAP_SYS_PTRACE"
+                    )));
+                }
+                Err(e) => return Err(format!("attaching to {function} in {exe}: {e}")),
+            }
         }
         Ok(Watch::Attached)
     }
+}
+
+/// `perf_event_open` failed with EACCES or EPERM.
+fn refused_for_privilege(e: &aya::programs::ProgramError) -> bool {
+    matches!(
+        e,
+        aya::programs::ProgramError::SyscallError(aya::sys::SyscallError { io_error, .. })
+            if matches!(io_error.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+    )
 }
 
 fn uprobe<'a>(ebpf: &'a mut aya::Ebpf, program: &str) -> Result<&'a mut UProbe, String> {
