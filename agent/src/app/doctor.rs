@@ -71,6 +71,8 @@ pub fn run_doctor(args: DoctorArgs) -> ExitCode {
         }
     };
     let mut checks = host_checks(Path::new("/sys/kernel/tracing"));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    checks.push(go_probes_check(cfg.agent.go_probes, &status));
     checks.push(endpoint_check(&cfg));
     checks.push(data_dir_check(&cfg.store.data_dir));
     checks.extend(port_checks(&cfg));
@@ -171,7 +173,7 @@ fn hook_checks(tracefs: &Path) -> Vec<Check> {
         (
             "uprobes",
             "uprobe_events",
-            "needed later to read TLS libraries' plaintext",
+            "the Go client probes; later, TLS libraries' plaintext",
         ),
     ] {
         out.push(if has(file) {
@@ -186,6 +188,29 @@ fn hook_checks(tracefs: &Path) -> Vec<Check> {
         });
     }
     out
+}
+
+/// Whether the Go client uprobes can be attached with the capabilities this process holds
+/// (`status`: a `/proc/<pid>/status` text). Without them the agent captures as well, but
+/// links Go programs' client calls without the goroutine.
+fn go_probes_check(enabled: bool, status: &str) -> Check {
+    if !enabled {
+        return Check::pass("Go client probes", "off (agent.go_probes: false)");
+    }
+    let missing = ebpf::missing_go_probe_capabilities(status);
+    if missing.is_empty() {
+        return Check::pass("Go client probes", "CAP_SYS_ADMIN and CAP_SYS_PTRACE held");
+    }
+    Check::not_ok(
+        "Go client probes",
+        Status::Warn,
+        format!(
+            "missing {}: the kernel refuses the uprobes (CAP_SYS_ADMIN) or another user's \
+             executable (CAP_SYS_PTRACE), so Go client calls are not joined by goroutine",
+            missing.join(" and ")
+        ),
+        "run as root, or add CAP_SYS_ADMIN and CAP_SYS_PTRACE (Helm: agent.goProbes: true)",
+    )
 }
 
 /// `6.18.0-foo` → (6, 18).
@@ -458,6 +483,37 @@ mod tests {
     #[case("", None)]
     fn kernel_versions(#[case] release: &str, #[case] want: Option<(u32, u32)>) {
         assert_eq!(kernel_version(release), want);
+    }
+
+    /// CapEff of root (every capability), of the systemd unit's three (BPF, PERFMON,
+    /// DAC_READ_SEARCH) and of those three with SYS_ADMIN but not SYS_PTRACE.
+    #[rstest]
+    #[case::root("000001ffffffffff", true, Status::Pass, None)]
+    #[case::unit(
+        "000000c000000004",
+        true,
+        Status::Warn,
+        Some("CAP_SYS_ADMIN and CAP_SYS_PTRACE")
+    )]
+    #[case::no_ptrace(
+        "000000c000200004",
+        true,
+        Status::Warn,
+        Some("missing CAP_SYS_PTRACE:")
+    )]
+    #[case::off("000000c000000004", false, Status::Pass, None)]
+    fn go_probes_need_sys_admin_and_sys_ptrace(
+        #[case] cap_eff: &str,
+        #[case] enabled: bool,
+        #[case] want: Status,
+        #[case] says: Option<&str>,
+    ) {
+        let status = format!("Name:\tsonde\nCapEff:\t{cap_eff}\n");
+        let c = go_probes_check(enabled, &status);
+        assert_eq!(c.status, want, "{}", c.detail);
+        if let Some(s) = says {
+            assert!(c.detail.contains(s), "{}", c.detail);
+        }
     }
 
     #[test]

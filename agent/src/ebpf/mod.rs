@@ -112,15 +112,34 @@ const NEEDED_CAPS: [(u32, &str); 3] = [
     (2, "CAP_DAC_READ_SEARCH"),
 ];
 
-/// Whether the effective capability set in a `/proc/<pid>/status` text holds every needed
-/// capability (root normally does; a non-root user can be granted exactly these).
-pub fn has_capabilities(status: &str) -> bool {
-    let effective = status
+/// What the Go client uprobes take beyond [`NEEDED_CAPS`]: a uprobe, CAP_SYS_ADMIN on current
+/// kernels; another user's `/proc/<pid>/exe`, CAP_SYS_PTRACE.
+pub const GO_PROBE_CAPS: [(u32, &str); 2] = [(21, "CAP_SYS_ADMIN"), (19, "CAP_SYS_PTRACE")];
+
+/// The effective capability set in a `/proc/<pid>/status` text, as a bit mask.
+fn effective_capabilities(status: &str) -> u64 {
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Whether the effective capability set in a `/proc/<pid>/status` text holds every needed
+/// capability (root normally does; a non-root user can be granted exactly these).
+pub fn has_capabilities(status: &str) -> bool {
+    let effective = effective_capabilities(status);
     NEEDED_CAPS.iter().all(|(bit, _)| effective >> bit & 1 == 1)
+}
+
+/// The capabilities of [`GO_PROBE_CAPS`] missing from a `/proc/<pid>/status` text.
+pub fn missing_go_probe_capabilities(status: &str) -> Vec<&'static str> {
+    let effective = effective_capabilities(status);
+    GO_PROBE_CAPS
+        .iter()
+        .filter(|(bit, _)| effective >> bit & 1 == 0)
+        .map(|(_, name)| *name)
+        .collect()
 }
 
 /// Say what is missing before trying to load, in one clear line.
