@@ -670,6 +670,24 @@ fn most_recent_hint_returns_the_newest_traces_and_skips_older_blocks() {
     assert_eq!((r.traces.len(), r.inspected_traces), (5, 5));
 }
 
+/// Live traces outside a search's window are passed over, not counted as inspected.
+#[test]
+fn live_traces_outside_the_window_are_not_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let spans = (0..10)
+        .map(|i| span(i + 1, 1, 0, "op", i * 60_000, 1))
+        .collect();
+    store.ingest(SINGLE_TENANT, req("svc", spans)).unwrap();
+    let mut sp = spec(ql("{ }"));
+    // Minutes 2, 3 and 4.
+    sp.start_ns = T0 + 120_000_000_000;
+    sp.end_ns = T0 + 240_000_000_000;
+    let r = store.search(&tenants(), &sp).unwrap();
+    assert_eq!((r.traces.len(), r.inspected_traces), (3, 3));
+}
+
 #[test]
 fn compaction_keeps_a_span_delivered_twice_once() {
     let dir = tempfile::tempdir().unwrap();

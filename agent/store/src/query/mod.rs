@@ -566,13 +566,18 @@ impl Store {
                     let Some(lt) = st.live.traces.get(id) else {
                         continue;
                     };
-                    res.inspected_traces += 1;
-                    res.inspected_bytes += lt.payload.len() as u64;
                     let tr = TraceRef {
                         table: &st.live.table,
                         id,
                         spans: &lt.spans,
                     };
+                    // Live traces outside the window are passed over, not inspected (a
+                    // streamed search asks each time shard and sums what they inspected).
+                    if !in_window(&tr, spec) {
+                        continue;
+                    }
+                    res.inspected_traces += 1;
+                    res.inspected_bytes += lt.payload.len() as u64;
                     if let Some(hit) = eval(tr, spec, refs.as_ref())
                         && push(hit, &mut res, budget)?
                     {
@@ -583,12 +588,15 @@ impl Store {
             for p in t.pendings().iter().rev() {
                 for (id, lt) in &p.traces {
                     budget.check()?;
-                    res.inspected_traces += 1;
                     let tr = TraceRef {
                         table: &p.table,
                         id,
                         spans: &lt.spans,
                     };
+                    if !in_window(&tr, spec) {
+                        continue;
+                    }
+                    res.inspected_traces += 1;
                     if let Some(hit) = eval(tr, spec, refs.as_ref())
                         && push(hit, &mut res, budget)?
                     {
@@ -644,6 +652,11 @@ impl Store {
         keep_newest(&mut res.traces, spec.limit);
         Ok(res)
     }
+}
+
+/// Whether a trace has a span in the search's window.
+fn in_window(t: &TraceRef<'_>, spec: &SearchSpec) -> bool {
+    !t.spans.is_empty() && t.start() <= spec.end_ns && t.end() >= spec.start_ns
 }
 
 /// Sorts hits newest first and keeps the first `limit`.
